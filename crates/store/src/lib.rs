@@ -1,0 +1,246 @@
+//! tiercare-store: persistence behind one trait, [`Store`], with two implementations:
+//! SQLite (the embedded default) and PostgreSQL. Both run the same SQL text where
+//! possible (`queries.rs` is compiled once per backend), their own migrations, and pass
+//! the same contract suite ([`contract`], feature `contract`).
+//!
+//! Architecture invariants:
+//! - SQL lives only in this crate. Callers get domain types back.
+//! - Every write goes through the backend's `transact` helper, which begins the right kind
+//!   of transaction (SQLite `BEGIN IMMEDIATE`, PostgreSQL `SERIALIZABLE`) and retries
+//!   serialization failures (SQLSTATE 40001) and SQLite busy errors.
+//! - Keys are app-generated UUIDv7; patient-owned tables carry `region_key` first in their
+//!   primary key (distribution key for a sharded PostgreSQL).
+//! - Migrations are append-only; a changed migration is refused at start.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use tiercare_domain::access::{AccessBasis, AccessFacts};
+use tiercare_domain::encounter::Encounter;
+use tiercare_domain::facility::{Alliance, Community, Facility, Practitioner, PractitionerRole, Tier};
+use tiercare_domain::identity::IdentifierType;
+use tiercare_domain::matching::MatchQuery;
+use tiercare_domain::patient::{Enrolment, Patient};
+use tiercare_domain::role::Role;
+
+#[cfg(feature = "contract")]
+pub mod contract;
+mod error;
+mod migrate;
+pub mod postgres;
+pub mod sqlite;
+
+pub use error::StoreError;
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A new UUIDv7 key.
+pub fn new_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+/// Which backend a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Open the store a URL names: `postgres://…` or `postgresql://…` selects PostgreSQL,
+/// `sqlite://PATH` or a plain path selects SQLite (created if missing).
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(postgres::PgStore::connect(url).await?))
+    } else {
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(std::path::Path::new(path)).await?))
+    }
+}
+
+/// A user account (password hash kept for the server's auth only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub facility_id: Uuid,
+    pub roles: Vec<Role>,
+    pub password_hash: String,
+    pub active: bool,
+}
+
+/// Session tokens expire; API tokens (machine clients) last until revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Session,
+    Api,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Session => "session",
+            TokenKind::Api => "api",
+        }
+    }
+}
+
+/// A stored token: only its SHA-256 hash is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub token_hash: Vec<u8>,
+    pub user_id: Uuid,
+    pub kind: TokenKind,
+    pub label: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// One read (or other action) on a patient's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogEntry {
+    pub id: Uuid,
+    pub region_key: String,
+    pub at: OffsetDateTime,
+    pub user_id: Uuid,
+    pub facility_id: Uuid,
+    pub patient_id: Uuid,
+    /// e.g. `read_record`, `read_encounters`.
+    pub action: String,
+    pub basis: AccessBasis,
+    /// The break-glass reason, when given.
+    pub reason: Option<String>,
+    pub client_addr: Option<String>,
+}
+
+/// Filter for the access log.
+#[derive(Debug, Clone, Default)]
+pub struct AccessLogFilter {
+    pub patient_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub basis: Option<AccessBasis>,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+    pub limit: u32,
+}
+
+/// A merge of two patient records and, if undone, its undoing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeRecord {
+    pub id: Uuid,
+    pub survivor_id: Uuid,
+    pub merged_id: Uuid,
+    pub reason: String,
+    pub merged_by: Uuid,
+    pub merged_at: OffsetDateTime,
+    pub undone_by: Option<Uuid>,
+    pub undone_at: Option<OffsetDateTime>,
+    pub undo_reason: Option<String>,
+}
+
+/// Filter for facility lists.
+#[derive(Debug, Clone, Default)]
+pub struct FacilityFilter {
+    pub community_id: Option<Uuid>,
+    pub tier: Option<Tier>,
+    pub region_code: Option<String>,
+}
+
+/// A bulk-import row that was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowRejection {
+    /// 1-based line (or record) number in the source.
+    pub line: u64,
+    pub code: String,
+    pub message: String,
+}
+
+/// Result of a bulk patient import.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportOutcome {
+    pub inserted: u64,
+    pub rejected: Vec<RowRejection>,
+}
+
+/// A patient's record as a clinician reads it: the (surviving) patient, the records
+/// merged into it, enrolments and encounters of all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientRecord {
+    pub patient: Patient,
+    pub merged_ids: Vec<Uuid>,
+    pub enrolments: Vec<Enrolment>,
+    pub encounters: Vec<Encounter>,
+}
+
+/// Everything tiercare keeps. One trait, two backends; the contract suite defines the
+/// behaviour both must have.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    /// Apply pending migrations; returns the names applied now.
+    async fn migrate(&self) -> Result<Vec<String>>;
+
+    // --- registries
+    async fn create_alliance(&self, a: &Alliance) -> Result<()>;
+    async fn list_alliances(&self) -> Result<Vec<Alliance>>;
+    async fn create_community(&self, c: &Community) -> Result<()>;
+    async fn get_community(&self, id: Uuid) -> Result<Option<Community>>;
+    async fn list_communities(&self) -> Result<Vec<Community>>;
+    async fn create_facility(&self, f: &Facility) -> Result<()>;
+    async fn get_facility(&self, id: Uuid) -> Result<Option<Facility>>;
+    async fn get_facility_by_code(&self, code: &str) -> Result<Option<Facility>>;
+    async fn list_facilities(&self, filter: &FacilityFilter) -> Result<Vec<Facility>>;
+    async fn create_practitioner(&self, p: &Practitioner) -> Result<()>;
+    async fn get_practitioner(&self, id: Uuid) -> Result<Option<Practitioner>>;
+    async fn list_practitioners(&self, facility_id: Option<Uuid>) -> Result<Vec<Practitioner>>;
+    async fn create_practitioner_role(&self, r: &PractitionerRole) -> Result<()>;
+    async fn list_practitioner_roles(&self, practitioner_id: Uuid) -> Result<Vec<PractitionerRole>>;
+
+    // --- patient index
+    /// Register one patient. An identifier already registered is refused with
+    /// [`StoreError::Duplicate`] naming the existing patient; nothing is written.
+    async fn create_patient(&self, p: &Patient) -> Result<()>;
+    /// Bulk registration. `atomic`: any bad row writes nothing; otherwise the good rows land.
+    async fn import_patients(&self, rows: &[(u64, Patient)], atomic: bool) -> Result<ImportOutcome>;
+    /// The patient with this id, whatever its status.
+    async fn get_patient(&self, id: Uuid) -> Result<Option<Patient>>;
+    /// The patient an identifier is registered to (not following merges).
+    async fn find_by_identifier(&self, kind: IdentifierType, value: &str) -> Result<Option<Patient>>;
+    /// Candidate records for matching (blocking on birth date, name, phone); the domain ranks them.
+    async fn match_candidates(&self, q: &MatchQuery, limit: u32) -> Result<Vec<Patient>>;
+    /// The record as read by a clinician, following merges to the survivor.
+    async fn patient_record(&self, id: Uuid) -> Result<Option<PatientRecord>>;
+    async fn count_patients(&self) -> Result<u64>;
+    /// Merge `merged_id` into `survivor_id` (domain rules apply); returns the merge.
+    async fn merge_patients(
+        &self,
+        survivor_id: Uuid,
+        merged_id: Uuid,
+        by: Uuid,
+        reason: &str,
+        at: OffsetDateTime,
+    ) -> Result<MergeRecord>;
+    /// Undo a merge: the merged record is active again with everything it had.
+    async fn unmerge(&self, merge_id: Uuid, by: Uuid, reason: &str, at: OffsetDateTime) -> Result<MergeRecord>;
+    async fn merge_history(&self, patient_id: Uuid) -> Result<Vec<MergeRecord>>;
+    async fn add_enrolment(&self, e: &Enrolment) -> Result<()>;
+
+    // --- encounters
+    async fn create_encounter(&self, e: &Encounter) -> Result<()>;
+
+    // --- users, tokens
+    async fn create_user(&self, u: &User) -> Result<()>;
+    async fn get_user(&self, id: Uuid) -> Result<Option<User>>;
+    async fn get_user_by_username(&self, username: &str) -> Result<Option<User>>;
+    async fn list_users(&self) -> Result<Vec<User>>;
+    async fn create_token(&self, t: &TokenRecord) -> Result<()>;
+    /// The token and its user, when the token exists, is not revoked and not expired at `now`.
+    async fn find_token(&self, token_hash: &[u8], now: OffsetDateTime) -> Result<Option<(TokenRecord, User)>>;
+    async fn revoke_token(&self, token_hash: &[u8], at: OffsetDateTime) -> Result<()>;
+
+    // --- access
+    /// Facts for the access rule: does `facility_id` have a relationship with the patient?
+    async fn access_facts(&self, facility_id: Uuid, patient_id: Uuid) -> Result<AccessFacts>;
+    async fn record_access(&self, e: &AccessLogEntry) -> Result<()>;
+    async fn query_access_log(&self, f: &AccessLogFilter) -> Result<Vec<AccessLogEntry>>;
+}

@@ -1,0 +1,22 @@
+//! Append-only migrations, per backend, tracked in `schema_migration` with a checksum.
+
+/// (version, name, sql) of every migration of a backend, in order.
+pub(crate) type Migration = (i64, &'static str, &'static str);
+
+pub(crate) const SQLITE: &[Migration] =
+    &[(1, "0001_foundation", include_str!("../migrations/sqlite/0001_foundation.sql"))];
+pub(crate) const POSTGRES: &[Migration] =
+    &[(1, "0001_foundation", include_str!("../migrations/postgres/0001_foundation.sql"))];
+
+pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (
+    version BIGINT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+
+/// FNV-1a 64 of the migration text: enough to notice an edited migration.
+pub(crate) fn checksum(sql: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in sql.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}

@@ -1,0 +1,48 @@
+//! PostgreSQL backend, chosen by a `postgres://` URL. Write transactions run SERIALIZABLE
+//! and are retried on SQLSTATE 40001. The schema avoids sequences, triggers, LISTEN/NOTIFY
+//! and advisory locks so it can move to a distributed PostgreSQL unchanged.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Pool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+type Db = sqlx::Postgres;
+type This = PgStore;
+const BACKEND: Backend = Backend::Postgres;
+const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::POSTGRES;
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool<Db>,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let opts = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        Ok(PgStore { pool })
+    }
+
+    fn read(&self) -> &Pool<Db> {
+        &self.pool
+    }
+
+    async fn begin(&self) -> Result<Tx> {
+        Ok(self.pool.begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE").await?)
+    }
+}
+
+fn busy_retry_delay(attempt: u32) -> Duration {
+    // jittered backoff: two serialization failures should not retry in lockstep
+    let jitter = u64::from(uuid::Uuid::now_v7().as_bytes()[15] % 10);
+    Duration::from_millis(2u64.pow(attempt.min(6)) + jitter)
+}
+
+include!("queries.rs");

@@ -1,0 +1,1294 @@
+// The Store implementation shared by both backends. This file is compiled twice, by
+// `include!` in `sqlite.rs` and `postgres.rs`, each of which defines:
+//   type Db (the sqlx database), type This (the store struct), const BACKEND,
+//   const MIGRATIONS, fn read(&self) -> &Pool<Db>, async fn begin(&self) -> Tx,
+//   fn busy_retry_delay(attempt) -> Duration.
+// SQL here must therefore be valid on both SQLite and PostgreSQL.
+
+use std::collections::{HashMap, HashSet};
+
+use futures::future::BoxFuture;
+use sqlx::{AssertSqlSafe, QueryBuilder, Row};
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use tiercare_domain::access::{AccessBasis, AccessFacts};
+use tiercare_domain::encounter::{Encounter, EncounterClass};
+use tiercare_domain::facility::{Alliance, Community, Facility, Grade, Practitioner, PractitionerRole, Tier};
+use tiercare_domain::identity::{Identifier, IdentifierType, Sex};
+use tiercare_domain::matching::MatchQuery;
+use tiercare_domain::patient::{Enrolment, FilingStatus, Patient, PatientStatus, Scheme};
+use tiercare_domain::role::Role;
+
+use crate::{
+    AccessLogEntry, AccessLogFilter, Backend, FacilityFilter, ImportOutcome, MergeRecord, PatientRecord, Result,
+    RowRejection, Store, StoreError, TokenKind, TokenRecord, User,
+};
+
+type Tx = sqlx::Transaction<'static, Db>;
+type DbRow = <Db as sqlx::Database>::Row;
+
+/// Rows per multi-row INSERT in bulk imports (13 columns × 500 = 6,500 parameters).
+const IMPORT_CHUNK: usize = 500;
+const MAX_TX_ATTEMPTS: u32 = 8;
+/// Merges are followed at most this far (a chain longer than this is corrupt data).
+const MAX_MERGE_HOPS: usize = 16;
+
+const PATIENT_COLS: &str =
+    "region_key, id, name, sex, birth_date, phone, address, home_facility_id, status, merged_into, version";
+
+fn ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn from_ms(v: i64) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(v) * 1_000_000)
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {v}: {e}")))
+}
+
+fn date_str(d: Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
+}
+
+fn parse_date(s: &str) -> Result<Date> {
+    let f = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(s, &f).map_err(|e| StoreError::Corrupt(format!("date {s}: {e}")))
+}
+
+fn corrupt(what: &str, v: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} {v:?}"))
+}
+
+fn now_ms() -> i64 {
+    ms(OffsetDateTime::now_utc())
+}
+
+fn patient_from_row(r: &DbRow) -> Result<Patient> {
+    let sex: String = r.try_get("sex")?;
+    let status: String = r.try_get("status")?;
+    let merged_into: Option<Uuid> = r.try_get("merged_into")?;
+    let status = match (status.as_str(), merged_into) {
+        ("active", _) => PatientStatus::Active,
+        ("merged", Some(into)) => PatientStatus::Merged(into),
+        _ => return Err(corrupt("patient status", &status)),
+    };
+    let birth: String = r.try_get("birth_date")?;
+    Ok(Patient {
+        id: r.try_get("id")?,
+        region_key: r.try_get("region_key")?,
+        name: r.try_get("name")?,
+        sex: Sex::parse(&sex).ok_or_else(|| corrupt("sex", &sex))?,
+        birth_date: parse_date(&birth)?,
+        phone: r.try_get("phone")?,
+        address: r.try_get("address")?,
+        home_facility_id: r.try_get("home_facility_id")?,
+        identifiers: Vec::new(),
+        status,
+        version: r.try_get("version")?,
+    })
+}
+
+fn facility_from_row(r: &DbRow) -> Result<Facility> {
+    let tier: String = r.try_get("tier")?;
+    let grade: String = r.try_get("grade")?;
+    let caps: String = r.try_get("capabilities")?;
+    Ok(Facility {
+        id: r.try_get("id")?,
+        code: r.try_get("code")?,
+        name: r.try_get("name")?,
+        tier: Tier::parse(&tier).ok_or_else(|| corrupt("tier", &tier))?,
+        grade: Grade::parse(&grade).ok_or_else(|| corrupt("grade", &grade))?,
+        region_code: r.try_get("region_code")?,
+        insurance_region: r.try_get("insurance_region")?,
+        community_id: r.try_get("community_id")?,
+        capabilities: serde_json::from_str(&caps).map_err(|_| corrupt("capabilities", &caps))?,
+    })
+}
+
+fn community_from_row(r: &DbRow) -> Result<Community> {
+    Ok(Community {
+        id: r.try_get("id")?,
+        alliance_id: r.try_get("alliance_id")?,
+        name: r.try_get("name")?,
+        region_code: r.try_get("region_code")?,
+        community_wide_read: r.try_get("community_wide_read")?,
+    })
+}
+
+fn user_from_row(r: &DbRow) -> Result<User> {
+    let roles: String = r.try_get("roles")?;
+    let roles = roles
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| Role::parse(s).ok_or_else(|| corrupt("role", s)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(User {
+        id: r.try_get("id")?,
+        username: r.try_get("username")?,
+        display_name: r.try_get("display_name")?,
+        facility_id: r.try_get("facility_id")?,
+        roles,
+        password_hash: r.try_get("password_hash")?,
+        active: r.try_get("active")?,
+    })
+}
+
+fn merge_from_row(r: &DbRow) -> Result<MergeRecord> {
+    Ok(MergeRecord {
+        id: r.try_get("id")?,
+        survivor_id: r.try_get("survivor_id")?,
+        merged_id: r.try_get("merged_id")?,
+        reason: r.try_get("reason")?,
+        merged_by: r.try_get("merged_by")?,
+        merged_at: from_ms(r.try_get("merged_at")?)?,
+        undone_by: r.try_get("undone_by")?,
+        undone_at: r.try_get::<Option<i64>, _>("undone_at")?.map(from_ms).transpose()?,
+        undo_reason: r.try_get("undo_reason")?,
+    })
+}
+
+fn encounter_from_row(r: &DbRow) -> Result<Encounter> {
+    let class: String = r.try_get("class")?;
+    let dx: String = r.try_get("diagnoses")?;
+    let px: String = r.try_get("procedures")?;
+    Ok(Encounter {
+        id: r.try_get("id")?,
+        region_key: r.try_get("region_key")?,
+        patient_id: r.try_get("patient_id")?,
+        facility_id: r.try_get("facility_id")?,
+        department: r.try_get("department")?,
+        practitioner_id: r.try_get("practitioner_id")?,
+        class: EncounterClass::parse(&class).ok_or_else(|| corrupt("encounter class", &class))?,
+        started_at: from_ms(r.try_get("started_at")?)?,
+        ended_at: r.try_get::<Option<i64>, _>("ended_at")?.map(from_ms).transpose()?,
+        diagnoses: serde_json::from_str(&dx).map_err(|_| corrupt("diagnoses", &dx))?,
+        procedures: serde_json::from_str(&px).map_err(|_| corrupt("procedures", &px))?,
+        total_cost_fen: r.try_get("total_cost_fen")?,
+    })
+}
+
+fn enrolment_from_row(r: &DbRow) -> Result<Enrolment> {
+    let scheme: String = r.try_get("scheme")?;
+    let filing: String = r.try_get("filing_status")?;
+    let from: String = r.try_get("valid_from")?;
+    let to: Option<String> = r.try_get("valid_to")?;
+    Ok(Enrolment {
+        id: r.try_get("id")?,
+        patient_id: r.try_get("patient_id")?,
+        scheme: Scheme::parse(&scheme).ok_or_else(|| corrupt("scheme", &scheme))?,
+        insured_region: r.try_get("insured_region")?,
+        filing_status: FilingStatus::parse(&filing).ok_or_else(|| corrupt("filing status", &filing))?,
+        filed_region: r.try_get("filed_region")?,
+        valid_from: parse_date(&from)?,
+        valid_to: to.as_deref().map(parse_date).transpose()?,
+    })
+}
+
+fn access_from_row(r: &DbRow) -> Result<AccessLogEntry> {
+    let basis: String = r.try_get("basis")?;
+    Ok(AccessLogEntry {
+        id: r.try_get("id")?,
+        region_key: r.try_get("region_key")?,
+        at: from_ms(r.try_get("at")?)?,
+        user_id: r.try_get("user_id")?,
+        facility_id: r.try_get("facility_id")?,
+        patient_id: r.try_get("patient_id")?,
+        action: r.try_get("action")?,
+        basis: AccessBasis::parse(&basis).ok_or_else(|| corrupt("access basis", &basis))?,
+        reason: r.try_get("reason")?,
+        client_addr: r.try_get("client_addr")?,
+    })
+}
+
+fn roles_text(roles: &[Role]) -> String {
+    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+}
+
+impl This {
+    /// Run `f` in a write transaction, retrying serialization failures and busy errors.
+    /// `data` is handed to every attempt (a closure can't borrow it across attempts).
+    async fn transact<D, T, F>(&self, data: &D, mut f: F) -> Result<T>
+    where
+        D: Sync + ?Sized,
+        T: Send,
+        F: for<'c> FnMut(&'c mut Tx, &'c D) -> BoxFuture<'c, Result<T>> + Send,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = match self.begin().await {
+                Ok(mut tx) => match f(&mut tx, data).await {
+                    Ok(v) => tx.commit().await.map(|()| v).map_err(StoreError::from),
+                    Err(e) => {
+                        // dropping the transaction rolls back as well; an explicit rollback
+                        // returns the connection clean at once
+                        let _ = tx.rollback().await;
+                        Err(e)
+                    }
+                },
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Err(e) if e.is_retryable() => {
+                    if attempt >= MAX_TX_ATTEMPTS {
+                        tracing::warn!(attempt, "transaction gave up after retries");
+                        return Err(StoreError::Busy);
+                    }
+                    tokio::time::sleep(busy_retry_delay(attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn load_identifiers(&self, patients: &mut [Patient]) -> Result<()> {
+        if patients.is_empty() {
+            return Ok(());
+        }
+        let mut qb: QueryBuilder<Db> =
+            QueryBuilder::new("SELECT patient_id, kind, value FROM patient_identifier WHERE patient_id IN (");
+        let mut sep = qb.separated(", ");
+        for p in patients.iter() {
+            sep.push_bind(p.id);
+        }
+        qb.push(") ORDER BY kind, value");
+        let rows = qb.build().fetch_all(self.read()).await?;
+        let mut by_patient: HashMap<Uuid, Vec<Identifier>> = HashMap::new();
+        for r in rows {
+            let kind: String = r.try_get("kind")?;
+            by_patient.entry(r.try_get("patient_id")?).or_default().push(Identifier {
+                kind: IdentifierType::parse(&kind).ok_or_else(|| corrupt("identifier type", &kind))?,
+                value: r.try_get("value")?,
+            });
+        }
+        for p in patients.iter_mut() {
+            p.identifiers = by_patient.remove(&p.id).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    async fn fetch_patients(&self, sql: String, binds: Vec<String>) -> Result<Vec<Patient>> {
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(self.read()).await?;
+        let mut out = rows.iter().map(patient_from_row).collect::<Result<Vec<_>>>()?;
+        self.load_identifiers(&mut out).await?;
+        Ok(out)
+    }
+
+    /// The survivor a patient id resolves to, following merges.
+    async fn resolve_survivor(&self, id: Uuid) -> Result<Option<Patient>> {
+        let mut cur = match self.get_patient(id).await? {
+            Some(p) => p,
+            None => return Ok(None),
+        };
+        for _ in 0..MAX_MERGE_HOPS {
+            match cur.status {
+                PatientStatus::Active => return Ok(Some(cur)),
+                PatientStatus::Merged(into) => {
+                    cur = self.get_patient(into).await?.ok_or_else(|| corrupt("merge target", &into.to_string()))?;
+                }
+            }
+        }
+        Err(StoreError::Corrupt(format!("merge chain from {id} longer than {MAX_MERGE_HOPS}")))
+    }
+
+    /// Every record merged (transitively) into `survivor`.
+    async fn merged_into(&self, survivor: Uuid) -> Result<Vec<Uuid>> {
+        let mut out = Vec::new();
+        let mut frontier = vec![survivor];
+        while let Some(id) = frontier.pop() {
+            let rows = sqlx::query("SELECT id FROM patient WHERE merged_into = $1 AND status = 'merged'")
+                .bind(id)
+                .fetch_all(self.read())
+                .await?;
+            for r in rows {
+                let m: Uuid = r.try_get("id")?;
+                if !out.contains(&m) && out.len() < 10_000 {
+                    out.push(m);
+                    frontier.push(m);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn run_migrations(&self) -> Result<Vec<String>> {
+        sqlx::raw_sql(crate::migrate::CREATE_TABLE).execute(self.read()).await?;
+        let applied: HashMap<i64, String> = sqlx::query("SELECT version, checksum FROM schema_migration")
+            .fetch_all(self.read())
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("version")?, r.try_get("checksum")?)))
+            .collect::<Result<_>>()?;
+        let mut done = Vec::new();
+        for (version, name, sql) in MIGRATIONS {
+            let sum = crate::migrate::checksum(sql);
+            if let Some(existing) = applied.get(version) {
+                if *existing != sum {
+                    return Err(StoreError::MigrationChanged((*name).to_owned()));
+                }
+                continue;
+            }
+            let args = (*version, *name, *sql, sum);
+            self.transact(&args, |tx, (version, name, sql, sum)| {
+                Box::pin(async move {
+                    sqlx::raw_sql(AssertSqlSafe(*sql)).execute(&mut **tx).await?;
+                    sqlx::query("INSERT INTO schema_migration (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)")
+                        .bind(*version)
+                        .bind(*name)
+                        .bind(sum.as_str())
+                        .bind(now_ms())
+                        .execute(&mut **tx)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await?;
+            done.push((*name).to_owned());
+        }
+        Ok(done)
+    }
+}
+
+/// Insert one patient and its identifiers inside a transaction; refuses a taken identifier.
+async fn insert_patient(tx: &mut Tx, p: &Patient) -> Result<()> {
+    for idf in &p.identifiers {
+        let existing = sqlx::query("SELECT patient_id FROM patient_identifier WHERE kind = $1 AND value = $2")
+            .bind(idf.kind.as_str())
+            .bind(idf.value.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+        if let Some(r) = existing {
+            return Err(StoreError::Duplicate {
+                what: format!("a patient with this {}", idf.kind.as_str()),
+                existing: Some(r.try_get("patient_id")?),
+            });
+        }
+    }
+    insert_patients_bulk(tx, std::slice::from_ref(p)).await
+}
+
+async fn insert_patients_bulk(tx: &mut Tx, ps: &[Patient]) -> Result<()> {
+    if ps.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("INSERT INTO patient ({PATIENT_COLS}, created_at, updated_at) "));
+    qb.push_values(ps, |mut b, p| {
+        let (status, into) = match p.status {
+            PatientStatus::Active => ("active", None),
+            PatientStatus::Merged(i) => ("merged", Some(i)),
+        };
+        b.push_bind(p.region_key.clone())
+            .push_bind(p.id)
+            .push_bind(p.name.clone())
+            .push_bind(p.sex.as_str())
+            .push_bind(date_str(p.birth_date))
+            .push_bind(p.phone.clone())
+            .push_bind(p.address.clone())
+            .push_bind(p.home_facility_id)
+            .push_bind(status)
+            .push_bind(into)
+            .push_bind(p.version)
+            .push_bind(now)
+            .push_bind(now);
+    });
+    qb.build().execute(&mut **tx).await?;
+    let ids: Vec<(&Patient, &Identifier)> = ps.iter().flat_map(|p| p.identifiers.iter().map(move |i| (p, i))).collect();
+    for chunk in ids.chunks(IMPORT_CHUNK * 2) {
+        let mut qb: QueryBuilder<Db> =
+            QueryBuilder::new("INSERT INTO patient_identifier (kind, value, region_key, patient_id, created_at) ");
+        qb.push_values(chunk, |mut b, (p, i)| {
+            b.push_bind(i.kind.as_str())
+                .push_bind(i.value.clone())
+                .push_bind(p.region_key.clone())
+                .push_bind(p.id)
+                .push_bind(now);
+        });
+        qb.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Identifiers of `values` already registered: value -> (kind, patient).
+async fn existing_identifiers(tx: &mut Tx, values: &[&str]) -> Result<HashMap<(String, String), Uuid>> {
+    let mut out = HashMap::new();
+    if values.is_empty() {
+        return Ok(out);
+    }
+    let mut qb: QueryBuilder<Db> =
+        QueryBuilder::new("SELECT kind, value, patient_id FROM patient_identifier WHERE value IN (");
+    let mut sep = qb.separated(", ");
+    for v in values {
+        sep.push_bind(v.to_string());
+    }
+    qb.push(")");
+    for r in qb.build().fetch_all(&mut **tx).await? {
+        out.insert((r.try_get("kind")?, r.try_get("value")?), r.try_get("patient_id")?);
+    }
+    Ok(out)
+}
+
+/// Validate one chunk of an import against the database and itself, insert the good rows.
+async fn import_chunk(
+    tx: &mut Tx,
+    rows: &[(u64, Patient)],
+    seen: &mut HashSet<(IdentifierType, String)>,
+) -> Result<(u64, Vec<RowRejection>)> {
+    let values: Vec<&str> = rows.iter().flat_map(|(_, p)| p.identifiers.iter().map(|i| i.value.as_str())).collect();
+    let existing = existing_identifiers(tx, &values).await?;
+    let mut good = Vec::with_capacity(rows.len());
+    let mut rejected = Vec::new();
+    'rows: for (line, p) in rows {
+        for i in &p.identifiers {
+            if existing.contains_key(&(i.kind.as_str().to_owned(), i.value.clone())) {
+                rejected.push(RowRejection {
+                    line: *line,
+                    code: "identifier.duplicate".into(),
+                    message: format!("this {} is already registered to another patient", i.kind.as_str()),
+                });
+                continue 'rows;
+            }
+            if seen.contains(&(i.kind, i.value.clone())) {
+                rejected.push(RowRejection {
+                    line: *line,
+                    code: "identifier.duplicate_in_file".into(),
+                    message: format!("this {} appears on an earlier line of the file", i.kind.as_str()),
+                });
+                continue 'rows;
+            }
+        }
+        for i in &p.identifiers {
+            seen.insert((i.kind, i.value.clone()));
+        }
+        good.push(p.clone());
+    }
+    insert_patients_bulk(tx, &good).await?;
+    Ok((good.len() as u64, rejected))
+}
+
+async fn get_patient_tx(tx: &mut Tx, id: Uuid) -> Result<Option<Patient>> {
+    let row = sqlx::query(AssertSqlSafe(format!("SELECT {PATIENT_COLS} FROM patient WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let mut p = row.as_ref().map(patient_from_row).transpose()?;
+    if let Some(p) = p.as_mut() {
+        let rows = sqlx::query("SELECT kind, value FROM patient_identifier WHERE patient_id = $1")
+            .bind(p.id)
+            .fetch_all(&mut **tx)
+            .await?;
+        for r in rows {
+            let kind: String = r.try_get("kind")?;
+            p.identifiers.push(Identifier {
+                kind: IdentifierType::parse(&kind).ok_or_else(|| corrupt("identifier type", &kind))?,
+                value: r.try_get("value")?,
+            });
+        }
+    }
+    Ok(p)
+}
+
+async fn set_patient_status(tx: &mut Tx, p: &Patient, status: PatientStatus) -> Result<()> {
+    let (s, into) = match status {
+        PatientStatus::Active => ("active", None),
+        PatientStatus::Merged(i) => ("merged", Some(i)),
+    };
+    let res = sqlx::query(
+        "UPDATE patient SET status = $1, merged_into = $2, version = version + 1, updated_at = $3
+         WHERE region_key = $4 AND id = $5 AND version = $6",
+    )
+    .bind(s)
+    .bind(into)
+    .bind(now_ms())
+    .bind(p.region_key.as_str())
+    .bind(p.id)
+    .bind(p.version)
+    .execute(&mut **tx)
+    .await?;
+    if res.rows_affected() != 1 {
+        return Err(tiercare_domain::DomainError::Conflict("the record was changed by someone else; reload and try again".into()).into());
+    }
+    Ok(())
+}
+
+async fn require_exists(tx: &mut Tx, sql: &'static str, id: Uuid, what: &str) -> Result<()> {
+    if sqlx::query(sql).bind(id).fetch_optional(&mut **tx).await?.is_none() {
+        return Err(StoreError::not_found(format!("{what} {id}")));
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Store for This {
+    fn backend(&self) -> Backend {
+        BACKEND
+    }
+
+    async fn migrate(&self) -> Result<Vec<String>> {
+        self.run_migrations().await
+    }
+
+    async fn create_alliance(&self, a: &Alliance) -> Result<()> {
+        self.transact(a, |tx, a| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO alliance (id, name, region_code, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(a.id)
+                    .bind(a.name.as_str())
+                    .bind(a.region_code.as_str())
+                    .bind(now_ms())
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_alliances(&self) -> Result<Vec<Alliance>> {
+        sqlx::query("SELECT id, name, region_code FROM alliance ORDER BY name")
+            .fetch_all(self.read())
+            .await?
+            .iter()
+            .map(|r| Ok(Alliance { id: r.try_get("id")?, name: r.try_get("name")?, region_code: r.try_get("region_code")? }))
+            .collect()
+    }
+
+    async fn create_community(&self, c: &Community) -> Result<()> {
+        self.transact(c, |tx, c| {
+            Box::pin(async move {
+                if let Some(a) = c.alliance_id {
+                    require_exists(tx, "SELECT id FROM alliance WHERE id = $1", a, "alliance").await?;
+                }
+                sqlx::query(
+                    "INSERT INTO community (id, alliance_id, name, region_code, community_wide_read, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(c.id)
+                .bind(c.alliance_id)
+                .bind(c.name.as_str())
+                .bind(c.region_code.as_str())
+                .bind(c.community_wide_read)
+                .bind(now_ms())
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get_community(&self, id: Uuid) -> Result<Option<Community>> {
+        sqlx::query("SELECT id, alliance_id, name, region_code, community_wide_read FROM community WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.read())
+            .await?
+            .as_ref()
+            .map(community_from_row)
+            .transpose()
+    }
+
+    async fn list_communities(&self) -> Result<Vec<Community>> {
+        sqlx::query("SELECT id, alliance_id, name, region_code, community_wide_read FROM community ORDER BY name")
+            .fetch_all(self.read())
+            .await?
+            .iter()
+            .map(community_from_row)
+            .collect()
+    }
+
+    async fn create_facility(&self, f: &Facility) -> Result<()> {
+        self.transact(f, |tx, f| {
+            Box::pin(async move {
+                if let Some(c) = f.community_id {
+                    require_exists(tx, "SELECT id FROM community WHERE id = $1", c, "community").await?;
+                }
+                if sqlx::query("SELECT id FROM facility WHERE code = $1").bind(f.code.as_str()).fetch_optional(&mut **tx).await?.is_some() {
+                    return Err(StoreError::Duplicate { what: format!("facility code {}", f.code), existing: None });
+                }
+                let caps = serde_json::to_string(&f.capabilities).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO facility (id, code, name, tier, grade, region_code, insurance_region, community_id, capabilities, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(f.id)
+                .bind(f.code.as_str())
+                .bind(f.name.as_str())
+                .bind(f.tier.as_str())
+                .bind(f.grade.as_str())
+                .bind(f.region_code.as_str())
+                .bind(f.insurance_region.as_str())
+                .bind(f.community_id)
+                .bind(caps)
+                .bind(now_ms())
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get_facility(&self, id: Uuid) -> Result<Option<Facility>> {
+        sqlx::query("SELECT * FROM facility WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.read())
+            .await?
+            .as_ref()
+            .map(facility_from_row)
+            .transpose()
+    }
+
+    async fn get_facility_by_code(&self, code: &str) -> Result<Option<Facility>> {
+        sqlx::query("SELECT * FROM facility WHERE code = $1")
+            .bind(code)
+            .fetch_optional(self.read())
+            .await?
+            .as_ref()
+            .map(facility_from_row)
+            .transpose()
+    }
+
+    async fn list_facilities(&self, filter: &FacilityFilter) -> Result<Vec<Facility>> {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new("SELECT * FROM facility WHERE 1 = 1");
+        if let Some(c) = filter.community_id {
+            qb.push(" AND community_id = ").push_bind(c);
+        }
+        if let Some(t) = filter.tier {
+            qb.push(" AND tier = ").push_bind(t.as_str());
+        }
+        if let Some(r) = &filter.region_code {
+            qb.push(" AND region_code = ").push_bind(r.clone());
+        }
+        qb.push(" ORDER BY code");
+        qb.build().fetch_all(self.read()).await?.iter().map(facility_from_row).collect()
+    }
+
+    async fn create_practitioner(&self, p: &Practitioner) -> Result<()> {
+        self.transact(p, |tx, p| {
+            Box::pin(async move {
+                if let Some(l) = &p.licence_number
+                    && sqlx::query("SELECT id FROM practitioner WHERE licence_number = $1")
+                        .bind(l.as_str())
+                        .fetch_optional(&mut **tx)
+                        .await?
+                        .is_some()
+                {
+                    return Err(StoreError::Duplicate { what: format!("practitioner with licence {l}"), existing: None });
+                }
+                sqlx::query("INSERT INTO practitioner (id, name, licence_number, phone, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(p.id)
+                    .bind(p.name.as_str())
+                    .bind(p.licence_number.as_deref())
+                    .bind(p.phone.as_deref())
+                    .bind(now_ms())
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get_practitioner(&self, id: Uuid) -> Result<Option<Practitioner>> {
+        let row = sqlx::query("SELECT id, name, licence_number, phone FROM practitioner WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.read())
+            .await?;
+        row.map(|r| {
+            Ok(Practitioner {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                licence_number: r.try_get("licence_number")?,
+                phone: r.try_get("phone")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn list_practitioners(&self, facility_id: Option<Uuid>) -> Result<Vec<Practitioner>> {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new("SELECT p.id, p.name, p.licence_number, p.phone FROM practitioner p");
+        if let Some(f) = facility_id {
+            qb.push(" WHERE p.id IN (SELECT practitioner_id FROM practitioner_role WHERE facility_id = ").push_bind(f).push(")");
+        }
+        qb.push(" ORDER BY p.name, p.id");
+        qb.build()
+            .fetch_all(self.read())
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Practitioner {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    licence_number: r.try_get("licence_number")?,
+                    phone: r.try_get("phone")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_practitioner_role(&self, r: &PractitionerRole) -> Result<()> {
+        self.transact(r, |tx, r| {
+            Box::pin(async move {
+                require_exists(tx, "SELECT id FROM practitioner WHERE id = $1", r.practitioner_id, "practitioner").await?;
+                require_exists(tx, "SELECT id FROM facility WHERE id = $1", r.facility_id, "facility").await?;
+                let role = serde_json::to_value(r.role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                sqlx::query(
+                    "INSERT INTO practitioner_role (id, practitioner_id, facility_id, role, department, active, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(r.id)
+                .bind(r.practitioner_id)
+                .bind(r.facility_id)
+                .bind(role)
+                .bind(r.department.as_deref())
+                .bind(r.active)
+                .bind(now_ms())
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_practitioner_roles(&self, practitioner_id: Uuid) -> Result<Vec<PractitionerRole>> {
+        sqlx::query(
+            "SELECT id, practitioner_id, facility_id, role, department, active FROM practitioner_role
+             WHERE practitioner_id = $1 ORDER BY created_at, id",
+        )
+        .bind(practitioner_id)
+        .fetch_all(self.read())
+        .await?
+        .iter()
+        .map(|r| {
+            let role: String = r.try_get("role")?;
+            Ok(PractitionerRole {
+                id: r.try_get("id")?,
+                practitioner_id: r.try_get("practitioner_id")?,
+                facility_id: r.try_get("facility_id")?,
+                role: serde_json::from_value(serde_json::Value::String(role.clone())).map_err(|_| corrupt("role", &role))?,
+                department: r.try_get("department")?,
+                active: r.try_get("active")?,
+            })
+        })
+        .collect()
+    }
+
+    async fn create_patient(&self, p: &Patient) -> Result<()> {
+        self.transact(p, |tx, p| {
+            Box::pin(async move {
+                if let Some(f) = p.home_facility_id {
+                    require_exists(tx, "SELECT id FROM facility WHERE id = $1", f, "facility").await?;
+                }
+                insert_patient(tx, p).await
+            })
+        })
+        .await
+    }
+
+    async fn import_patients(&self, rows: &[(u64, Patient)], atomic: bool) -> Result<ImportOutcome> {
+        if atomic {
+            let outcome = self
+                .transact(rows, |tx, rows| {
+                    Box::pin(async move {
+                        let mut seen = HashSet::new();
+                        let mut out = ImportOutcome::default();
+                        for chunk in rows.chunks(IMPORT_CHUNK) {
+                            let (n, rej) = import_chunk(tx, chunk, &mut seen).await?;
+                            out.inserted += n;
+                            out.rejected.extend(rej);
+                        }
+                        if !out.rejected.is_empty() {
+                            // an error rolls the whole import back
+                            return Err(StoreError::Rejected(out.rejected));
+                        }
+                        Ok(out)
+                    })
+                })
+                .await;
+            return match outcome {
+                Err(StoreError::Rejected(rejected)) => Ok(ImportOutcome { inserted: 0, rejected }),
+                other => other,
+            };
+        }
+        let mut seen = HashSet::new();
+        let mut out = ImportOutcome::default();
+        for chunk in rows.chunks(IMPORT_CHUNK) {
+            let seen_before = seen.clone();
+            let (n, rej) = self
+                .transact(chunk, |tx, chunk| {
+                    let mut seen = seen_before.clone();
+                    Box::pin(async move {
+                        let r = import_chunk(tx, chunk, &mut seen).await?;
+                        Ok((r, seen))
+                    })
+                })
+                .await
+                .map(|(r, s)| {
+                    seen = s;
+                    r
+                })?;
+            out.inserted += n;
+            out.rejected.extend(rej);
+        }
+        Ok(out)
+    }
+
+    async fn get_patient(&self, id: Uuid) -> Result<Option<Patient>> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {PATIENT_COLS} FROM patient WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(self.read())
+            .await?;
+        let mut ps: Vec<Patient> = row.as_ref().map(patient_from_row).transpose()?.into_iter().collect();
+        self.load_identifiers(&mut ps).await?;
+        Ok(ps.pop())
+    }
+
+    async fn find_by_identifier(&self, kind: IdentifierType, value: &str) -> Result<Option<Patient>> {
+        let row = sqlx::query("SELECT patient_id FROM patient_identifier WHERE kind = $1 AND value = $2")
+            .bind(kind.as_str())
+            .bind(value)
+            .fetch_optional(self.read())
+            .await?;
+        match row {
+            Some(r) => self.get_patient(r.try_get("patient_id")?).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn match_candidates(&self, q: &MatchQuery, limit: u32) -> Result<Vec<Patient>> {
+        let limit = limit.clamp(1, 500);
+        let mut out: Vec<Patient> = Vec::new();
+        let push = |ps: Vec<Patient>, out: &mut Vec<Patient>| {
+            for p in ps {
+                if !out.iter().any(|o| o.id == p.id) {
+                    out.push(p);
+                }
+            }
+        };
+        if let Some(idn) = q.identity_number.as_deref().map(|s| s.trim().to_ascii_uppercase())
+            && let Some(p) = self.find_by_identifier(IdentifierType::ResidentId, &idn).await?
+        {
+            push(vec![p], &mut out);
+        }
+        let active = "status = 'active'";
+        if let Some(b) = q.birth_date {
+            let ps = self
+                .fetch_patients(
+                    format!("SELECT {PATIENT_COLS} FROM patient WHERE birth_date = $1 AND {active} ORDER BY id LIMIT {limit}"),
+                    vec![date_str(b)],
+                )
+                .await?;
+            push(ps, &mut out);
+        }
+        if let Some(n) = q.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+            let ps = self
+                .fetch_patients(
+                    format!("SELECT {PATIENT_COLS} FROM patient WHERE name = $1 AND {active} ORDER BY id LIMIT {limit}"),
+                    vec![n.to_owned()],
+                )
+                .await?;
+            push(ps, &mut out);
+        }
+        if let Some(ph) = q.phone.as_deref() {
+            let digits: String = ph.chars().filter(|c| c.is_ascii_digit() || *c == '-').collect();
+            if !digits.is_empty() {
+                let ps = self
+                    .fetch_patients(
+                        format!("SELECT {PATIENT_COLS} FROM patient WHERE phone = $1 AND {active} ORDER BY id LIMIT {limit}"),
+                        vec![digits],
+                    )
+                    .await?;
+                push(ps, &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn patient_record(&self, id: Uuid) -> Result<Option<PatientRecord>> {
+        let Some(patient) = self.resolve_survivor(id).await? else { return Ok(None) };
+        let merged_ids = self.merged_into(patient.id).await?;
+        let mut enrolments = Vec::new();
+        let mut encounters = Vec::new();
+        for pid in std::iter::once(patient.id).chain(merged_ids.iter().copied()) {
+            for r in sqlx::query("SELECT * FROM enrolment WHERE patient_id = $1 ORDER BY valid_from, id")
+                .bind(pid)
+                .fetch_all(self.read())
+                .await?
+            {
+                enrolments.push(enrolment_from_row(&r)?);
+            }
+            for r in sqlx::query("SELECT * FROM encounter WHERE patient_id = $1").bind(pid).fetch_all(self.read()).await? {
+                encounters.push(encounter_from_row(&r)?);
+            }
+        }
+        encounters.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(a.id.cmp(&b.id)));
+        Ok(Some(PatientRecord { patient, merged_ids, enrolments, encounters }))
+    }
+
+    async fn count_patients(&self) -> Result<u64> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM patient").fetch_one(self.read()).await?;
+        Ok(r.try_get::<i64, _>("n")? as u64)
+    }
+
+    async fn merge_patients(
+        &self,
+        survivor_id: Uuid,
+        merged_id: Uuid,
+        by: Uuid,
+        reason: &str,
+        at: OffsetDateTime,
+    ) -> Result<MergeRecord> {
+        let args = (survivor_id, merged_id, by, reason.to_owned(), at);
+        self.transact(&args, |tx, (survivor_id, merged_id, by, reason, at)| {
+            Box::pin(async move {
+                let survivor =
+                    get_patient_tx(tx, *survivor_id).await?.ok_or_else(|| StoreError::not_found(format!("patient {survivor_id}")))?;
+                let merged =
+                    get_patient_tx(tx, *merged_id).await?.ok_or_else(|| StoreError::not_found(format!("patient {merged_id}")))?;
+                tiercare_domain::patient::check_merge(&survivor, &merged)?;
+                set_patient_status(tx, &merged, PatientStatus::Merged(survivor.id)).await?;
+                let rec = MergeRecord {
+                    id: crate::new_id(),
+                    survivor_id: survivor.id,
+                    merged_id: merged.id,
+                    reason: reason.clone(),
+                    merged_by: *by,
+                    merged_at: *at,
+                    undone_by: None,
+                    undone_at: None,
+                    undo_reason: None,
+                };
+                sqlx::query(
+                    "INSERT INTO patient_merge (region_key, id, survivor_id, merged_id, reason, merged_by, merged_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(merged.region_key.as_str())
+                .bind(rec.id)
+                .bind(rec.survivor_id)
+                .bind(rec.merged_id)
+                .bind(rec.reason.as_str())
+                .bind(rec.merged_by)
+                .bind(ms(rec.merged_at))
+                .execute(&mut **tx)
+                .await?;
+                Ok(rec)
+            })
+        })
+        .await
+    }
+
+    async fn unmerge(&self, merge_id: Uuid, by: Uuid, reason: &str, at: OffsetDateTime) -> Result<MergeRecord> {
+        let args = (merge_id, by, reason.to_owned(), at);
+        self.transact(&args, |tx, (merge_id, by, reason, at)| {
+            Box::pin(async move {
+                let row = sqlx::query("SELECT * FROM patient_merge WHERE id = $1")
+                    .bind(*merge_id)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found(format!("merge {merge_id}")))?;
+                let mut rec = merge_from_row(&row)?;
+                let region_key: String = row.try_get("region_key")?;
+                if rec.undone_at.is_some() {
+                    return Err(tiercare_domain::DomainError::Conflict("this merge was already undone".into()).into());
+                }
+                let merged = get_patient_tx(tx, rec.merged_id)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("merged patient {} missing", rec.merged_id)))?;
+                if merged.status != PatientStatus::Merged(rec.survivor_id) {
+                    return Err(tiercare_domain::DomainError::Conflict(
+                        "the merged record has changed since this merge; undo the later merge first".into(),
+                    )
+                    .into());
+                }
+                set_patient_status(tx, &merged, PatientStatus::Active).await?;
+                sqlx::query(
+                    "UPDATE patient_merge SET undone_by = $1, undone_at = $2, undo_reason = $3 WHERE region_key = $4 AND id = $5",
+                )
+                .bind(*by)
+                .bind(ms(*at))
+                .bind(reason.as_str())
+                .bind(region_key.as_str())
+                .bind(rec.id)
+                .execute(&mut **tx)
+                .await?;
+                rec.undone_by = Some(*by);
+                rec.undone_at = Some(*at);
+                rec.undo_reason = Some(reason.clone());
+                Ok(rec)
+            })
+        })
+        .await
+    }
+
+    async fn merge_history(&self, patient_id: Uuid) -> Result<Vec<MergeRecord>> {
+        sqlx::query("SELECT * FROM patient_merge WHERE survivor_id = $1 OR merged_id = $1 ORDER BY merged_at, id")
+            .bind(patient_id)
+            .fetch_all(self.read())
+            .await?
+            .iter()
+            .map(merge_from_row)
+            .collect()
+    }
+
+    async fn add_enrolment(&self, e: &Enrolment) -> Result<()> {
+        self.transact(e, |tx, e| {
+            Box::pin(async move {
+                let p = get_patient_tx(tx, e.patient_id).await?.ok_or_else(|| StoreError::not_found(format!("patient {}", e.patient_id)))?;
+                sqlx::query(
+                    "INSERT INTO enrolment (region_key, id, patient_id, scheme, insured_region, filing_status, filed_region, valid_from, valid_to, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(p.region_key.as_str())
+                .bind(e.id)
+                .bind(e.patient_id)
+                .bind(e.scheme.as_str())
+                .bind(e.insured_region.as_str())
+                .bind(e.filing_status.as_str())
+                .bind(e.filed_region.as_deref())
+                .bind(date_str(e.valid_from))
+                .bind(e.valid_to.map(date_str))
+                .bind(now_ms())
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn create_encounter(&self, e: &Encounter) -> Result<()> {
+        self.transact(e, |tx, e| {
+            Box::pin(async move {
+                require_exists(tx, "SELECT id FROM facility WHERE id = $1", e.facility_id, "facility").await?;
+                if let Some(pr) = e.practitioner_id {
+                    require_exists(tx, "SELECT id FROM practitioner WHERE id = $1", pr, "practitioner").await?;
+                }
+                let p = get_patient_tx(tx, e.patient_id).await?.ok_or_else(|| StoreError::not_found(format!("patient {}", e.patient_id)))?;
+                if p.region_key != e.region_key {
+                    return Err(StoreError::Corrupt("encounter region key differs from its patient's".into()));
+                }
+                sqlx::query(
+                    "INSERT INTO encounter (region_key, id, patient_id, facility_id, department, practitioner_id, class,
+                       started_at, ended_at, diagnoses, procedures, total_cost_fen, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(e.region_key.as_str())
+                .bind(e.id)
+                .bind(e.patient_id)
+                .bind(e.facility_id)
+                .bind(e.department.as_deref())
+                .bind(e.practitioner_id)
+                .bind(e.class.as_str())
+                .bind(ms(e.started_at))
+                .bind(e.ended_at.map(ms))
+                .bind(serde_json::to_string(&e.diagnoses).unwrap_or_default())
+                .bind(serde_json::to_string(&e.procedures).unwrap_or_default())
+                .bind(e.total_cost_fen)
+                .bind(now_ms())
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn create_user(&self, u: &User) -> Result<()> {
+        self.transact(u, |tx, u| {
+            Box::pin(async move {
+                require_exists(tx, "SELECT id FROM facility WHERE id = $1", u.facility_id, "facility").await?;
+                if sqlx::query("SELECT id FROM app_user WHERE username = $1").bind(u.username.as_str()).fetch_optional(&mut **tx).await?.is_some() {
+                    return Err(StoreError::Duplicate { what: format!("user {}", u.username), existing: None });
+                }
+                sqlx::query(
+                    "INSERT INTO app_user (id, username, display_name, facility_id, roles, password_hash, active, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(u.id)
+                .bind(u.username.as_str())
+                .bind(u.display_name.as_str())
+                .bind(u.facility_id)
+                .bind(roles_text(&u.roles))
+                .bind(u.password_hash.as_str())
+                .bind(u.active)
+                .bind(now_ms())
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get_user(&self, id: Uuid) -> Result<Option<User>> {
+        sqlx::query("SELECT * FROM app_user WHERE id = $1").bind(id).fetch_optional(self.read()).await?.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn get_user_by_username(&self, username: &str) -> Result<Option<User>> {
+        sqlx::query("SELECT * FROM app_user WHERE username = $1")
+            .bind(username)
+            .fetch_optional(self.read())
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>> {
+        sqlx::query("SELECT * FROM app_user ORDER BY username").fetch_all(self.read()).await?.iter().map(user_from_row).collect()
+    }
+
+    async fn create_token(&self, t: &TokenRecord) -> Result<()> {
+        self.transact(t, |tx, t| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO auth_token (token_hash, user_id, kind, label, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(t.token_hash.clone())
+                .bind(t.user_id)
+                .bind(t.kind.as_str())
+                .bind(t.label.as_deref())
+                .bind(ms(t.created_at))
+                .bind(t.expires_at.map(ms))
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn find_token(&self, token_hash: &[u8], now: OffsetDateTime) -> Result<Option<(TokenRecord, User)>> {
+        let row = sqlx::query(
+            "SELECT t.kind, t.label, t.created_at AS t_created, t.expires_at, u.* FROM auth_token t JOIN app_user u ON u.id = t.user_id
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)",
+        )
+        .bind(token_hash.to_vec())
+        .bind(ms(now))
+        .fetch_optional(self.read())
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let user = user_from_row(&r)?;
+        let kind: String = r.try_get("kind")?;
+        let token = TokenRecord {
+            token_hash: token_hash.to_vec(),
+            user_id: user.id,
+            kind: if kind == "api" { TokenKind::Api } else { TokenKind::Session },
+            label: r.try_get("label")?,
+            created_at: from_ms(r.try_get("t_created")?)?,
+            expires_at: r.try_get::<Option<i64>, _>("expires_at")?.map(from_ms).transpose()?,
+        };
+        Ok(Some((token, user)))
+    }
+
+    async fn revoke_token(&self, token_hash: &[u8], at: OffsetDateTime) -> Result<()> {
+        let args = (token_hash.to_vec(), at);
+        self.transact(&args, |tx, (h, at)| {
+            Box::pin(async move {
+                sqlx::query("UPDATE auth_token SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
+                    .bind(ms(*at))
+                    .bind(h.clone())
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn access_facts(&self, facility_id: Uuid, patient_id: Uuid) -> Result<AccessFacts> {
+        let mut facts = AccessFacts::default();
+        let Some(survivor) = self.resolve_survivor(patient_id).await? else { return Ok(facts) };
+        let ids: Vec<Uuid> = std::iter::once(survivor.id).chain(self.merged_into(survivor.id).await?).collect();
+        let community = self.get_facility(facility_id).await?.and_then(|f| f.community_id);
+        if let Some(c) = community {
+            facts.community_wide_read = self.get_community(c).await?.is_some_and(|c| c.community_wide_read);
+        }
+        for pid in ids {
+            let p = self.get_patient(pid).await?;
+            if p.as_ref().and_then(|p| p.home_facility_id) == Some(facility_id) {
+                facts.care_relationship = true;
+            }
+            if !facts.care_relationship
+                && sqlx::query("SELECT 1 AS x FROM encounter WHERE facility_id = $1 AND patient_id = $2 LIMIT 1")
+                    .bind(facility_id)
+                    .bind(pid)
+                    .fetch_optional(self.read())
+                    .await?
+                    .is_some()
+            {
+                facts.care_relationship = true;
+            }
+            if let Some(c) = community
+                && !facts.same_community
+            {
+                let known = sqlx::query(
+                    "SELECT 1 AS x FROM patient p JOIN facility f ON f.id = p.home_facility_id
+                       WHERE p.id = $1 AND f.community_id = $2
+                     UNION ALL
+                     SELECT 1 AS x FROM encounter e JOIN facility f ON f.id = e.facility_id
+                       WHERE e.patient_id = $1 AND f.community_id = $2
+                     LIMIT 1",
+                )
+                .bind(pid)
+                .bind(c)
+                .fetch_optional(self.read())
+                .await?;
+                facts.same_community = known.is_some();
+            }
+        }
+        Ok(facts)
+    }
+
+    async fn record_access(&self, e: &AccessLogEntry) -> Result<()> {
+        self.transact(e, |tx, e| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO access_log (region_key, id, at, user_id, facility_id, patient_id, action, basis, reason, client_addr)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(e.region_key.as_str())
+                .bind(e.id)
+                .bind(ms(e.at))
+                .bind(e.user_id)
+                .bind(e.facility_id)
+                .bind(e.patient_id)
+                .bind(e.action.as_str())
+                .bind(e.basis.as_str())
+                .bind(e.reason.as_deref())
+                .bind(e.client_addr.as_deref())
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn query_access_log(&self, f: &AccessLogFilter) -> Result<Vec<AccessLogEntry>> {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new("SELECT * FROM access_log WHERE 1 = 1");
+        if let Some(p) = f.patient_id {
+            qb.push(" AND patient_id = ").push_bind(p);
+        }
+        if let Some(u) = f.user_id {
+            qb.push(" AND user_id = ").push_bind(u);
+        }
+        if let Some(b) = f.basis {
+            qb.push(" AND basis = ").push_bind(b.as_str());
+        }
+        if let Some(t) = f.from {
+            qb.push(" AND at >= ").push_bind(ms(t));
+        }
+        if let Some(t) = f.to {
+            qb.push(" AND at < ").push_bind(ms(t));
+        }
+        let limit = if f.limit == 0 { 100 } else { f.limit.min(1000) };
+        qb.push(" ORDER BY at DESC, id DESC LIMIT ").push_bind(i64::from(limit));
+        qb.build().fetch_all(self.read()).await?.iter().map(access_from_row).collect()
+    }
+}

@@ -1,0 +1,58 @@
+//! SQLite backend: the embedded default. One file in the data directory, WAL mode,
+//! `synchronous=NORMAL`, foreign keys on. Writes go through a single-connection pool and
+//! `BEGIN IMMEDIATE`, so writers queue instead of failing busy; reads use their own pool.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::Pool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+type Db = sqlx::Sqlite;
+type This = SqliteStore;
+const BACKEND: Backend = Backend::Sqlite;
+const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::SQLITE;
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    read: Pool<Db>,
+    write: Pool<Db>,
+}
+
+impl SqliteStore {
+    /// Open (creating if missing) the database file at `path`.
+    pub async fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
+        let write = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
+        let read = SqlitePoolOptions::new().max_connections(8).connect_with(opts.read_only(false)).await?;
+        Ok(SqliteStore { read, write })
+    }
+
+    fn read(&self) -> &Pool<Db> {
+        &self.read
+    }
+
+    async fn begin(&self) -> Result<Tx> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn busy_retry_delay(attempt: u32) -> Duration {
+    Duration::from_millis(5 * u64::from(attempt))
+}
+
+include!("queries.rs");
