@@ -24,6 +24,9 @@ pub enum AccessBasis {
     CareRelationship,
     SameCommunity,
     BreakGlass,
+    /// Identity lookup or matching at registration: the user presented the person's
+    /// identifier or demographics and sees only who they are, not the record.
+    Identification,
 }
 
 impl AccessBasis {
@@ -32,10 +35,13 @@ impl AccessBasis {
             AccessBasis::CareRelationship => "care_relationship",
             AccessBasis::SameCommunity => "same_community",
             AccessBasis::BreakGlass => "break_glass",
+            AccessBasis::Identification => "identification",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::CareRelationship, Self::SameCommunity, Self::BreakGlass].into_iter().find(|b| b.as_str() == s)
+        [Self::CareRelationship, Self::SameCommunity, Self::BreakGlass, Self::Identification]
+            .into_iter()
+            .find(|b| b.as_str() == s)
     }
 }
 

@@ -246,7 +246,7 @@ pub enum PractitionerRoleCode {
     Pharmacist,
 }
 
-pub(crate) fn validate_name(field: &str, raw: &str, max_chars: usize) -> Result<String, FieldError> {
+pub fn validate_name(field: &str, raw: &str, max_chars: usize) -> Result<String, FieldError> {
     let s = raw.trim();
     let n = s.chars().count();
     if n == 0 {

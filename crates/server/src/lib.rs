@@ -1,1 +1,98 @@
+//! tiercare-server: the HTTP face of tiercare. JSON API under `/api/v1`, its OpenAPI
+//! document, authentication, role checks, the access rule and the access log.
+//!
+//! Architecture invariant: this is the only crate that knows HTTP. Handlers translate
+//! between JSON and domain types and call the [`Store`]; rules live in `tiercare-domain`.
+//! Identity numbers and names are never logged: the request log records the route
+//! template (`/api/v1/patients/{id}`), never the raw URI or a body.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tiercare_store::Store;
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+mod routes;
+
+pub use routes::validate_user;
+
+pub use error::ApiError;
+
+/// Settings of a running server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Lifetime of a login session.
+    pub session_ttl: Duration,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+    /// Failed logins per user name (and per client address) within `login_window`
+    /// before further attempts are refused with 429.
+    pub login_max_failures: u32,
+    pub login_window: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            session_ttl: Duration::from_secs(12 * 3600),
+            max_body_bytes: 1024 * 1024,
+            login_max_failures: 5,
+            login_window: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<ServerConfig>,
+    pub login_limiter: Arc<auth::LoginLimiter>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
+        let limiter = auth::LoginLimiter::new(config.login_max_failures, config.login_window);
+        AppState { store, config: Arc::new(config), login_limiter: Arc::new(limiter) }
+    }
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let max = state.config.max_body_bytes;
+    routes::api_router().layer(DefaultBodyLimit::max(max)).layer(middleware::from_fn(log_request)).with_state(state)
+}
+
+/// Serve on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// Request log: method, route template, status, latency. Never the raw URI or body.
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "-".into());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    tracing::info!(
+        target: "tiercare::http",
+        %method,
+        route,
+        status = resp.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+    );
+    resp
+}

@@ -1,1 +1,1423 @@
-//! placeholder
+//! The storage contract: one suite of cases every [`Store`] backend must pass.
+//!
+//! Each case is a `pub async fn case(store: Arc<dyn Store>)` that starts from a fresh,
+//! empty store, migrates it (and checks a second migration applies nothing), writes its
+//! own data and asserts what the trait and the domain rules (domain.md §3, §4 M2) say must
+//! happen. Cases share nothing, so they can run in parallel, each on its own database.
+//!
+//! A backend's test file supplies an `async fn open(case: &'static str) -> Option<Fixture>`
+//! (returning `None` to skip, e.g. when no server is configured) and expands one
+//! `#[tokio::test]` per case with [`contract_tests!`](crate::contract_tests):
+//!
+//! ```ignore
+//! async fn open(case: &'static str) -> Option<tiercare_store::contract::Fixture> { … }
+//! tiercare_store::contract_tests!(open);
+//! ```
+//!
+//! Expectations are reasoned from the contract, not copied from what the code returns;
+//! where the trait leaves something open (row order of lists, identifier order), the
+//! cases compare without depending on it.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use time::macros::{date, datetime};
+use time::{Date, Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use tiercare_domain::DomainError;
+use tiercare_domain::access::{AccessBasis, AccessFacts};
+use tiercare_domain::encounter::{Encounter, EncounterClass, NewEncounter};
+use tiercare_domain::facility::{
+    Alliance, Capabilities, Community, EmergencyCentre, Facility, Grade, NewFacility, PractitionerRole,
+    PractitionerRoleCode, Tier, validate_practitioner,
+};
+use tiercare_domain::identity::{IdentifierType, IdentityNumber, Sex};
+use tiercare_domain::matching::{MatchGrade, MatchQuery};
+use tiercare_domain::patient::{
+    Enrolment, FilingStatus, NewEnrolment, NewPatient, OtherIdentifierInput, Patient, PatientStatus, Scheme,
+};
+use tiercare_domain::role::Role;
+
+use crate::{
+    AccessLogEntry, AccessLogFilter, FacilityFilter, MergeRecord, Result, RowRejection, Store, StoreError, TokenKind,
+    TokenRecord, User, new_id,
+};
+
+/// A store for one case, and how to clean up after it.
+pub struct Fixture {
+    pub store: Arc<dyn Store>,
+    /// Where the case's data lives; printed when the case fails (its data is then kept).
+    pub location: String,
+    /// Removes the case's data; run only when the case passed.
+    pub cleanup: Option<BoxFuture<'static, ()>>,
+}
+
+/// Run one case on a fixture (`None`: skipped, the opener said why). The case runs in its
+/// own task; a failure is re-raised after printing where the data was kept.
+pub async fn run<C, F>(fixture: Option<Fixture>, name: &str, case: C)
+where
+    C: FnOnce(Arc<dyn Store>) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let Some(Fixture { store, location, cleanup }) = fixture else { return };
+    match tokio::spawn(case(store)).await {
+        Ok(()) => {
+            if let Some(cleanup) = cleanup {
+                cleanup.await;
+            }
+        }
+        Err(e) => {
+            eprintln!("contract case {name} failed; its data is kept at {location}");
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+            panic!("contract case {name} did not finish: {e}");
+        }
+    }
+}
+
+/// Expand one `#[tokio::test]` per contract case. `$open` is an
+/// `async fn(&'static str) -> Option<Fixture>` (or any expression callable like one).
+#[macro_export]
+macro_rules! contract_tests {
+    ($open:expr) => {
+        $crate::contract_tests!(@cases $open;
+            registries_round_trip,
+            registries_refusals,
+            facility_filters,
+            practitioners_and_roles,
+            patient_round_trip,
+            patient_duplicate_identifier,
+            patient_unknown_home_facility,
+            import_non_atomic,
+            import_atomic_bad_row_writes_nothing,
+            import_atomic_all_good,
+            import_unknown_home_facility,
+            match_candidates_blocking,
+            match_candidates_exclude_merged,
+            merge_and_unmerge,
+            merge_refusals,
+            unmerge_refusals,
+            encounters,
+            enrolments,
+            users,
+            tokens,
+            token_for_unknown_user,
+            access_facts_relationships,
+            access_facts_follow_merges,
+            access_log_queries,
+            concurrent_duplicate_registration,
+            concurrent_merges_of_one_record,
+        );
+    };
+    (@cases $open:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                $crate::contract::run(($open)(stringify!($case)).await, stringify!($case), $crate::contract::$case).await;
+            }
+        )+
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// fixtures and helpers
+
+/// The "today" and "now" the cases' data is validated against.
+const TODAY: Date = date!(2026 - 11 - 23);
+const NOW: OffsetDateTime = datetime!(2026-11-23 12:00 UTC);
+/// 四川省广安市岳池县 and 武胜县, 广安区, and 北京市朝阳区.
+const YUECHI: &str = "511621";
+const WUSHENG: &str = "511622";
+const GUANG_AN: &str = "511602";
+const CHAOYANG: &str = "110105";
+
+/// Every case starts here: a fresh store migrates, a second migration applies nothing.
+async fn migrated(store: &dyn Store) {
+    let first = store.migrate().await.expect("migrating a fresh store");
+    assert!(!first.is_empty(), "a fresh store applies its migrations, got none applied");
+    let second = store.migrate().await.expect("migrating a second time");
+    assert!(second.is_empty(), "a second migrate must apply nothing, applied {second:?}");
+}
+
+fn expect_duplicate<T: Debug>(r: Result<T>, what: &str) -> Option<Uuid> {
+    match r {
+        Err(StoreError::Duplicate { existing, .. }) => existing,
+        other => panic!("{what}: expected StoreError::Duplicate, got {other:?}"),
+    }
+}
+
+fn expect_not_found<T: Debug>(r: Result<T>, what: &str) {
+    match r {
+        Err(StoreError::NotFound { .. }) => {}
+        other => panic!("{what}: expected StoreError::NotFound, got {other:?}"),
+    }
+}
+
+fn expect_conflict<T: Debug>(r: Result<T>, what: &str) {
+    match r {
+        Err(StoreError::Domain(DomainError::Conflict(_))) => {}
+        other => panic!("{what}: expected StoreError::Domain(DomainError::Conflict(_)), got {other:?}"),
+    }
+}
+
+async fn alliance(s: &dyn Store) -> Alliance {
+    let a = Alliance { id: new_id(), name: "广安市城市医疗集团".into(), region_code: "511600".into() };
+    s.create_alliance(&a).await.expect("create alliance");
+    a
+}
+
+async fn community(s: &dyn Store, alliance_id: Option<Uuid>, name: &str, region: &str, wide: bool) -> Community {
+    let c = Community {
+        id: new_id(),
+        alliance_id,
+        name: name.into(),
+        region_code: region.into(),
+        community_wide_read: wide,
+    };
+    s.create_community(&c).await.expect("create community");
+    c
+}
+
+fn new_facility(code: &str, name: &str, tier: Tier, region: &str, community_id: Option<Uuid>) -> Facility {
+    let grade = match tier {
+        Tier::Village => Grade::Ungraded,
+        Tier::Township => Grade::Level1,
+        Tier::County => Grade::Level2A,
+        _ => Grade::Level3A,
+    };
+    let capabilities = match tier {
+        Tier::Village => Capabilities { departments: vec!["全科".into()], beds: 2, emergency_centres: vec![] },
+        Tier::Township => Capabilities {
+            departments: vec!["全科".into(), "中医科".into(), "预防保健科".into()],
+            beds: 60,
+            emergency_centres: vec![],
+        },
+        _ => Capabilities {
+            departments: vec!["心血管内科".into(), "神经内科".into(), "急诊医学科".into(), "产科".into()],
+            beds: 800,
+            emergency_centres: vec![EmergencyCentre::Stroke, EmergencyCentre::ChestPain, EmergencyCentre::Trauma],
+        },
+    };
+    NewFacility {
+        code: code.into(),
+        name: name.into(),
+        tier,
+        grade,
+        region_code: region.into(),
+        insurance_region: region.into(),
+        community_id,
+        capabilities,
+    }
+    .validate(new_id())
+    .expect("valid facility")
+}
+
+async fn facility(s: &dyn Store, code: &str, tier: Tier, region: &str, community_id: Option<Uuid>) -> Facility {
+    let f = new_facility(code, &format!("测试机构{code}"), tier, region, community_id);
+    s.create_facility(&f).await.expect("create facility");
+    f
+}
+
+/// A valid GB 11643 number.
+fn id_number(region: &str, birth: Date, seq: u16, sex: Sex) -> String {
+    IdentityNumber::compose(region, birth, seq, sex).expect("compose identity number").as_str().to_owned()
+}
+
+/// A person with a resident identity number (birth date and region from the number).
+fn resident(name: &str, sex: Sex, birth: Date, seq: u16) -> Patient {
+    NewPatient { identity_number: Some(id_number(YUECHI, birth, seq, sex)), ..NewPatient::new(name, sex) }
+        .validate(TODAY, None)
+        .expect("valid registration")
+        .into_patient(new_id())
+}
+
+/// A person without an identity number, registered with another identifier.
+fn without_id_number(name: &str, sex: Sex, birth: Date, kind: IdentifierType, value: &str) -> Patient {
+    NewPatient {
+        birth_date: Some(birth),
+        other_identifiers: vec![OtherIdentifierInput { kind, value: value.into() }],
+        region_code: Some(YUECHI.into()),
+        ..NewPatient::new(name, sex)
+    }
+    .validate(TODAY, None)
+    .expect("valid registration")
+    .into_patient(new_id())
+}
+
+fn with_phone(mut p: Patient, phone: &str) -> Patient {
+    p.phone = Some(phone.into());
+    p
+}
+
+/// The order of a patient's identifiers carries no meaning: compare them as a set.
+fn normalised(mut p: Patient) -> Patient {
+    p.identifiers.sort_by(|a, b| (a.kind.as_str(), a.value.as_str()).cmp(&(b.kind.as_str(), b.value.as_str())));
+    p
+}
+
+fn assert_same_patient(got: Option<Patient>, want: &Patient, what: &str) {
+    let got = got.unwrap_or_else(|| panic!("{what}: expected patient {}, got none", want.id));
+    assert_eq!(normalised(got), normalised(want.clone()), "{what}");
+}
+
+async fn create_patients(s: &dyn Store, ps: &[&Patient]) {
+    for p in ps {
+        s.create_patient(p).await.expect("create patient");
+    }
+}
+
+fn encounter(p: &Patient, f: &Facility, started_at: OffsetDateTime, diagnosis: &str) -> Encounter {
+    NewEncounter {
+        patient_id: p.id,
+        facility_id: f.id,
+        department: Some("全科".into()),
+        practitioner_id: None,
+        class: EncounterClass::Outpatient,
+        started_at,
+        ended_at: Some(started_at + Duration::minutes(20)),
+        diagnoses: vec![diagnosis.into()],
+        procedures: vec![],
+        total_cost_fen: 8_650,
+    }
+    .validate(new_id(), p.region_key.clone(), NOW)
+    .expect("valid encounter")
+}
+
+fn sorted_by_id<T: Clone>(v: &[T], id: impl Fn(&T) -> Uuid) -> Vec<T> {
+    let mut v = v.to_vec();
+    v.sort_by_key(|x| id(x));
+    v
+}
+
+fn ids(ps: &[Patient]) -> BTreeSet<Uuid> {
+    ps.iter().map(|p| p.id).collect()
+}
+
+fn user(f: &Facility, username: &str, roles: Vec<Role>) -> User {
+    User {
+        id: new_id(),
+        username: username.into(),
+        display_name: format!("用户{username}"),
+        facility_id: f.id,
+        roles,
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".into(),
+        active: true,
+    }
+}
+
+fn facts(care: bool, same: bool, wide: bool) -> AccessFacts {
+    AccessFacts { care_relationship: care, same_community: same, community_wide_read: wide }
+}
+
+/// Rows of a bulk import: line `i + 1` is a distinct person born `i` days after 1940-01-01.
+fn import_rows(n: usize, first_line: u64) -> Vec<(u64, Patient)> {
+    (0..n)
+        .map(|i| {
+            let sex = if i % 2 == 0 { Sex::Female } else { Sex::Male };
+            let birth = date!(1940 - 01 - 01) + Duration::days(i as i64);
+            let p = resident(&format!("导入{i}"), sex, birth, (i % 1000) as u16);
+            (first_line + i as u64, p)
+        })
+        .collect()
+}
+
+/// A different person (new id, other name) carrying the same identifiers as `p`.
+fn same_identifiers_as(p: &Patient) -> Patient {
+    Patient { id: new_id(), name: "重复登记".into(), ..p.clone() }
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. registries
+
+/// Alliance → community → facility (with capabilities) read back equal.
+pub async fn registries_round_trip(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let a = alliance(s).await;
+    assert_eq!(s.list_alliances().await.expect("list alliances"), vec![a.clone()]);
+    let c = community(s, Some(a.id), "岳池县医共体", YUECHI, true).await;
+    assert_eq!(s.get_community(c.id).await.expect("get community"), Some(c.clone()));
+    assert_eq!(s.list_communities().await.expect("list communities"), vec![c.clone()]);
+    // a community outside any alliance
+    let lone = community(s, None, "武胜县医共体", WUSHENG, false).await;
+    assert_eq!(s.get_community(lone.id).await.expect("get community"), Some(lone.clone()));
+
+    let f = new_facility("H51162100001", "岳池县人民医院", Tier::County, YUECHI, Some(c.id));
+    assert_eq!(f.capabilities.emergency_centres.len(), 3, "fixture has all its centres");
+    s.create_facility(&f).await.expect("create facility");
+    assert_eq!(s.get_facility(f.id).await.expect("get facility"), Some(f.clone()));
+    assert_eq!(s.get_facility_by_code("H51162100001").await.expect("by code"), Some(f.clone()));
+    // no community, no capabilities
+    let bare = Facility {
+        community_id: None,
+        capabilities: Capabilities::default(),
+        ..new_facility("H11010500001", "朝阳区某诊所", Tier::Village, CHAOYANG, None)
+    };
+    s.create_facility(&bare).await.expect("create facility without community");
+    assert_eq!(s.get_facility(bare.id).await.expect("get facility"), Some(bare.clone()));
+
+    assert_eq!(s.get_community(new_id()).await.expect("get community"), None);
+    assert_eq!(s.get_facility(new_id()).await.expect("get facility"), None);
+    assert_eq!(s.get_facility_by_code("H00000000000").await.expect("by code"), None);
+}
+
+/// Duplicate facility code → Duplicate; unknown community or alliance → NotFound; nothing written.
+pub async fn registries_refusals(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let c = community(s, None, "岳池县医共体", YUECHI, true).await;
+    let f = facility(s, "H51162100001", Tier::County, YUECHI, Some(c.id)).await;
+
+    let orphan = Community { id: new_id(), alliance_id: Some(new_id()), ..c.clone() };
+    expect_not_found(s.create_community(&orphan).await, "community in an unknown alliance");
+    assert_eq!(s.get_community(orphan.id).await.expect("get community"), None, "nothing written");
+
+    let same_code = new_facility("H51162100001", "另一家医院", Tier::Township, YUECHI, Some(c.id));
+    expect_duplicate(s.create_facility(&same_code).await, "facility with a taken code");
+    assert_eq!(s.get_facility(same_code.id).await.expect("get facility"), None, "nothing written");
+    assert_eq!(s.get_facility_by_code("H51162100001").await.expect("by code"), Some(f.clone()), "first one kept");
+
+    let lost = new_facility("H51162100002", "九龙镇卫生院", Tier::Township, YUECHI, Some(new_id()));
+    expect_not_found(s.create_facility(&lost).await, "facility in an unknown community");
+    assert_eq!(s.get_facility(lost.id).await.expect("get facility"), None, "nothing written");
+    assert_eq!(s.get_facility_by_code("H51162100002").await.expect("by code"), None, "nothing written");
+
+    assert_eq!(s.list_facilities(&FacilityFilter::default()).await.expect("list"), vec![f]);
+}
+
+/// list_facilities filters by community, tier and region, alone and together.
+pub async fn facility_filters(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let c1 = community(s, None, "岳池县医共体", YUECHI, true).await;
+    let c2 = community(s, None, "武胜县医共体", WUSHENG, true).await;
+    let county = facility(s, "H51162100001", Tier::County, YUECHI, Some(c1.id)).await;
+    let town = facility(s, "H51162100002", Tier::Township, YUECHI, Some(c1.id)).await;
+    let village = facility(s, "H51162100003", Tier::Village, YUECHI, Some(c1.id)).await;
+    let other_town = facility(s, "H51162200001", Tier::Township, WUSHENG, Some(c2.id)).await;
+    let city = facility(s, "H51160200001", Tier::City, GUANG_AN, None).await;
+
+    let list = |f: FacilityFilter| async move {
+        let mut v = s.list_facilities(&f).await.expect("list facilities");
+        v.sort_by(|a, b| a.code.cmp(&b.code));
+        v
+    };
+    let by_code = |v: Vec<&Facility>| {
+        let mut v: Vec<Facility> = v.into_iter().cloned().collect();
+        v.sort_by(|a, b| a.code.cmp(&b.code));
+        v
+    };
+    assert_eq!(
+        list(FacilityFilter::default()).await,
+        by_code(vec![&county, &town, &village, &other_town, &city]),
+        "no filter: all"
+    );
+    assert_eq!(
+        list(FacilityFilter { community_id: Some(c1.id), ..Default::default() }).await,
+        by_code(vec![&county, &town, &village]),
+        "community 1"
+    );
+    assert_eq!(
+        list(FacilityFilter { community_id: Some(c2.id), ..Default::default() }).await,
+        by_code(vec![&other_town]),
+        "community 2"
+    );
+    assert_eq!(
+        list(FacilityFilter { tier: Some(Tier::Township), ..Default::default() }).await,
+        by_code(vec![&town, &other_town]),
+        "township tier"
+    );
+    assert_eq!(
+        list(FacilityFilter { region_code: Some(GUANG_AN.into()), ..Default::default() }).await,
+        by_code(vec![&city]),
+        "region 广安区"
+    );
+    assert_eq!(
+        list(FacilityFilter { region_code: Some(YUECHI.into()), ..Default::default() }).await,
+        by_code(vec![&county, &town, &village]),
+        "region 岳池县"
+    );
+    assert_eq!(
+        list(FacilityFilter {
+            community_id: Some(c1.id),
+            tier: Some(Tier::Township),
+            region_code: Some(YUECHI.into())
+        })
+        .await,
+        by_code(vec![&town]),
+        "community, tier and region together"
+    );
+    assert_eq!(
+        list(FacilityFilter { community_id: Some(c2.id), region_code: Some(YUECHI.into()), ..Default::default() })
+            .await,
+        vec![],
+        "community 2 has nothing in 岳池县"
+    );
+    assert_eq!(
+        list(FacilityFilter { community_id: Some(new_id()), ..Default::default() }).await,
+        vec![],
+        "unknown community"
+    );
+}
+
+/// Practitioners and their roles round-trip; a role at an unknown facility writes nothing;
+/// a licence number is unique.
+pub async fn practitioners_and_roles(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let c = community(s, None, "岳池县医共体", YUECHI, true).await;
+    let county = facility(s, "H51162100001", Tier::County, YUECHI, Some(c.id)).await;
+    let town = facility(s, "H51162100002", Tier::Township, YUECHI, Some(c.id)).await;
+
+    let doctor =
+        validate_practitioner(new_id(), "李建国", Some("110511621000123"), Some("13800000001")).expect("valid");
+    s.create_practitioner(&doctor).await.expect("create practitioner");
+    assert_eq!(s.get_practitioner(doctor.id).await.expect("get"), Some(doctor.clone()));
+    // older village-doctor certificates have no licence number; several may lack one
+    let village_doctor = validate_practitioner(new_id(), "王大伯", None, None).expect("valid");
+    let another = validate_practitioner(new_id(), "赵医生", None, None).expect("valid");
+    s.create_practitioner(&village_doctor).await.expect("create practitioner without licence");
+    s.create_practitioner(&another).await.expect("a second practitioner without licence");
+    assert_eq!(s.get_practitioner(village_doctor.id).await.expect("get"), Some(village_doctor.clone()));
+
+    let role = PractitionerRole {
+        id: new_id(),
+        practitioner_id: doctor.id,
+        facility_id: county.id,
+        role: PractitionerRoleCode::Physician,
+        department: Some("心血管内科".into()),
+        active: true,
+    };
+    s.create_practitioner_role(&role).await.expect("create role");
+    let second = PractitionerRole {
+        id: new_id(),
+        facility_id: town.id,
+        role: PractitionerRoleCode::GeneralPractitioner,
+        department: None,
+        active: false,
+        ..role.clone()
+    };
+    s.create_practitioner_role(&second).await.expect("create second role");
+    assert_eq!(
+        sorted_by_id(&s.list_practitioner_roles(doctor.id).await.expect("roles"), |r| r.id),
+        sorted_by_id(&[role.clone(), second.clone()], |r| r.id)
+    );
+    assert_eq!(s.list_practitioners(Some(county.id)).await.expect("at county"), vec![doctor.clone()]);
+
+    let nowhere = PractitionerRole {
+        id: new_id(),
+        practitioner_id: village_doctor.id,
+        facility_id: new_id(),
+        role: PractitionerRoleCode::VillageDoctor,
+        department: None,
+        active: true,
+    };
+    expect_not_found(s.create_practitioner_role(&nowhere).await, "role at an unknown facility");
+    assert_eq!(s.list_practitioner_roles(village_doctor.id).await.expect("roles"), vec![], "nothing written");
+    let nobody = PractitionerRole { id: new_id(), practitioner_id: new_id(), facility_id: town.id, ..nowhere.clone() };
+    expect_not_found(s.create_practitioner_role(&nobody).await, "role of an unknown practitioner");
+    assert_eq!(s.list_practitioners(Some(town.id)).await.expect("at town"), vec![doctor.clone()], "nothing written");
+
+    let copy = validate_practitioner(new_id(), "李建国（重复）", Some("110511621000123"), None).expect("valid");
+    expect_duplicate(s.create_practitioner(&copy).await, "practitioner with a taken licence number");
+    assert_eq!(s.get_practitioner(copy.id).await.expect("get"), None, "nothing written");
+    assert_eq!(
+        sorted_by_id(&s.list_practitioners(None).await.expect("all"), |p| p.id),
+        sorted_by_id(&[doctor, village_doctor, another], |p| p.id)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. patients
+
+/// A registration reads back equal, by id and by each identifier.
+pub async fn patient_round_trip(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let c = community(s, None, "岳池县医共体", YUECHI, true).await;
+    let town = facility(s, "H51162100002", Tier::Township, YUECHI, Some(c.id)).await;
+    let idn = id_number(YUECHI, date!(1958 - 03 - 14), 12, Sex::Female);
+    let p = NewPatient {
+        identity_number: Some(idn.clone()),
+        other_identifiers: vec![OtherIdentifierInput {
+            kind: IdentifierType::InsuranceCard,
+            value: "yb5116210001".into(),
+        }],
+        phone: Some("138 0000 0001".into()),
+        address: Some("岳池县九龙镇白塔村3组".into()),
+        home_facility_id: Some(town.id),
+        ..NewPatient::new("王秀英", Sex::Female)
+    }
+    .validate(TODAY, Some(&town.region_code))
+    .expect("valid registration")
+    .into_patient(new_id());
+    assert_eq!(p.identifiers.len(), 2, "fixture has two identifiers");
+    s.create_patient(&p).await.expect("create patient");
+
+    assert_same_patient(s.get_patient(p.id).await.expect("get"), &p, "get_patient");
+    assert_same_patient(
+        s.find_by_identifier(IdentifierType::ResidentId, &idn).await.expect("find"),
+        &p,
+        "find_by_identifier(resident id)",
+    );
+    assert_same_patient(
+        s.find_by_identifier(IdentifierType::InsuranceCard, "YB5116210001").await.expect("find"),
+        &p,
+        "find_by_identifier(insurance card)",
+    );
+    // the same value under another identifier type is someone else's (or nobody's)
+    assert_eq!(s.find_by_identifier(IdentifierType::Passport, "YB5116210001").await.expect("find"), None);
+    let unknown = id_number(YUECHI, date!(1958 - 03 - 14), 14, Sex::Female);
+    assert_eq!(s.find_by_identifier(IdentifierType::ResidentId, &unknown).await.expect("find"), None);
+
+    // a foreign visitor with a passport only, no home facility, no phone
+    let visitor =
+        without_id_number("Anna Müller", Sex::Female, date!(1990 - 06 - 30), IdentifierType::Passport, "C01234567");
+    s.create_patient(&visitor).await.expect("create visitor");
+    assert_same_patient(s.get_patient(visitor.id).await.expect("get"), &visitor, "visitor");
+    assert_eq!(s.get_patient(new_id()).await.expect("get"), None);
+    assert_eq!(s.count_patients().await.expect("count"), 2);
+}
+
+/// A taken identifier is refused naming the patient who has it; nothing is written.
+pub async fn patient_duplicate_identifier(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let first = NewPatient {
+        identity_number: Some(id_number(YUECHI, date!(1962 - 07 - 01), 31, Sex::Male)),
+        other_identifiers: vec![OtherIdentifierInput {
+            kind: IdentifierType::InsuranceCard,
+            value: "YB0000000001".into(),
+        }],
+        ..NewPatient::new("刘德明", Sex::Male)
+    }
+    .validate(TODAY, None)
+    .expect("valid")
+    .into_patient(new_id());
+    s.create_patient(&first).await.expect("create first");
+    let idn = first.identity_number().expect("has number").to_owned();
+
+    let second = NewPatient { identity_number: Some(idn.clone()), ..NewPatient::new("刘德民", Sex::Male) }
+        .validate(TODAY, None)
+        .expect("valid")
+        .into_patient(new_id());
+    let existing = expect_duplicate(s.create_patient(&second).await, "second patient with the same identity number");
+    assert_eq!(existing, Some(first.id), "Duplicate names the patient holding the number");
+    assert_eq!(s.count_patients().await.expect("count"), 1, "nothing written");
+    assert_eq!(s.get_patient(second.id).await.expect("get"), None, "nothing written");
+    assert_same_patient(s.find_by_identifier(IdentifierType::ResidentId, &idn).await.expect("find"), &first, "kept");
+
+    // a new identity number but a taken insurance card: refused as a whole
+    let third = NewPatient {
+        identity_number: Some(id_number(YUECHI, date!(1970 - 01 - 02), 33, Sex::Male)),
+        other_identifiers: vec![OtherIdentifierInput {
+            kind: IdentifierType::InsuranceCard,
+            value: "YB0000000001".into(),
+        }],
+        ..NewPatient::new("陈刚", Sex::Male)
+    }
+    .validate(TODAY, None)
+    .expect("valid")
+    .into_patient(new_id());
+    let existing = expect_duplicate(s.create_patient(&third).await, "patient with a taken insurance card");
+    assert_eq!(existing, Some(first.id));
+    let third_idn = third.identity_number().expect("has number");
+    assert_eq!(
+        s.find_by_identifier(IdentifierType::ResidentId, third_idn).await.expect("find"),
+        None,
+        "none of the refused patient's identifiers is written"
+    );
+    assert_eq!(s.count_patients().await.expect("count"), 1);
+}
+
+/// A home facility that does not exist: NotFound and nothing written.
+pub async fn patient_unknown_home_facility(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let mut p = resident("周玉兰", Sex::Female, date!(1948 - 09 - 09), 40);
+    p.home_facility_id = Some(new_id());
+    expect_not_found(s.create_patient(&p).await, "patient with an unknown home facility");
+    assert_eq!(s.count_patients().await.expect("count"), 0);
+    assert_eq!(s.get_patient(p.id).await.expect("get"), None);
+    let idn = p.identity_number().expect("has number");
+    assert_eq!(s.find_by_identifier(IdentifierType::ResidentId, idn).await.expect("find"), None);
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. bulk import
+
+fn lines_and_codes(rejected: &[RowRejection]) -> Vec<(u64, String)> {
+    let mut v: Vec<(u64, String)> = rejected.iter().map(|r| (r.line, r.code.clone())).collect();
+    v.sort();
+    v
+}
+
+/// Non-atomic import of 1,200 rows (three internal chunks): in-file duplicates (one in the
+/// same chunk as the original, one in a later chunk) and a duplicate of a stored patient
+/// are refused by line; every other row lands.
+pub async fn import_non_atomic(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let stored = resident("已登记", Sex::Male, date!(1930 - 05 - 05), 501);
+    s.create_patient(&stored).await.expect("create stored patient");
+
+    let mut rows = import_rows(1200, 1);
+    rows[299].1 = same_identifiers_as(&rows[9].1); // line 300 repeats line 10 (same chunk)
+    rows[899].1 = same_identifiers_as(&rows[19].1); // line 900 repeats line 20 (an earlier chunk)
+    rows[1099].1 = same_identifiers_as(&stored); // line 1100 repeats a stored patient
+    let out = s.import_patients(&rows, false).await.expect("import");
+
+    assert_eq!(out.inserted, 1197, "every row but the three duplicates lands");
+    let lines: Vec<u64> = lines_and_codes(&out.rejected).iter().map(|(l, _)| *l).collect();
+    assert_eq!(lines, vec![300, 900, 1100], "exactly the duplicate lines are refused");
+    assert_eq!(s.count_patients().await.expect("count"), 1 + 1197);
+    for i in [299, 899, 1099] {
+        assert_eq!(s.get_patient(rows[i].1.id).await.expect("get"), None, "refused line {} not written", rows[i].0);
+    }
+    for i in [0, 9, 19, 499, 500, 999, 1000, 1199] {
+        let (line, p) = &rows[i];
+        assert_same_patient(
+            s.find_by_identifier(IdentifierType::ResidentId, p.identity_number().expect("number")).await.expect("find"),
+            p,
+            &format!("line {line} landed and owns its number"),
+        );
+    }
+    assert_same_patient(s.get_patient(stored.id).await.expect("get"), &stored, "stored patient untouched");
+    assert_eq!(
+        lines_and_codes(&out.rejected),
+        vec![
+            (300, "identifier.duplicate_in_file".to_owned()),
+            (900, "identifier.duplicate_in_file".to_owned()),
+            (1100, "identifier.duplicate".to_owned()),
+        ],
+        "a repeat of an earlier line of the same file is `identifier.duplicate_in_file`, wherever the chunk \
+         boundaries fall; a repeat of a stored patient is `identifier.duplicate`"
+    );
+}
+
+/// Atomic import with one bad row: nothing written, the bad row reported.
+pub async fn import_atomic_bad_row_writes_nothing(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let stored = resident("已登记", Sex::Male, date!(1930 - 05 - 05), 501);
+    s.create_patient(&stored).await.expect("create stored patient");
+
+    // the bad row is in the second chunk, after a whole chunk of good rows
+    let mut rows = import_rows(600, 1);
+    rows[549].1 = same_identifiers_as(&stored);
+    let out = s.import_patients(&rows, true).await.expect("import");
+    assert_eq!(out.inserted, 0, "an atomic import with a bad row inserts nothing");
+    assert_eq!(lines_and_codes(&out.rejected), vec![(550, "identifier.duplicate".to_owned())]);
+    assert_eq!(s.count_patients().await.expect("count"), 1, "nothing written");
+    for i in [0, 499, 500, 599] {
+        let p = &rows[i].1;
+        assert_eq!(s.get_patient(p.id).await.expect("get"), None, "line {} not written", rows[i].0);
+        let idn = p.identity_number().expect("number");
+        assert_eq!(s.find_by_identifier(IdentifierType::ResidentId, idn).await.expect("find"), None);
+    }
+
+    // a repeat inside the file is just as fatal
+    let mut rows = import_rows(10, 2);
+    rows[5].1 = same_identifiers_as(&rows[1].1);
+    let out = s.import_patients(&rows, true).await.expect("import");
+    assert_eq!(out.inserted, 0);
+    assert_eq!(lines_and_codes(&out.rejected), vec![(7, "identifier.duplicate_in_file".to_owned())]);
+    assert_eq!(s.count_patients().await.expect("count"), 1, "nothing written");
+}
+
+/// Atomic import of good rows only: everything lands.
+pub async fn import_atomic_all_good(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let stored = resident("已登记", Sex::Male, date!(1930 - 05 - 05), 501);
+    s.create_patient(&stored).await.expect("create stored patient");
+    let rows = import_rows(700, 2);
+    let out = s.import_patients(&rows, true).await.expect("import");
+    assert_eq!(out.inserted, 700);
+    assert_eq!(out.rejected, vec![]);
+    assert_eq!(s.count_patients().await.expect("count"), 701);
+    for i in [0, 499, 500, 699] {
+        let (line, p) = &rows[i];
+        assert_same_patient(s.get_patient(p.id).await.expect("get"), p, &format!("line {line}"));
+    }
+}
+
+/// Bulk import applies the rule single registration does: a row whose home facility does
+/// not exist is refused (not written), the others land.
+pub async fn import_unknown_home_facility(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let c = community(s, None, "岳池县医共体", YUECHI, true).await;
+    let town = facility(s, "H51162100002", Tier::Township, YUECHI, Some(c.id)).await;
+    let mut rows = import_rows(3, 1);
+    rows[0].1.home_facility_id = Some(town.id);
+    rows[1].1.home_facility_id = Some(new_id());
+    rows[2].1.home_facility_id = Some(town.id);
+    let out = s.import_patients(&rows, false).await.expect("import");
+    let lines: Vec<u64> = out.rejected.iter().map(|r| r.line).collect();
+    assert_eq!(
+        (out.inserted, lines),
+        (2, vec![2]),
+        "line 2 names a facility that does not exist (create_patient refuses it with NotFound)"
+    );
+    assert_eq!(s.get_patient(rows[1].1.id).await.expect("get"), None, "line 2 not written");
+    assert_eq!(s.count_patients().await.expect("count"), 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. matching
+
+/// Candidates are blocked by birth date, by name, by phone; the identity number finds its owner.
+pub async fn match_candidates_blocking(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let born = date!(1960 - 05 - 01);
+    let zhang1 = with_phone(resident("张伟", Sex::Male, born, 11), "13800000001");
+    let li = with_phone(resident("李娜", Sex::Female, born, 12), "13900000002");
+    let zhang2 = with_phone(resident("张伟", Sex::Male, date!(1975 - 08 - 09), 13), "13700000003");
+    let wang = with_phone(resident("王芳", Sex::Female, date!(1982 - 02 - 02), 14), "13800000001");
+    let zhao = with_phone(resident("赵磊", Sex::Male, date!(1990 - 12 - 12), 15), "13600000004");
+    let qian = resident("钱敏", Sex::Female, date!(1955 - 07 - 07), 16);
+    create_patients(s, &[&zhang1, &li, &zhang2, &wang, &zhao, &qian]).await;
+
+    let find = |q: MatchQuery| async move { s.match_candidates(&q, 50).await.expect("match candidates") };
+    let set = |ps: &[&Patient]| ps.iter().map(|p| p.id).collect::<BTreeSet<_>>();
+
+    let got = find(MatchQuery { birth_date: Some(born), ..Default::default() }).await;
+    assert_eq!(ids(&got), set(&[&zhang1, &li]), "by birth date");
+    let got = find(MatchQuery { name: Some("张伟".into()), ..Default::default() }).await;
+    assert_eq!(ids(&got), set(&[&zhang1, &zhang2]), "by name");
+    let got = find(MatchQuery { phone: Some("13800000001".into()), ..Default::default() }).await;
+    assert_eq!(ids(&got), set(&[&wang, &zhang1]), "by phone");
+
+    let qian_idn = qian.identity_number().expect("number").to_owned();
+    let q = MatchQuery { identity_number: Some(qian_idn), ..Default::default() };
+    let got = find(q.clone()).await;
+    assert_eq!(ids(&got), set(&[&qian]), "by identity number");
+    // candidates carry their identifiers: the domain ranks an identical number as certain
+    let graded = tiercare_domain::matching::score(&q, &got[0]).expect("scored");
+    assert_eq!(graded.grade, MatchGrade::Certain);
+
+    let q = MatchQuery {
+        name: Some("张伟".into()),
+        birth_date: Some(born),
+        sex: Some(Sex::Male),
+        phone: Some("13800000001".into()),
+        ..Default::default()
+    };
+    let got = find(q).await;
+    assert_eq!(ids(&got), set(&[&zhang1, &li, &zhang2, &wang]), "union of the blocks, never 赵磊 or 钱敏");
+    assert_eq!(got.len(), 4, "each candidate once");
+    for p in &got {
+        let want = [&zhang1, &li, &zhang2, &wang].into_iter().find(|w| w.id == p.id).expect("expected candidate");
+        assert_eq!(normalised(p.clone()), normalised((*want).clone()), "candidates are whole patients");
+    }
+
+    let got =
+        find(MatchQuery {
+            name: Some("不存在".into()), birth_date: Some(date!(2001 - 01 - 01)), ..Default::default()
+        })
+        .await;
+    assert_eq!(got, vec![], "nothing matches");
+}
+
+/// A record merged into another is never a candidate, whichever block would find it.
+pub async fn match_candidates_exclude_merged(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let by = new_id();
+    let born = date!(1960 - 05 - 01);
+    let a = with_phone(resident("张伟", Sex::Male, born, 11), "13800000001");
+    let b = with_phone(
+        without_id_number("张伟", Sex::Male, born, IdentifierType::InsuranceCard, "YB0000000001"),
+        "13800000001",
+    );
+    create_patients(s, &[&a, &b]).await;
+    s.merge_patients(a.id, b.id, by, "同一人", NOW).await.expect("merge b into a");
+
+    let q = MatchQuery {
+        name: Some("张伟".into()),
+        birth_date: Some(born),
+        phone: Some("13800000001".into()),
+        ..Default::default()
+    };
+    let got = s.match_candidates(&q, 50).await.expect("match");
+    assert_eq!(ids(&got), BTreeSet::from([a.id]), "the survivor, not the merged record");
+
+    // the merged record is the one holding the identity number
+    let survivor = without_id_number("孙丽", Sex::Female, date!(1970 - 03 - 03), IdentifierType::Passport, "E12345678");
+    let holder = resident("孙丽", Sex::Female, date!(1970 - 03 - 03), 22);
+    create_patients(s, &[&survivor, &holder]).await;
+    s.merge_patients(survivor.id, holder.id, by, "同一人", NOW).await.expect("merge holder into survivor");
+    let q =
+        MatchQuery { identity_number: Some(holder.identity_number().expect("number").into()), ..Default::default() };
+    let got = s.match_candidates(&q, 50).await.expect("match");
+    assert!(
+        !ids(&got).contains(&holder.id),
+        "a merged record is not a candidate, even when the identity number is on it (got {:?})",
+        got.iter().map(|p| (p.id, p.status)).collect::<Vec<_>>()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. merge and unmerge
+
+/// Merge B into A: B follows A, A's record has both; unmerge separates them again.
+pub async fn merge_and_unmerge(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let c = community(s, None, "岳池县医共体", YUECHI, true).await;
+    let county = facility(s, "H51162100001", Tier::County, YUECHI, Some(c.id)).await;
+    let town = facility(s, "H51162100002", Tier::Township, YUECHI, Some(c.id)).await;
+    let born = date!(1951 - 11 - 11);
+    let a = resident("杨桂芳", Sex::Female, born, 52);
+    let b = without_id_number("杨桂芳", Sex::Female, born, IdentifierType::InsuranceCard, "YB5116210099");
+    create_patients(s, &[&a, &b]).await;
+    let ea = encounter(&a, &county, datetime!(2026-10-01 09:00 UTC), "I10.x00");
+    let eb = encounter(&b, &town, datetime!(2026-11-01 09:00 UTC), "E11.900");
+    s.create_encounter(&ea).await.expect("encounter of a");
+    s.create_encounter(&eb).await.expect("encounter of b");
+
+    let (by, at) = (new_id(), datetime!(2026-11-20 10:00 UTC));
+    let rec = s.merge_patients(a.id, b.id, by, "同一人：姓名、出生日期一致，医保卡登记", at).await.expect("merge");
+    assert_eq!(
+        (rec.survivor_id, rec.merged_id, rec.merged_by, rec.merged_at, rec.reason.as_str()),
+        (a.id, b.id, by, at, "同一人：姓名、出生日期一致，医保卡登记")
+    );
+    assert_eq!((rec.undone_by, rec.undone_at, rec.undo_reason.as_deref()), (None, None, None));
+
+    let got_b = s.get_patient(b.id).await.expect("get b").expect("b still exists");
+    assert_eq!(got_b.status, PatientStatus::Merged(a.id));
+    assert_eq!(got_b.identifiers, b.identifiers, "b keeps its identifiers");
+    assert_eq!(s.get_patient(a.id).await.expect("get a").expect("a").status, PatientStatus::Active);
+
+    for id in [a.id, b.id] {
+        let r = s.patient_record(id).await.expect("record").expect("record exists");
+        assert_eq!(r.patient.id, a.id, "the record of either resolves to the survivor");
+        assert_eq!(r.patient.status, PatientStatus::Active);
+        assert_eq!(r.merged_ids, vec![b.id]);
+        assert_eq!(sorted_by_id(&r.encounters, |e| e.id), sorted_by_id(&[ea.clone(), eb.clone()], |e| e.id));
+        assert_eq!(s.merge_history(id).await.expect("history"), vec![rec.clone()], "history of {id}");
+    }
+
+    let (by2, at2) = (new_id(), datetime!(2026-11-21 08:30 UTC));
+    let undone = s.unmerge(rec.id, by2, "误合并：两人同名同生日", at2).await.expect("unmerge");
+    let want = MergeRecord {
+        undone_by: Some(by2),
+        undone_at: Some(at2),
+        undo_reason: Some("误合并：两人同名同生日".into()),
+        ..rec.clone()
+    };
+    assert_eq!(undone, want);
+    let got_b = s.get_patient(b.id).await.expect("get b").expect("b");
+    assert_eq!(got_b.status, PatientStatus::Active, "b is active again");
+    assert_eq!(got_b.identifiers, b.identifiers, "with everything it had");
+    let rb = s.patient_record(b.id).await.expect("record").expect("record of b");
+    assert_eq!((rb.patient.id, rb.merged_ids, rb.encounters), (b.id, vec![], vec![eb.clone()]));
+    let ra = s.patient_record(a.id).await.expect("record").expect("record of a");
+    assert_eq!((ra.patient.id, ra.merged_ids, ra.encounters), (a.id, vec![], vec![ea.clone()]));
+    for id in [a.id, b.id] {
+        assert_eq!(s.merge_history(id).await.expect("history"), vec![want.clone()], "history of {id} after undo");
+    }
+
+    // reversible means repeatable: merge again, both merges in the history
+    let again =
+        s.merge_patients(a.id, b.id, by, "复核后确认同一人", datetime!(2026-11-22 09:00 UTC)).await.expect("again");
+    assert_eq!(
+        sorted_by_id(&s.merge_history(b.id).await.expect("history"), |m| m.id),
+        sorted_by_id(&[want, again], |m| m.id),
+        "both merges are in the history"
+    );
+    assert_eq!(s.count_patients().await.expect("count"), 2, "a merge deletes nothing");
+}
+
+/// Impossible merges are refused with Conflict (unknown records with NotFound), writing nothing.
+pub async fn merge_refusals(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let by = new_id();
+    let born = date!(1966 - 06 - 06);
+    let a = resident("黄海", Sex::Male, born, 61);
+    let c = resident("黄海", Sex::Male, born, 63); // same name and birth, another number: another man
+    let b = without_id_number("黄海", Sex::Male, born, IdentifierType::InsuranceCard, "YB5116210061");
+    let d = without_id_number("黄海", Sex::Male, born, IdentifierType::Passport, "E99887766");
+    create_patients(s, &[&a, &b, &c, &d]).await;
+
+    expect_conflict(s.merge_patients(a.id, c.id, by, "同名", NOW).await, "two different identity numbers");
+    for p in [&a, &c] {
+        let got = s.get_patient(p.id).await.expect("get").expect("exists");
+        assert_eq!((got.status, got.version), (PatientStatus::Active, p.version), "nothing changed");
+        assert_eq!(s.merge_history(p.id).await.expect("history"), vec![]);
+    }
+    expect_conflict(s.merge_patients(a.id, a.id, by, "自身", NOW).await, "a record into itself");
+
+    let rec = s.merge_patients(a.id, b.id, by, "同一人", NOW).await.expect("merge b into a");
+    expect_conflict(s.merge_patients(d.id, b.id, by, "再合并", NOW).await, "merging an already merged record");
+    expect_conflict(s.merge_patients(b.id, d.id, by, "并入已合并", NOW).await, "into a merged survivor");
+    expect_not_found(s.merge_patients(a.id, new_id(), by, "?", NOW).await, "unknown merged record");
+    expect_not_found(s.merge_patients(new_id(), d.id, by, "?", NOW).await, "unknown survivor");
+
+    assert_eq!(s.get_patient(b.id).await.expect("get").expect("b").status, PatientStatus::Merged(a.id));
+    assert_eq!(s.get_patient(d.id).await.expect("get").expect("d").status, PatientStatus::Active);
+    assert_eq!(s.merge_history(b.id).await.expect("history"), vec![rec]);
+    assert_eq!(s.merge_history(d.id).await.expect("history"), vec![]);
+}
+
+/// An undone merge cannot be undone again; an unknown merge is NotFound.
+pub async fn unmerge_refusals(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let by = new_id();
+    let a = resident("吴强", Sex::Male, date!(1977 - 07 - 17), 71);
+    let b = without_id_number("吴强", Sex::Male, date!(1977 - 07 - 17), IdentifierType::InsuranceCard, "YB5116210071");
+    create_patients(s, &[&a, &b]).await;
+    let rec = s.merge_patients(a.id, b.id, by, "同一人", NOW).await.expect("merge");
+    let undone = s.unmerge(rec.id, by, "误合并", NOW + Duration::hours(1)).await.expect("unmerge");
+    expect_conflict(s.unmerge(rec.id, by, "再撤销", NOW + Duration::hours(2)).await, "unmerging twice");
+    assert_eq!(s.merge_history(b.id).await.expect("history"), vec![undone], "the first undo stands");
+    let got = s.get_patient(b.id).await.expect("get").expect("b");
+    assert_eq!(got.status, PatientStatus::Active);
+    expect_not_found(s.unmerge(new_id(), by, "?", NOW).await, "unknown merge id");
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. encounters
+
+/// An encounter needs a known facility, patient and practitioner; refused ones write nothing.
+pub async fn encounters(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let c = community(s, None, "岳池县医共体", YUECHI, true).await;
+    let county = facility(s, "H51162100001", Tier::County, YUECHI, Some(c.id)).await;
+    let doctor = validate_practitioner(new_id(), "李建国", Some("110511621000123"), None).expect("valid");
+    s.create_practitioner(&doctor).await.expect("practitioner");
+    let p = resident("郑秀兰", Sex::Female, date!(1944 - 04 - 04), 44);
+    s.create_patient(&p).await.expect("patient");
+
+    let e = Encounter {
+        practitioner_id: Some(doctor.id),
+        class: EncounterClass::Inpatient,
+        department: Some("神经内科".into()),
+        diagnoses: vec!["I63.900".into(), "I10.x00".into()],
+        procedures: vec!["88.7100".into()],
+        ended_at: Some(datetime!(2026-11-12 10:00 UTC)),
+        total_cost_fen: 1_234_567,
+        ..encounter(&p, &county, datetime!(2026-11-02 08:30 UTC), "I63.900")
+    };
+    s.create_encounter(&e).await.expect("create encounter");
+    let rec = s.patient_record(p.id).await.expect("record").expect("exists");
+    assert_eq!(rec.encounters, vec![e.clone()], "read back equal");
+
+    let nowhere = Encounter { id: new_id(), facility_id: new_id(), ..e.clone() };
+    expect_not_found(s.create_encounter(&nowhere).await, "encounter at an unknown facility");
+    let nobody_treats = Encounter { id: new_id(), practitioner_id: Some(new_id()), ..e.clone() };
+    expect_not_found(s.create_encounter(&nobody_treats).await, "encounter with an unknown practitioner");
+    let rec = s.patient_record(p.id).await.expect("record").expect("exists");
+    assert_eq!(rec.encounters, vec![e.clone()], "nothing written");
+
+    // unknown patient: then register a patient with that very id, who must have no encounters
+    let ghost = resident("未登记", Sex::Male, date!(1980 - 08 - 08), 81);
+    let orphan = Encounter { id: new_id(), patient_id: ghost.id, region_key: ghost.region_key.clone(), ..e.clone() };
+    expect_not_found(s.create_encounter(&orphan).await, "encounter of an unknown patient");
+    s.create_patient(&ghost).await.expect("register the patient afterwards");
+    let rec = s.patient_record(ghost.id).await.expect("record").expect("exists");
+    assert_eq!(rec.encounters, vec![], "nothing was written for the unknown patient");
+    assert_eq!(s.patient_record(new_id()).await.expect("record"), None);
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. enrolments
+
+/// Enrolments show in the patient's record; an unknown patient is NotFound.
+pub async fn enrolments(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let p = resident("冯玉珍", Sex::Female, date!(1952 - 02 - 29), 52);
+    s.create_patient(&p).await.expect("patient");
+    let resident_scheme = NewEnrolment {
+        scheme: Scheme::Resident,
+        insured_region: YUECHI.into(),
+        filing_status: FilingStatus::NotFiled,
+        filed_region: None,
+        valid_from: date!(2026 - 01 - 01),
+        valid_to: Some(date!(2026 - 12 - 31)),
+    }
+    .validate(new_id(), p.id)
+    .expect("valid");
+    s.add_enrolment(&resident_scheme).await.expect("add enrolment");
+    let rec = s.patient_record(p.id).await.expect("record").expect("exists");
+    assert_eq!(rec.enrolments, vec![resident_scheme.clone()]);
+
+    let filed = NewEnrolment {
+        scheme: Scheme::Employee,
+        insured_region: YUECHI.into(),
+        filing_status: FilingStatus::LongTerm,
+        filed_region: Some(CHAOYANG.into()),
+        valid_from: date!(2025 - 07 - 01),
+        valid_to: None,
+    }
+    .validate(new_id(), p.id)
+    .expect("valid");
+    s.add_enrolment(&filed).await.expect("add filed enrolment");
+    let rec = s.patient_record(p.id).await.expect("record").expect("exists");
+    assert_eq!(sorted_by_id(&rec.enrolments, |e| e.id), sorted_by_id(&[resident_scheme.clone(), filed], |e| e.id));
+
+    let stray = Enrolment { id: new_id(), patient_id: new_id(), ..resident_scheme };
+    expect_not_found(s.add_enrolment(&stray).await, "enrolment of an unknown patient");
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. users and tokens
+
+/// Users round-trip; a taken username is Duplicate, an unknown facility NotFound.
+pub async fn users(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let town = facility(s, "H51162100002", Tier::Township, YUECHI, None).await;
+    let u = user(&town, "lijianguo", vec![Role::TownshipClinician, Role::ReferralCentre]);
+    s.create_user(&u).await.expect("create user");
+    assert_eq!(s.get_user(u.id).await.expect("get"), Some(u.clone()));
+    assert_eq!(s.get_user_by_username("lijianguo").await.expect("by name"), Some(u.clone()));
+    let admin = User { active: false, ..user(&town, "admin", vec![Role::SystemAdmin]) };
+    s.create_user(&admin).await.expect("create admin");
+    assert_eq!(s.get_user(admin.id).await.expect("get"), Some(admin.clone()));
+
+    let taken = user(&town, "lijianguo", vec![Role::Lab]);
+    expect_duplicate(s.create_user(&taken).await, "taken username");
+    assert_eq!(s.get_user(taken.id).await.expect("get"), None, "nothing written");
+    let lost = User { facility_id: new_id(), ..user(&town, "wanderer", vec![Role::Specialist]) };
+    expect_not_found(s.create_user(&lost).await, "user at an unknown facility");
+    assert_eq!(s.get_user(lost.id).await.expect("get"), None, "nothing written");
+    assert_eq!(s.get_user_by_username("wanderer").await.expect("by name"), None);
+
+    assert_eq!(sorted_by_id(&s.list_users().await.expect("list"), |u| u.id), sorted_by_id(&[u, admin], |u| u.id));
+    assert_eq!(s.get_user(new_id()).await.expect("get"), None);
+}
+
+/// Tokens are found until they expire or are revoked; API tokens do not expire.
+pub async fn tokens(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let town = facility(s, "H51162100002", Tier::Township, YUECHI, None).await;
+    let u = user(&town, "lijianguo", vec![Role::TownshipClinician]);
+    s.create_user(&u).await.expect("create user");
+
+    let session = TokenRecord {
+        token_hash: vec![1; 32],
+        user_id: u.id,
+        kind: TokenKind::Session,
+        label: None,
+        created_at: NOW - Duration::hours(1),
+        expires_at: Some(NOW + Duration::hours(7)),
+    };
+    let expired = TokenRecord {
+        token_hash: vec![2; 32],
+        created_at: NOW - Duration::hours(10),
+        expires_at: Some(NOW - Duration::minutes(1)),
+        ..session.clone()
+    };
+    let api = TokenRecord {
+        token_hash: vec![3; 32],
+        kind: TokenKind::Api,
+        label: Some("HIS 接口".into()),
+        created_at: NOW - Duration::days(30),
+        expires_at: None,
+        ..session.clone()
+    };
+    for t in [&session, &expired, &api] {
+        s.create_token(t).await.expect("create token");
+    }
+
+    assert_eq!(s.find_token(&session.token_hash, NOW).await.expect("find"), Some((session.clone(), u.clone())));
+    assert_eq!(s.find_token(&expired.token_hash, NOW).await.expect("find"), None, "expired before now");
+    assert_eq!(
+        s.find_token(&expired.token_hash, NOW - Duration::hours(2)).await.expect("find"),
+        Some((expired.clone(), u.clone())),
+        "the same token was valid two hours earlier"
+    );
+    assert_eq!(s.find_token(&session.token_hash, NOW + Duration::hours(8)).await.expect("find"), None, "expires");
+    assert_eq!(s.find_token(&api.token_hash, NOW).await.expect("find"), Some((api.clone(), u.clone())));
+    assert_eq!(
+        s.find_token(&api.token_hash, NOW + Duration::days(3650)).await.expect("find"),
+        Some((api.clone(), u.clone())),
+        "an API token lasts until revoked"
+    );
+    assert_eq!(s.find_token(&[9; 32], NOW).await.expect("find"), None, "unknown token");
+
+    s.revoke_token(&session.token_hash, NOW).await.expect("revoke");
+    assert_eq!(s.find_token(&session.token_hash, NOW).await.expect("find"), None, "revoked");
+    s.revoke_token(&api.token_hash, NOW).await.expect("revoke api");
+    assert_eq!(s.find_token(&api.token_hash, NOW).await.expect("find"), None, "revoked api token");
+}
+
+/// A token for a user who does not exist is refused like every other dangling reference
+/// (NotFound), and not stored.
+pub async fn token_for_unknown_user(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let t = TokenRecord {
+        token_hash: vec![7; 32],
+        user_id: new_id(),
+        kind: TokenKind::Api,
+        label: None,
+        created_at: NOW,
+        expires_at: None,
+    };
+    expect_not_found(s.create_token(&t).await, "token of an unknown user");
+    assert_eq!(s.find_token(&t.token_hash, NOW).await.expect("find"), None);
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. access
+
+/// Care relationship (encounter or registration), same community and the community's
+/// policy, per facility.
+pub async fn access_facts_relationships(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let open = community(s, None, "岳池县医共体", YUECHI, true).await;
+    let other = community(s, None, "武胜县医共体", WUSHENG, false).await;
+    let closed = community(s, None, "邻水县医共体", "511623", false).await;
+    let f1 = facility(s, "H51162100001", Tier::County, YUECHI, Some(open.id)).await;
+    let f2 = facility(s, "H51162100002", Tier::Township, YUECHI, Some(open.id)).await;
+    let f3 = facility(s, "H51162200001", Tier::Township, WUSHENG, Some(other.id)).await;
+    let f4 = facility(s, "H51162300001", Tier::County, "511623", Some(closed.id)).await;
+    let f5 = facility(s, "H51162300002", Tier::Township, "511623", Some(closed.id)).await;
+    let f6 = facility(s, "H51160200001", Tier::City, GUANG_AN, None).await;
+
+    let p = resident("何建华", Sex::Male, date!(1959 - 09 - 19), 91);
+    let q = Patient { home_facility_id: Some(f2.id), ..resident("何丽", Sex::Female, date!(1988 - 08 - 18), 92) };
+    create_patients(s, &[&p, &q]).await;
+    s.create_encounter(&encounter(&p, &f1, datetime!(2026-11-01 09:00 UTC), "J18.900")).await.expect("enc f1");
+    s.create_encounter(&encounter(&p, &f4, datetime!(2026-11-05 09:00 UTC), "J06.900")).await.expect("enc f4");
+
+    let cases = [
+        (&f1, &p, facts(true, true, true), "p treated at f1"),
+        (&f2, &p, facts(false, true, true), "p known in f2's open community"),
+        (&f3, &p, facts(false, false, false), "another community, p never there"),
+        (&f4, &p, facts(true, true, false), "p treated at f4, closed community"),
+        (&f5, &p, facts(false, true, false), "p known in f5's closed community"),
+        (&f6, &p, facts(false, false, false), "no community, no relationship"),
+        (&f2, &q, facts(true, true, true), "q registered at f2"),
+        (&f1, &q, facts(false, true, true), "q known in f1's community by registration"),
+        (&f4, &q, facts(false, false, false), "q unknown in the closed community"),
+    ];
+    for (f, pt, want, what) in cases {
+        assert_eq!(s.access_facts(f.id, pt.id).await.expect("access facts"), want, "{what}");
+    }
+}
+
+/// The survivor has the care relationships of the records merged into it, and loses them
+/// when the merge is undone.
+pub async fn access_facts_follow_merges(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let c1 = community(s, None, "岳池县医共体", YUECHI, false).await;
+    let c2 = community(s, None, "武胜县医共体", WUSHENG, false).await;
+    let f1 = facility(s, "H51162100001", Tier::County, YUECHI, Some(c1.id)).await;
+    let f2 = facility(s, "H51162200001", Tier::County, WUSHENG, Some(c2.id)).await;
+    let born = date!(1949 - 12 - 01);
+    let a = resident("罗志明", Sex::Male, born, 19);
+    let b = without_id_number("罗志明", Sex::Male, born, IdentifierType::InsuranceCard, "YB5116220019");
+    create_patients(s, &[&a, &b]).await;
+    s.create_encounter(&encounter(&a, &f1, datetime!(2026-10-10 09:00 UTC), "I10.x00")).await.expect("enc a");
+    s.create_encounter(&encounter(&b, &f2, datetime!(2026-11-11 09:00 UTC), "E11.900")).await.expect("enc b");
+
+    let none = facts(false, false, false);
+    let care = facts(true, true, false);
+    assert_eq!(s.access_facts(f2.id, a.id).await.expect("facts"), none, "before the merge a is unknown at f2");
+    assert_eq!(s.access_facts(f1.id, b.id).await.expect("facts"), none, "before the merge b is unknown at f1");
+
+    let rec = s.merge_patients(a.id, b.id, new_id(), "同一人", NOW).await.expect("merge");
+    assert_eq!(s.access_facts(f2.id, a.id).await.expect("facts"), care, "b's encounter at f2 counts for a");
+    assert_eq!(s.access_facts(f2.id, b.id).await.expect("facts"), care, "b resolves to a");
+    assert_eq!(s.access_facts(f1.id, b.id).await.expect("facts"), care, "a's encounter at f1 counts via b");
+    assert_eq!(s.access_facts(f1.id, a.id).await.expect("facts"), care);
+
+    s.unmerge(rec.id, new_id(), "误合并", NOW + Duration::hours(1)).await.expect("unmerge");
+    assert_eq!(s.access_facts(f2.id, a.id).await.expect("facts"), none, "after the undo a is unknown at f2 again");
+    assert_eq!(s.access_facts(f1.id, b.id).await.expect("facts"), none, "after the undo b is unknown at f1 again");
+    assert_eq!(s.access_facts(f2.id, b.id).await.expect("facts"), care);
+}
+
+/// Every read is logged; the log filters by patient, user, basis and time, newest first,
+/// and respects the limit.
+pub async fn access_log_queries(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let f = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let u1 = user(&f, "doctor1", vec![Role::Specialist]);
+    let u2 = user(&f, "doctor2", vec![Role::Specialist]);
+    for u in [&u1, &u2] {
+        s.create_user(u).await.expect("user");
+    }
+    let p1 = resident("许文", Sex::Male, date!(1961 - 01 - 01), 1);
+    let p2 = resident("许静", Sex::Female, date!(1963 - 03 - 03), 2);
+    create_patients(s, &[&p1, &p2]).await;
+
+    let t0 = datetime!(2026-11-20 08:00 UTC);
+    let entry =
+        |k: i64, u: &User, p: &Patient, action: &str, basis: AccessBasis, reason: Option<&str>| AccessLogEntry {
+            id: new_id(),
+            region_key: p.region_key.clone(),
+            at: t0 + Duration::hours(k),
+            user_id: u.id,
+            facility_id: u.facility_id,
+            patient_id: p.id,
+            action: action.into(),
+            basis,
+            reason: reason.map(str::to_owned),
+            client_addr: Some(format!("10.0.0.{k}")),
+        };
+    let e0 = entry(0, &u1, &p1, "read_record", AccessBasis::CareRelationship, None);
+    let e1 = entry(1, &u2, &p1, "read_record", AccessBasis::SameCommunity, None);
+    let e2 = entry(2, &u1, &p2, "read_encounters", AccessBasis::CareRelationship, None);
+    let e3 = entry(3, &u2, &p2, "read_record", AccessBasis::BreakGlass, Some("急诊昏迷患者，需查既往史"));
+    let e4 = AccessLogEntry {
+        client_addr: None,
+        ..entry(4, &u1, &p1, "read_record", AccessBasis::BreakGlass, Some("夜间急诊会诊"))
+    };
+    let e5 = entry(5, &u2, &p1, "read_encounters", AccessBasis::CareRelationship, None);
+    // logged out of order: the query orders
+    for e in [&e3, &e0, &e5, &e1, &e4, &e2] {
+        s.record_access(e).await.expect("record access");
+    }
+
+    let query = |f: AccessLogFilter| async move { s.query_access_log(&f).await.expect("query access log") };
+    let all = AccessLogFilter { limit: 100, ..Default::default() };
+    assert_eq!(query(all.clone()).await, vec![e5.clone(), e4.clone(), e3.clone(), e2.clone(), e1.clone(), e0.clone()]);
+    assert_eq!(
+        query(AccessLogFilter { patient_id: Some(p1.id), ..all.clone() }).await,
+        vec![e5.clone(), e4.clone(), e1.clone(), e0.clone()],
+        "by patient"
+    );
+    assert_eq!(
+        query(AccessLogFilter { user_id: Some(u2.id), ..all.clone() }).await,
+        vec![e5.clone(), e3.clone(), e1.clone()],
+        "by user"
+    );
+    assert_eq!(
+        query(AccessLogFilter { basis: Some(AccessBasis::BreakGlass), ..all.clone() }).await,
+        vec![e4.clone(), e3.clone()],
+        "by basis"
+    );
+    assert_eq!(
+        query(AccessLogFilter {
+            from: Some(t0 + Duration::minutes(30)),
+            to: Some(t0 + Duration::minutes(210)),
+            ..all.clone()
+        })
+        .await,
+        vec![e3.clone(), e2.clone(), e1.clone()],
+        "by time window"
+    );
+    assert_eq!(
+        query(AccessLogFilter { from: Some(t0 + Duration::minutes(150)), ..all.clone() }).await,
+        vec![e5.clone(), e4.clone(), e3.clone()],
+        "from only"
+    );
+    assert_eq!(
+        query(AccessLogFilter { to: Some(t0 + Duration::minutes(90)), ..all.clone() }).await,
+        vec![e1.clone(), e0.clone()],
+        "to only"
+    );
+    assert_eq!(
+        query(AccessLogFilter { patient_id: Some(p1.id), user_id: Some(u1.id), ..all.clone() }).await,
+        vec![e4.clone(), e0.clone()],
+        "patient and user"
+    );
+    assert_eq!(
+        query(AccessLogFilter { patient_id: Some(p2.id), basis: Some(AccessBasis::CareRelationship), ..all.clone() })
+            .await,
+        vec![e2.clone()],
+        "patient and basis"
+    );
+    assert_eq!(query(AccessLogFilter { limit: 2, ..all.clone() }).await, vec![e5.clone(), e4.clone()], "limit");
+    assert_eq!(
+        query(AccessLogFilter { limit: 3, patient_id: Some(p1.id), ..all.clone() }).await,
+        vec![e5.clone(), e4.clone(), e1.clone()],
+        "limit with a filter"
+    );
+    assert_eq!(query(AccessLogFilter { patient_id: Some(new_id()), ..all }).await, vec![], "unknown patient");
+}
+
+// ---------------------------------------------------------------------------------------
+// 10. concurrency
+
+/// Twenty registrations of one identity number at once: exactly one lands, every other is
+/// refused as Duplicate naming it.
+pub async fn concurrent_duplicate_registration(store: Arc<dyn Store>) {
+    migrated(&*store).await;
+    let idn = id_number(YUECHI, date!(1970 - 10 - 10), 101, Sex::Male);
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let p =
+                NewPatient { identity_number: Some(idn.clone()), ..NewPatient::new(&format!("并发{i}"), Sex::Male) }
+                    .validate(TODAY, None)
+                    .expect("valid")
+                    .into_patient(new_id());
+            tokio::spawn(async move {
+                let r = store.create_patient(&p).await;
+                (p.id, r)
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    let mut duplicates = Vec::new();
+    let mut other = Vec::new();
+    for t in tasks {
+        match t.await.expect("task") {
+            (id, Ok(())) => created.push(id),
+            (_, Err(StoreError::Duplicate { existing, .. })) => duplicates.push(existing),
+            (_, Err(e)) => other.push(format!("{e:?}")),
+        }
+    }
+    assert_eq!(other, Vec::<String>::new(), "every refusal is StoreError::Duplicate");
+    assert_eq!(created.len(), 1, "exactly one registration lands, got {}", created.len());
+    assert_eq!(duplicates, vec![Some(created[0]); 19], "the others name the one that landed");
+    assert_eq!(store.count_patients().await.expect("count"), 1);
+    let owner = store.find_by_identifier(IdentifierType::ResidentId, &idn).await.expect("find").expect("registered");
+    assert_eq!(owner.id, created[0]);
+}
+
+/// One record merged into eight survivors at once: exactly one merge happens, the others
+/// are refused with Conflict.
+pub async fn concurrent_merges_of_one_record(store: Arc<dyn Store>) {
+    migrated(&*store).await;
+    let born = date!(1972 - 12 - 12);
+    let b = without_id_number("孟凡", Sex::Male, born, IdentifierType::InsuranceCard, "YB5116210888");
+    store.create_patient(&b).await.expect("patient");
+    let mut survivors = Vec::new();
+    for i in 0..8 {
+        let a = resident("孟凡", Sex::Male, born, 200 + 2 * i);
+        store.create_patient(&a).await.expect("survivor");
+        survivors.push(a.id);
+    }
+    let tasks: Vec<_> = survivors
+        .iter()
+        .map(|&a| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { (a, store.merge_patients(a, b.id, new_id(), "并发合并", NOW).await) })
+        })
+        .collect();
+    let mut merged = Vec::new();
+    let mut other = Vec::new();
+    for t in tasks {
+        match t.await.expect("task") {
+            (a, Ok(rec)) => merged.push((a, rec)),
+            (_, Err(StoreError::Domain(DomainError::Conflict(_)))) => {}
+            (_, Err(e)) => other.push(format!("{e:?}")),
+        }
+    }
+    assert_eq!(other, Vec::<String>::new(), "every refusal is a Conflict");
+    assert_eq!(merged.len(), 1, "exactly one merge happens");
+    let (winner, rec) = merged.pop().expect("one merge");
+    assert_eq!(store.get_patient(b.id).await.expect("get").expect("b").status, PatientStatus::Merged(winner));
+    assert_eq!(store.merge_history(b.id).await.expect("history"), vec![rec]);
+}

@@ -432,6 +432,21 @@ async fn existing_identifiers(tx: &mut Tx, values: &[&str]) -> Result<HashMap<(S
     Ok(out)
 }
 
+/// Which of `ids` are registered facilities.
+async fn known_facilities(tx: &mut Tx, ids: impl Iterator<Item = Uuid>) -> Result<HashSet<Uuid>> {
+    let wanted: HashSet<Uuid> = ids.collect();
+    if wanted.is_empty() {
+        return Ok(wanted);
+    }
+    let mut qb: QueryBuilder<Db> = QueryBuilder::new("SELECT id FROM facility WHERE id IN (");
+    let mut sep = qb.separated(", ");
+    for id in &wanted {
+        sep.push_bind(*id);
+    }
+    qb.push(")");
+    qb.build().fetch_all(&mut **tx).await?.iter().map(|r| Ok(r.try_get("id")?)).collect()
+}
+
 /// Validate one chunk of an import against the database and itself, insert the good rows.
 async fn import_chunk(
     tx: &mut Tx,
@@ -440,23 +455,35 @@ async fn import_chunk(
 ) -> Result<(u64, Vec<RowRejection>)> {
     let values: Vec<&str> = rows.iter().flat_map(|(_, p)| p.identifiers.iter().map(|i| i.value.as_str())).collect();
     let existing = existing_identifiers(tx, &values).await?;
+    let facilities = known_facilities(tx, rows.iter().filter_map(|(_, p)| p.home_facility_id)).await?;
     let mut good = Vec::with_capacity(rows.len());
     let mut rejected = Vec::new();
     'rows: for (line, p) in rows {
+        if let Some(f) = p.home_facility_id
+            && !facilities.contains(&f)
+        {
+            rejected.push(RowRejection {
+                line: *line,
+                code: "facility.unknown".into(),
+                message: format!("home facility {f} is not registered"),
+            });
+            continue;
+        }
         for i in &p.identifiers {
-            if existing.contains_key(&(i.kind.as_str().to_owned(), i.value.clone())) {
-                rejected.push(RowRejection {
-                    line: *line,
-                    code: "identifier.duplicate".into(),
-                    message: format!("this {} is already registered to another patient", i.kind.as_str()),
-                });
-                continue 'rows;
-            }
+            // the file first: an earlier row of this import may already be in the database
             if seen.contains(&(i.kind, i.value.clone())) {
                 rejected.push(RowRejection {
                     line: *line,
                     code: "identifier.duplicate_in_file".into(),
                     message: format!("this {} appears on an earlier line of the file", i.kind.as_str()),
+                });
+                continue 'rows;
+            }
+            if existing.contains_key(&(i.kind.as_str().to_owned(), i.value.clone())) {
+                rejected.push(RowRejection {
+                    line: *line,
+                    code: "identifier.duplicate".into(),
+                    message: format!("this {} is already registered to another patient", i.kind.as_str()),
                 });
                 continue 'rows;
             }
@@ -872,8 +899,10 @@ impl Store for This {
         };
         if let Some(idn) = q.identity_number.as_deref().map(|s| s.trim().to_ascii_uppercase())
             && let Some(p) = self.find_by_identifier(IdentifierType::ResidentId, &idn).await?
+            && let Some(survivor) = self.resolve_survivor(p.id).await?
         {
-            push(vec![p], &mut out);
+            // a sure match on the number finds the person, i.e. the surviving record
+            push(vec![survivor], &mut out);
         }
         let active = "status = 'active'";
         if let Some(b) = q.birth_date {
@@ -1146,6 +1175,7 @@ impl Store for This {
     async fn create_token(&self, t: &TokenRecord) -> Result<()> {
         self.transact(t, |tx, t| {
             Box::pin(async move {
+                require_exists(tx, "SELECT id FROM app_user WHERE id = $1", t.user_id, "user").await?;
                 sqlx::query(
                     "INSERT INTO auth_token (token_hash, user_id, kind, label, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
                 )

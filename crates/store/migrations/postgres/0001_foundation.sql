@@ -61,7 +61,7 @@ CREATE TABLE patient (
     birth_date TEXT NOT NULL,
     phone TEXT,
     address TEXT,
-    home_facility_id UUID,
+    home_facility_id UUID REFERENCES facility (id),
     status TEXT NOT NULL,
     merged_into UUID,
     version BIGINT NOT NULL,

@@ -62,7 +62,7 @@ CREATE TABLE patient (
     birth_date TEXT NOT NULL,
     phone TEXT,
     address TEXT,
-    home_facility_id BLOB,
+    home_facility_id BLOB REFERENCES facility (id),
     status TEXT NOT NULL,
     merged_into BLOB,
     version INTEGER NOT NULL,

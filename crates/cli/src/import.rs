@@ -1,0 +1,258 @@
+//! `tiercare import patients FILE`: CSV or NDJSON, validated by the domain rules, each bad
+//! row reported with its line and reason. Default: the good rows land. `--atomic`: any bad
+//! row and nothing is written.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use tiercare_domain::DomainError;
+use tiercare_domain::identity::{IdentifierType, Sex};
+use tiercare_domain::patient::{NewPatient, OtherIdentifierInput, Patient};
+use tiercare_store::{RowRejection, Store};
+use time::OffsetDateTime;
+
+use crate::StoreArgs;
+use crate::config::Settings;
+
+#[derive(Args)]
+pub struct ImportPatientsArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// CSV (header: name,sex,birth_date,identity_number,phone,address,region_code[,other_id_type,other_id_value])
+    /// or NDJSON (one registration object per line, as POST /api/v1/patients takes).
+    pub file: PathBuf,
+    /// All or nothing: if any row is bad, write nothing (default: the good rows land).
+    #[arg(long)]
+    pub atomic: bool,
+    /// Code of the registering facility (home facility; its region is the default region).
+    #[arg(long)]
+    pub facility: Option<String>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// What an import did.
+#[derive(Debug, Default)]
+pub struct ImportStats {
+    pub rows: u64,
+    pub inserted: u64,
+    pub rejected: Vec<RowRejection>,
+    pub seconds: f64,
+}
+
+pub async fn run(args: ImportPatientsArgs, settings: &Settings) -> Result<()> {
+    let store = crate::open_store(&args.store, settings).await?;
+    let stats = import_file(&store, &args.file, args.atomic, args.facility.as_deref(), !args.quiet).await?;
+    for r in stats.rejected.iter().take(1000) {
+        eprintln!("line {}: {}: {}", r.line, r.code, r.message);
+    }
+    if stats.rejected.len() > 1000 {
+        eprintln!("… and {} more rejected rows", stats.rejected.len() - 1000);
+    }
+    println!(
+        "{} rows read, {} patients imported, {} rows rejected{} in {:.2} s",
+        stats.rows,
+        stats.inserted,
+        stats.rejected.len(),
+        if args.atomic && !stats.rejected.is_empty() { " (atomic: nothing written)" } else { "" },
+        stats.seconds
+    );
+    if !stats.rejected.is_empty() {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct CsvRow {
+    name: String,
+    sex: String,
+    #[serde(default)]
+    birth_date: String,
+    #[serde(default)]
+    identity_number: String,
+    #[serde(default)]
+    phone: String,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    region_code: String,
+    #[serde(default)]
+    other_id_type: String,
+    #[serde(default)]
+    other_id_value: String,
+}
+
+fn opt(s: String) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
+fn csv_to_new(row: CsvRow) -> Result<NewPatient, RowRejectionReason> {
+    let sex = Sex::parse(row.sex.trim())
+        .ok_or_else(|| RowRejectionReason("sex.unknown", format!("sex {:?} is not male/female/男/女", row.sex)))?;
+    let birth_date = match opt(row.birth_date) {
+        Some(b) => Some(
+            time::Date::parse(&b, time::macros::format_description!("[year]-[month]-[day]"))
+                .map_err(|_| RowRejectionReason("birth_date.format", format!("birth_date {b:?} is not YYYY-MM-DD")))?,
+        ),
+        None => None,
+    };
+    let mut other = Vec::new();
+    if let Some(t) = opt(row.other_id_type) {
+        let kind = IdentifierType::parse(&t)
+            .ok_or_else(|| RowRejectionReason("identifier.type", format!("unknown identifier type {t:?}")))?;
+        other.push(OtherIdentifierInput { kind, value: row.other_id_value });
+    }
+    Ok(NewPatient {
+        birth_date,
+        identity_number: opt(row.identity_number),
+        other_identifiers: other,
+        phone: opt(row.phone),
+        address: opt(row.address),
+        region_code: opt(row.region_code),
+        ..NewPatient::new(&row.name, sex)
+    })
+}
+
+struct RowRejectionReason(&'static str, String);
+
+/// Rows per store call in the streaming (non-atomic) mode.
+const BATCH: usize = 5_000;
+
+/// Import a file into `store`. Used by the CLI and by `tiercare bench import`.
+pub async fn import_file(
+    store: &Arc<dyn Store>,
+    path: &Path,
+    atomic: bool,
+    facility_code: Option<&str>,
+    progress: bool,
+) -> Result<ImportStats> {
+    let (home, default_region) = match facility_code {
+        Some(code) => {
+            let f = store.get_facility_by_code(code).await?.with_context(|| format!("no facility with code {code}"))?;
+            (Some(f.id), Some(f.region_code))
+        }
+        None => (None, None),
+    };
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = if progress { ProgressBar::new(size) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} importing [{bar:40}] {bytes}/{total_bytes} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let reader = bar.wrap_read(file);
+    let ndjson = path.extension().is_some_and(|e| e == "ndjson" || e == "jsonl");
+    let today = OffsetDateTime::now_utc().date();
+    let started = Instant::now();
+    let mut stats = ImportStats::default();
+    let mut batch: Vec<(u64, Patient)> = Vec::with_capacity(BATCH);
+
+    let handle = |line: u64, parsed: Result<NewPatient, RowRejectionReason>, stats: &mut ImportStats| {
+        stats.rows += 1;
+        let mut new = match parsed {
+            Ok(n) => n,
+            Err(RowRejectionReason(code, message)) => {
+                stats.rejected.push(RowRejection { line, code: code.into(), message });
+                return None;
+            }
+        };
+        if new.home_facility_id.is_none() {
+            new.home_facility_id = home;
+        }
+        match new.validate(today, default_region.as_deref()) {
+            Ok(v) => Some((line, v.into_patient(tiercare_store::new_id()))),
+            Err(DomainError::Invalid(errs)) => {
+                for e in errs {
+                    stats.rejected.push(RowRejection {
+                        line,
+                        code: e.code,
+                        message: format!("{}: {}", e.field, e.message),
+                    });
+                }
+                None
+            }
+            Err(DomainError::Conflict(m)) => {
+                stats.rejected.push(RowRejection { line, code: "conflict".into(), message: m });
+                None
+            }
+        }
+    };
+
+    let mut rows: Box<dyn Iterator<Item = (u64, Result<NewPatient, RowRejectionReason>)>> =
+        if ndjson { Box::new(ndjson_rows(reader)) } else { Box::new(csv_rows(reader)) };
+    let mut pending_stream_rejections = Vec::new();
+    for (line, parsed) in rows.by_ref() {
+        if let Some(row) = handle(line, parsed, &mut stats) {
+            batch.push(row);
+        }
+        if !atomic && batch.len() >= BATCH {
+            let out = store.import_patients(&batch, false).await?;
+            stats.inserted += out.inserted;
+            pending_stream_rejections.extend(out.rejected);
+            batch.clear();
+        }
+    }
+    if atomic {
+        if stats.rejected.is_empty() {
+            let out = store.import_patients(&batch, true).await?;
+            stats.inserted = out.inserted;
+            stats.rejected.extend(out.rejected);
+        }
+    } else if !batch.is_empty() {
+        let out = store.import_patients(&batch, false).await?;
+        stats.inserted += out.inserted;
+        pending_stream_rejections.extend(out.rejected);
+    }
+    stats.rejected.extend(pending_stream_rejections);
+    stats.rejected.sort_by_key(|r| r.line);
+    bar.finish_and_clear();
+    stats.seconds = started.elapsed().as_secs_f64();
+    if stats.rows == 0 {
+        bail!("{} holds no rows", path.display());
+    }
+    Ok(stats)
+}
+
+fn csv_rows(reader: impl Read + 'static) -> impl Iterator<Item = (u64, Result<NewPatient, RowRejectionReason>)> {
+    let mut r = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(false).from_reader(reader);
+    let headers = r.headers().cloned().unwrap_or_default();
+    r.into_records().map(move |rec| match rec {
+        Ok(rec) => {
+            let line = rec.position().map(|p| p.line()).unwrap_or(0);
+            match rec.deserialize::<CsvRow>(Some(&headers)) {
+                Ok(row) => (line, csv_to_new(row)),
+                Err(e) => (line, Err(RowRejectionReason("csv.row", format!("row does not fit the header: {e}")))),
+            }
+        }
+        Err(e) => {
+            let line = e.position().map(|p| p.line()).unwrap_or(0);
+            (line, Err(RowRejectionReason("csv.syntax", format!("unreadable CSV row: {e}"))))
+        }
+    })
+}
+
+fn ndjson_rows(reader: impl Read + 'static) -> impl Iterator<Item = (u64, Result<NewPatient, RowRejectionReason>)> {
+    BufReader::new(reader)
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.as_ref().map(|s| !s.trim().is_empty()).unwrap_or(true))
+        .map(|(i, l)| {
+            let line = i as u64 + 1;
+            match l {
+                Ok(text) => (
+                    line,
+                    serde_json::from_str::<NewPatient>(&text)
+                        .map_err(|e| RowRejectionReason("json.data", format!("not a patient registration: {e}"))),
+                ),
+                Err(e) => (line, Err(RowRejectionReason("io", format!("unreadable line: {e}")))),
+            }
+        })
+}

@@ -1,0 +1,57 @@
+//! Route table of the JSON API. Every route here is documented in `openapi.rs`
+//! (a test checks that each documented route is served).
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::AppState;
+
+mod access_log;
+mod auth;
+mod encounters;
+mod patients;
+mod registry;
+pub(crate) mod users;
+
+pub use users::validate_user;
+
+pub(crate) fn api_router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/v1/openapi.json", get(|| async { axum::Json(crate::openapi::document()) }))
+        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/logout", post(auth::logout))
+        .route("/api/v1/auth/me", get(auth::me))
+        .route("/api/v1/auth/api-tokens", post(auth::create_api_token))
+        .route("/api/v1/alliances", get(registry::list_alliances).post(registry::create_alliance))
+        .route("/api/v1/communities", get(registry::list_communities).post(registry::create_community))
+        .route("/api/v1/facilities", get(registry::list_facilities).post(registry::create_facility))
+        .route("/api/v1/facilities/{id}", get(registry::get_facility))
+        .route("/api/v1/practitioners", get(registry::list_practitioners).post(registry::create_practitioner))
+        .route("/api/v1/practitioners/{id}", get(registry::get_practitioner))
+        .route("/api/v1/practitioners/{id}/roles", post(registry::add_practitioner_role))
+        .route("/api/v1/patients", post(patients::register))
+        .route("/api/v1/patients/lookup", post(patients::lookup))
+        .route("/api/v1/patients/match", post(patients::find_matches))
+        .route("/api/v1/patients/{id}", get(patients::read_record))
+        .route("/api/v1/patients/{id}/break-glass", post(patients::break_glass))
+        .route("/api/v1/patients/{id}/merge", post(patients::merge))
+        .route("/api/v1/patients/{id}/merges", get(patients::merge_history))
+        .route("/api/v1/patients/{id}/enrolments", post(patients::add_enrolment))
+        .route("/api/v1/merges/{id}/undo", post(patients::unmerge))
+        .route("/api/v1/encounters", post(encounters::create))
+        .route("/api/v1/users", get(users::list).post(users::create))
+        .route("/api/v1/access-log", get(access_log::query))
+        .fallback(|| async {
+            crate::ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "route.unknown",
+                "no such endpoint; see /api/v1/openapi.json",
+            )
+        })
+}
+
+/// Parse a path id, answering 404 with the id named when it is not a UUID.
+pub(crate) fn parse_id(raw: &str, what: &str) -> Result<uuid::Uuid, crate::ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| crate::ApiError::not_found(&format!("{what} {raw:?}")))
+}

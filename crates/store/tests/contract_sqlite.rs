@@ -1,0 +1,21 @@
+//! The storage contract on SQLite: every case on a fresh database file in the temp dir.
+
+use std::sync::Arc;
+
+use tiercare_store::contract::Fixture;
+use tiercare_store::sqlite::SqliteStore;
+
+async fn open(case: &'static str) -> Option<Fixture> {
+    let dir = std::env::temp_dir().join(format!("tiercare-contract-{case}-{}", tiercare_store::new_id().simple()));
+    let path = dir.join("tiercare.db");
+    let store =
+        SqliteStore::open(&path).await.unwrap_or_else(|e| panic!("open SQLite store at {}: {e}", path.display()));
+    let location = path.display().to_string();
+    let cleanup = Box::pin(async move {
+        // best effort: a leftover temp dir is harmless
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+    });
+    Some(Fixture { store: Arc::new(store), location, cleanup: Some(cleanup) })
+}
+
+tiercare_store::contract_tests!(open);
