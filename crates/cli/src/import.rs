@@ -123,8 +123,9 @@ fn csv_to_new(row: CsvRow) -> Result<NewPatient, RowRejectionReason> {
 
 struct RowRejectionReason(&'static str, String);
 
-/// Rows per store call in the streaming (non-atomic) mode.
-const BATCH: usize = 5_000;
+/// Rows per store call (one transaction) in the streaming mode: large, because with
+/// random keys every transaction rewrites most index pages once.
+const BATCH: usize = 100_000;
 
 /// Import a file into `store`. Used by the CLI and by `tiercare bench import`.
 pub async fn import_file(
@@ -152,66 +153,64 @@ pub async fn import_file(
     let ndjson = path.extension().is_some_and(|e| e == "ndjson" || e == "jsonl");
     let today = OffsetDateTime::now_utc().date();
     let started = Instant::now();
+
+    // Parsing and validation run on their own thread while the store writes the previous
+    // batch: the two overlap on two cores.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<(u64, Patient)>>(2);
+    let producer = std::thread::spawn(move || {
+        let rows: Box<dyn Iterator<Item = (u64, Result<NewPatient, RowRejectionReason>)>> =
+            if ndjson { Box::new(ndjson_rows(reader)) } else { Box::new(csv_rows(reader)) };
+        let mut count = 0u64;
+        let mut rejected = Vec::new();
+        let mut batch = Vec::with_capacity(BATCH);
+        for (line, parsed) in rows {
+            count += 1;
+            if let Some(row) = validate_row(line, parsed, home, default_region.as_deref(), today, &mut rejected) {
+                batch.push(row);
+            }
+            if batch.len() >= BATCH && sender.blocking_send(std::mem::take(&mut batch)).is_err() {
+                break; // the writer stopped on an error: stop reading
+            }
+        }
+        if !batch.is_empty() {
+            let _ = sender.blocking_send(batch);
+        }
+        (count, rejected)
+    });
+
     let mut stats = ImportStats::default();
-    let mut batch: Vec<(u64, Patient)> = Vec::with_capacity(BATCH);
-
-    let handle = |line: u64, parsed: Result<NewPatient, RowRejectionReason>, stats: &mut ImportStats| {
-        stats.rows += 1;
-        let mut new = match parsed {
-            Ok(n) => n,
-            Err(RowRejectionReason(code, message)) => {
-                stats.rejected.push(RowRejection { line, code: code.into(), message });
-                return None;
-            }
-        };
-        if new.home_facility_id.is_none() {
-            new.home_facility_id = home;
+    let mut held: Vec<(u64, Patient)> = Vec::new();
+    let mut store_rejections = Vec::new();
+    let mut write_error = None;
+    while let Some(batch) = receiver.recv().await {
+        if atomic {
+            held.extend(batch);
+            continue;
         }
-        match new.validate(today, default_region.as_deref()) {
-            Ok(v) => Some((line, v.into_patient(tiercare_store::new_id()))),
-            Err(DomainError::Invalid(errs)) => {
-                for e in errs {
-                    stats.rejected.push(RowRejection {
-                        line,
-                        code: e.code,
-                        message: format!("{}: {}", e.field, e.message),
-                    });
-                }
-                None
+        match store.import_patients(&batch, false).await {
+            Ok(out) => {
+                stats.inserted += out.inserted;
+                store_rejections.extend(out.rejected);
             }
-            Err(DomainError::Conflict(m)) => {
-                stats.rejected.push(RowRejection { line, code: "conflict".into(), message: m });
-                None
+            Err(e) => {
+                write_error = Some(e);
+                break;
             }
-        }
-    };
-
-    let mut rows: Box<dyn Iterator<Item = (u64, Result<NewPatient, RowRejectionReason>)>> =
-        if ndjson { Box::new(ndjson_rows(reader)) } else { Box::new(csv_rows(reader)) };
-    let mut pending_stream_rejections = Vec::new();
-    for (line, parsed) in rows.by_ref() {
-        if let Some(row) = handle(line, parsed, &mut stats) {
-            batch.push(row);
-        }
-        if !atomic && batch.len() >= BATCH {
-            let out = store.import_patients(&batch, false).await?;
-            stats.inserted += out.inserted;
-            pending_stream_rejections.extend(out.rejected);
-            batch.clear();
         }
     }
-    if atomic {
-        if stats.rejected.is_empty() {
-            let out = store.import_patients(&batch, true).await?;
-            stats.inserted = out.inserted;
-            stats.rejected.extend(out.rejected);
-        }
-    } else if !batch.is_empty() {
-        let out = store.import_patients(&batch, false).await?;
-        stats.inserted += out.inserted;
-        pending_stream_rejections.extend(out.rejected);
+    drop(receiver);
+    let (rows, rejected) = producer.join().map_err(|_| anyhow::anyhow!("the import reader thread panicked"))?;
+    if let Some(e) = write_error {
+        return Err(e).context(format!("writing patients (after {} were imported)", stats.inserted));
     }
-    stats.rejected.extend(pending_stream_rejections);
+    stats.rows = rows;
+    stats.rejected = rejected;
+    if atomic && stats.rejected.is_empty() {
+        let out = store.import_patients(&held, true).await?;
+        stats.inserted = out.inserted;
+        store_rejections.extend(out.rejected);
+    }
+    stats.rejected.extend(store_rejections);
     stats.rejected.sort_by_key(|r| r.line);
     bar.finish_and_clear();
     stats.seconds = started.elapsed().as_secs_f64();
@@ -221,7 +220,41 @@ pub async fn import_file(
     Ok(stats)
 }
 
-fn csv_rows(reader: impl Read + 'static) -> impl Iterator<Item = (u64, Result<NewPatient, RowRejectionReason>)> {
+/// Apply the registration rules to one parsed row; a bad row is recorded in `rejected`.
+fn validate_row(
+    line: u64,
+    parsed: Result<NewPatient, RowRejectionReason>,
+    home: Option<uuid::Uuid>,
+    default_region: Option<&str>,
+    today: time::Date,
+    rejected: &mut Vec<RowRejection>,
+) -> Option<(u64, Patient)> {
+    let mut new = match parsed {
+        Ok(n) => n,
+        Err(RowRejectionReason(code, message)) => {
+            rejected.push(RowRejection { line, code: code.into(), message });
+            return None;
+        }
+    };
+    if new.home_facility_id.is_none() {
+        new.home_facility_id = home;
+    }
+    match new.validate(today, default_region) {
+        Ok(v) => Some((line, v.into_patient(tiercare_store::new_id()))),
+        Err(DomainError::Invalid(errs)) => {
+            for e in errs {
+                rejected.push(RowRejection { line, code: e.code, message: format!("{}: {}", e.field, e.message) });
+            }
+            None
+        }
+        Err(DomainError::Conflict(m)) => {
+            rejected.push(RowRejection { line, code: "conflict".into(), message: m });
+            None
+        }
+    }
+}
+
+fn csv_rows(reader: impl Read + Send + 'static) -> impl Iterator<Item = (u64, Result<NewPatient, RowRejectionReason>)> {
     let mut r = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(false).from_reader(reader);
     let headers = r.headers().cloned().unwrap_or_default();
     r.into_records().map(move |rec| match rec {
@@ -239,7 +272,9 @@ fn csv_rows(reader: impl Read + 'static) -> impl Iterator<Item = (u64, Result<Ne
     })
 }
 
-fn ndjson_rows(reader: impl Read + 'static) -> impl Iterator<Item = (u64, Result<NewPatient, RowRejectionReason>)> {
+fn ndjson_rows(
+    reader: impl Read + Send + 'static,
+) -> impl Iterator<Item = (u64, Result<NewPatient, RowRejectionReason>)> {
     BufReader::new(reader)
         .lines()
         .enumerate()

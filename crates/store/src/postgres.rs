@@ -12,6 +12,7 @@ type Db = sqlx::Postgres;
 type This = PgStore;
 const BACKEND: Backend = Backend::Postgres;
 const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::POSTGRES;
+const BULK_INSERT: &str = "INSERT INTO";
 
 /// The PostgreSQL store.
 #[derive(Clone)]

@@ -3,6 +3,7 @@
 //   type Db (the sqlx database), type This (the store struct), const BACKEND,
 //   const MIGRATIONS, fn read(&self) -> &Pool<Db>, async fn begin(&self) -> Tx,
 //   fn busy_retry_delay(attempt) -> Duration.
+//   const BULK_INSERT (how a multi-row insert begins).
 // SQL here must therefore be valid on both SQLite and PostgreSQL.
 
 use std::collections::{HashMap, HashSet};
@@ -28,8 +29,9 @@ use crate::{
 type Tx = sqlx::Transaction<'static, Db>;
 type DbRow = <Db as sqlx::Database>::Row;
 
-/// Rows per multi-row INSERT in bulk imports (13 columns × 500 = 6,500 parameters).
-const IMPORT_CHUNK: usize = 500;
+/// Rows per multi-row INSERT in bulk imports (13 columns × 1,000 = 13,000 parameters,
+/// under SQLite's 32,766 and PostgreSQL's 65,535).
+const IMPORT_CHUNK: usize = 1_000;
 const MAX_TX_ATTEMPTS: u32 = 8;
 /// Merges are followed at most this far (a chain longer than this is corrupt data).
 const MAX_MERGE_HOPS: usize = 16;
@@ -372,40 +374,47 @@ async fn insert_patient(tx: &mut Tx, p: &Patient) -> Result<()> {
 }
 
 async fn insert_patients_bulk(tx: &mut Tx, ps: &[Patient]) -> Result<()> {
-    if ps.is_empty() {
-        return Ok(());
-    }
-    let now = now_ms();
-    let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("INSERT INTO patient ({PATIENT_COLS}, created_at, updated_at) "));
-    qb.push_values(ps, |mut b, p| {
-        let (status, into) = match p.status {
-            PatientStatus::Active => ("active", None),
-            PatientStatus::Merged(i) => ("merged", Some(i)),
-        };
-        b.push_bind(p.region_key.clone())
-            .push_bind(p.id)
-            .push_bind(p.name.clone())
-            .push_bind(p.sex.as_str())
-            .push_bind(date_str(p.birth_date))
-            .push_bind(p.phone.clone())
-            .push_bind(p.address.clone())
-            .push_bind(p.home_facility_id)
-            .push_bind(status)
-            .push_bind(into)
-            .push_bind(p.version)
-            .push_bind(now)
-            .push_bind(now);
-    });
-    qb.build().execute(&mut **tx).await?;
+    insert_patient_rows(tx, ps).await?;
     let ids: Vec<(&Patient, &Identifier)> = ps.iter().flat_map(|p| p.identifiers.iter().map(move |i| (p, i))).collect();
     for chunk in ids.chunks(IMPORT_CHUNK * 2) {
         let mut qb: QueryBuilder<Db> =
-            QueryBuilder::new("INSERT INTO patient_identifier (kind, value, region_key, patient_id, created_at) ");
-        qb.push_values(chunk, |mut b, (p, i)| {
-            b.push_bind(i.kind.as_str())
-                .push_bind(i.value.clone())
-                .push_bind(p.region_key.clone())
+            QueryBuilder::new(format!("{BULK_INSERT} patient_identifier (kind, value, region_key, patient_id, created_at) "));
+        push_identifier_values(&mut qb, chunk);
+        qb.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+fn push_identifier_values(qb: &mut QueryBuilder<Db>, pairs: &[(&Patient, &Identifier)]) {
+    let now = now_ms();
+    qb.push_values(pairs, |mut b, (p, i)| {
+        b.push_bind(i.kind.as_str()).push_bind(i.value.clone()).push_bind(p.region_key.clone()).push_bind(p.id).push_bind(now);
+    });
+}
+
+/// The patient rows alone (identifiers are written by the caller).
+async fn insert_patient_rows(tx: &mut Tx, ps: &[Patient]) -> Result<()> {
+    for chunk in ps.chunks(IMPORT_CHUNK) {
+        let now = now_ms();
+        let mut qb: QueryBuilder<Db> =
+            QueryBuilder::new(format!("{BULK_INSERT} patient ({PATIENT_COLS}, created_at, updated_at) "));
+        qb.push_values(chunk, |mut b, p| {
+            let (status, into) = match p.status {
+                PatientStatus::Active => ("active", None),
+                PatientStatus::Merged(i) => ("merged", Some(i)),
+            };
+            b.push_bind(p.region_key.clone())
                 .push_bind(p.id)
+                .push_bind(p.name.clone())
+                .push_bind(p.sex.as_str())
+                .push_bind(date_str(p.birth_date))
+                .push_bind(p.phone.clone())
+                .push_bind(p.address.clone())
+                .push_bind(p.home_facility_id)
+                .push_bind(status)
+                .push_bind(into)
+                .push_bind(p.version)
+                .push_bind(now)
                 .push_bind(now);
         });
         qb.build().execute(&mut **tx).await?;
@@ -413,23 +422,21 @@ async fn insert_patients_bulk(tx: &mut Tx, ps: &[Patient]) -> Result<()> {
     Ok(())
 }
 
-/// Identifiers of `values` already registered: value -> (kind, patient).
-async fn existing_identifiers(tx: &mut Tx, values: &[&str]) -> Result<HashMap<(String, String), Uuid>> {
-    let mut out = HashMap::new();
-    if values.is_empty() {
-        return Ok(out);
+/// Claim identifiers: insert those not yet registered, answer which were claimed. The
+/// `(kind, value)` primary key decides, so no separate look-up (whose plan a growing table
+/// inside one transaction can spoil) is needed, and a concurrent import cannot slip in.
+async fn claim_identifiers(tx: &mut Tx, pairs: &[(&Patient, &Identifier)]) -> Result<HashSet<(String, String)>> {
+    let mut claimed = HashSet::new();
+    for chunk in pairs.chunks(IMPORT_CHUNK * 2) {
+        let mut qb: QueryBuilder<Db> =
+            QueryBuilder::new("INSERT INTO patient_identifier (kind, value, region_key, patient_id, created_at) ");
+        push_identifier_values(&mut qb, chunk);
+        qb.push(" ON CONFLICT (kind, value) DO NOTHING RETURNING kind, value");
+        for r in qb.build().fetch_all(&mut **tx).await? {
+            claimed.insert((r.try_get("kind")?, r.try_get("value")?));
+        }
     }
-    let mut qb: QueryBuilder<Db> =
-        QueryBuilder::new("SELECT kind, value, patient_id FROM patient_identifier WHERE value IN (");
-    let mut sep = qb.separated(", ");
-    for v in values {
-        sep.push_bind(v.to_string());
-    }
-    qb.push(")");
-    for r in qb.build().fetch_all(&mut **tx).await? {
-        out.insert((r.try_get("kind")?, r.try_get("value")?), r.try_get("patient_id")?);
-    }
-    Ok(out)
+    Ok(claimed)
 }
 
 /// Which of `ids` are registered facilities.
@@ -447,18 +454,19 @@ async fn known_facilities(tx: &mut Tx, ids: impl Iterator<Item = Uuid>) -> Resul
     qb.build().fetch_all(&mut **tx).await?.iter().map(|r| Ok(r.try_get("id")?)).collect()
 }
 
-/// Validate one chunk of an import against the database and itself, insert the good rows.
+/// Check one chunk of an import against the file so far and the database, and insert the
+/// good rows. A row is refused when its home facility is unknown, when an identifier
+/// appeared on an earlier line, or when an identifier is already registered.
 async fn import_chunk(
     tx: &mut Tx,
     rows: &[(u64, Patient)],
     seen: &mut HashSet<(IdentifierType, String)>,
 ) -> Result<(u64, Vec<RowRejection>)> {
-    let values: Vec<&str> = rows.iter().flat_map(|(_, p)| p.identifiers.iter().map(|i| i.value.as_str())).collect();
-    let existing = existing_identifiers(tx, &values).await?;
     let facilities = known_facilities(tx, rows.iter().filter_map(|(_, p)| p.home_facility_id)).await?;
-    let mut good = Vec::with_capacity(rows.len());
+    let mut candidates: Vec<&(u64, Patient)> = Vec::with_capacity(rows.len());
     let mut rejected = Vec::new();
-    'rows: for (line, p) in rows {
+    'rows: for row in rows {
+        let (line, p) = row;
         if let Some(f) = p.home_facility_id
             && !facilities.contains(&f)
         {
@@ -470,7 +478,6 @@ async fn import_chunk(
             continue;
         }
         for i in &p.identifiers {
-            // the file first: an earlier row of this import may already be in the database
             if seen.contains(&(i.kind, i.value.clone())) {
                 rejected.push(RowRejection {
                     line: *line,
@@ -479,21 +486,39 @@ async fn import_chunk(
                 });
                 continue 'rows;
             }
-            if existing.contains_key(&(i.kind.as_str().to_owned(), i.value.clone())) {
-                rejected.push(RowRejection {
-                    line: *line,
-                    code: "identifier.duplicate".into(),
-                    message: format!("this {} is already registered to another patient", i.kind.as_str()),
-                });
-                continue 'rows;
-            }
         }
         for i in &p.identifiers {
             seen.insert((i.kind, i.value.clone()));
         }
-        good.push(p.clone());
+        candidates.push(row);
     }
-    insert_patients_bulk(tx, &good).await?;
+    let pairs: Vec<(&Patient, &Identifier)> =
+        candidates.iter().flat_map(|(_, p)| p.identifiers.iter().map(move |i| (p, i))).collect();
+    let claimed = claim_identifiers(tx, &pairs).await?;
+    let mut good = Vec::with_capacity(candidates.len());
+    for (line, p) in candidates {
+        let taken: Vec<&Identifier> =
+            p.identifiers.iter().filter(|i| !claimed.contains(&(i.kind.as_str().to_owned(), i.value.clone()))).collect();
+        if taken.is_empty() {
+            good.push(p.clone());
+            continue;
+        }
+        rejected.push(RowRejection {
+            line: *line,
+            code: "identifier.duplicate".into(),
+            message: format!("this {} is already registered to another patient", taken[0].kind.as_str()),
+        });
+        // give back what this row did claim (a person with two identifiers, one taken)
+        for i in p.identifiers.iter().filter(|i| !taken.contains(i)) {
+            sqlx::query("DELETE FROM patient_identifier WHERE kind = $1 AND value = $2 AND patient_id = $3")
+                .bind(i.kind.as_str())
+                .bind(i.value.as_str())
+                .bind(p.id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    insert_patient_rows(tx, &good).await?;
     Ok((good.len() as u64, rejected))
 }
 
@@ -842,27 +867,20 @@ impl Store for This {
                 other => other,
             };
         }
-        let mut seen = HashSet::new();
-        let mut out = ImportOutcome::default();
-        for chunk in rows.chunks(IMPORT_CHUNK) {
-            let seen_before = seen.clone();
-            let (n, rej) = self
-                .transact(chunk, |tx, chunk| {
-                    let mut seen = seen_before.clone();
-                    Box::pin(async move {
-                        let r = import_chunk(tx, chunk, &mut seen).await?;
-                        Ok((r, seen))
-                    })
-                })
-                .await
-                .map(|(r, s)| {
-                    seen = s;
-                    r
-                })?;
-            out.inserted += n;
-            out.rejected.extend(rej);
-        }
-        Ok(out)
+        // the good rows of this call land together, in one transaction
+        self.transact(rows, |tx, rows| {
+            Box::pin(async move {
+                let mut seen = HashSet::new();
+                let mut out = ImportOutcome::default();
+                for chunk in rows.chunks(IMPORT_CHUNK) {
+                    let (n, rej) = import_chunk(tx, chunk, &mut seen).await?;
+                    out.inserted += n;
+                    out.rejected.extend(rej);
+                }
+                Ok(out)
+            })
+        })
+        .await
     }
 
     async fn get_patient(&self, id: Uuid) -> Result<Option<Patient>> {

@@ -67,13 +67,13 @@ CREATE TABLE patient (
     version BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
-    PRIMARY KEY (region_key, id)
+    -- id first: lookups by id use the key itself; region_key is in it for distribution
+    PRIMARY KEY (id, region_key)
 );
-CREATE INDEX patient_by_id ON patient (id);
 CREATE INDEX patient_by_birth ON patient (birth_date, sex);
 CREATE INDEX patient_by_name ON patient (name);
 CREATE INDEX patient_by_phone ON patient (phone);
-CREATE INDEX patient_by_merged_into ON patient (merged_into);
+CREATE INDEX patient_by_merged_into ON patient (merged_into) WHERE merged_into IS NOT NULL;
 
 -- One row per identifier; the primary key makes one identity number one person.
 CREATE TABLE patient_identifier (

@@ -1,4 +1,5 @@
--- SQLite twin of migrations/postgres/0001_foundation.sql (UUID and BYTEA as BLOB, BOOLEAN and BIGINT as INTEGER).
+-- SQLite twin of migrations/postgres/0001_foundation.sql (UUID and BYTEA as BLOB, BOOLEAN and BIGINT as INTEGER;
+-- patient_identifier is WITHOUT ROWID: its primary key is the table, one B-tree fewer per row).
 -- Foundation: registries, patient index, encounters, users and tokens, access log.
 -- Append-only: never edit a migration that has shipped; add a new one.
 -- Distribution: registry tables are small reference tables; patient-owned tables carry
@@ -68,13 +69,13 @@ CREATE TABLE patient (
     version INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
-    PRIMARY KEY (region_key, id)
+    -- id first: lookups by id use the key itself; region_key is in it for distribution
+    PRIMARY KEY (id, region_key)
 );
-CREATE INDEX patient_by_id ON patient (id);
 CREATE INDEX patient_by_birth ON patient (birth_date, sex);
 CREATE INDEX patient_by_name ON patient (name);
 CREATE INDEX patient_by_phone ON patient (phone);
-CREATE INDEX patient_by_merged_into ON patient (merged_into);
+CREATE INDEX patient_by_merged_into ON patient (merged_into) WHERE merged_into IS NOT NULL;
 
 -- One row per identifier; the primary key makes one identity number one person.
 CREATE TABLE patient_identifier (
@@ -84,7 +85,7 @@ CREATE TABLE patient_identifier (
     patient_id BLOB NOT NULL,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (kind, value)
-);
+) WITHOUT ROWID;
 CREATE INDEX patient_identifier_by_patient ON patient_identifier (patient_id);
 
 CREATE TABLE patient_merge (
