@@ -37,7 +37,7 @@ const MAX_TX_ATTEMPTS: u32 = 8;
 const MAX_MERGE_HOPS: usize = 16;
 
 const PATIENT_COLS: &str =
-    "region_key, id, name, sex, birth_date, phone, address, home_facility_id, status, merged_into, version";
+    "region_key, id, name, sex, birth_date, phone, address, home_facility_id, status, merged_into, version, identifiers";
 
 fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
@@ -75,6 +75,7 @@ fn patient_from_row(r: &DbRow) -> Result<Patient> {
         _ => return Err(corrupt("patient status", &status)),
     };
     let birth: String = r.try_get("birth_date")?;
+    let identifiers: String = r.try_get("identifiers")?;
     Ok(Patient {
         id: r.try_get("id")?,
         region_key: r.try_get("region_key")?,
@@ -84,7 +85,7 @@ fn patient_from_row(r: &DbRow) -> Result<Patient> {
         phone: r.try_get("phone")?,
         address: r.try_get("address")?,
         home_facility_id: r.try_get("home_facility_id")?,
-        identifiers: Vec::new(),
+        identifiers: serde_json::from_str(&identifiers).map_err(|_| corrupt("identifiers", &identifiers))?,
         status,
         version: r.try_get("version")?,
     })
@@ -243,41 +244,13 @@ impl This {
         }
     }
 
-    async fn load_identifiers(&self, patients: &mut [Patient]) -> Result<()> {
-        if patients.is_empty() {
-            return Ok(());
-        }
-        let mut qb: QueryBuilder<Db> =
-            QueryBuilder::new("SELECT patient_id, kind, value FROM patient_identifier WHERE patient_id IN (");
-        let mut sep = qb.separated(", ");
-        for p in patients.iter() {
-            sep.push_bind(p.id);
-        }
-        qb.push(") ORDER BY kind, value");
-        let rows = qb.build().fetch_all(self.read()).await?;
-        let mut by_patient: HashMap<Uuid, Vec<Identifier>> = HashMap::new();
-        for r in rows {
-            let kind: String = r.try_get("kind")?;
-            by_patient.entry(r.try_get("patient_id")?).or_default().push(Identifier {
-                kind: IdentifierType::parse(&kind).ok_or_else(|| corrupt("identifier type", &kind))?,
-                value: r.try_get("value")?,
-            });
-        }
-        for p in patients.iter_mut() {
-            p.identifiers = by_patient.remove(&p.id).unwrap_or_default();
-        }
-        Ok(())
-    }
-
     async fn fetch_patients(&self, sql: String, binds: Vec<String>) -> Result<Vec<Patient>> {
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for b in binds {
             q = q.bind(b);
         }
         let rows = q.fetch_all(self.read()).await?;
-        let mut out = rows.iter().map(patient_from_row).collect::<Result<Vec<_>>>()?;
-        self.load_identifiers(&mut out).await?;
-        Ok(out)
+        rows.iter().map(patient_from_row).collect()
     }
 
     /// The survivor a patient id resolves to, following merges.
@@ -414,6 +387,7 @@ async fn insert_patient_rows(tx: &mut Tx, ps: &[Patient]) -> Result<()> {
                 .push_bind(status)
                 .push_bind(into)
                 .push_bind(p.version)
+                .push_bind(serde_json::to_string(&p.identifiers).unwrap_or_else(|_| "[]".into()))
                 .push_bind(now)
                 .push_bind(now);
         });
@@ -527,21 +501,7 @@ async fn get_patient_tx(tx: &mut Tx, id: Uuid) -> Result<Option<Patient>> {
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?;
-    let mut p = row.as_ref().map(patient_from_row).transpose()?;
-    if let Some(p) = p.as_mut() {
-        let rows = sqlx::query("SELECT kind, value FROM patient_identifier WHERE patient_id = $1")
-            .bind(p.id)
-            .fetch_all(&mut **tx)
-            .await?;
-        for r in rows {
-            let kind: String = r.try_get("kind")?;
-            p.identifiers.push(Identifier {
-                kind: IdentifierType::parse(&kind).ok_or_else(|| corrupt("identifier type", &kind))?,
-                value: r.try_get("value")?,
-            });
-        }
-    }
-    Ok(p)
+    row.as_ref().map(patient_from_row).transpose()
 }
 
 async fn set_patient_status(tx: &mut Tx, p: &Patient, status: PatientStatus) -> Result<()> {
@@ -888,9 +848,7 @@ impl Store for This {
             .bind(id)
             .fetch_optional(self.read())
             .await?;
-        let mut ps: Vec<Patient> = row.as_ref().map(patient_from_row).transpose()?.into_iter().collect();
-        self.load_identifiers(&mut ps).await?;
-        Ok(ps.pop())
+        row.as_ref().map(patient_from_row).transpose()
     }
 
     async fn find_by_identifier(&self, kind: IdentifierType, value: &str) -> Result<Option<Patient>> {

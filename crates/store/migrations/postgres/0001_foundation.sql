@@ -65,6 +65,9 @@ CREATE TABLE patient (
     status TEXT NOT NULL,
     merged_into UUID,
     version BIGINT NOT NULL,
+    -- the person's identifiers as JSON ([{"type", "value"}]), a copy of their
+    -- patient_identifier rows written in the same transaction: reads need no second query
+    identifiers TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
     -- id first: lookups by id use the key itself; region_key is in it for distribution
@@ -84,7 +87,6 @@ CREATE TABLE patient_identifier (
     created_at BIGINT NOT NULL,
     PRIMARY KEY (kind, value)
 );
-CREATE INDEX patient_identifier_by_patient ON patient_identifier (patient_id);
 
 CREATE TABLE patient_merge (
     region_key TEXT NOT NULL,

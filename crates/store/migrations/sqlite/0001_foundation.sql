@@ -67,6 +67,9 @@ CREATE TABLE patient (
     status TEXT NOT NULL,
     merged_into BLOB,
     version INTEGER NOT NULL,
+    -- the person's identifiers as JSON ([{"type", "value"}]), a copy of their
+    -- patient_identifier rows written in the same transaction: reads need no second query
+    identifiers TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     -- id first: lookups by id use the key itself; region_key is in it for distribution
@@ -86,7 +89,6 @@ CREATE TABLE patient_identifier (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (kind, value)
 ) WITHOUT ROWID;
-CREATE INDEX patient_identifier_by_patient ON patient_identifier (patient_id);
 
 CREATE TABLE patient_merge (
     region_key TEXT NOT NULL,
