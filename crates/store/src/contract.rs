@@ -895,6 +895,11 @@ pub async fn merge_and_unmerge(store: Arc<dyn Store>) {
     assert_eq!(got_b.status, PatientStatus::Merged(a.id));
     assert_eq!(got_b.identifiers, b.identifiers, "b keeps its identifiers");
     assert_eq!(s.get_patient(a.id).await.expect("get a").expect("a").status, PatientStatus::Active);
+    for id in [a.id, b.id] {
+        let survivor = s.surviving_patient(id).await.expect("survivor").expect("exists");
+        assert_eq!(survivor.id, a.id, "both ids resolve to the surviving record");
+    }
+    assert_eq!(s.surviving_patient(new_id()).await.expect("unknown"), None);
 
     for id in [a.id, b.id] {
         let r = s.patient_record(id).await.expect("record").expect("record exists");

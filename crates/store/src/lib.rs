@@ -204,6 +204,9 @@ pub trait Store: Send + Sync + 'static {
     async fn import_patients(&self, rows: &[(u64, Patient)], atomic: bool) -> Result<ImportOutcome>;
     /// The patient with this id, whatever its status.
     async fn get_patient(&self, id: Uuid) -> Result<Option<Patient>>;
+    /// The record a patient id resolves to: itself when active, else the record it was
+    /// merged into, followed to the end.
+    async fn surviving_patient(&self, id: Uuid) -> Result<Option<Patient>>;
     /// The patient an identifier is registered to (not following merges).
     async fn find_by_identifier(&self, kind: IdentifierType, value: &str) -> Result<Option<Patient>>;
     /// Candidate records for matching (blocking on birth date, name, phone); the domain ranks them.

@@ -253,23 +253,6 @@ impl This {
         rows.iter().map(patient_from_row).collect()
     }
 
-    /// The survivor a patient id resolves to, following merges.
-    async fn resolve_survivor(&self, id: Uuid) -> Result<Option<Patient>> {
-        let mut cur = match self.get_patient(id).await? {
-            Some(p) => p,
-            None => return Ok(None),
-        };
-        for _ in 0..MAX_MERGE_HOPS {
-            match cur.status {
-                PatientStatus::Active => return Ok(Some(cur)),
-                PatientStatus::Merged(into) => {
-                    cur = self.get_patient(into).await?.ok_or_else(|| corrupt("merge target", &into.to_string()))?;
-                }
-            }
-        }
-        Err(StoreError::Corrupt(format!("merge chain from {id} longer than {MAX_MERGE_HOPS}")))
-    }
-
     /// Every record merged (transitively) into `survivor`.
     async fn merged_into(&self, survivor: Uuid) -> Result<Vec<Uuid>> {
         let mut out = Vec::new();
@@ -851,6 +834,22 @@ impl Store for This {
         row.as_ref().map(patient_from_row).transpose()
     }
 
+    async fn surviving_patient(&self, id: Uuid) -> Result<Option<Patient>> {
+        let mut cur = match self.get_patient(id).await? {
+            Some(p) => p,
+            None => return Ok(None),
+        };
+        for _ in 0..MAX_MERGE_HOPS {
+            match cur.status {
+                PatientStatus::Active => return Ok(Some(cur)),
+                PatientStatus::Merged(into) => {
+                    cur = self.get_patient(into).await?.ok_or_else(|| corrupt("merge target", &into.to_string()))?;
+                }
+            }
+        }
+        Err(StoreError::Corrupt(format!("merge chain from {id} longer than {MAX_MERGE_HOPS}")))
+    }
+
     async fn find_by_identifier(&self, kind: IdentifierType, value: &str) -> Result<Option<Patient>> {
         let row = sqlx::query("SELECT patient_id FROM patient_identifier WHERE kind = $1 AND value = $2")
             .bind(kind.as_str())
@@ -875,7 +874,7 @@ impl Store for This {
         };
         if let Some(idn) = q.identity_number.as_deref().map(|s| s.trim().to_ascii_uppercase())
             && let Some(p) = self.find_by_identifier(IdentifierType::ResidentId, &idn).await?
-            && let Some(survivor) = self.resolve_survivor(p.id).await?
+            && let Some(survivor) = self.surviving_patient(p.id).await?
         {
             // a sure match on the number finds the person, i.e. the surviving record
             push(vec![survivor], &mut out);
@@ -915,7 +914,7 @@ impl Store for This {
     }
 
     async fn patient_record(&self, id: Uuid) -> Result<Option<PatientRecord>> {
-        let Some(patient) = self.resolve_survivor(id).await? else { return Ok(None) };
+        let Some(patient) = self.surviving_patient(id).await? else { return Ok(None) };
         let merged_ids = self.merged_into(patient.id).await?;
         let mut enrolments = Vec::new();
         let mut encounters = Vec::new();
@@ -1209,7 +1208,7 @@ impl Store for This {
 
     async fn access_facts(&self, facility_id: Uuid, patient_id: Uuid) -> Result<AccessFacts> {
         let mut facts = AccessFacts::default();
-        let Some(survivor) = self.resolve_survivor(patient_id).await? else { return Ok(facts) };
+        let Some(survivor) = self.surviving_patient(patient_id).await? else { return Ok(facts) };
         let ids: Vec<Uuid> = std::iter::once(survivor.id).chain(self.merged_into(survivor.id).await?).collect();
         let community = self.get_facility(facility_id).await?.and_then(|f| f.community_id);
         if let Some(c) = community {

@@ -166,19 +166,6 @@ fn require_identify(me: &CurrentUser) -> ApiResult<()> {
     }
 }
 
-/// Follow merges from `p` to the surviving record.
-async fn survivor(state: &AppState, mut p: Patient) -> ApiResult<Patient> {
-    for _ in 0..16 {
-        match p.status {
-            PatientStatus::Active => return Ok(p),
-            PatientStatus::Merged(into) => {
-                p = state.store.get_patient(into).await?.ok_or_else(|| ApiError::not_found("surviving record"))?;
-            }
-        }
-    }
-    Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "merge chain too long"))
-}
-
 /// "Who has this identifier?" Answers the surviving record's demographics; logged.
 pub(crate) async fn lookup(
     State(state): State<AppState>,
@@ -207,7 +194,7 @@ pub(crate) async fn lookup(
         ));
     };
     let via = found.id;
-    let p = survivor(&state, found).await?;
+    let p = state.store.surviving_patient(via).await?.ok_or_else(|| ApiError::not_found("surviving record"))?;
     log_access(&state, &me, &p, "lookup", AccessBasis::Identification, None, addr).await?;
     let mut body = identity_json(&p);
     if via != p.id {
