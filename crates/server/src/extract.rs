@@ -142,6 +142,38 @@ impl FromRequestParts<AppState> for CurrentUser {
     }
 }
 
+/// The community an administrator acts within: `None` for a system admin (everywhere),
+/// the community of their facility for a community admin.
+pub async fn admin_scope(state: &AppState, me: &CurrentUser) -> Result<Option<uuid::Uuid>, ApiError> {
+    if me.has_role(Role::SystemAdmin) {
+        return Ok(None);
+    }
+    let community = state.store.get_facility(me.user.facility_id).await?.and_then(|f| f.community_id);
+    community.map(Some).ok_or_else(|| {
+        ApiError::forbidden(
+            "admin.no_community",
+            "your facility belongs to no community, so there is nothing for you to manage",
+        )
+    })
+}
+
+/// 403 unless the patient is known in the admin's community (or the admin is a system admin).
+pub async fn require_patient_in_scope(
+    state: &AppState,
+    me: &CurrentUser,
+    patient_id: uuid::Uuid,
+) -> Result<(), ApiError> {
+    if admin_scope(state, me).await?.is_none() {
+        return Ok(());
+    }
+    let facts = state.store.access_facts(me.user.facility_id, patient_id).await?;
+    if facts.care_relationship || facts.same_community {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("admin.other_community", "this patient is not known in your community"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::redact_values;

@@ -1076,3 +1076,84 @@ async fn merge_and_unmerge_over_http() {
         .expect_error(404, "not_found");
     assert_eq!(s.patient_count().await, 3);
 }
+
+fn facility_body(code: &str, community: Option<Uuid>) -> Value {
+    json!({
+        "code": code, "name": "新卫生室", "tier": "village", "grade": "ungraded",
+        "region_code": "511621", "insurance_region": "511621", "community_id": community,
+    })
+}
+
+/// A community admin manages their own community: facilities, roles, merges and the access
+/// log there, and nothing elsewhere; alliances and communities are the system admin's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn community_admins_are_confined_to_their_community() {
+    let s = TestServer::start().await;
+    let admin_a = s.login("admin_a").await;
+    let sys = s.login("sysadmin").await;
+
+    // alliances and communities
+    s.post("/api/v1/communities", &admin_a, json!({ "name": "新医共体", "region_code": "511623" }))
+        .await
+        .expect_error(403, "registry.system_admin");
+    s.post("/api/v1/communities", &sys, json!({ "name": "邻水县医共体", "region_code": "511623" }))
+        .await
+        .expect_status(201);
+
+    // facilities: own community yes, another community or none no
+    let before = s.store.list_facilities(&Default::default()).await.expect("list").len();
+    s.post("/api/v1/facilities", &admin_a, facility_body("H51162100501", Some(s.seed.community_b)))
+        .await
+        .expect_error(403, "registry.other_community");
+    s.post("/api/v1/facilities", &admin_a, facility_body("H51162100502", None))
+        .await
+        .expect_error(403, "registry.other_community");
+    assert_eq!(s.store.list_facilities(&Default::default()).await.expect("list").len(), before, "nothing written");
+    s.post("/api/v1/facilities", &admin_a, facility_body("H51162100503", Some(s.seed.community_a)))
+        .await
+        .expect_status(201);
+
+    // merges: records known only in community B are out of reach for admin A
+    let clin_b = s.login("clin_b").await;
+    let b1 = register(&s, &clin_b, patient("王秀英", "female", WANG_ID)).await;
+    let b2 = register(
+        &s,
+        &clin_b,
+        json!({ "name": "王秀英", "sex": "female", "birth_date": "1962-03-08",
+                "other_identifiers": [{ "type": "insurance_card", "value": "YB5116220001" }] }),
+    )
+    .await;
+    let merge = json!({ "merged_id": b2, "reason": "同一人重复登记" });
+    s.post(&format!("/api/v1/patients/{b1}/merge"), &admin_a, merge.clone())
+        .await
+        .expect_error(403, "admin.other_community");
+    s.get(&format!("/api/v1/patients/{b1}/merges"), &admin_a).await.expect_error(403, "admin.other_community");
+    let admin_b = s.login("admin_b").await;
+    let m = s.post(&format!("/api/v1/patients/{b1}/merge"), &admin_b, merge).await;
+    m.expect_status(200);
+    let merge_id = m.json["id"].as_str().expect("merge id").to_owned();
+    s.post(&format!("/api/v1/merges/{merge_id}/undo"), &admin_a, json!({ "reason": "误合并，撤销" }))
+        .await
+        .expect_error(403, "admin.other_community");
+
+    // the access log: admin A sees reads by community A users only
+    let vdoc = s.login("vdoc_a").await;
+    let a1 = register(&s, &vdoc, patient("张桂兰", "female", &zhang_id())).await;
+    s.get(&format!("/api/v1/patients/{a1}"), &vdoc).await.expect_status(200);
+    s.get(&format!("/api/v1/patients/{b1}"), &clin_b).await.expect_status(200);
+    let seen_by_a = access_log(&s, &admin_a, "limit=100").await;
+    assert!(!seen_by_a.is_empty());
+    assert!(
+        seen_by_a.iter().all(|e| e["user_id"] != json!(s.user_id("clin_b"))),
+        "a community B user's reads of a community B patient are not shown to admin A"
+    );
+    let seen_by_sys = access_log(&s, &sys, "limit=100").await;
+    assert!(seen_by_sys.iter().any(|e| e["user_id"] == json!(s.user_id("clin_b"))), "the system admin sees all");
+
+    // users: admin A lists only community A's users
+    let listed = s.get("/api/v1/users", &admin_a).await;
+    listed.expect_status(200);
+    let names: Vec<&str> =
+        listed.json.as_array().expect("list").iter().filter_map(|u| u["username"].as_str()).collect();
+    assert!(names.contains(&"vdoc_a") && !names.contains(&"clin_b"), "{names:?}");
+}

@@ -110,6 +110,7 @@ macro_rules! contract_tests {
             access_facts_relationships,
             access_facts_follow_merges,
             access_log_queries,
+            access_log_by_community,
             concurrent_duplicate_registration,
             concurrent_merges_of_one_record,
         );
@@ -900,6 +901,8 @@ pub async fn merge_and_unmerge(store: Arc<dyn Store>) {
         assert_eq!(survivor.id, a.id, "both ids resolve to the surviving record");
     }
     assert_eq!(s.surviving_patient(new_id()).await.expect("unknown"), None);
+    assert_eq!(s.get_merge(rec.id).await.expect("get merge").as_ref(), Some(&rec));
+    assert_eq!(s.get_merge(new_id()).await.expect("unknown merge"), None);
 
     for id in [a.id, b.id] {
         let r = s.patient_record(id).await.expect("record").expect("record exists");
@@ -1248,6 +1251,57 @@ pub async fn access_facts_follow_merges(store: Arc<dyn Store>) {
     assert_eq!(s.access_facts(f2.id, a.id).await.expect("facts"), none, "after the undo a is unknown at f2 again");
     assert_eq!(s.access_facts(f1.id, b.id).await.expect("facts"), none, "after the undo b is unknown at f1 again");
     assert_eq!(s.access_facts(f2.id, b.id).await.expect("facts"), care);
+}
+
+/// A community admin sees the reads made by users of their community's facilities, and
+/// the reads of patients registered there by anyone.
+pub async fn access_log_by_community(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let c1 = community(s, None, "岳池县医共体", YUECHI, false).await;
+    let c2 = community(s, None, "武胜县医共体", WUSHENG, false).await;
+    let fa = facility(s, "H51162100001", Tier::County, YUECHI, Some(c1.id)).await;
+    let fb = facility(s, "H51162200001", Tier::County, WUSHENG, Some(c2.id)).await;
+    let fc = facility(s, "H51162100099", Tier::Township, YUECHI, None).await;
+    let (ua, ub, uc) = (
+        user(&fa, "doctor_a", vec![Role::Specialist]),
+        user(&fb, "doctor_b", vec![Role::Specialist]),
+        user(&fc, "doctor_c", vec![Role::TownshipClinician]),
+    );
+    for u in [&ua, &ub, &uc] {
+        s.create_user(u).await.expect("user");
+    }
+    let p = resident("许文", Sex::Male, date!(1961 - 01 - 01), 1);
+    let registered_in_c2 =
+        Patient { home_facility_id: Some(fb.id), ..resident("许静", Sex::Female, date!(1963 - 03 - 03), 2) };
+    create_patients(s, &[&p, &registered_in_c2]).await;
+    let read = |k: i64, u: &User| AccessLogEntry {
+        id: new_id(),
+        region_key: p.region_key.clone(),
+        at: NOW + Duration::minutes(k),
+        user_id: u.id,
+        facility_id: u.facility_id,
+        patient_id: p.id,
+        action: "read_record".into(),
+        basis: AccessBasis::BreakGlass,
+        reason: Some("急诊".into()),
+        client_addr: None,
+    };
+    let (ea, eb, ec) = (read(1, &ua), read(2, &ub), read(3, &uc));
+    // an outsider (community-less facility c) reads the patient registered in c2
+    let ed = AccessLogEntry {
+        patient_id: registered_in_c2.id,
+        region_key: registered_in_c2.region_key.clone(),
+        ..read(4, &uc)
+    };
+    for e in [&ea, &eb, &ec, &ed] {
+        s.record_access(e).await.expect("record");
+    }
+    let q = |c: Uuid| AccessLogFilter { community_id: Some(c), limit: 10, ..Default::default() };
+    assert_eq!(s.query_access_log(&q(c1.id)).await.expect("query"), vec![ea.clone()]);
+    assert_eq!(s.query_access_log(&q(c2.id)).await.expect("query"), vec![ed.clone(), eb.clone()]);
+    let all = s.query_access_log(&AccessLogFilter { limit: 10, ..Default::default() }).await.expect("query");
+    assert_eq!(all, vec![ed, ec, eb, ea], "without the filter every read, newest first");
 }
 
 /// Every read is logged; the log filters by patient, user, basis and time, newest first,

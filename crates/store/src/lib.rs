@@ -118,6 +118,9 @@ pub struct AccessLogEntry {
 pub struct AccessLogFilter {
     pub patient_id: Option<Uuid>,
     pub user_id: Option<Uuid>,
+    /// Only entries that concern this community: read by a user of one of its facilities,
+    /// or of a patient registered at one of them (so outsiders' reads of its patients show).
+    pub community_id: Option<Uuid>,
     pub basis: Option<AccessBasis>,
     pub from: Option<OffsetDateTime>,
     pub to: Option<OffsetDateTime>,
@@ -226,6 +229,7 @@ pub trait Store: Send + Sync + 'static {
     /// Undo a merge: the merged record is active again with everything it had.
     async fn unmerge(&self, merge_id: Uuid, by: Uuid, reason: &str, at: OffsetDateTime) -> Result<MergeRecord>;
     async fn merge_history(&self, patient_id: Uuid) -> Result<Vec<MergeRecord>>;
+    async fn get_merge(&self, merge_id: Uuid) -> Result<Option<MergeRecord>>;
     async fn add_enrolment(&self, e: &Enrolment) -> Result<()>;
 
     // --- encounters

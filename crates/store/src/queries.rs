@@ -1039,6 +1039,16 @@ impl Store for This {
             .collect()
     }
 
+    async fn get_merge(&self, merge_id: Uuid) -> Result<Option<MergeRecord>> {
+        sqlx::query("SELECT * FROM patient_merge WHERE id = $1")
+            .bind(merge_id)
+            .fetch_optional(self.read())
+            .await?
+            .as_ref()
+            .map(merge_from_row)
+            .transpose()
+    }
+
     async fn add_enrolment(&self, e: &Enrolment) -> Result<()> {
         self.transact(e, |tx, e| {
             Box::pin(async move {
@@ -1282,6 +1292,13 @@ impl Store for This {
         }
         if let Some(u) = f.user_id {
             qb.push(" AND user_id = ").push_bind(u);
+        }
+        if let Some(c) = f.community_id {
+            qb.push(" AND (facility_id IN (SELECT id FROM facility WHERE community_id = ")
+                .push_bind(c)
+                .push(") OR patient_id IN (SELECT p.id FROM patient p JOIN facility f ON f.id = p.home_facility_id WHERE f.community_id = ")
+                .push_bind(c)
+                .push("))");
         }
         if let Some(b) = f.basis {
             qb.push(" AND basis = ").push_bind(b.as_str());

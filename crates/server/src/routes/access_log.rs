@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::CurrentUser;
+use crate::extract::{CurrentUser, admin_scope};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +55,8 @@ pub(crate) async fn query(
     let filter = AccessLogFilter {
         patient_id: q.patient_id,
         user_id: q.user_id,
+        // a community admin sees the reads of their own community's users
+        community_id: admin_scope(&state, &me).await?,
         basis,
         from: parse_time("from", q.from.as_deref())?,
         to: parse_time("to", q.to.as_deref())?,

@@ -27,6 +27,7 @@ async fn require_presence(state: &AppState, me: &CurrentUser, patient_id: uuid::
         .query_access_log(&tiercare_store::AccessLogFilter {
             patient_id: Some(patient_id),
             user_id: Some(me.user.id),
+            community_id: None,
             basis: Some(tiercare_domain::access::AccessBasis::Identification),
             from: Some(OffsetDateTime::now_utc() - PRESENCE_WINDOW),
             to: None,

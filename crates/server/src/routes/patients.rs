@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::parse_id;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, CurrentUser};
+use crate::extract::{ApiJson, CurrentUser, require_patient_in_scope};
 
 fn today() -> time::Date {
     OffsetDateTime::now_utc().date()
@@ -334,6 +334,11 @@ pub(crate) async fn merge(
     me.require(Action::MergePatients)?;
     let survivor_id = parse_id(&id, "patient")?;
     let reason = check_reason(&req.reason)?;
+    for pid in [survivor_id, req.merged_id] {
+        if state.store.get_patient(pid).await?.is_some() {
+            require_patient_in_scope(&state, &me, pid).await?;
+        }
+    }
     let rec =
         state.store.merge_patients(survivor_id, req.merged_id, me.user.id, &reason, OffsetDateTime::now_utc()).await?;
     Ok(Json(merge_json(&rec)))
@@ -348,6 +353,9 @@ pub(crate) async fn unmerge(
     me.require(Action::MergePatients)?;
     let merge_id = parse_id(&id, "merge")?;
     let reason = check_reason(&req.reason)?;
+    if let Some(m) = state.store.get_merge(merge_id).await? {
+        require_patient_in_scope(&state, &me, m.merged_id).await?;
+    }
     let rec =
         state.store.unmerge(merge_id, me.user.id, &reason, OffsetDateTime::now_utc()).await.map_err(|e| match e {
             tiercare_store::StoreError::NotFound { what } => ApiError::not_found(&what),
@@ -363,6 +371,7 @@ pub(crate) async fn merge_history(
 ) -> ApiResult<Json<Value>> {
     me.require(Action::MergePatients)?;
     let id = parse_id(&id, "patient")?;
+    require_patient_in_scope(&state, &me, id).await?;
     let list = state.store.merge_history(id).await?;
     Ok(Json(json!({ "merges": list.iter().map(merge_json).collect::<Vec<_>>() })))
 }

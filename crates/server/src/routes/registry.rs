@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::parse_id;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, CurrentUser};
+use crate::extract::{ApiJson, CurrentUser, admin_scope};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +30,7 @@ pub(crate) async fn create_alliance(
     me: CurrentUser,
     ApiJson(req): ApiJson<NewAlliance>,
 ) -> ApiResult<(StatusCode, Json<Alliance>)> {
-    me.require(Action::ManageRegistry)?;
+    require_system_admin(&me)?;
     let mut p = Problems::default();
     let name = p.take(non_empty("name", &req.name));
     let region = p.take(tiercare_domain::region::validate_region_code("region_code", &req.region_code));
@@ -59,7 +59,7 @@ pub(crate) async fn create_community(
     me: CurrentUser,
     ApiJson(req): ApiJson<NewCommunity>,
 ) -> ApiResult<(StatusCode, Json<Community>)> {
-    me.require(Action::ManageRegistry)?;
+    require_system_admin(&me)?;
     let mut p = Problems::default();
     let name = p.take(non_empty("name", &req.name));
     let region = p.take(tiercare_domain::region::validate_region_code("region_code", &req.region_code));
@@ -88,6 +88,11 @@ pub(crate) async fn create_facility(
     ApiJson(req): ApiJson<NewFacility>,
 ) -> ApiResult<(StatusCode, Json<Facility>)> {
     me.require(Action::ManageRegistry)?;
+    if let Some(mine) = admin_scope(&state, &me).await?
+        && req.community_id != Some(mine)
+    {
+        return Err(other_community());
+    }
     let f = req.validate(new_id())?;
     state.store.create_facility(&f).await?;
     Ok((StatusCode::CREATED, Json(f)))
@@ -193,6 +198,12 @@ pub(crate) async fn add_practitioner_role(
 ) -> ApiResult<(StatusCode, Json<PractitionerRole>)> {
     me.require(Action::ManageRegistry)?;
     let practitioner_id = parse_id(&id, "practitioner")?;
+    if let Some(mine) = admin_scope(&state, &me).await? {
+        let facility = state.store.get_facility(req.facility_id).await?;
+        if facility.is_some_and(|f| f.community_id != Some(mine)) {
+            return Err(other_community());
+        }
+    }
     let r = PractitionerRole {
         id: new_id(),
         practitioner_id,
@@ -203,6 +214,22 @@ pub(crate) async fn add_practitioner_role(
     };
     state.store.create_practitioner_role(&r).await?;
     Ok((StatusCode::CREATED, Json(r)))
+}
+
+fn require_system_admin(me: &CurrentUser) -> Result<(), ApiError> {
+    me.require(Action::ManageRegistry)?;
+    if me.has_role(tiercare_domain::role::Role::SystemAdmin) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("registry.system_admin", "only a system admin creates alliances and communities"))
+    }
+}
+
+fn other_community() -> ApiError {
+    ApiError::forbidden(
+        "registry.other_community",
+        "a community admin registers facilities and roles only in their own community",
+    )
 }
 
 fn non_empty(field: &str, s: &str) -> Result<String, tiercare_domain::FieldError> {

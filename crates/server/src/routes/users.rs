@@ -104,5 +104,11 @@ pub(crate) async fn create(
 
 pub(crate) async fn list(State(state): State<AppState>, me: CurrentUser) -> ApiResult<Json<Vec<Value>>> {
     me.require(Action::ManageUsers)?;
-    Ok(Json(state.store.list_users().await?.iter().map(user_json).collect()))
+    let users = state.store.list_users().await?;
+    let Some(community) = crate::extract::admin_scope(&state, &me).await? else {
+        return Ok(Json(users.iter().map(user_json).collect()));
+    };
+    let filter = tiercare_store::FacilityFilter { community_id: Some(community), ..Default::default() };
+    let mine: Vec<Uuid> = state.store.list_facilities(&filter).await?.iter().map(|f| f.id).collect();
+    Ok(Json(users.iter().filter(|u| mine.contains(&u.facility_id)).map(user_json).collect()))
 }
