@@ -379,21 +379,39 @@ async fn insert_patient_rows(tx: &mut Tx, ps: &[Patient]) -> Result<()> {
     Ok(())
 }
 
-/// Claim identifiers: insert those not yet registered, answer which were claimed. The
-/// `(kind, value)` primary key decides, so no separate look-up (whose plan a growing table
-/// inside one transaction can spoil) is needed, and a concurrent import cannot slip in.
-async fn claim_identifiers(tx: &mut Tx, pairs: &[(&Patient, &Identifier)]) -> Result<HashSet<(String, String)>> {
-    let mut claimed = HashSet::new();
+/// Claim identifiers: insert those not yet registered and answer the ones that were
+/// already taken (by another patient). The `(kind, value)` primary key decides, so a
+/// concurrent import cannot slip in between a check and the insert. Usually every row is
+/// claimed and the insert's row count says so; only then is nothing read back.
+async fn claim_identifiers(
+    tx: &mut Tx,
+    pairs: &[(&Patient, &Identifier)],
+) -> Result<HashSet<(IdentifierType, String)>> {
+    let mut taken = HashSet::new();
     for chunk in pairs.chunks(IMPORT_CHUNK * 2) {
         let mut qb: QueryBuilder<Db> =
             QueryBuilder::new("INSERT INTO patient_identifier (kind, value, region_key, patient_id, created_at) ");
         push_identifier_values(&mut qb, chunk);
-        qb.push(" ON CONFLICT (kind, value) DO NOTHING RETURNING kind, value");
-        for r in qb.build().fetch_all(&mut **tx).await? {
-            claimed.insert((r.try_get("kind")?, r.try_get("value")?));
+        qb.push(" ON CONFLICT (kind, value) DO NOTHING");
+        let inserted = qb.build().execute(&mut **tx).await?.rows_affected();
+        if inserted == chunk.len() as u64 {
+            continue;
+        }
+        for (p, i) in chunk {
+            let owner: Option<Uuid> =
+                sqlx::query("SELECT patient_id FROM patient_identifier WHERE kind = $1 AND value = $2")
+                    .bind(i.kind.as_str())
+                    .bind(i.value.as_str())
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .map(|r| r.try_get("patient_id"))
+                    .transpose()?;
+            if owner != Some(p.id) {
+                taken.insert((i.kind, i.value.clone()));
+            }
         }
     }
-    Ok(claimed)
+    Ok(taken)
 }
 
 /// Which of `ids` are registered facilities.
@@ -451,11 +469,11 @@ async fn import_chunk(
     }
     let pairs: Vec<(&Patient, &Identifier)> =
         candidates.iter().flat_map(|(_, p)| p.identifiers.iter().map(move |i| (p, i))).collect();
-    let claimed = claim_identifiers(tx, &pairs).await?;
+    let already = claim_identifiers(tx, &pairs).await?;
     let mut good = Vec::with_capacity(candidates.len());
     for (line, p) in candidates {
         let taken: Vec<&Identifier> =
-            p.identifiers.iter().filter(|i| !claimed.contains(&(i.kind.as_str().to_owned(), i.value.clone()))).collect();
+            p.identifiers.iter().filter(|i| already.contains(&(i.kind, i.value.clone()))).collect();
         if taken.is_empty() {
             good.push(p.clone());
             continue;
