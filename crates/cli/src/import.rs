@@ -2,6 +2,7 @@
 //! row reported with its line and reason. Default: the good rows land. `--atomic`: any bad
 //! row and nothing is written.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tiercare_domain::DomainError;
-use tiercare_domain::identity::{IdentifierType, Sex};
+use tiercare_domain::identity::{Identifier, IdentifierType, Sex};
 use tiercare_domain::patient::{NewPatient, OtherIdentifierInput, Patient};
 use tiercare_store::{RowRejection, Store};
 use time::OffsetDateTime;
@@ -163,11 +164,23 @@ pub async fn import_file(
         let mut count = 0u64;
         let mut rejected = Vec::new();
         let mut batch = Vec::with_capacity(BATCH);
+        // identifiers seen earlier in the file, across batches (the store checks within one)
+        let mut seen: HashSet<Identifier> = HashSet::new();
         for (line, parsed) in rows {
             count += 1;
-            if let Some(row) = validate_row(line, parsed, home, default_region.as_deref(), today, &mut rejected) {
-                batch.push(row);
+            let Some(row) = validate_row(line, parsed, home, default_region.as_deref(), today, &mut rejected) else {
+                continue;
+            };
+            if let Some(dup) = row.1.identifiers.iter().find(|i| seen.contains(*i)) {
+                rejected.push(RowRejection {
+                    line,
+                    code: "identifier.duplicate_in_file".into(),
+                    message: format!("this {} appears on an earlier line of the file", dup.kind.as_str()),
+                });
+                continue;
             }
+            seen.extend(row.1.identifiers.iter().cloned());
+            batch.push(row);
             if batch.len() >= BATCH && sender.blocking_send(std::mem::take(&mut batch)).is_err() {
                 break; // the writer stopped on an error: stop reading
             }

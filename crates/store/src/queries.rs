@@ -804,44 +804,29 @@ impl Store for This {
     }
 
     async fn import_patients(&self, rows: &[(u64, Patient)], atomic: bool) -> Result<ImportOutcome> {
-        if atomic {
-            let outcome = self
-                .transact(rows, |tx, rows| {
-                    Box::pin(async move {
-                        let mut seen = HashSet::new();
-                        let mut out = ImportOutcome::default();
-                        for chunk in rows.chunks(IMPORT_CHUNK) {
-                            let (n, rej) = import_chunk(tx, chunk, &mut seen).await?;
-                            out.inserted += n;
-                            out.rejected.extend(rej);
-                        }
-                        if !out.rejected.is_empty() {
-                            // an error rolls the whole import back
-                            return Err(StoreError::Rejected(out.rejected));
-                        }
-                        Ok(out)
-                    })
-                })
-                .await;
-            return match outcome {
-                Err(StoreError::Rejected(rejected)) => Ok(ImportOutcome { inserted: 0, rejected }),
-                other => other,
-            };
-        }
         // the good rows of this call land together, in one transaction
-        self.transact(rows, |tx, rows| {
-            Box::pin(async move {
-                let mut seen = HashSet::new();
-                let mut out = ImportOutcome::default();
-                for chunk in rows.chunks(IMPORT_CHUNK) {
-                    let (n, rej) = import_chunk(tx, chunk, &mut seen).await?;
-                    out.inserted += n;
-                    out.rejected.extend(rej);
-                }
-                Ok(out)
+        let outcome = self
+            .transact(&(rows, atomic), |tx, (rows, atomic)| {
+                Box::pin(async move {
+                    let mut seen = HashSet::new();
+                    let mut out = ImportOutcome::default();
+                    for chunk in rows.chunks(IMPORT_CHUNK) {
+                        let (n, rej) = import_chunk(tx, chunk, &mut seen).await?;
+                        out.inserted += n;
+                        out.rejected.extend(rej);
+                    }
+                    if *atomic && !out.rejected.is_empty() {
+                        // all or nothing: an error rolls the whole import back
+                        return Err(StoreError::Rejected(out.rejected));
+                    }
+                    Ok(out)
+                })
             })
-        })
-        .await
+            .await;
+        match outcome {
+            Err(StoreError::Rejected(rejected)) => Ok(ImportOutcome { inserted: 0, rejected }),
+            other => other,
+        }
     }
 
     async fn get_patient(&self, id: Uuid) -> Result<Option<Patient>> {
