@@ -9,6 +9,7 @@ use tiercare_store::Store;
 
 mod bench;
 mod config;
+mod county;
 mod import;
 mod synth;
 
@@ -44,6 +45,35 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "TIERCARE_LISTEN")]
         listen: Option<String>,
+    },
+    /// Generate the demo county into a SQLite file (reused when there), then serve it.
+    Demo {
+        /// Where the demo database lives.
+        #[arg(long, default_value = "data/demo")]
+        data_dir: PathBuf,
+        #[arg(long, env = "TIERCARE_LISTEN")]
+        listen: Option<String>,
+        #[arg(long, default_value_t = 300_000)]
+        residents: usize,
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+        /// Generate and load, then exit without serving.
+        #[arg(long)]
+        no_serve: bool,
+    },
+    /// Write the synthetic county as FHIR R4 NDJSON, one file per resource type.
+    Generate {
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+        #[arg(long, default_value_t = 300_000)]
+        residents: usize,
+        /// The calendar year of care.
+        #[arg(long, default_value_t = 2025)]
+        year: i32,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        quiet: bool,
     },
     /// Apply pending database migrations.
     Migrate {
@@ -168,22 +198,32 @@ fn redact(url: &str) -> String {
 async fn run(command: Command, settings: Settings) -> Result<()> {
     match command {
         Command::Serve { store, listen } => {
-            let listen = listen.or(settings.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
             let store = open_store(&store, &settings).await?;
-            let listener =
-                tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-            let addr = listener.local_addr()?;
             if store.list_users().await?.is_empty() {
                 eprintln!(
                     "No users yet: add a facility and an admin with `tiercare facilities add` and `tiercare users add`."
                 );
             }
-            eprintln!("tiercare serving on http://{addr}  (API: /api/v1, OpenAPI: /api/v1/openapi.json)");
-            let state = tiercare_server::AppState::new(store, settings.server_config());
-            tiercare_server::serve(listener, state, async {
-                let _ = tokio::signal::ctrl_c().await;
+            serve(store, listen, &settings, |addr| {
+                eprintln!("tiercare serving on http://{addr}  (API: /api/v1, OpenAPI: /api/v1/openapi.json)")
             })
-            .await?;
+            .await
+        }
+        Command::Demo { data_dir, listen, residents, seed, no_serve } => {
+            demo(data_dir, listen, residents, seed, no_serve, &settings).await
+        }
+        Command::Generate { seed, residents, year, out, quiet } => {
+            let started = std::time::Instant::now();
+            let county = county::generate(tiercare_sim::Config { seed, residents, year }, !quiet);
+            let counts = county::write_ndjson(&county, &out, !quiet)?;
+            let summary: Vec<String> = counts.iter().map(|(t, n)| format!("{n} {t}")).collect();
+            println!(
+                "wrote {} to {} in {:.1} s (peak memory {:.0} MiB)",
+                summary.join(", "),
+                out.display(),
+                started.elapsed().as_secs_f64(),
+                county::peak_memory_mib().unwrap_or(0.0)
+            );
             Ok(())
         }
         Command::Migrate { store } => {
@@ -196,6 +236,82 @@ async fn run(command: Command, settings: Settings) -> Result<()> {
         Command::Import { command: ImportCommand::Patients(args) } => import::run(args, &settings).await,
         Command::Bench { command } => bench::run(command, &settings).await,
     }
+}
+
+/// Serve `store` until Ctrl-C; `ready` is told the bound address.
+async fn serve(
+    store: Arc<dyn Store>,
+    listen: Option<String>,
+    settings: &Settings,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<()> {
+    let listen = listen.or(settings.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listener =
+        tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    ready(listener.local_addr()?);
+    let state = tiercare_server::AppState::new(store, settings.server_config());
+    tiercare_server::serve(listener, state, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}
+
+/// The password of every demo account (the demo database is synthetic and local).
+const DEMO_PASSWORD: &str = "tiercare-demo";
+
+async fn demo(
+    data_dir: PathBuf,
+    listen: Option<String>,
+    residents: usize,
+    seed: u64,
+    no_serve: bool,
+    settings: &Settings,
+) -> Result<()> {
+    let args = StoreArgs { data_dir: Some(data_dir.clone()), database_url: None };
+    let store = open_store(&args, settings).await?;
+    let config = tiercare_sim::Config { seed, residents, ..Default::default() };
+    let county = Arc::new(county::generate(config, true));
+    if store.count_patients().await? == 0 {
+        let stats = county::load(&store, county.clone(), true).await?;
+        eprintln!(
+            "loaded the demo county: {} facilities, {} residents, {} encounters in {:.1} s",
+            stats.facilities, stats.residents, stats.encounters, stats.seconds
+        );
+    } else {
+        eprintln!("reusing the demo database in {} (delete the folder to generate it anew)", data_dir.display());
+    }
+    let hash = tiercare_server::auth::hash_password(DEMO_PASSWORD).map_err(|e| anyhow::anyhow!(e))?;
+    let mut logins = Vec::new();
+    for (username, display, role, code) in county::demo_users(&county) {
+        let facility = store.get_facility_by_code(&code).await?.with_context(|| format!("demo facility {code}"))?;
+        if store.get_user_by_username(username).await?.is_none() {
+            store
+                .create_user(&tiercare_store::User {
+                    id: tiercare_store::new_id(),
+                    username: username.into(),
+                    display_name: display.into(),
+                    facility_id: facility.id,
+                    roles: vec![role],
+                    password_hash: hash.clone(),
+                    active: true,
+                })
+                .await?;
+        }
+        logins.push(format!("  {username:<11} {display}（{}）@ {}", role.as_str(), facility.name));
+    }
+    if no_serve {
+        return Ok(());
+    }
+    serve(store, listen, settings, |addr| {
+        println!("tiercare demo — {}，{} residents", county.community.name, county.residents.len());
+        println!("open http://{addr}/");
+        println!("logins (password: {DEMO_PASSWORD}):");
+        for l in &logins {
+            println!("{l}");
+        }
+    })
+    .await
 }
 
 async fn users(command: UsersCommand, settings: &Settings) -> Result<()> {

@@ -103,7 +103,9 @@ macro_rules! contract_tests {
             merge_refusals,
             unmerge_refusals,
             encounters,
+            encounters_in_bulk,
             enrolments,
+            enrolments_in_bulk,
             users,
             tokens,
             token_for_unknown_user,
@@ -1251,6 +1253,62 @@ pub async fn access_facts_follow_merges(store: Arc<dyn Store>) {
     assert_eq!(s.access_facts(f2.id, a.id).await.expect("facts"), none, "after the undo a is unknown at f2 again");
     assert_eq!(s.access_facts(f1.id, b.id).await.expect("facts"), none, "after the undo b is unknown at f1 again");
     assert_eq!(s.access_facts(f2.id, b.id).await.expect("facts"), care);
+}
+
+/// Bulk enrolments land together; an unknown patient and none do.
+pub async fn enrolments_in_bulk(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let p1 = resident("许文", Sex::Male, date!(1961 - 01 - 01), 1);
+    let p2 = resident("许静", Sex::Female, date!(1963 - 03 - 03), 2);
+    create_patients(s, &[&p1, &p2]).await;
+    let enrol = |p: &Patient, scheme: Scheme| {
+        NewEnrolment {
+            scheme,
+            insured_region: YUECHI.into(),
+            filing_status: FilingStatus::NotFiled,
+            filed_region: None,
+            valid_from: date!(2025 - 01 - 01),
+            valid_to: None,
+        }
+        .validate(new_id(), p.id)
+        .expect("valid enrolment")
+    };
+    let good = vec![enrol(&p1, Scheme::Resident), enrol(&p2, Scheme::Employee)];
+    let mut bad = good.clone();
+    bad.push(enrol(&resident("无名", Sex::Male, date!(1970 - 01 - 01), 3), Scheme::Resident));
+    expect_not_found(s.import_enrolments(&bad).await, "an enrolment of an unregistered patient");
+    assert!(s.patient_record(p1.id).await.expect("record").expect("p1").enrolments.is_empty(), "nothing written");
+    assert_eq!(s.import_enrolments(&good).await.expect("bulk"), 2);
+    assert_eq!(s.patient_record(p2.id).await.expect("record").expect("p2").enrolments, vec![good[1].clone()]);
+}
+
+/// Bulk encounters land together; one unknown patient or facility and none do.
+pub async fn encounters_in_bulk(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let f = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let p1 = resident("许文", Sex::Male, date!(1961 - 01 - 01), 1);
+    let p2 = resident("许静", Sex::Female, date!(1963 - 03 - 03), 2);
+    create_patients(s, &[&p1, &p2]).await;
+    let rows: Vec<Encounter> = (0..1_500)
+        .map(|k| encounter(if k % 2 == 0 { &p1 } else { &p2 }, &f, NOW - Duration::hours(k), "J06.900"))
+        .collect();
+    let stranger = resident("无名", Sex::Male, date!(1970 - 01 - 01), 3); // never registered
+    let mut bad = rows.clone();
+    bad.push(encounter(&stranger, &f, NOW, "J06.900"));
+    expect_not_found(s.import_encounters(&bad).await, "an encounter of an unregistered patient");
+    let other = new_facility("H51162100099", "未登记医院", Tier::County, YUECHI, None);
+    let mut bad = rows.clone();
+    bad[1_200] = encounter(&p1, &other, NOW, "J06.900");
+    expect_not_found(s.import_encounters(&bad).await, "an encounter at an unregistered facility");
+    let before = s.patient_record(p1.id).await.expect("record").expect("p1").encounters.len();
+    assert_eq!(before, 0, "nothing of the refused batches was written");
+    assert_eq!(s.import_encounters(&rows).await.expect("bulk"), 1_500);
+    let r1 = s.patient_record(p1.id).await.expect("record").expect("p1");
+    assert_eq!(r1.encounters.len(), 750);
+    let want: Vec<Encounter> = rows.iter().filter(|e| e.patient_id == p1.id).cloned().collect();
+    assert_eq!(r1.encounters, want, "newest first, equal to what went in");
 }
 
 /// A community admin sees the reads made by users of their community's facilities, and

@@ -231,9 +231,14 @@ pub trait Store: Send + Sync + 'static {
     async fn merge_history(&self, patient_id: Uuid) -> Result<Vec<MergeRecord>>;
     async fn get_merge(&self, merge_id: Uuid) -> Result<Option<MergeRecord>>;
     async fn add_enrolment(&self, e: &Enrolment) -> Result<()>;
+    /// Bulk enrolments in one transaction; every patient must exist, or nothing is written.
+    async fn import_enrolments(&self, rows: &[Enrolment]) -> Result<u64>;
 
     // --- encounters
     async fn create_encounter(&self, e: &Encounter) -> Result<()>;
+    /// Bulk encounters in one transaction (loaders, imports). Every patient and facility
+    /// must exist, or nothing is written and the first unknown one is named.
+    async fn import_encounters(&self, rows: &[Encounter]) -> Result<u64>;
 
     // --- users, tokens
     async fn create_user(&self, u: &User) -> Result<()>;

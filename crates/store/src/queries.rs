@@ -414,6 +414,21 @@ async fn claim_identifiers(
     Ok(taken)
 }
 
+/// The region key of each of `ids` that is a registered patient.
+async fn patient_regions(tx: &mut Tx, ids: impl Iterator<Item = Uuid>) -> Result<HashMap<Uuid, String>> {
+    let wanted: HashSet<Uuid> = ids.collect();
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut qb: QueryBuilder<Db> = QueryBuilder::new("SELECT id, region_key FROM patient WHERE id IN (");
+    let mut sep = qb.separated(", ");
+    for id in &wanted {
+        sep.push_bind(*id);
+    }
+    qb.push(")");
+    qb.build().fetch_all(&mut **tx).await?.iter().map(|r| Ok((r.try_get("id")?, r.try_get("region_key")?))).collect()
+}
+
 /// Which of `ids` are registered facilities.
 async fn known_facilities(tx: &mut Tx, ids: impl Iterator<Item = Uuid>) -> Result<HashSet<Uuid>> {
     let wanted: HashSet<Uuid> = ids.collect();
@@ -1110,6 +1125,79 @@ impl Store for This {
                 .execute(&mut **tx)
                 .await?;
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn import_encounters(&self, rows: &[Encounter]) -> Result<u64> {
+        self.transact(rows, |tx, rows| {
+            Box::pin(async move {
+                for chunk in rows.chunks(IMPORT_CHUNK) {
+                    let facilities = known_facilities(tx, chunk.iter().map(|e| e.facility_id)).await?;
+                    if let Some(e) = chunk.iter().find(|e| !facilities.contains(&e.facility_id)) {
+                        return Err(StoreError::not_found(format!("facility {}", e.facility_id)));
+                    }
+                    let patients = patient_regions(tx, chunk.iter().map(|e| e.patient_id)).await?;
+                    if let Some(e) = chunk.iter().find(|e| patients.get(&e.patient_id) != Some(&e.region_key)) {
+                        return Err(StoreError::not_found(format!("patient {} (in region {})", e.patient_id, e.region_key)));
+                    }
+                    let now = now_ms();
+                    let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
+                        "{BULK_INSERT} encounter (region_key, id, patient_id, facility_id, department, practitioner_id, class,
+                           started_at, ended_at, diagnoses, procedures, total_cost_fen, created_at) "
+                    ));
+                    qb.push_values(chunk, |mut b, e| {
+                        b.push_bind(e.region_key.clone())
+                            .push_bind(e.id)
+                            .push_bind(e.patient_id)
+                            .push_bind(e.facility_id)
+                            .push_bind(e.department.clone())
+                            .push_bind(e.practitioner_id)
+                            .push_bind(e.class.as_str())
+                            .push_bind(ms(e.started_at))
+                            .push_bind(e.ended_at.map(ms))
+                            .push_bind(serde_json::to_string(&e.diagnoses).unwrap_or_default())
+                            .push_bind(serde_json::to_string(&e.procedures).unwrap_or_default())
+                            .push_bind(e.total_cost_fen)
+                            .push_bind(now);
+                    });
+                    qb.build().execute(&mut **tx).await?;
+                }
+                Ok(rows.len() as u64)
+            })
+        })
+        .await
+    }
+
+    async fn import_enrolments(&self, rows: &[Enrolment]) -> Result<u64> {
+        self.transact(rows, |tx, rows| {
+            Box::pin(async move {
+                for chunk in rows.chunks(IMPORT_CHUNK) {
+                    let regions = patient_regions(tx, chunk.iter().map(|e| e.patient_id)).await?;
+                    if let Some(e) = chunk.iter().find(|e| !regions.contains_key(&e.patient_id)) {
+                        return Err(StoreError::not_found(format!("patient {}", e.patient_id)));
+                    }
+                    let now = now_ms();
+                    let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
+                        "{BULK_INSERT} enrolment (region_key, id, patient_id, scheme, insured_region, filing_status, filed_region,
+                           valid_from, valid_to, created_at) "
+                    ));
+                    qb.push_values(chunk, |mut b, e| {
+                        b.push_bind(regions.get(&e.patient_id).cloned().unwrap_or_default())
+                            .push_bind(e.id)
+                            .push_bind(e.patient_id)
+                            .push_bind(e.scheme.as_str())
+                            .push_bind(e.insured_region.clone())
+                            .push_bind(e.filing_status.as_str())
+                            .push_bind(e.filed_region.clone())
+                            .push_bind(date_str(e.valid_from))
+                            .push_bind(e.valid_to.map(date_str))
+                            .push_bind(now);
+                    });
+                    qb.build().execute(&mut **tx).await?;
+                }
+                Ok(rows.len() as u64)
             })
         })
         .await

@@ -1,0 +1,184 @@
+//! The synthetic county, loaded into a store (`tiercare demo`) or written as FHIR NDJSON
+//! (`tiercare generate`).
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use tiercare_domain::facility::Tier;
+use tiercare_domain::role::Role;
+use tiercare_sim::{Config, County};
+use tiercare_store::Store;
+
+pub fn bar(len: u64, what: &str, visible: bool) -> ProgressBar {
+    let b = if visible { ProgressBar::new(len) } else { ProgressBar::hidden() };
+    b.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what:<10} [{{bar:40}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b
+}
+
+/// Generate the county's residents and facilities, with a spinner.
+pub fn generate(config: Config, progress: bool) -> County {
+    let spinner = if progress { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+    spinner.set_message(format!("generating {} residents…", config.residents));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let county = County::generate(config);
+    spinner.finish_and_clear();
+    county
+}
+
+/// Residents per batch when loading or writing encounters.
+const RESIDENTS_PER_BATCH: usize = 20_000;
+
+/// What a load wrote.
+#[derive(Debug, Default)]
+pub struct LoadStats {
+    pub facilities: usize,
+    pub residents: u64,
+    pub encounters: u64,
+    pub seconds: f64,
+}
+
+/// Load the county into an empty store: registries, residents, enrolments, a year of care.
+pub async fn load(store: &Arc<dyn Store>, county: Arc<County>, progress: bool) -> Result<LoadStats> {
+    let started = Instant::now();
+    if store.count_patients().await? > 0 {
+        bail!("the database already holds patients; the demo county loads into an empty one");
+    }
+    store.create_alliance(&county.alliance).await?;
+    store.create_community(&county.community).await?;
+    for f in &county.facilities {
+        store.create_facility(f).await?;
+    }
+    let n = county.residents.len();
+    let b = bar(n as u64, "residents", progress);
+    for (k, chunk) in county.residents.chunks(100_000).enumerate() {
+        let rows: Vec<(u64, tiercare_domain::patient::Patient)> =
+            chunk.iter().enumerate().map(|(i, r)| ((k * 100_000 + i + 1) as u64, r.patient.clone())).collect();
+        let out = store.import_patients(&rows, true).await?;
+        if let Some(r) = out.rejected.first() {
+            bail!("the generated resident on row {} was refused: {}", r.line, r.message);
+        }
+        let enrolments: Vec<_> = chunk.iter().map(|r| r.enrolment.clone()).collect();
+        store.import_enrolments(&enrolments).await?;
+        b.inc(chunk.len() as u64);
+    }
+    b.finish_and_clear();
+
+    // encounters: drawn on a second thread while the store writes the previous batch
+    let b = bar(n as u64, "care", progress);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Vec<tiercare_domain::encounter::Encounter>)>(2);
+    let gen_county = county.clone();
+    let producer = std::thread::spawn(move || {
+        for start in (0..n).step_by(RESIDENTS_PER_BATCH) {
+            let end = (start + RESIDENTS_PER_BATCH).min(n);
+            let batch: Vec<_> = (start..end).flat_map(|i| gen_county.encounters_of(i)).collect();
+            if tx.blocking_send((end - start, batch)).is_err() {
+                return;
+            }
+        }
+    });
+    let mut encounters = 0;
+    while let Some((residents, batch)) = rx.recv().await {
+        encounters += store.import_encounters(&batch).await?;
+        b.inc(residents as u64);
+    }
+    producer.join().map_err(|_| anyhow::anyhow!("the care generator panicked"))?;
+    b.finish_and_clear();
+    Ok(LoadStats {
+        facilities: county.facilities.len(),
+        residents: n as u64,
+        encounters,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The demo's users: one per role, at a fitting facility. (username, display name, role, facility code)
+pub fn demo_users(county: &County) -> Vec<(&'static str, &'static str, Role, String)> {
+    let code =
+        |tier: Tier| county.community_facilities().find(|f| f.tier == tier).map(|f| f.code.clone()).unwrap_or_default();
+    let (county_h, township, village) = (code(Tier::County), code(Tier::Township), code(Tier::Village));
+    vec![
+        ("village", "李村医", Role::VillageDoctor, village),
+        ("township", "王医生", Role::TownshipClinician, township),
+        ("referral", "转诊中心张老师", Role::ReferralCentre, county_h.clone()),
+        ("specialist", "陈主任", Role::Specialist, county_h.clone()),
+        ("lab", "检验科刘老师", Role::Lab, county_h.clone()),
+        ("clerk", "医保窗口赵老师", Role::SettlementClerk, county_h.clone()),
+        ("insurance", "医保局周科长", Role::InsuranceOfficer, county_h.clone()),
+        ("admin", "医共体管理员", Role::CommunityAdmin, county_h.clone()),
+        ("sysadmin", "系统管理员", Role::SystemAdmin, county_h),
+    ]
+}
+
+/// Peak resident memory of this process (Linux), in MiB.
+pub fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Write the county as FHIR R4 NDJSON, one file per resource type. Returns lines per file.
+pub fn write_ndjson(county: &County, out: &Path, progress: bool) -> Result<Vec<(String, u64)>> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let open = |name: &str| -> Result<std::io::BufWriter<std::fs::File>> {
+        let path = out.join(format!("{name}.ndjson"));
+        Ok(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?,
+        ))
+    };
+    let mut counts = Vec::new();
+    let line = |w: &mut std::io::BufWriter<std::fs::File>, v: &serde_json::Value| -> Result<()> {
+        serde_json::to_writer(&mut *w, v)?;
+        w.write_all(b"\n")?;
+        Ok(())
+    };
+    let mut w = open("Organization")?;
+    for f in &county.facilities {
+        line(&mut w, &tiercare_fhir::organization(f))?;
+    }
+    w.flush()?;
+    counts.push(("Organization".to_owned(), county.facilities.len() as u64));
+    let (mut pw, mut cw, mut dw, mut ew) =
+        (open("Patient")?, open("Coverage")?, open("Condition")?, open("Encounter")?);
+    let (mut conditions, mut encounters) = (0u64, 0u64);
+    let b = bar(county.residents.len() as u64, "residents", progress);
+    for (i, r) in county.residents.iter().enumerate() {
+        line(&mut pw, &tiercare_fhir::patient(&r.patient))?;
+        line(&mut cw, &tiercare_fhir::coverage(&r.enrolment))?;
+        for (has, code) in [(r.hypertension, "I10.x00"), (r.diabetes, "E11.900")] {
+            if has {
+                line(&mut dw, &tiercare_fhir::chronic_condition(&r.patient, code))?;
+                conditions += 1;
+            }
+        }
+        for e in county.encounters_of(i) {
+            line(&mut ew, &tiercare_fhir::encounter(&e))?;
+            encounters += 1;
+        }
+        if i % 10_000 == 0 {
+            b.set_position(i as u64);
+        }
+    }
+    b.finish_and_clear();
+    for w in [&mut pw, &mut cw, &mut dw, &mut ew] {
+        w.flush()?;
+    }
+    let n = county.residents.len() as u64;
+    counts.extend([
+        ("Patient".to_owned(), n),
+        ("Coverage".to_owned(), n),
+        ("Condition".to_owned(), conditions),
+        ("Encounter".to_owned(), encounters),
+    ]);
+    Ok(counts)
+}
