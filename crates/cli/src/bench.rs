@@ -42,6 +42,14 @@ pub enum BenchCommand {
         #[arg(long, default_value = "target/bench")]
         work_dir: PathBuf,
     },
+    /// Patient page (`GET /api/v1/patients/{id}`, the record with a year of encounters) on
+    /// the demo county's database (run `tiercare demo --no-serve` first).
+    PatientPage {
+        #[arg(long, default_value = "data/demo")]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 5_000)]
+        requests: usize,
+    },
     /// Cold start of `tiercare serve` on an existing database.
     Coldstart {
         #[arg(long, default_value_t = 1_000_000)]
@@ -58,6 +66,7 @@ pub async fn run(cmd: BenchCommand, settings: &Settings) -> Result<()> {
         BenchCommand::Import { store, patients, work_dir } => bench_import(store, patients, &work_dir, settings).await,
         BenchCommand::Lookup { patients, requests, work_dir } => bench_lookup(patients, requests, &work_dir).await,
         BenchCommand::Coldstart { patients, runs, work_dir } => bench_coldstart(patients, runs, &work_dir).await,
+        BenchCommand::PatientPage { data_dir, requests } => bench_patient_page(&data_dir, requests).await,
     }
 }
 
@@ -271,6 +280,94 @@ async fn bench_coldstart(n: usize, runs: usize, work_dir: &Path) -> Result<()> {
          median {:.0} ms, max {:.0} ms over {runs} runs ({})",
         times[times.len() / 2].as_secs_f64() * 1000.0,
         times.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+        machine()
+    );
+    Ok(())
+}
+
+/// Time `requests` sequential GETs of `path(i)` against an in-process server on `store`,
+/// signed in as `username`; returns sorted latencies.
+async fn time_requests(
+    store: Arc<dyn Store>,
+    username: &str,
+    password: &str,
+    requests: usize,
+    mut path: impl FnMut(usize) -> String,
+) -> Result<Vec<Duration>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let state = tiercare_server::AppState::new(store, tiercare_server::ServerConfig::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(tiercare_server::serve(listener, state, async {
+        let _ = stop_rx.await;
+    }));
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::new();
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": username, "password": password}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = login["token"].as_str().context("login gave no token")?.to_owned();
+    let mut lat = Vec::with_capacity(requests);
+    for i in 0..requests + requests / 10 {
+        let t = Instant::now();
+        let resp = client.get(format!("{base}{}", path(i))).bearer_auth(&token).send().await?;
+        let status = resp.status();
+        let _ = resp.bytes().await?;
+        if !status.is_success() {
+            bail!("GET answered {status}");
+        }
+        if i >= requests / 10 {
+            lat.push(t.elapsed());
+        }
+    }
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    lat.sort();
+    Ok(lat)
+}
+
+async fn bench_patient_page(data_dir: &Path, requests: usize) -> Result<()> {
+    let db = data_dir.join("tiercare.sqlite");
+    if !db.exists() {
+        bail!("{} does not exist: run `tiercare demo --no-serve` first", db.display());
+    }
+    let store = tiercare_store::open(&db.to_string_lossy()).await?;
+    // residents with their year of care: draw from the demo county's own ids
+    let county = tiercare_sim::County::generate(tiercare_sim::Config::default());
+    let n = county.residents.len();
+    if store.count_patients().await? as usize != n {
+        bail!("{} does not hold the default demo county", db.display());
+    }
+    let mut rng = synth::Rng::new(11);
+    let ids: Vec<uuid::Uuid> =
+        (0..requests * 2).map(|_| county.residents[rng.below(n as u64) as usize].patient.id).collect();
+    let encounters: usize = ids
+        .iter()
+        .take(200)
+        .map(|id| {
+            county
+                .residents
+                .iter()
+                .position(|r| r.patient.id == *id)
+                .map(|i| county.encounters_of(i).len())
+                .unwrap_or(0)
+        })
+        .sum();
+    let lat = time_requests(store, "specialist", "tiercare-demo", requests, |i| format!("/api/v1/patients/{}", ids[i]))
+        .await?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "bench patient-page: demo county ({n} residents) on SQLite, {requests} sequential GET /api/v1/patients/{{id}} of random residents \
+         (about {:.1} encounters each; each read also writes an access-log row): p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({})",
+        encounters as f64 / 200.0,
+        ms(percentile(&lat, 0.50)),
+        ms(percentile(&lat, 0.95)),
+        ms(percentile(&lat, 0.99)),
+        ms(*lat.last().unwrap_or(&Duration::ZERO)),
         machine()
     );
     Ok(())
