@@ -5,9 +5,9 @@
 //! about 5–6 outpatient visits and 0.15–0.2 stays per resident a year; grassroots share of
 //! visits around 55%; in-county visit rate around 88%.
 
-use time::{Date, Duration, Month, OffsetDateTime, Time};
 use tiercare_domain::encounter::{Encounter, EncounterClass, NewEncounter};
 use tiercare_domain::identity::Sex;
+use time::{Date, Duration, Month, OffsetDateTime, Time};
 
 use crate::{County, Rng, china, uuid_v7, year_start_ms};
 
@@ -136,7 +136,11 @@ pub(crate) fn year_of_care(county: &County, i: usize) -> Vec<Encounter> {
     let n_stays = rng.poisson(stay_rate) + u32::from(births);
     for k in 0..n_stays {
         let (dx, px, lowest) = if births && k == 0 {
-            if rng.chance(0.35) { ("O82.000", Some("74.1x00"), Place::Township) } else { ("O80.000", None, Place::Township) }
+            if rng.chance(0.35) {
+                ("O82.000", Some("74.1x00"), Place::Township)
+            } else {
+                ("O80.000", None, Place::Township)
+            }
         } else {
             *rng.pick(&STAYS)
         };

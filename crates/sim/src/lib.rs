@@ -17,13 +17,13 @@ mod rng;
 
 use std::collections::HashMap;
 
-use time::{Date, Duration, Month, UtcOffset};
 use tiercare_domain::encounter::Encounter;
 use tiercare_domain::facility::{
     Alliance, Capabilities, Community, EmergencyCentre, Facility, Grade, NewFacility, Tier,
 };
 use tiercare_domain::identity::{IdentityNumber, Sex};
 use tiercare_domain::patient::{Enrolment, FilingStatus, NewEnrolment, NewPatient, Patient, Scheme};
+use time::{Date, Duration, Month, UtcOffset};
 use uuid::Uuid;
 
 pub use rng::Rng;
@@ -109,7 +109,11 @@ impl County {
         let mut rng = Rng::new(config.seed);
         let mut id_rng = rng.fork(1);
         let base_ms = year_start_ms(config.year) - 86_400_000 * 400;
-        let alliance = Alliance { id: uuid_v7(base_ms, &mut id_rng), name: "广安市城市医疗集团".into(), region_code: "511600".into() };
+        let alliance = Alliance {
+            id: uuid_v7(base_ms, &mut id_rng),
+            name: "广安市城市医疗集团".into(),
+            region_code: "511600".into(),
+        };
         let community = Community {
             id: uuid_v7(base_ms + 1, &mut id_rng),
             alliance_id: Some(alliance.id),
@@ -118,7 +122,15 @@ impl County {
             community_wide_read: true,
         };
         let mut facilities = Vec::new();
-        let mut add = |code: String, name: String, tier: Tier, grade: Grade, region: &str, community_id: Option<Uuid>, caps: Capabilities, ms: u64, rng: &mut Rng| {
+        let mut add = |code: String,
+                       name: String,
+                       tier: Tier,
+                       grade: Grade,
+                       region: &str,
+                       community_id: Option<Uuid>,
+                       caps: Capabilities,
+                       ms: u64,
+                       rng: &mut Rng| {
             let f = NewFacility {
                 code,
                 name,
@@ -142,19 +154,84 @@ impl County {
         };
         let depts = |d: &[&str]| d.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         let county_hospitals = [
-            add("H51162100001".into(), "岳池县人民医院".into(), Tier::County, Grade::Level2A, COUNTY_REGION, c,
-                Capabilities { departments: depts(&["急诊科", "心血管内科", "神经内科", "呼吸内科", "普外科", "骨科", "妇产科", "儿科", "检验科", "放射科"]), beds: 1_200,
-                    emergency_centres: vec![EmergencyCentre::ChestPain, EmergencyCentre::Stroke, EmergencyCentre::Trauma] }, next_ms(), &mut id_rng),
-            add("H51162100002".into(), "岳池县中医医院".into(), Tier::County, Grade::Level2A, COUNTY_REGION, c,
-                Capabilities { departments: depts(&["急诊科", "中医内科", "针灸推拿科", "骨伤科", "康复科", "检验科", "放射科"]), beds: 600, emergency_centres: vec![] }, next_ms(), &mut id_rng),
-            add("H51162100003".into(), "岳池县妇幼保健院".into(), Tier::County, Grade::Level2, COUNTY_REGION, c,
-                Capabilities { departments: depts(&["妇科", "产科", "儿科", "新生儿科", "检验科"]), beds: 300,
-                    emergency_centres: vec![EmergencyCentre::CriticalMaternal, EmergencyCentre::CriticalNewborn] }, next_ms(), &mut id_rng),
+            add(
+                "H51162100001".into(),
+                "岳池县人民医院".into(),
+                Tier::County,
+                Grade::Level2A,
+                COUNTY_REGION,
+                c,
+                Capabilities {
+                    departments: depts(&[
+                        "急诊科",
+                        "心血管内科",
+                        "神经内科",
+                        "呼吸内科",
+                        "普外科",
+                        "骨科",
+                        "妇产科",
+                        "儿科",
+                        "检验科",
+                        "放射科",
+                    ]),
+                    beds: 1_200,
+                    emergency_centres: vec![
+                        EmergencyCentre::ChestPain,
+                        EmergencyCentre::Stroke,
+                        EmergencyCentre::Trauma,
+                    ],
+                },
+                next_ms(),
+                &mut id_rng,
+            ),
+            add(
+                "H51162100002".into(),
+                "岳池县中医医院".into(),
+                Tier::County,
+                Grade::Level2A,
+                COUNTY_REGION,
+                c,
+                Capabilities {
+                    departments: depts(&["急诊科", "中医内科", "针灸推拿科", "骨伤科", "康复科", "检验科", "放射科"]),
+                    beds: 600,
+                    emergency_centres: vec![],
+                },
+                next_ms(),
+                &mut id_rng,
+            ),
+            add(
+                "H51162100003".into(),
+                "岳池县妇幼保健院".into(),
+                Tier::County,
+                Grade::Level2,
+                COUNTY_REGION,
+                c,
+                Capabilities {
+                    departments: depts(&["妇科", "产科", "儿科", "新生儿科", "检验科"]),
+                    beds: 300,
+                    emergency_centres: vec![EmergencyCentre::CriticalMaternal, EmergencyCentre::CriticalNewborn],
+                },
+                next_ms(),
+                &mut id_rng,
+            ),
         ];
         let townships: Vec<usize> = (0..TOWNSHIPS)
             .map(|t| {
-                add(format!("H511621{:05}", 100 + t), format!("岳池县{}镇卫生院", names::TOWNS[t]), Tier::Township, Grade::Level1, COUNTY_REGION, c,
-                    Capabilities { departments: depts(&["全科医疗科", "中医科", "预防保健科", "检验科"]), beds: 40 + (t as u32 % 5) * 10, emergency_centres: vec![] }, next_ms(), &mut id_rng)
+                add(
+                    format!("H511621{:05}", 100 + t),
+                    format!("岳池县{}镇卫生院", names::TOWNS[t]),
+                    Tier::Township,
+                    Grade::Level1,
+                    COUNTY_REGION,
+                    c,
+                    Capabilities {
+                        departments: depts(&["全科医疗科", "中医科", "预防保健科", "检验科"]),
+                        beds: 40 + (t as u32 % 5) * 10,
+                        emergency_centres: vec![],
+                    },
+                    next_ms(),
+                    &mut id_rng,
+                )
             })
             .collect();
         let n_villages = (config.residents / RESIDENTS_PER_VILLAGE).max(TOWNSHIPS);
@@ -162,18 +239,75 @@ impl County {
             .map(|v| {
                 let town = v % TOWNSHIPS;
                 let name = format!("岳池县{}镇{}村卫生室", names::TOWNS[town], names::village_name(v / TOWNSHIPS));
-                add(format!("H511621{:05}", 1_000 + v), name, Tier::Village, Grade::Ungraded, COUNTY_REGION, c,
-                    Capabilities { departments: depts(&["全科"]), beds: 0, emergency_centres: vec![] }, next_ms(), &mut id_rng)
+                add(
+                    format!("H511621{:05}", 1_000 + v),
+                    name,
+                    Tier::Village,
+                    Grade::Ungraded,
+                    COUNTY_REGION,
+                    c,
+                    Capabilities { departments: depts(&["全科"]), beds: 0, emergency_centres: vec![] },
+                    next_ms(),
+                    &mut id_rng,
+                )
             })
             .collect();
         let all_centres = EmergencyCentre::ALL.to_vec();
-        let city_hospital = add("H51160200001".into(), "广安市人民医院".into(), Tier::City, Grade::Level3A, CITY_REGION, None,
-            Capabilities { departments: depts(&["急诊科", "心血管内科", "神经内科", "肿瘤科", "胸外科", "骨科", "产科", "新生儿科"]), beds: 2_000, emergency_centres: all_centres.clone() }, next_ms(), &mut id_rng);
+        let city_hospital = add(
+            "H51160200001".into(),
+            "广安市人民医院".into(),
+            Tier::City,
+            Grade::Level3A,
+            CITY_REGION,
+            None,
+            Capabilities {
+                departments: depts(&[
+                    "急诊科",
+                    "心血管内科",
+                    "神经内科",
+                    "肿瘤科",
+                    "胸外科",
+                    "骨科",
+                    "产科",
+                    "新生儿科",
+                ]),
+                beds: 2_000,
+                emergency_centres: all_centres.clone(),
+            },
+            next_ms(),
+            &mut id_rng,
+        );
         let outside = [
-            add("H50010300001".into(), "重庆医科大学附属第一医院".into(), Tier::Provincial, Grade::Level3A, "500103", None,
-                Capabilities { departments: depts(&["心血管内科", "神经外科", "肿瘤科", "器官移植科"]), beds: 3_500, emergency_centres: all_centres.clone() }, next_ms(), &mut id_rng),
-            add("H11010100001".into(), "北京协和医院".into(), Tier::National, Grade::Level3A, "110101", None,
-                Capabilities { departments: depts(&["心血管内科", "肿瘤科", "风湿免疫科", "罕见病科"]), beds: 2_000, emergency_centres: all_centres }, next_ms(), &mut id_rng),
+            add(
+                "H50010300001".into(),
+                "重庆医科大学附属第一医院".into(),
+                Tier::Provincial,
+                Grade::Level3A,
+                "500103",
+                None,
+                Capabilities {
+                    departments: depts(&["心血管内科", "神经外科", "肿瘤科", "器官移植科"]),
+                    beds: 3_500,
+                    emergency_centres: all_centres.clone(),
+                },
+                next_ms(),
+                &mut id_rng,
+            ),
+            add(
+                "H11010100001".into(),
+                "北京协和医院".into(),
+                Tier::National,
+                Grade::Level3A,
+                "110101",
+                None,
+                Capabilities {
+                    departments: depts(&["心血管内科", "肿瘤科", "风湿免疫科", "罕见病科"]),
+                    beds: 2_000,
+                    emergency_centres: all_centres,
+                },
+                next_ms(),
+                &mut id_rng,
+            ),
         ];
 
         let residents = generate_residents(&config, &mut rng.fork(2), &facilities, &villages, &townships);
@@ -196,7 +330,13 @@ impl County {
     }
 }
 
-fn generate_residents(config: &Config, rng: &mut Rng, facilities: &[Facility], villages: &[usize], townships: &[usize]) -> Vec<Resident> {
+fn generate_residents(
+    config: &Config,
+    rng: &mut Rng,
+    facilities: &[Facility],
+    villages: &[usize],
+    townships: &[usize],
+) -> Vec<Resident> {
     let year_end = Date::from_calendar_date(config.year, Month::December, 31).unwrap_or(Date::MAX);
     let today = year_end;
     let weights: Vec<f64> = AGE_GROUPS_PER_MILLE.iter().map(|w| f64::from(*w)).collect();
@@ -215,7 +355,8 @@ fn generate_residents(config: &Config, rng: &mut Rng, facilities: &[Facility], v
         let house = 1 + rng.below(80);
         for _ in 0..size.min(config.residents - residents.len()) {
             let group_idx = rng.weighted(&weights);
-            let age = if group_idx == 17 { 85 + rng.below(15) as i32 } else { group_idx as i32 * 5 + rng.below(5) as i32 };
+            let age =
+                if group_idx == 17 { 85 + rng.below(15) as i32 } else { group_idx as i32 * 5 + rng.below(5) as i32 };
             let birth = year_end - Duration::days(i64::from(age) * 365 + i64::from(age / 4) + rng.below(365) as i64);
             let sex = if rng.chance(MALE_SHARE) { Sex::Male } else { Sex::Female };
             let counter = sequences.entry((birth, sex == Sex::Male)).or_insert(0);
@@ -223,7 +364,8 @@ fn generate_residents(config: &Config, rng: &mut Rng, facilities: &[Facility], v
             *counter += 1;
             let id = IdentityNumber::compose(COUNTY_REGION, birth, seq, sex).expect("a 6-digit county code composes");
             let name = format!("{surname}{}", names::given(rng, sex));
-            let phone = (age >= 16).then(|| format!("1{}{:09}", [3, 5, 7, 8, 9][rng.below(5) as usize], rng.below(1_000_000_000)));
+            let phone = (age >= 16)
+                .then(|| format!("1{}{:09}", [3, 5, 7, 8, 9][rng.below(5) as usize], rng.below(1_000_000_000)));
             let village_f = &facilities[village];
             let address = format!("{}{}组{}号", village_f.name.trim_end_matches("卫生室"), group, house);
             let valid = NewPatient {

@@ -31,7 +31,13 @@ fn facilities_of_the_default_county() {
     assert_eq!(outside.len(), 3, "a city hospital and two out-of-province hospitals");
     assert_eq!(outside.iter().filter(|f| !f.region_code.starts_with("51")).count(), 2, "two outside Sichuan");
     // about 300 village clinics for 300,000 residents: one per thousand
-    assert_eq!(County::generate(Config { residents: 50_000, ..Config::default() }).community_facilities().filter(|f| f.tier == Tier::Village).count(), 50);
+    assert_eq!(
+        County::generate(Config { residents: 50_000, ..Config::default() })
+            .community_facilities()
+            .filter(|f| f.tier == Tier::Village)
+            .count(),
+        50
+    );
 }
 
 #[test]
@@ -79,7 +85,8 @@ fn age_pyramid_and_prevalence_match_published_figures() {
 #[test]
 fn a_year_of_care_gives_plausible_indicators() {
     let c = county(20_000, 5);
-    let tier_of: std::collections::HashMap<_, _> = c.facilities.iter().map(|f| (f.id, (f.tier, f.community_id.is_some()))).collect();
+    let tier_of: std::collections::HashMap<_, _> =
+        c.facilities.iter().map(|f| (f.id, (f.tier, f.community_id.is_some()))).collect();
     let (mut visits, mut grassroots, mut in_county, mut stays) = (0usize, 0usize, 0usize, 0usize);
     for e in c.encounters() {
         let (tier, member) = tier_of[&e.facility_id];
@@ -98,7 +105,9 @@ fn a_year_of_care_gives_plausible_indicators() {
     let grassroots_share = grassroots as f64 / visits as f64;
     let in_county_rate = in_county as f64 / visits as f64;
     let stays_per_person = stays as f64 / n;
-    eprintln!("visits/resident {per_person:.2}, grassroots {grassroots_share:.3}, in-county {in_county_rate:.3}, stays/resident {stays_per_person:.3}");
+    eprintln!(
+        "visits/resident {per_person:.2}, grassroots {grassroots_share:.3}, in-county {in_county_rate:.3}, stays/resident {stays_per_person:.3}"
+    );
     assert!((4.0..=7.5).contains(&per_person), "outpatient visits per resident {per_person:.2}");
     assert!((0.50..=0.60).contains(&grassroots_share), "grassroots share of visits {grassroots_share:.3}");
     assert!((0.85..=0.90).contains(&in_county_rate), "in-county visit rate {in_county_rate:.3}");
