@@ -21,6 +21,7 @@ pub mod error;
 pub mod extract;
 pub mod openapi;
 mod routes;
+mod web;
 
 pub use routes::validate_user;
 
@@ -68,7 +69,11 @@ impl AppState {
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
     let max = state.config.max_body_bytes;
-    routes::api_router().layer(DefaultBodyLimit::max(max)).layer(middleware::from_fn(log_request)).with_state(state)
+    routes::api_router()
+        .merge(web::router())
+        .layer(DefaultBodyLimit::max(max))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
 }
 
 /// Serve on `listener` until `shutdown` resolves.

@@ -108,6 +108,13 @@ pub const ROUTES: &[RouteDoc] = &[
         ],
         true,
     ),
+    (
+        "post",
+        "/api/v1/patients/search",
+        "Find active patients by exact name and/or phone (at least one; up to 50; numbers masked; logged)",
+        &[("name", "string"), ("phone", "string")],
+        true,
+    ),
     ("get", "/api/v1/patients/{id}", "Read a patient's record (access rule applies; logged)", &[], true),
     (
         "post",

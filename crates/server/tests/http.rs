@@ -140,6 +140,66 @@ async fn openapi_routes_are_served() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_app_shell_is_served_with_strict_headers() {
+    let s = TestServer::start().await;
+    let r = s.call(Method::GET, "/", None, None).await;
+    r.expect_status(200);
+    let header = |r: &Resp, name: &str| r.headers.get(name).map(|v| v.to_str().expect("ascii").to_owned());
+    assert_eq!(header(&r, "content-type").as_deref(), Some("text/html; charset=utf-8"));
+    assert_eq!(header(&r, "cache-control").as_deref(), Some("no-cache"));
+    let csp = header(&r, "content-security-policy").expect("a CSP header");
+    assert!(csp.starts_with("default-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval") && !csp.contains("http"), "{csp}");
+    assert_eq!(header(&r, "x-content-type-options").as_deref(), Some("nosniff"));
+    assert!(r.text.contains("<html lang=\"zh-CN\">"), "Chinese by default");
+    assert!(!r.text.contains("<script>") && !r.text.contains("style="), "no inline script or style");
+
+    // the page names each asset with a version; that exact URL is immutable
+    let mut assets = Vec::new();
+    for attr in ["src=\"", "href=\""] {
+        for part in r.text.split(attr).skip(1) {
+            let url = &part[..part.find('"').expect("closing quote")];
+            if url.starts_with('#') {
+                continue; // the skip link
+            }
+            assert!(url.starts_with("/assets/"), "only local assets: {url}");
+            assets.push(url.to_owned());
+        }
+    }
+    assert_eq!(assets.len(), 3, "script, stylesheet and icon: {assets:?}");
+    for (url, ty) in [
+        ("app.js", "text/javascript; charset=utf-8"),
+        ("app.css", "text/css; charset=utf-8"),
+        ("icon.svg", "image/svg+xml"),
+    ] {
+        let versioned = assets.iter().find(|a| a.starts_with(&format!("/assets/{url}?v="))).expect("named by the page");
+        let r = s.call(Method::GET, versioned, None, None).await;
+        r.expect_status(200);
+        assert_eq!(header(&r, "content-type").as_deref(), Some(ty));
+        assert_eq!(header(&r, "cache-control").as_deref(), Some("public, max-age=31536000, immutable"));
+        assert!(header(&r, "content-security-policy").is_some());
+        if url != "icon.svg" {
+            assert!(!r.text.contains("http://") && !r.text.contains("https://"), "{url} references no URL");
+        }
+        // an unversioned (or stale) request is revalidated; the ETag answers 304
+        let r = s.call(Method::GET, &format!("/assets/{url}"), None, None).await;
+        assert_eq!(header(&r, "cache-control").as_deref(), Some("no-cache"));
+        let etag = header(&r, "etag").expect("an ETag");
+        let rb = s.client.get(s.url(&format!("/assets/{url}"))).header("if-none-match", &etag);
+        let r = s.send(rb).await;
+        r.expect_status(304);
+        assert!(r.text.is_empty());
+    }
+    let r = s.call(Method::GET, "/assets/nope.js", None, None).await;
+    r.expect_error(404, "asset.unknown");
+    let r = s.call(Method::GET, "/assets/../Cargo.toml", None, None).await;
+    assert_eq!(r.status.as_u16(), 404);
+    // the API's own fallback is untouched
+    let r = s.call(Method::GET, "/api/v1/nope", None, None).await;
+    r.expect_error(404, "route.unknown");
+}
+
 // ---------------------------------------------------------------------------------------
 // 2. authentication
 
@@ -814,6 +874,80 @@ async fn match_ranks_candidates_creates_nothing_and_masks_numbers() {
     assert_eq!(r.json["candidates"][0]["patient_id"], json!(exact));
     assert_eq!(r.json["candidates"][0]["grade"], "certain");
     assert_eq!(s.patient_count().await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_by_name_or_phone_masks_numbers_and_is_logged() {
+    let s = TestServer::start().await;
+    let vdoc = s.login("vdoc_a").await;
+    let mut wang = patient("王秀英", "female", WANG_ID);
+    wang["phone"] = json!("13800001111");
+    let wang = register(&s, &vdoc, wang).await;
+    let mut zhang = patient("张桂兰", "female", &zhang_id());
+    zhang["phone"] = json!("13800001111"); // same household phone
+    let zhang = register(&s, &vdoc, zhang).await;
+    let li = register(&s, &vdoc, patient("李明", "male", &li_id())).await;
+    // a one-character variant of the name: no hit for a search by name
+    let similar = register(&s, &vdoc, patient("王秀音", "female", &id_number(YUECHI, "19700101", "206"))).await;
+    let ids = |r: &Resp| -> Vec<Value> {
+        r.json["patients"].as_array().expect("patients").iter().map(|p| p["patient_id"].clone()).collect()
+    };
+
+    // by name: exactly that name (a one-character variant is no hit)
+    let r = s.post("/api/v1/patients/search", &vdoc, json!({ "name": " 王秀英 " })).await;
+    r.expect_status(200);
+    assert_eq!(ids(&r), vec![json!(wang)], "{}", r.text);
+    let hit = &r.json["patients"][0];
+    assert_eq!(hit["name"], "王秀英");
+    assert_eq!(hit["sex"], "female");
+    assert_eq!(hit["birth_date"], "1962-03-08");
+    assert!(hit["age"].as_i64().is_some_and(|a| a >= 64));
+    assert_eq!(hit["status"], "active");
+    assert_eq!(hit["identity_number_masked"], "511621********1027");
+    assert_eq!(hit["phone_masked"], "1******1111");
+    assert_eq!(hit["home_facility_id"], json!(s.seed.village_clinic));
+    assert!(!ids(&r).contains(&json!(similar)));
+
+    // by phone: everyone with that phone
+    let r = s.post("/api/v1/patients/search", &vdoc, json!({ "phone": "13800001111" })).await;
+    r.expect_status(200);
+    let found = ids(&r);
+    assert_eq!(found.len(), 2, "{}", r.text);
+    assert!(found.contains(&json!(wang)) && found.contains(&json!(zhang)));
+    // name and phone together: both must agree
+    let r = s.post("/api/v1/patients/search", &vdoc, json!({ "name": "张桂兰", "phone": "13800001111" })).await;
+    r.expect_status(200);
+    assert_eq!(ids(&r), vec![json!(zhang)]);
+    let r = s.post("/api/v1/patients/search", &vdoc, json!({ "name": "李明", "phone": "13800001111" })).await;
+    r.expect_status(200);
+    assert!(ids(&r).is_empty(), "{}", r.text);
+    // no full number anywhere in the answers
+    let r = s.post("/api/v1/patients/search", &vdoc, json!({ "name": "李明" })).await;
+    r.expect_status(200);
+    assert_eq!(ids(&r), vec![json!(li)]);
+    assert!(!r.text.contains(&li_id()), "{}", r.text);
+    assert_eq!(r.json["patients"][0]["phone_masked"], Value::Null);
+
+    // too little: nothing, blanks, or only fields search does not take
+    for body in [json!({}), json!({ "name": "  ", "phone": "" })] {
+        let r = s.post("/api/v1/patients/search", &vdoc, body).await;
+        r.expect_error(422, "search.too_little");
+    }
+    let r = s.post("/api/v1/patients/search", &vdoc, json!({ "identity_number": WANG_ID })).await;
+    r.expect_error(422, "json.data");
+    // the same roles as lookup: a system admin does not identify patients
+    let admin = s.login("sysadmin").await;
+    let r = s.post("/api/v1/patients/search", &admin, json!({ "name": "王秀英" })).await;
+    r.expect_error(403, "role.forbidden");
+
+    // each patient answered is logged once per search, as identification
+    let admin_a = s.login("admin_a").await;
+    let entries = access_log(&s, &admin_a, &format!("patient_id={wang}")).await;
+    let searches: Vec<&Value> = entries.iter().filter(|e| e["action"] == "search").collect();
+    assert_eq!(searches.len(), 2, "by name and by phone: {entries:?}");
+    assert!(searches.iter().all(|e| e["basis"] == "identification" && e["user_id"] == json!(s.user_id("vdoc_a"))));
+    let entries = access_log(&s, &admin_a, &format!("patient_id={similar}")).await;
+    assert!(entries.iter().all(|e| e["action"] != "search"), "patients not answered are not logged: {entries:?}");
 }
 
 // ---------------------------------------------------------------------------------------

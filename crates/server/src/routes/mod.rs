@@ -33,6 +33,7 @@ pub(crate) fn api_router() -> Router<AppState> {
         .route("/api/v1/patients", post(patients::register))
         .route("/api/v1/patients/lookup", post(patients::lookup))
         .route("/api/v1/patients/match", post(patients::find_matches))
+        .route("/api/v1/patients/search", post(patients::search))
         .route("/api/v1/patients/{id}", get(patients::read_record))
         .route("/api/v1/patients/{id}/break-glass", post(patients::break_glass))
         .route("/api/v1/patients/{id}/merge", post(patients::merge))

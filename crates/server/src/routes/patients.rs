@@ -234,6 +234,66 @@ pub(crate) async fn find_matches(
     Ok(Json(json!({ "candidates": out })))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SearchRequest {
+    name: Option<String>,
+    phone: Option<String>,
+}
+
+/// The most patients one search answers.
+const SEARCH_LIMIT: usize = 50;
+
+/// What a search result shows: enough to pick the person, numbers masked.
+fn search_json(p: &Patient) -> Value {
+    json!({
+        "patient_id": p.id,
+        "name": p.name,
+        "sex": p.sex,
+        "birth_date": p.birth_date.to_string(),
+        "age": p.age_on(today()),
+        "identity_number_masked": p.identity_number().map(mask_identifier),
+        "phone_masked": p.phone.as_deref().map(mask_identifier),
+        "home_facility_id": p.home_facility_id,
+        "status": "active",
+    })
+}
+
+/// "Who is called this / has this phone?" Active records with the exact name and/or phone
+/// (both must agree when both are given); each one answered is logged as identification.
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    me: CurrentUser,
+    ApiJson(req): ApiJson<SearchRequest>,
+) -> ApiResult<Json<Value>> {
+    require_identify(&me)?;
+    let name = req.name.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let phone = req.phone.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    if name.is_none() && phone.is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "search.too_little",
+            "give a name or a phone number",
+        ));
+    }
+    let q = MatchQuery { name: name.clone(), phone: phone.clone(), ..MatchQuery::default() };
+    let candidates = state.store.match_candidates(&q, 200).await?;
+    let mut out = Vec::new();
+    for p in candidates.iter().filter(|p| {
+        p.status == PatientStatus::Active
+            && name.as_deref().is_none_or(|n| p.name == n)
+            && phone.as_deref().is_none_or(|ph| p.phone.as_deref() == Some(ph))
+    }) {
+        if out.len() == SEARCH_LIMIT {
+            break;
+        }
+        log_access(&state, &me, p, "search", AccessBasis::Identification, None, addr).await?;
+        out.push(search_json(p));
+    }
+    Ok(Json(json!({ "patients": out })))
+}
+
 async fn read_with(
     state: &AppState,
     me: &CurrentUser,
