@@ -252,7 +252,8 @@
     if (!s) return '';
     const d = new Date(s);
     if (isNaN(d)) return s;
-    return new Intl.DateTimeFormat(locale(), { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false }).format(d);
+    // care happens in China: show China time whatever the browser's zone
+    return new Intl.DateTimeFormat(locale(), { timeZone: 'Asia/Shanghai', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false }).format(d);
   }
   function maskId(v) { // as the server masks: first 6 and last 4 of long numbers
     if (!v) return '';
