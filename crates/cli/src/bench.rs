@@ -16,6 +16,7 @@ use tiercare_store::Store;
 use crate::StoreArgs;
 use crate::config::Settings;
 use crate::synth;
+use tiercare_sim::Rng;
 
 /// The county the benchmark people live in (岳池县).
 const REGION: &str = "511621";
@@ -92,6 +93,8 @@ async fn ensure_facility(store: &Arc<dyn Store>) -> Result<()> {
             insurance_region: REGION.into(),
             community_id: None,
             capabilities: Capabilities::default(),
+            location: None,
+            referral_policy: Default::default(),
         }
         .validate(tiercare_store::new_id())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -102,7 +105,8 @@ async fn ensure_facility(store: &Arc<dyn Store>) -> Result<()> {
 
 fn people_file(work_dir: &Path, n: usize) -> Result<(PathBuf, Vec<synth::Person>)> {
     std::fs::create_dir_all(work_dir)?;
-    let path = work_dir.join(format!("patients-{n}.csv"));
+    // the name carries the generator version: a file from an older one holds other people
+    let path = work_dir.join(format!("patients-v2-{n}.csv"));
     let people = synth::people(n, REGION, 2026);
     if !path.exists() {
         synth::write_csv(&people, &path)?;
@@ -146,7 +150,7 @@ async fn bench_import(args: StoreArgs, n: usize, work_dir: &Path, settings: &Set
 
 /// A SQLite database with `n` bench patients and a bench user, built once and reused.
 async fn bench_database(n: usize, work_dir: &Path) -> Result<(PathBuf, Vec<synth::Person>)> {
-    let dir = work_dir.join(format!("db-{n}"));
+    let dir = work_dir.join(format!("db-v2-{n}"));
     let db = dir.join("tiercare.sqlite");
     let (csv, people) = people_file(work_dir, n)?;
     let store = tiercare_store::open(&db.to_string_lossy()).await?;
@@ -186,47 +190,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn bench_lookup(n: usize, requests: usize, work_dir: &Path) -> Result<()> {
     let (dir, people) = bench_database(n, work_dir).await?;
     let store = tiercare_store::open(&dir.join("tiercare.sqlite").to_string_lossy()).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let state = tiercare_server::AppState::new(store, tiercare_server::ServerConfig::default());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(tiercare_server::serve(listener, state, async {
-        let _ = stop_rx.await;
-    }));
-    let base = format!("http://{addr}");
-    let client = reqwest::Client::new();
-    let login: serde_json::Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&serde_json::json!({"username": "bench", "password": "bench-password"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = login["token"].as_str().context("login gave no token")?.to_owned();
-    let mut rng = synth::Rng::new(7);
-    let mut lat = Vec::with_capacity(requests);
-    let warmup = requests / 10;
-    for i in 0..requests + warmup {
-        let p = &people[rng.below(people.len() as u64) as usize];
-        let t = Instant::now();
-        let resp = client
+    let mut rng = Rng::new(7);
+    let picks: Vec<usize> = (0..requests * 2).map(|_| rng.below(people.len() as u64) as usize).collect();
+    let lat = time_requests(store, "bench", "bench-password", requests, |client, base, i| {
+        client
             .post(format!("{base}/api/v1/patients/lookup"))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"type": "resident_id", "value": p.identity_number}))
-            .send()
-            .await?;
-        let status = resp.status();
-        let _ = resp.bytes().await?;
-        if !status.is_success() {
-            bail!("lookup answered {status}");
-        }
-        if i >= warmup {
-            lat.push(t.elapsed());
-        }
-    }
-    let _ = stop_tx.send(());
-    let _ = server.await;
-    lat.sort();
+            .json(&serde_json::json!({"type": "resident_id", "value": people[picks[i]].identity_number}))
+    })
+    .await?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "bench lookup: SQLite, {n} patients, {requests} sequential POST /api/v1/patients/lookup (each also writes an access-log row): \
@@ -285,14 +256,15 @@ async fn bench_coldstart(n: usize, runs: usize, work_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Time `requests` sequential GETs of `path(i)` against an in-process server on `store`,
-/// signed in as `username`; returns sorted latencies.
+/// Time `requests` sequential requests (after a tenth as many to warm up) against an
+/// in-process server on `store`, signed in as `username`; `request(client, base, i)` makes
+/// the i-th. Returns the latencies, sorted.
 async fn time_requests(
     store: Arc<dyn Store>,
     username: &str,
     password: &str,
     requests: usize,
-    mut path: impl FnMut(usize) -> String,
+    mut request: impl FnMut(&reqwest::Client, &str, usize) -> reqwest::RequestBuilder,
 ) -> Result<Vec<Duration>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -314,11 +286,11 @@ async fn time_requests(
     let mut lat = Vec::with_capacity(requests);
     for i in 0..requests + requests / 10 {
         let t = Instant::now();
-        let resp = client.get(format!("{base}{}", path(i))).bearer_auth(&token).send().await?;
+        let resp = request(&client, &base, i).bearer_auth(&token).send().await?;
         let status = resp.status();
         let _ = resp.bytes().await?;
         if !status.is_success() {
-            bail!("GET answered {status}");
+            bail!("request {i} answered {status}");
         }
         if i >= requests / 10 {
             lat.push(t.elapsed());
@@ -342,7 +314,7 @@ async fn bench_patient_page(data_dir: &Path, requests: usize) -> Result<()> {
     if store.count_patients().await? as usize != n {
         bail!("{} does not hold the default demo county", db.display());
     }
-    let mut rng = synth::Rng::new(11);
+    let mut rng = Rng::new(11);
     let ids: Vec<uuid::Uuid> =
         (0..requests * 2).map(|_| county.residents[rng.below(n as u64) as usize].patient.id).collect();
     let encounters: usize = ids
@@ -357,8 +329,10 @@ async fn bench_patient_page(data_dir: &Path, requests: usize) -> Result<()> {
                 .unwrap_or(0)
         })
         .sum();
-    let lat = time_requests(store, "specialist", "tiercare-demo", requests, |i| format!("/api/v1/patients/{}", ids[i]))
-        .await?;
+    let lat = time_requests(store, "specialist", "tiercare-demo", requests, |client, base, i| {
+        client.get(format!("{base}/api/v1/patients/{}", ids[i]))
+    })
+    .await?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "bench patient-page: demo county ({n} residents) on SQLite, {requests} sequential GET /api/v1/patients/{{id}} of random residents \

@@ -1,6 +1,6 @@
 //! Synthetic residents for benchmarks: valid GB 11643 numbers, Chinese names, phones.
-//! (The full synthetic county generator is the `sim` crate's job; this is the minimum the
-//! foundation's benchmarks need, deterministic from a seed.)
+//! (The synthetic county is the `sim` crate's job; this is the flat list of people the
+//! import and lookup benchmarks need, deterministic from a seed.)
 
 use tiercare_domain::identity::{IdentityNumber, Sex};
 use time::{Date, Duration};
@@ -14,25 +14,6 @@ const GIVEN: &[&str] = &[
     "秀兰", "霞", "平", "刚", "桂英", "建华", "志强", "红梅", "玉兰", "海燕", "德福", "春生",
 ];
 
-/// A tiny deterministic generator (SplitMix64): enough for synthetic data.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-}
-
 pub struct Person {
     pub name: String,
     pub sex: Sex,
@@ -44,7 +25,7 @@ pub struct Person {
 /// `n` distinct residents of `region` (GB/T 2260 county code). Identity numbers are unique:
 /// the sequence digits and birth date are derived from the person's index.
 pub fn people(n: usize, region: &str, seed: u64) -> Vec<Person> {
-    let mut rng = Rng::new(seed);
+    let mut rng = tiercare_sim::Rng::new(seed);
     let base = Date::from_calendar_date(1930, time::Month::January, 1).unwrap_or(Date::MIN);
     // 32,500 birth days × 500 sequence pairs per sex: up to 16 million distinct numbers
     (0..n)
