@@ -378,6 +378,8 @@ async fn facilities(command: FacilitiesCommand, settings: &Settings) -> Result<(
                 region_code: region,
                 community_id: None,
                 capabilities: Capabilities::default(),
+                location: None,
+                referral_policy: Default::default(),
             }
             .validate(tiercare_store::new_id())
             .map_err(|e| anyhow::anyhow!("{e}"))?;

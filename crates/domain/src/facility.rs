@@ -145,6 +145,40 @@ pub struct Capabilities {
     pub emergency_centres: Vec<EmergencyCentre>,
 }
 
+/// Where a facility is (WGS-84 degrees): the emergency network estimates travel time from it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GeoPoint {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+// validation refuses NaN and out-of-range values, so equality is total
+impl Eq for GeoPoint {}
+
+impl GeoPoint {
+    /// Great-circle distance in kilometres (haversine, mean Earth radius 6,371 km).
+    pub fn distance_km(self, other: GeoPoint) -> f64 {
+        let (la1, la2) = (self.lat.to_radians(), other.lat.to_radians());
+        let dla = la2 - la1;
+        let dlo = (other.lon - self.lon).to_radians();
+        let a = (dla / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlo / 2.0).sin().powi(2);
+        2.0 * 6371.0 * a.sqrt().asin()
+    }
+
+    pub fn validate(self, field: &str) -> Result<GeoPoint, FieldError> {
+        if !(self.lat.is_finite() && self.lon.is_finite() && (-90.0..=90.0).contains(&self.lat))
+            || !(-180.0..=180.0).contains(&self.lon)
+        {
+            return Err(FieldError::new(
+                field,
+                "location.range",
+                "latitude is -90..90 and longitude -180..180 degrees",
+            ));
+        }
+        Ok(self)
+    }
+}
+
 /// A medical institution (医疗机构).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Facility {
@@ -160,6 +194,12 @@ pub struct Facility {
     pub insurance_region: String,
     pub community_id: Option<Uuid>,
     pub capabilities: Capabilities,
+    /// Where it is; `None` when unknown (travel time is then not estimated).
+    #[serde(default)]
+    pub location: Option<GeoPoint>,
+    /// Deadlines for answering referrals sent to this facility.
+    #[serde(default)]
+    pub referral_policy: crate::referral::ReferralPolicy,
 }
 
 /// Input to register a facility.
@@ -174,6 +214,10 @@ pub struct NewFacility {
     pub community_id: Option<Uuid>,
     #[serde(default)]
     pub capabilities: Capabilities,
+    #[serde(default)]
+    pub location: Option<GeoPoint>,
+    #[serde(default)]
+    pub referral_policy: crate::referral::ReferralPolicy,
 }
 
 impl NewFacility {
@@ -196,6 +240,13 @@ impl NewFacility {
         caps.departments.dedup();
         caps.emergency_centres.sort();
         caps.emergency_centres.dedup();
+        let location = match self.location {
+            Some(l) => p.take(l.validate("location")),
+            None => None,
+        };
+        if let Err(e) = self.referral_policy.validate("referral_policy") {
+            p.push(e);
+        }
         p.into_result()?;
         Ok(Facility {
             id,
@@ -207,6 +258,8 @@ impl NewFacility {
             insurance_region: insurance_region.unwrap_or_default(),
             community_id: self.community_id,
             capabilities: caps,
+            location,
+            referral_policy: self.referral_policy,
         })
     }
 }
@@ -302,6 +355,8 @@ mod tests {
                 beds: 800,
                 emergency_centres: vec![EmergencyCentre::Stroke, EmergencyCentre::ChestPain, EmergencyCentre::Stroke],
             },
+            location: Some(GeoPoint { lat: 30.537, lon: 106.440 }),
+            referral_policy: Default::default(),
         }
     }
 

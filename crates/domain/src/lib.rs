@@ -9,9 +9,11 @@ pub mod codes;
 pub mod encounter;
 pub mod error;
 pub mod facility;
+pub mod filing;
 pub mod identity;
 pub mod matching;
 pub mod patient;
+pub mod referral;
 pub mod region;
 pub mod role;
 

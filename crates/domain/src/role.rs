@@ -33,6 +33,8 @@ pub enum Action {
     MergePatients,
     ManageEnrolment,
     RecordEncounter,
+    /// Send, answer and track referrals.
+    Refer,
     ManageRegistry,
     ManageUsers,
     ReadAccessLog,
@@ -46,6 +48,7 @@ impl Action {
             Action::MergePatients => "merge patient records",
             Action::ManageEnrolment => "manage insurance enrolment",
             Action::RecordEncounter => "record encounters",
+            Action::Refer => "send and answer referrals",
             Action::ManageRegistry => "manage facilities, communities and practitioners",
             Action::ManageUsers => "manage users",
             Action::ReadAccessLog => "read the access log",
@@ -101,7 +104,7 @@ impl Role {
                     | SettlementClerk
                     | InsuranceOfficer
             ),
-            RecordEncounter => matches!(self, VillageDoctor | TownshipClinician | ReferralCentre | Specialist),
+            RecordEncounter | Refer => matches!(self, VillageDoctor | TownshipClinician | ReferralCentre | Specialist),
             ManageEnrolment => matches!(self, SettlementClerk | InsuranceOfficer | SystemAdmin),
             MergePatients | ManageRegistry | ManageUsers | ReadAccessLog => {
                 matches!(self, CommunityAdmin | SystemAdmin)

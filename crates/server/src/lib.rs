@@ -19,6 +19,7 @@ use tiercare_store::Store;
 pub mod auth;
 pub mod error;
 pub mod extract;
+mod fhir;
 pub mod openapi;
 mod routes;
 mod web;
@@ -51,18 +52,38 @@ impl Default for ServerConfig {
     }
 }
 
+/// The time as the server sees it. Rules that depend on deadlines (referral expiry,
+/// green-channel escalation) read it here, so tests can move it.
+pub type Clock = Arc<dyn Fn() -> time::OffsetDateTime + Send + Sync>;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub config: Arc<ServerConfig>,
     pub login_limiter: Arc<auth::LoginLimiter>,
+    pub clock: Clock,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
         let limiter = auth::LoginLimiter::new(config.login_max_failures, config.login_window);
-        AppState { store, config: Arc::new(config), login_limiter: Arc::new(limiter) }
+        AppState {
+            store,
+            config: Arc::new(config),
+            login_limiter: Arc::new(limiter),
+            clock: Arc::new(time::OffsetDateTime::now_utc),
+        }
+    }
+
+    /// The same state with another clock (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn now(&self) -> time::OffsetDateTime {
+        (self.clock)()
     }
 }
 
@@ -70,6 +91,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let max = state.config.max_body_bytes;
     routes::api_router()
+        .merge(fhir::router())
         .merge(web::router())
         .layer(DefaultBodyLimit::max(max))
         .layer(middleware::from_fn(log_request))

@@ -1082,6 +1082,8 @@ async fn community_policy_decides_same_community_reads() {
         insurance_region: common::GUANG_AN.into(),
         community_id: Some(s.seed.community_b),
         capabilities: Capabilities::default(),
+        location: None,
+        referral_policy: Default::default(),
     };
     s.store.create_facility(&village_b).await.expect("add a village clinic to B");
     s.add_user("vdoc_b", village_b.id, Role::VillageDoctor).await;

@@ -140,6 +140,8 @@ impl County {
                 insurance_region: if region.starts_with("5116") { COUNTY_REGION.into() } else { region.into() },
                 community_id,
                 capabilities: caps,
+                location: None,
+                referral_policy: Default::default(),
             }
             .validate(uuid_v7(ms, rng))
             .expect("generated facilities follow the registry rules");

@@ -215,6 +215,8 @@ fn new_facility(code: &str, name: &str, tier: Tier, region: &str, community_id: 
         insurance_region: region.into(),
         community_id,
         capabilities,
+        location: Some(tiercare_domain::facility::GeoPoint { lat: 30.537, lon: 106.440 }),
+        referral_policy: Default::default(),
     }
     .validate(new_id())
     .expect("valid facility")

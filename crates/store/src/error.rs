@@ -10,6 +10,10 @@ pub enum StoreError {
     /// A referenced record does not exist (unknown facility, patient…).
     #[error("unknown {what}")]
     NotFound { what: String },
+    /// The record changed since it was read (optimistic concurrency), or is already in
+    /// the state the change would bring it to; the message names its current state.
+    #[error("{0}")]
+    Conflict(String),
     /// A domain rule refused the change (e.g. an impossible merge).
     #[error(transparent)]
     Domain(#[from] DomainError),

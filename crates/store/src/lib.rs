@@ -19,9 +19,13 @@ use uuid::Uuid;
 use tiercare_domain::access::{AccessBasis, AccessFacts};
 use tiercare_domain::encounter::Encounter;
 use tiercare_domain::facility::{Alliance, Community, Facility, Practitioner, PractitionerRole, Tier};
+use tiercare_domain::filing::Filing;
 use tiercare_domain::identity::IdentifierType;
 use tiercare_domain::matching::MatchQuery;
 use tiercare_domain::patient::{Enrolment, Patient};
+use tiercare_domain::referral::{
+    Change, Direction, FollowUpTask, Notification, Referral, ReferralEvent, ReferralState, Urgency,
+};
 use tiercare_domain::role::Role;
 
 #[cfg(feature = "contract")]
@@ -173,6 +177,83 @@ pub struct PatientRecord {
     pub merged_ids: Vec<Uuid>,
     pub enrolments: Vec<Enrolment>,
     pub encounters: Vec<Encounter>,
+    /// Referrals of the patient and the records merged in, newest first.
+    pub referrals: Vec<Referral>,
+    /// Insurance filings (备案), newest first.
+    pub filings: Vec<Filing>,
+}
+
+/// Filter for referral worklists. Rows come newest first (`requested_at`, then `id`,
+/// descending); `before` continues a page (keyset paging).
+#[derive(Debug, Clone, Default)]
+pub struct ReferralFilter {
+    /// The receiver's inbox.
+    pub to_facility_id: Option<Uuid>,
+    /// The sender's outbox.
+    pub from_facility_id: Option<Uuid>,
+    /// Either end is a member of this community.
+    pub community_id: Option<Uuid>,
+    pub patient_ids: Vec<Uuid>,
+    /// Any of these states (empty: any state).
+    pub states: Vec<ReferralState>,
+    pub urgency: Option<Urgency>,
+    pub direction: Option<Direction>,
+    /// Only green-channel referrals.
+    pub green_only: bool,
+    pub to_department: Option<String>,
+    /// Tier of the sending facility.
+    pub from_tier: Option<Tier>,
+    /// Tier of the receiving facility.
+    pub to_tier: Option<Tier>,
+    /// Requested at or after.
+    pub requested_from: Option<OffsetDateTime>,
+    /// Requested before.
+    pub requested_to: Option<OffsetDateTime>,
+    /// Open and due (deadline passed) before this time: the overdue worklist.
+    pub due_before: Option<OffsetDateTime>,
+    /// In state `scheduled` with the scheduled time in `[start, end)`: arriving today.
+    pub scheduled_between: Option<(OffsetDateTime, OffsetDateTime)>,
+    /// Keyset paging: rows strictly older than `(requested_at, id)`.
+    pub before: Option<(OffsetDateTime, Uuid)>,
+    /// At most this many (0 means 50; capped at 500).
+    pub limit: u32,
+}
+
+/// A referral with its whole history, for bulk loading (the generator, imports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferralBundle {
+    pub referral: Referral,
+    /// Oldest first; versions 1..=referral.version.
+    pub events: Vec<ReferralEvent>,
+    pub follow_ups: Vec<FollowUpTask>,
+    pub filings: Vec<Filing>,
+}
+
+/// Filter for the follow-up worklist.
+#[derive(Debug, Clone, Default)]
+pub struct FollowUpFilter {
+    pub facility_id: Option<Uuid>,
+    pub referral_id: Option<Uuid>,
+    pub patient_ids: Vec<Uuid>,
+    /// Only tasks not yet done.
+    pub open_only: bool,
+    /// Due on or before this day.
+    pub due_by: Option<time::Date>,
+    /// At most this many (0 means 100; capped at 1,000). Ordered by due date, then id.
+    pub limit: u32,
+}
+
+/// A message for a gateway outside tiercare (SMS, WeChat), written with the change it
+/// reports. The payload names facilities and referrals, never a patient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub id: Uuid,
+    /// e.g. `referral.notification`
+    pub topic: String,
+    /// JSON text.
+    pub payload: String,
+    pub created_at: OffsetDateTime,
+    pub delivered_at: Option<OffsetDateTime>,
 }
 
 /// Everything tiercare keeps. One trait, two backends; the contract suite defines the
@@ -255,4 +336,55 @@ pub trait Store: Send + Sync + 'static {
     async fn access_facts(&self, facility_id: Uuid, patient_id: Uuid) -> Result<AccessFacts>;
     async fn record_access(&self, e: &AccessLogEntry) -> Result<()>;
     async fn query_access_log(&self, f: &AccessLogFilter) -> Result<Vec<AccessLogEntry>>;
+
+    // --- referrals (issue 4)
+    /// Write a new referral (version 1) with its first event, notifications and their
+    /// outbox messages, in one transaction. The patient and both facilities must exist.
+    async fn create_referral(&self, change: &Change) -> Result<()>;
+    /// Write one step of a referral: the referral row, the event, follow-up tasks, the
+    /// filing, notifications and outbox messages, in one transaction — only if the stored
+    /// referral still has version `change.referral.version - 1`; otherwise
+    /// [`StoreError::Conflict`] naming the current state, and nothing is written.
+    async fn apply_referral_change(&self, change: &Change) -> Result<()>;
+    async fn get_referral(&self, id: Uuid) -> Result<Option<Referral>>;
+    /// The referral's events, oldest first.
+    async fn referral_history(&self, id: Uuid) -> Result<Vec<ReferralEvent>>;
+    async fn list_referrals(&self, f: &ReferralFilter) -> Result<Vec<Referral>>;
+    /// How many referrals match (`before` and `limit` ignored).
+    async fn count_referrals(&self, f: &ReferralFilter) -> Result<u64>;
+    /// Open referrals whose deadline is at or before `now`, earliest deadline first.
+    async fn due_referrals(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<Referral>>;
+    /// Bulk load referrals with their histories, tasks and filings, in one transaction
+    /// (no notifications). Every patient and facility must exist, or nothing is written.
+    async fn import_referrals(&self, rows: &[ReferralBundle]) -> Result<u64>;
+
+    // --- follow-up tasks, filings
+    async fn list_follow_ups(&self, f: &FollowUpFilter) -> Result<Vec<FollowUpTask>>;
+    async fn get_follow_up(&self, id: Uuid) -> Result<Option<FollowUpTask>>;
+    /// Mark a task done; [`StoreError::Conflict`] when it already is.
+    async fn complete_follow_up(
+        &self,
+        id: Uuid,
+        by: Uuid,
+        at: OffsetDateTime,
+        note: Option<&str>,
+    ) -> Result<FollowUpTask>;
+    /// Filings of these patients, newest first.
+    async fn list_filings(&self, patient_ids: &[Uuid]) -> Result<Vec<Filing>>;
+
+    // --- notifications and the outbox
+    /// A facility's notifications at or after `since`, newest first.
+    async fn list_notifications(
+        &self,
+        facility_id: Uuid,
+        since: Option<OffsetDateTime>,
+        limit: u32,
+    ) -> Result<Vec<Notification>>;
+    /// Up to when the user has read their notifications.
+    async fn notifications_seen_until(&self, user_id: Uuid) -> Result<Option<OffsetDateTime>>;
+    async fn mark_notifications_seen(&self, user_id: Uuid, until: OffsetDateTime) -> Result<()>;
+    /// Messages not yet delivered, oldest first.
+    async fn pending_outbox(&self, limit: u32) -> Result<Vec<OutboxMessage>>;
+    /// Mark messages delivered; returns how many were pending.
+    async fn mark_outbox_delivered(&self, ids: &[Uuid], at: OffsetDateTime) -> Result<u64>;
 }

@@ -3,10 +3,14 @@
 /// (version, name, sql) of every migration of a backend, in order.
 pub(crate) type Migration = (i64, &'static str, &'static str);
 
-pub(crate) const SQLITE: &[Migration] =
-    &[(1, "0001_foundation", include_str!("../migrations/sqlite/0001_foundation.sql"))];
-pub(crate) const POSTGRES: &[Migration] =
-    &[(1, "0001_foundation", include_str!("../migrations/postgres/0001_foundation.sql"))];
+pub(crate) const SQLITE: &[Migration] = &[
+    (1, "0001_foundation", include_str!("../migrations/sqlite/0001_foundation.sql")),
+    (2, "0002_referral", include_str!("../migrations/sqlite/0002_referral.sql")),
+];
+pub(crate) const POSTGRES: &[Migration] = &[
+    (1, "0001_foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
+    (2, "0002_referral", include_str!("../migrations/postgres/0002_referral.sql")),
+];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (
     version BIGINT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at BIGINT NOT NULL)";

@@ -21,10 +21,18 @@ use tiercare_domain::matching::MatchQuery;
 use tiercare_domain::patient::{Enrolment, FilingStatus, Patient, PatientStatus, Scheme};
 use tiercare_domain::role::Role;
 
+use tiercare_domain::filing::Filing;
+use tiercare_domain::referral::{Change, FollowUpTask, Notification, Referral, ReferralEvent};
+
 use crate::{
-    AccessLogEntry, AccessLogFilter, Backend, FacilityFilter, ImportOutcome, MergeRecord, PatientRecord, Result,
-    RowRejection, Store, StoreError, TokenKind, TokenRecord, User,
+    AccessLogEntry, AccessLogFilter, Backend, FacilityFilter, FollowUpFilter, ImportOutcome, MergeRecord, OutboxMessage,
+    PatientRecord, ReferralBundle, ReferralFilter, Result, RowRejection, Store, StoreError, TokenKind, TokenRecord, User,
 };
+
+/// Referral queries (issue 4), compiled with this file for each backend.
+mod referral {
+    include!("queries_referral.rs");
+}
 
 type Tx = sqlx::Transaction<'static, Db>;
 type DbRow = <Db as sqlx::Database>::Row;
@@ -95,6 +103,8 @@ fn facility_from_row(r: &DbRow) -> Result<Facility> {
     let tier: String = r.try_get("tier")?;
     let grade: String = r.try_get("grade")?;
     let caps: String = r.try_get("capabilities")?;
+    let location: Option<String> = r.try_get("location")?;
+    let policy: String = r.try_get("referral_policy")?;
     Ok(Facility {
         id: r.try_get("id")?,
         code: r.try_get("code")?,
@@ -105,6 +115,8 @@ fn facility_from_row(r: &DbRow) -> Result<Facility> {
         insurance_region: r.try_get("insurance_region")?,
         community_id: r.try_get("community_id")?,
         capabilities: serde_json::from_str(&caps).map_err(|_| corrupt("capabilities", &caps))?,
+        location: location.as_deref().map(|l| serde_json::from_str(l).map_err(|_| corrupt("location", l))).transpose()?,
+        referral_policy: serde_json::from_str(&policy).map_err(|_| corrupt("referral policy", &policy))?,
     })
 }
 
@@ -638,9 +650,12 @@ impl Store for This {
                     return Err(StoreError::Duplicate { what: format!("facility code {}", f.code), existing: None });
                 }
                 let caps = serde_json::to_string(&f.capabilities).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let location = f.location.map(|l| serde_json::to_string(&l).unwrap_or_default());
+                let policy = serde_json::to_string(&f.referral_policy).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 sqlx::query(
-                    "INSERT INTO facility (id, code, name, tier, grade, region_code, insurance_region, community_id, capabilities, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    "INSERT INTO facility (id, code, name, tier, grade, region_code, insurance_region, community_id, capabilities,
+                       created_at, location, referral_policy)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(f.id)
                 .bind(f.code.as_str())
@@ -652,6 +667,8 @@ impl Store for This {
                 .bind(f.community_id)
                 .bind(caps)
                 .bind(now_ms())
+                .bind(location)
+                .bind(policy)
                 .execute(&mut **tx)
                 .await?;
                 Ok(())
@@ -949,7 +966,14 @@ impl Store for This {
             }
         }
         encounters.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(a.id.cmp(&b.id)));
-        Ok(Some(PatientRecord { patient, merged_ids, enrolments, encounters }))
+        let ids: Vec<Uuid> = std::iter::once(patient.id).chain(merged_ids.iter().copied()).collect();
+        let referrals = referral::list_referrals(
+            self,
+            &ReferralFilter { patient_ids: ids.clone(), limit: 500, ..Default::default() },
+        )
+        .await?;
+        let filings = referral::list_filings(self, &ids).await?;
+        Ok(Some(PatientRecord { patient, merged_ids, enrolments, encounters, referrals, filings }))
     }
 
     async fn count_patients(&self) -> Result<u64> {
@@ -1403,5 +1427,58 @@ impl Store for This {
         let limit = if f.limit == 0 { 100 } else { f.limit.min(1000) };
         qb.push(" ORDER BY at DESC, id DESC LIMIT ").push_bind(i64::from(limit));
         qb.build().fetch_all(self.read()).await?.iter().map(access_from_row).collect()
+    }
+
+    // --- referrals (issue 4): implemented in queries_referral.rs
+    async fn create_referral(&self, change: &Change) -> Result<()> {
+        referral::create_referral(self, change).await
+    }
+    async fn apply_referral_change(&self, change: &Change) -> Result<()> {
+        referral::apply_referral_change(self, change).await
+    }
+    async fn get_referral(&self, id: Uuid) -> Result<Option<Referral>> {
+        referral::get_referral(self, id).await
+    }
+    async fn referral_history(&self, id: Uuid) -> Result<Vec<ReferralEvent>> {
+        referral::referral_history(self, id).await
+    }
+    async fn list_referrals(&self, f: &ReferralFilter) -> Result<Vec<Referral>> {
+        referral::list_referrals(self, f).await
+    }
+    async fn count_referrals(&self, f: &ReferralFilter) -> Result<u64> {
+        referral::count_referrals(self, f).await
+    }
+    async fn due_referrals(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<Referral>> {
+        referral::due_referrals(self, now, limit).await
+    }
+    async fn import_referrals(&self, rows: &[ReferralBundle]) -> Result<u64> {
+        referral::import_referrals(self, rows).await
+    }
+    async fn list_follow_ups(&self, f: &FollowUpFilter) -> Result<Vec<FollowUpTask>> {
+        referral::list_follow_ups(self, f).await
+    }
+    async fn get_follow_up(&self, id: Uuid) -> Result<Option<FollowUpTask>> {
+        referral::get_follow_up(self, id).await
+    }
+    async fn complete_follow_up(&self, id: Uuid, by: Uuid, at: OffsetDateTime, note: Option<&str>) -> Result<FollowUpTask> {
+        referral::complete_follow_up(self, id, by, at, note).await
+    }
+    async fn list_filings(&self, patient_ids: &[Uuid]) -> Result<Vec<Filing>> {
+        referral::list_filings(self, patient_ids).await
+    }
+    async fn list_notifications(&self, facility_id: Uuid, since: Option<OffsetDateTime>, limit: u32) -> Result<Vec<Notification>> {
+        referral::list_notifications(self, facility_id, since, limit).await
+    }
+    async fn notifications_seen_until(&self, user_id: Uuid) -> Result<Option<OffsetDateTime>> {
+        referral::notifications_seen_until(self, user_id).await
+    }
+    async fn mark_notifications_seen(&self, user_id: Uuid, until: OffsetDateTime) -> Result<()> {
+        referral::mark_notifications_seen(self, user_id, until).await
+    }
+    async fn pending_outbox(&self, limit: u32) -> Result<Vec<OutboxMessage>> {
+        referral::pending_outbox(self, limit).await
+    }
+    async fn mark_outbox_delivered(&self, ids: &[Uuid], at: OffsetDateTime) -> Result<u64> {
+        referral::mark_outbox_delivered(self, ids, at).await
     }
 }

@@ -113,6 +113,8 @@ fn facility(code: &str, name: &str, tier: Tier, grade: Grade, region: &str, comm
         insurance_region: GUANG_AN.into(),
         community_id: Some(community),
         capabilities: Capabilities::default(),
+        location: None,
+        referral_policy: Default::default(),
     }
 }
 
