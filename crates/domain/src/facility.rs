@@ -166,9 +166,8 @@ impl GeoPoint {
     }
 
     pub fn validate(self, field: &str) -> Result<GeoPoint, FieldError> {
-        if !(self.lat.is_finite() && self.lon.is_finite() && (-90.0..=90.0).contains(&self.lat))
-            || !(-180.0..=180.0).contains(&self.lon)
-        {
+        let in_range = (-90.0..=90.0).contains(&self.lat) && (-180.0..=180.0).contains(&self.lon);
+        if !in_range {
             return Err(FieldError::new(
                 field,
                 "location.range",

@@ -703,10 +703,11 @@ pub fn next_state(state: ReferralState, cmd: &Command, r: &Referral) -> Option<R
         (Requested | Redirected, Command::Accept { .. }) => Some(Accepted),
         (Requested | Redirected, Command::Reject { .. }) => Some(Rejected),
         (Requested | Redirected, Command::Redirect { .. }) => Some(Redirected),
-        (Requested | Redirected, Command::Escalate { .. })
+        (Requested | Redirected, Command::Escalate { to_facility_id })
             if r.green_channel.is_some() && r.acknowledged_at.is_none() =>
         {
-            Some(Redirected)
+            // with nowhere left to go the receiver keeps it
+            Some(if to_facility_id.is_some() { Redirected } else { state })
         }
         (Accepted | Scheduled, Command::Schedule { .. }) => Some(Scheduled),
         (Scheduled, Command::Arrive) => Some(Arrived),
@@ -1051,5 +1052,453 @@ pub fn intervals(r: &Referral) -> Intervals {
         door_to_ct: mins(door, at(Timepoint::Ct)),
         door_to_needle: mins(door, at(Timepoint::Needle)),
         door_to_balloon: mins(door, at(Timepoint::Balloon)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facility::{Capabilities, GeoPoint, Grade};
+    use proptest::prelude::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-23 02:00 UTC); // 10:00 in China
+
+    fn facility(n: u128, tier: Tier, centres: &[EmergencyCentre], region: &str, insurance: &str) -> Facility {
+        Facility {
+            id: Uuid::from_u128(n),
+            code: format!("H{n:011}"),
+            name: format!("机构{n}"),
+            tier,
+            grade: Grade::Level1,
+            region_code: region.into(),
+            insurance_region: insurance.into(),
+            community_id: (region == "511621").then(|| Uuid::from_u128(999)),
+            capabilities: Capabilities { departments: vec![], beds: 10, emergency_centres: centres.to_vec() },
+            location: None,
+            referral_policy: ReferralPolicy::default(),
+        }
+    }
+
+    fn township() -> Facility {
+        facility(1, Tier::Township, &[], "511621", "511600")
+    }
+    fn county() -> Facility {
+        facility(2, Tier::County, &[EmergencyCentre::Stroke, EmergencyCentre::ChestPain], "511621", "511600")
+    }
+    fn chongqing() -> Facility {
+        facility(3, Tier::Provincial, &EmergencyCentre::ALL, "500103", "500100")
+    }
+
+    fn input(to: &Facility) -> NewReferral {
+        NewReferral {
+            patient_id: Uuid::from_u128(77),
+            from_facility_id: None,
+            from_department: Some("全科".into()),
+            to_facility_id: to.id,
+            to_department: Some("神经内科".into()),
+            urgency: Urgency::Routine,
+            green_channel: None,
+            reason: "疑似脑梗死，需进一步检查".into(),
+            diagnoses: vec!["I63.900".into()],
+            clinical_summary: "右侧肢体无力 2 小时".into(),
+            discharge_summary: None,
+            follow_up_plan: vec![],
+            encounter_ids: vec![],
+        }
+    }
+
+    fn requested(green: bool) -> Referral {
+        let (from, to) = (township(), county());
+        let mut i = input(&to);
+        if green {
+            i.green_channel = Some(EmergencyCentre::Stroke);
+        }
+        request(i, Uuid::from_u128(500), "511621".into(), Uuid::from_u128(9), &from, &to, "511600", NOW)
+            .expect("valid referral")
+            .referral
+    }
+
+    fn ctx<'a>(
+        party: Party,
+        now: OffsetDateTime,
+        sender: &'a Facility,
+        receiver: &'a Facility,
+        new: Option<&'a Facility>,
+    ) -> Context<'a> {
+        Context {
+            now,
+            party,
+            user_id: (party != Party::System).then(|| Uuid::from_u128(10)),
+            sender,
+            receiver,
+            new_receiver: new,
+            home_region: "511600",
+            new_id: Uuid::now_v7,
+        }
+    }
+
+    fn in_state(green: bool, state: ReferralState) -> Referral {
+        let mut r = requested(green);
+        r.state = state;
+        // due in the past, so expiry and escalation are possible where the table allows
+        r.due_at =
+            if state.is_open() && state != ReferralState::Arrived { Some(NOW - Duration::minutes(1)) } else { None };
+        r.scheduled_at = (state == ReferralState::Scheduled).then_some(NOW);
+        r
+    }
+
+    /// The life cycle of issue 4, written out by hand: (state, action, party) → next state.
+    /// Green channel (emergency) referrals may also arrive straight after acceptance and
+    /// escalate while unacknowledged.
+    fn expected(green: bool, state: &str, action: &str) -> Option<(&'static str, Party)> {
+        use Party::*;
+        let table: &[(&str, &str, &str, Party)] = &[
+            ("requested", "acknowledge", "requested", Receiver),
+            ("requested", "accept", "accepted", Receiver),
+            ("requested", "reject", "rejected", Receiver),
+            ("requested", "redirect", "redirected", Receiver),
+            ("requested", "cancel", "cancelled", Sender),
+            ("requested", "expire", "expired", System),
+            ("requested", "record_timepoint", "requested", Receiver),
+            ("redirected", "acknowledge", "redirected", Receiver),
+            ("redirected", "accept", "accepted", Receiver),
+            ("redirected", "reject", "rejected", Receiver),
+            ("redirected", "redirect", "redirected", Receiver),
+            ("redirected", "cancel", "cancelled", Sender),
+            ("redirected", "expire", "expired", System),
+            ("redirected", "record_timepoint", "redirected", Receiver),
+            ("accepted", "schedule", "scheduled", Receiver),
+            ("accepted", "cancel", "cancelled", Sender),
+            ("accepted", "expire", "expired", System),
+            ("accepted", "record_timepoint", "accepted", Receiver),
+            ("scheduled", "schedule", "scheduled", Receiver),
+            ("scheduled", "arrive", "arrived", Receiver),
+            ("scheduled", "cancel", "cancelled", Sender),
+            ("scheduled", "expire", "expired", System),
+            ("scheduled", "record_timepoint", "scheduled", Receiver),
+            ("arrived", "complete", "completed", Receiver),
+            ("arrived", "cancel", "cancelled", Sender),
+            ("arrived", "record_timepoint", "arrived", Receiver),
+            ("completed", "record_timepoint", "completed", Receiver),
+        ];
+        let green_extra: &[(&str, &str, &str, Party)] = &[
+            ("requested", "escalate", "redirected", System),
+            ("redirected", "escalate", "redirected", System),
+            ("accepted", "arrive", "arrived", Receiver),
+        ];
+        table
+            .iter()
+            .chain(if green { green_extra } else { &[] })
+            .find(|(s, a, _, _)| *s == state && *a == action)
+            .map(|(_, _, to, p)| (*to, *p))
+    }
+
+    #[test]
+    fn every_state_times_every_action_times_every_party() {
+        let (sender, receiver, other) = (township(), county(), {
+            let mut f = chongqing();
+            f.capabilities.emergency_centres = EmergencyCentre::ALL.to_vec();
+            f
+        });
+        let mut checked = 0;
+        for green in [false, true] {
+            for &state in ReferralState::ALL {
+                for cmd in Command::examples(other.id, NOW - Duration::minutes(30)) {
+                    for party in [Party::Sender, Party::Receiver, Party::System] {
+                        let r = in_state(green, state);
+                        let got = apply(&r, &cmd, ctx(party, NOW, &sender, &receiver, Some(&other)));
+                        let want = expected(green, state.as_str(), cmd.code());
+                        match (want, &got) {
+                            (Some((to, p)), Ok(change)) if p == party => {
+                                assert_eq!(change.referral.state.as_str(), to, "{state:?} {} by {party:?}", cmd.code());
+                                assert_eq!(change.referral.version, r.version + 1);
+                                assert_eq!(change.event.from_state, Some(state));
+                                assert_eq!(change.event.to_state.as_str(), to);
+                            }
+                            (Some((_, p)), Err(Refusal::NotYourTurn(_))) if p != party => {}
+                            (None, Err(Refusal::Impossible { state: s, .. })) => {
+                                assert_eq!(*s, state.as_str());
+                            }
+                            _ => panic!(
+                                "{state:?} {} by {party:?} (green {green}): want {want:?}, got {got:?}",
+                                cmd.code()
+                            ),
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 2 * 9 * 11 * 3);
+    }
+
+    #[test]
+    fn a_new_referral_is_checked_and_classified() {
+        let (from, to) = (township(), county());
+        let c = request(input(&to), Uuid::from_u128(1), "511621".into(), Uuid::nil(), &from, &to, "511600", NOW)
+            .expect("valid");
+        assert_eq!(
+            (c.referral.direction, c.referral.reach, c.referral.state),
+            (Direction::Upward, Reach::InCounty, ReferralState::Requested)
+        );
+        // routine: 48 hours to answer by default
+        assert_eq!(c.referral.due_at, Some(NOW + Duration::hours(48)));
+        assert_eq!(c.notifications.len(), 1);
+        assert_eq!((c.notifications[0].facility_id, c.notifications[0].kind), (to.id, NotificationKind::Incoming));
+
+        // to itself; green channel to a facility without the centre; bad code; empty reason
+        let mut bad = input(&from);
+        bad.green_channel = Some(EmergencyCentre::Trauma);
+        bad.diagnoses = vec!["I63.900".into(), "Q99.999".into()];
+        bad.reason = "  ".into();
+        let Err(DomainError::Invalid(errs)) =
+            request(bad, Uuid::nil(), "511621".into(), Uuid::nil(), &from, &from, "511600", NOW)
+        else {
+            panic!("expected invalid")
+        };
+        let codes: Vec<&str> = errs.iter().map(|e| e.code.as_str()).collect();
+        assert_eq!(codes, vec!["referral.same_facility", "referral.capability", "text.empty", "diagnosis.unknown"]);
+
+        // a downward referral needs the discharge summary and a plan; an upward one has no plan
+        let Err(DomainError::Invalid(errs)) =
+            request(input(&from), Uuid::nil(), "511621".into(), Uuid::nil(), &to, &from, "511600", NOW)
+        else {
+            panic!("expected invalid")
+        };
+        let codes: Vec<&str> = errs.iter().map(|e| e.code.as_str()).collect();
+        assert_eq!(codes, vec!["referral.discharge_summary", "referral.follow_up_plan"]);
+
+        // out of the province of the insured region (Chongqing is province 50)
+        let cq = chongqing();
+        let c =
+            request(input(&cq), Uuid::nil(), "511621".into(), Uuid::nil(), &from, &cq, "511600", NOW).expect("valid");
+        assert_eq!((c.referral.direction, c.referral.reach), (Direction::Upward, Reach::OutOfProvince));
+        // a city hospital in the same province, outside the community: out of county
+        let city = facility(4, Tier::City, &[], "511602", "511600");
+        let c = request(input(&city), Uuid::nil(), "511621".into(), Uuid::nil(), &from, &city, "511600", NOW)
+            .expect("valid");
+        assert_eq!(c.referral.reach, Reach::OutOfCounty);
+    }
+
+    #[test]
+    fn green_channel_escalates_after_ten_minutes_unless_acknowledged() {
+        let (from, to, cq) = (township(), county(), chongqing());
+        let r = requested(true);
+        assert_eq!(r.urgency, Urgency::Emergency, "a green channel is an emergency");
+        assert_eq!(r.due_at, Some(NOW + Duration::minutes(10)));
+        // at 9 minutes nothing is due; at 10 the sweeper escalates to the next capable facility
+        assert_eq!(overdue_command(&r, NOW + Duration::minutes(9), Some(cq.id)), None);
+        let cmd = overdue_command(&r, NOW + Duration::minutes(10), Some(cq.id)).expect("due");
+        assert_eq!(cmd, Command::Escalate { to_facility_id: Some(cq.id) });
+        let later = NOW + Duration::minutes(10);
+        let c = apply(&r, &cmd, ctx(Party::System, later, &from, &to, Some(&cq))).expect("escalates");
+        assert_eq!(
+            (c.referral.state, c.referral.to_facility_id, c.referral.escalations),
+            (ReferralState::Redirected, cq.id, 1)
+        );
+        assert_eq!(c.referral.reach, Reach::OutOfProvince);
+        assert_eq!(c.referral.due_at, Some(later + Duration::minutes(10)), "the new receiver's clock starts");
+        let kinds: Vec<(Uuid, NotificationKind)> = c.notifications.iter().map(|n| (n.facility_id, n.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (to.id, NotificationKind::Escalated),
+                (cq.id, NotificationKind::Incoming),
+                (from.id, NotificationKind::Answered)
+            ]
+        );
+        // acknowledged at minute 3: no escalation; the answer deadline is the urgent one (4 h)
+        let ack = apply(&r, &Command::Acknowledge, ctx(Party::Receiver, NOW + Duration::minutes(3), &from, &to, None))
+            .expect("acknowledged");
+        assert_eq!(ack.referral.acknowledged_at, Some(NOW + Duration::minutes(3)));
+        assert_eq!(ack.referral.due_at, Some(NOW + Duration::minutes(3) + Duration::hours(4)));
+        assert_eq!(overdue_command(&ack.referral, NOW + Duration::minutes(30), Some(cq.id)), None);
+        // nowhere left: the receiver keeps it, and the clock restarts
+        let c = apply(&r, &Command::Escalate { to_facility_id: None }, ctx(Party::System, later, &from, &to, None))
+            .expect("escalates in place");
+        assert_eq!(
+            (c.referral.state, c.referral.to_facility_id, c.referral.escalations),
+            (ReferralState::Requested, to.id, 1)
+        );
+        assert_eq!(c.referral.due_at, Some(later + Duration::minutes(10)));
+        // a routine referral expires instead, after 48 hours
+        let routine = requested(false);
+        assert_eq!(overdue_command(&routine, NOW + Duration::hours(47), None), None);
+        assert_eq!(overdue_command(&routine, NOW + Duration::hours(48), None), Some(Command::Expire));
+    }
+
+    #[test]
+    fn downward_accept_creates_follow_ups_and_out_of_region_accept_files() {
+        let (town, county) = (township(), county());
+        let mut down = input(&town);
+        down.diagnoses = vec!["I10.x00".into()];
+        down.discharge_summary = Some("高血压病，血压控制平稳出院".into());
+        down.follow_up_plan = vec![
+            FollowUpItem { what: "测血压".into(), due_in_days: 7 },
+            FollowUpItem { what: "复查肾功能".into(), due_in_days: 30 },
+        ];
+        let r = request(down, Uuid::from_u128(5), "511621".into(), Uuid::nil(), &county, &town, "511600", NOW)
+            .expect("valid")
+            .referral;
+        assert_eq!(r.direction, Direction::Downward);
+        // accepted at 23:30 China time on Nov 23 (15:30 UTC): due dates count from the China day
+        let at = datetime!(2026-11-23 15:30 UTC);
+        let c = apply(&r, &Command::Accept { note: None }, ctx(Party::Receiver, at, &county, &town, None))
+            .expect("accepted");
+        let due: Vec<(String, Date)> = c.follow_ups.iter().map(|t| (t.what.clone(), t.due_date)).collect();
+        assert_eq!(
+            due,
+            vec![
+                ("测血压".into(), time::macros::date!(2026 - 11 - 30)),
+                ("复查肾功能".into(), time::macros::date!(2026 - 12 - 23))
+            ]
+        );
+        assert!(c.follow_ups.iter().all(|t| t.facility_id == town.id && t.done_at.is_none()));
+        assert_eq!(c.filing, None, "same insurance region: no filing");
+
+        // accepted by a Chongqing hospital: a temporary filing for six months
+        let cq = chongqing();
+        let r = request(input(&cq), Uuid::from_u128(6), "511621".into(), Uuid::nil(), &town, &cq, "511600", NOW)
+            .expect("valid")
+            .referral;
+        let c =
+            apply(&r, &Command::Accept { note: None }, ctx(Party::Receiver, NOW, &town, &cq, None)).expect("accepted");
+        let f = c.filing.expect("a filing");
+        assert_eq!(
+            (f.category, f.insured_region.as_str(), f.filed_region.as_str()),
+            (FilingCategory::Referred, "511600", "500100")
+        );
+        assert_eq!(
+            (f.valid_from, f.valid_to),
+            (time::macros::date!(2026 - 11 - 23), Some(time::macros::date!(2027 - 05 - 23)))
+        );
+        assert_eq!(f.referral_id, Some(r.id));
+    }
+
+    #[test]
+    fn green_channel_intervals() {
+        let (from, to) = (township(), county());
+        let mut r = requested(true);
+        let step = |r: &Referral, cmd: Command, party: Party, at: OffsetDateTime| {
+            apply(r, &cmd, ctx(party, at, &from, &to, None)).expect("step").referral
+        };
+        r = step(
+            &r,
+            Command::RecordTimepoint { timepoint: Timepoint::FirstMedicalContact, at: NOW - Duration::minutes(20) },
+            Party::Sender,
+            NOW,
+        );
+        r = step(&r, Command::Accept { note: None }, Party::Receiver, NOW + Duration::minutes(4));
+        r = step(&r, Command::Arrive, Party::Receiver, NOW + Duration::minutes(50));
+        r = step(
+            &r,
+            Command::RecordTimepoint { timepoint: Timepoint::Ct, at: NOW + Duration::minutes(65) },
+            Party::Receiver,
+            NOW + Duration::minutes(70),
+        );
+        r = step(
+            &r,
+            Command::RecordTimepoint { timepoint: Timepoint::Needle, at: NOW + Duration::minutes(95) },
+            Party::Receiver,
+            NOW + Duration::minutes(96),
+        );
+        let i = intervals(&r);
+        assert_eq!(i.request_to_acknowledge, Some(4));
+        assert_eq!(i.first_contact_to_door, Some(70));
+        assert_eq!(i.door_to_ct, Some(15));
+        assert_eq!(i.door_to_needle, Some(45));
+        assert_eq!(i.door_to_balloon, None);
+        // the same clock time twice is refused; a future one too
+        let dup = apply(
+            &r,
+            &Command::RecordTimepoint { timepoint: Timepoint::Needle, at: NOW + Duration::minutes(96) },
+            ctx(Party::Receiver, NOW + Duration::minutes(97), &from, &to, None),
+        );
+        assert!(matches!(dup, Err(Refusal::Invalid(_))));
+        let future = apply(
+            &r,
+            &Command::RecordTimepoint { timepoint: Timepoint::Balloon, at: NOW + Duration::hours(5) },
+            ctx(Party::Receiver, NOW + Duration::hours(2), &from, &to, None),
+        );
+        assert!(matches!(future, Err(Refusal::Invalid(_))));
+    }
+
+    #[test]
+    fn receivers_are_proposed_by_capability_and_travel_time() {
+        let mut from = township();
+        from.location = Some(GeoPoint { lat: 30.40, lon: 106.30 });
+        let mut near = county(); // stroke + chest pain, in the community
+        near.location = Some(GeoPoint { lat: 30.537, lon: 106.440 });
+        let mut far = chongqing(); // every centre, out of the community
+        far.location = Some(GeoPoint { lat: 29.563, lon: 106.551 });
+        let mut trauma_near = facility(8, Tier::City, &[EmergencyCentre::Trauma], "511602", "511600");
+        trauma_near.location = Some(GeoPoint { lat: 30.456, lon: 106.633 });
+        let all = vec![from.clone(), near.clone(), far.clone(), trauma_near.clone()];
+        // stroke: both capable, the nearer first
+        let p = propose_receivers(&from, Some(EmergencyCentre::Stroke), &all, &[]);
+        assert_eq!(p.iter().map(|x| x.facility_id).collect::<Vec<_>>(), vec![near.id, far.id]);
+        // trauma: the emergency network crosses the community's border for the nearer centre
+        let p = propose_receivers(&from, Some(EmergencyCentre::Trauma), &all, &[]);
+        assert_eq!(p.iter().map(|x| x.facility_id).collect::<Vec<_>>(), vec![trauma_near.id, far.id]);
+        // travel time by hand: Δlat 0.056° = 6.23 km, Δlon 0.333° × cos 30.43° = 31.93 km,
+        // straight line 32.5 km → × 1.3 road = 42.3 km → at 50 km/h ≈ 51 minutes
+        assert!(matches!(p[0].travel_minutes, Some(50..=52)), "{:?}", p[0].travel_minutes);
+        // routine: higher tiers, own community first
+        let p = propose_receivers(&from, None, &all, &[near.id]);
+        assert_eq!(p.iter().map(|x| x.facility_id).collect::<Vec<_>>(), vec![trauma_near.id, far.id]);
+    }
+
+    fn arb_command() -> impl Strategy<Value = (usize, usize, i64)> {
+        (0usize..11, 0usize..3, 0i64..600)
+    }
+
+    proptest! {
+        /// Any sequence of actions by anyone at any time leaves a consistent history:
+        /// versions count up by one, each event starts where the last ended, a closed
+        /// referral never changes state again, and nothing is due once it is closed.
+        #[test]
+        fn any_sequence_keeps_a_consistent_history(steps in proptest::collection::vec(arb_command(), 1..40), green in any::<bool>()) {
+            let (sender, receiver) = (township(), county());
+            let mut other = chongqing();
+            other.capabilities.emergency_centres = EmergencyCentre::ALL.to_vec();
+            let mut r = requested(green);
+            let mut history: Vec<ReferralEvent> = Vec::new();
+            let mut now = NOW;
+            for (cmd_i, party_i, minutes) in steps {
+                now += Duration::minutes(minutes);
+                let cmd = Command::examples(other.id, now - Duration::minutes(1)).swap_remove(cmd_i);
+                let party = [Party::Sender, Party::Receiver, Party::System][party_i];
+                let rec = if r.to_facility_id == other.id { &other } else { &receiver };
+                let new = if rec.id == other.id { &receiver } else { &other };
+                let before = r.clone();
+                match apply(&r, &cmd, ctx(party, now, &sender, rec, Some(new))) {
+                    Ok(c) => {
+                        let timepoint = matches!(cmd, Command::RecordTimepoint { .. });
+                        prop_assert!(before.state.is_open() || timepoint);
+                        prop_assert_eq!(c.referral.version, before.version + 1);
+                        prop_assert_eq!(c.event.version, c.referral.version);
+                        prop_assert_eq!(c.event.from_state, Some(before.state));
+                        prop_assert_eq!(c.event.to_state, c.referral.state);
+                        prop_assert_eq!(Some(c.referral.state), next_state(before.state, &cmd, &before));
+                        if !c.referral.state.is_open() || c.referral.state == ReferralState::Arrived {
+                            prop_assert_eq!(c.referral.due_at, None);
+                        }
+                        if let Some(last) = history.last() {
+                            prop_assert_eq!(Some(last.to_state), c.event.from_state);
+                            prop_assert!(last.at <= c.event.at);
+                        }
+                        let mut tps: Vec<Timepoint> = c.referral.timepoints.iter().map(|(t, _)| *t).collect();
+                        tps.sort();
+                        tps.dedup();
+                        prop_assert_eq!(tps.len(), c.referral.timepoints.len());
+                        history.push(c.event);
+                        r = c.referral;
+                    }
+                    Err(_) => prop_assert_eq!(&r, &before),
+                }
+            }
+            prop_assert_eq!(history.len() as i64, r.version - 1);
+        }
     }
 }
