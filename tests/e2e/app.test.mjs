@@ -48,7 +48,7 @@ test('a township clinician finds a patient by name and by identity number and se
   // clinicians land on patient search; no admin pages in their navigation
   await page.getByRole('heading', { level: 1, name: '患者查询' }).waitFor();
   const nav = page.getByRole('navigation');
-  assert.deepEqual(await nav.getByRole('link').allTextContents(), ['患者查询', '机构目录']);
+  assert.deepEqual(await nav.getByRole('link').allTextContents(), ['患者查询', '转诊', '随访任务', '机构目录']);
 
   // by name: two people called 李明
   await page.getByLabel('姓名', { exact: true }).fill('李明');
@@ -135,7 +135,7 @@ test('the language switches to English and back, and the choice is remembered', 
   await page.getByRole('button', { name: 'Switch to English' }).click();
   await page.getByRole('heading', { level: 1, name: 'Find a patient' }).waitFor();
   assert.equal(await page.getAttribute('html', 'lang'), 'en');
-  assert.deepEqual(await page.getByRole('navigation').getByRole('link').allTextContents(), ['Patients', 'Directory']);
+  assert.deepEqual(await page.getByRole('navigation').getByRole('link').allTextContents(), ['Patients', 'Referrals', 'Follow-ups', 'Directory']);
   assert.ok(await page.getByLabel('Resident identity number').isVisible());
   // remembered across a reload (localStorage); the session survives too (sessionStorage)
   await page.reload();
@@ -199,7 +199,7 @@ test('the community admin sees the clinician\'s reads in the access log', async 
   const page = await newPage(t);
   await signIn(page, server.base, USERS.admin.username);
   const nav = page.getByRole('navigation');
-  assert.deepEqual(await nav.getByRole('link').allTextContents(), ['机构目录', '用户', '访问日志']);
+  assert.deepEqual(await nav.getByRole('link').allTextContents(), ['机构目录', '转诊总览', '用户', '访问日志']);
   await nav.getByRole('link', { name: '访问日志' }).click();
   await page.getByRole('heading', { level: 1, name: '访问日志' }).waitFor();
   await page.getByLabel('用户').selectOption({ label: `${USERS.clinician.display_name} (${USERS.clinician.username})` });

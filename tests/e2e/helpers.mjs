@@ -65,6 +65,8 @@ export const USERS = {
   // the CLI cannot put a facility in a community, and a community admin outside one has
   // nothing to manage: this admin also holds system_admin (as in the README's tour)
   specialist: { username: 'spec_county', display_name: '周主任', facility: 'county', roles: 'specialist' },
+  // the county hospital's referral centre (转诊中心): answers the referrals sent to it
+  centre: { username: 'centre_county', display_name: '转诊中心陈护士', facility: 'county', roles: 'referral_centre' },
   admin: { username: 'admin_yuechi', display_name: '管理员', facility: 'county', roles: 'community_admin,system_admin' },
 };
 
@@ -185,6 +187,28 @@ export async function launchBrowser() {
     },
     async close() { await context.close(); rmSync(profile, { recursive: true, force: true }); },
   };
+}
+
+/**
+ * A new page (its own sessionStorage, so its own signed-in user) whose uncaught errors and
+ * console errors fail the test `t`; starts in Chinese.
+ */
+export async function checkedPage(browser, server, t, viewport) {
+  const { default: assert } = await import('node:assert/strict');
+  const page = await browser.newPage(viewport);
+  await page.goto(server.base + '/');
+  await page.evaluate(() => localStorage.removeItem('tiercare.lang'));
+  const problems = [];
+  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  // (answers with an error status are expected: the app shows them; anything else is not)
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push('console error: ' + m.text());
+  });
+  t.after(async () => {
+    await page.close();
+    assert.deepEqual(problems, [], 'no script or CSP errors in the page');
+  });
+  return page;
 }
 
 /** Sign in through the login form. */

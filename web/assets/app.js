@@ -136,6 +136,190 @@
       'err.busy': 'The database is busy; try again shortly.', 'err.phone.format': 'Not a phone number.', 'err.body.too_large': 'What you sent is too large.', 'err.time.format': 'Wrong date format.', 'err.validation': 'Please check: ',
     },
   };
+  // referrals, follow-ups, notifications, filings (issue 4)
+  Object.assign(DICT.zh, {
+    'nav.referrals': '转诊', 'nav.follow_ups': '随访任务', 'nav.community_referrals': '转诊总览', 'nav.badge': '（{n} 条新消息）',
+    'nav.badge_due': '（{n} 项到期）',
+    'ref.title': '转诊工作台', 'ref.tabs': '工作列表', 'ref.tab.new': '待处理', 'ref.tab.awaiting_scheduling': '待预约',
+    'ref.tab.arriving_today': '今日到达', 'ref.tab.overdue': '已超时', 'ref.tab.outbox': '我发起的', 'ref.tab.open': '进行中', 'ref.tab.closed': '已结束',
+    'ref.filters': '筛选条件', 'ref.f.urgency': '紧急程度', 'ref.f.green': '绿色通道', 'ref.f.green_only': '仅绿色通道',
+    'ref.f.direction': '方向', 'ref.f.state': '状态', 'ref.f.department': '科室', 'ref.f.tier': '对方机构层级',
+    'ref.f.from': '申请日期（起）', 'ref.f.to': '申请日期（止）', 'ref.f.apply': '筛选', 'ref.f.clear': '清除筛选',
+    'ref.list': '{what} · 共 {n} 条', 'ref.none': '没有符合条件的转诊。', 'ref.next': '下一页', 'ref.first': '回到第一页',
+    'ref.col.patient': '患者', 'ref.col.direction': '方向', 'ref.col.urgency': '紧急程度', 'ref.col.parties': '转出 → 接收',
+    'ref.col.requested': '申请时间', 'ref.col.due': '处理期限', 'ref.col.state': '状态', 'ref.overdue': '已超时',
+    'ref.community_title': '医共体转诊总览', 'ref.community_note': '本页显示本医共体内机构发出或接收的转诊；患者姓名已部分隐藏。',
+    'ref.community_all': '全部转诊',
+    'direction.upward': '上转', 'direction.downward': '下转', 'direction.lateral': '平转',
+    'urgency.routine': '普通', 'urgency.urgent': '紧急', 'urgency.emergency': '急危重',
+    'gc.marker': '绿色通道·{c}', 'gc.chest_pain': '胸痛', 'gc.stroke': '卒中', 'gc.trauma': '创伤',
+    'gc.critical_maternal': '危重孕产妇', 'gc.critical_newborn': '危重儿童和新生儿',
+    'state.requested': '待接收', 'state.accepted': '已接收', 'state.rejected': '已拒绝', 'state.redirected': '已改转',
+    'state.scheduled': '已预约', 'state.arrived': '已到达', 'state.completed': '已完成', 'state.cancelled': '已撤销', 'state.expired': '已过期',
+    'reach.in_county': '县域内', 'reach.out_of_county': '出县（省内）', 'reach.out_of_province': '出省',
+    'act.request': '发起转诊', 'act.acknowledge': '确认收到', 'act.accept': '接收', 'act.reject': '拒绝', 'act.redirect': '改转他院',
+    'act.schedule': '预约', 'act.arrive': '登记到达', 'act.complete': '完成', 'act.cancel': '撤销', 'act.record_timepoint': '记录时间节点',
+    'act.expire': '超时失效', 'act.escalate': '超时升级',
+    'btn.acknowledge': '确认收到', 'btn.accept': '接收', 'btn.reject': '拒绝', 'btn.redirect': '改转他院', 'btn.schedule': '预约',
+    'btn.arrive': '登记到达', 'btn.complete': '完成转诊', 'btn.cancel': '撤销转诊', 'btn.record_timepoint': '记录时间节点',
+    'note.incoming': '新转诊', 'note.answered': '对方已处理', 'note.progress': '转诊进展', 'note.cancelled': '转出方已撤销',
+    'note.expired': '转诊已过期', 'note.escalated': '绿色通道超时升级', 'note.follow_up': '新的随访任务',
+    'notes.title': '通知', 'notes.unseen': '（{n} 条未读）', 'notes.none': '没有通知。', 'notes.seen_all': '全部已读',
+    'notes.all_seen': '通知已全部标为已读。', 'notes.new': '未读', 'notes.open': '查看转诊',
+    'nr.title': '发起转诊', 'nr.button': '发起转诊', 'nr.patient': '患者', 'nr.green': '绿色通道（所需救治中心）',
+    'nr.green_none': '否（非绿色通道）', 'nr.green_hint': '先选择所需的救治中心，接收机构只列出具备该中心的医院。',
+    'nr.receiver': '接收机构', 'nr.receiver_choose': '请选择接收机构', 'nr.proposed': '推荐（按能力与车程）', 'nr.all': '其他机构',
+    'nr.minutes': '约 {n} 分钟车程', 'nr.in_community': '医共体内', 'nr.no_proposals': '没有具备该救治中心的机构。',
+    'nr.choose_receiver': '请选择接收机构。', 'nr.direction': '转诊方向', 'nr.urgency': '紧急程度',
+    'nr.urgency_green': '绿色通道转诊按急危重处理。', 'nr.from_department': '转出科室（可选）', 'nr.to_department': '接收科室（可选）',
+    'nr.reason': '转诊原因', 'nr.diagnoses': '诊断（ICD-10 编码）', 'nr.diagnoses_hint': '主要诊断在前，多个用逗号分隔，例如 I63.900, I10.x00',
+    'nr.summary': '病情摘要', 'nr.encounters': '关联就诊记录', 'nr.no_encounters': '没有可关联的就诊记录。',
+    'nr.downward': '下转资料', 'nr.downward_hint': '下转须附出院小结和随访计划，接收后在接收机构生成随访任务。',
+    'nr.discharge': '出院小结', 'nr.plan': '随访计划', 'nr.plan_item': '第 {n} 项', 'nr.plan_what': '随访内容', 'nr.plan_days': '接收后天数',
+    'nr.plan_add': '添加一项', 'nr.plan_remove': '删除此项', 'nr.submit': '发送转诊', 'nr.sent': '转诊已发送。',
+    'nr.errors': '请修改以下内容：', 'nr.back': '返回患者档案', 'nr.no_patient': '请从患者档案页发起转诊。',
+    'rd.title': '转诊 · {name}', 'rd.summary': '转诊概况', 'rd.patient': '患者', 'rd.from': '转出机构', 'rd.to': '接收机构',
+    'rd.state': '状态', 'rd.reach': '范围', 'rd.requested': '申请时间', 'rd.acknowledged': '确认收到', 'rd.due': '处理期限',
+    'rd.scheduled': '预约时间', 'rd.reason': '转诊原因', 'rd.diagnoses': '诊断', 'rd.clinical_summary': '病情摘要',
+    'rd.discharge_summary': '出院小结', 'rd.plan': '随访计划', 'rd.plan_item': '{what}（接收后 {days} 天）', 'rd.outcome': '诊疗结果',
+    'rd.escalations': '超时升级次数', 'rd.my_side': '本院为', 'side.sender': '转出方', 'side.receiver': '接收方',
+    'rd.actions': '操作', 'rd.no_actions': '目前没有需要本院处理的操作。', 'rd.history': '处理记录', 'rd.system': '系统',
+    'rd.change': '{from} → {to}', 'rd.to_facility': '接收机构：{name}', 'rd.time': '时间：{t}', 'rd.scheduled_for': '预约：{t}',
+    'rd.green': '绿色通道时间节点', 'rd.timepoints': '时间节点', 'rd.no_timepoints': '尚未记录时间节点。', 'rd.intervals': '关键时间间隔',
+    'rd.minutes': '{n} 分钟', 'rd.encounters': '关联就诊记录', 'rd.encounter': '就诊 {id}', 'rd.follow_ups': '随访任务',
+    'rd.filing': '医保备案', 'rd.stale': '该转诊已被他人处理，请刷新。', 'rd.current': '当前状态：{state}（第 {v} 版）。',
+    'rd.refresh': '刷新', 'rd.done': '已{action}。', 'rd.back': '返回转诊工作台', 'rd.open_record': '查看患者档案', 'rd.dept': '科室：{d}',
+    'rd.version': '第 {v} 版', 'rd.all_recorded': '本院一方的时间节点都已记录。',
+    'tp.first_medical_contact': '首次医疗接触', 'tp.departed': '离开转出机构', 'tp.door': '到达接收医院（入门）', 'tp.ecg': '首份心电图',
+    'tp.ct': '头颅 CT', 'tp.needle': '溶栓给药', 'tp.balloon': '导丝通过（球囊扩张）',
+    'iv.request_to_acknowledge': '申请到确认收到', 'iv.first_contact_to_door': '首次医疗接触到入门', 'iv.door_to_ecg': '入门到心电图',
+    'iv.door_to_ct': '入门到 CT', 'iv.door_to_needle': '入门到溶栓（DNT）', 'iv.door_to_balloon': '入门到球囊扩张（D2B）',
+    'dlg.close': '关闭', 'dlg.confirm': '确定', 'dlg.reason': '理由', 'dlg.note': '备注（可选）', 'dlg.outcome': '诊疗结果（回复转出机构）',
+    'dlg.at': '时间（北京时间）', 'dlg.department': '接收科室（可选）', 'dlg.timepoint': '时间节点', 'dlg.receiver': '改转至',
+    'fu.title': '随访任务', 'fu.open': '待完成', 'fu.done': '已完成', 'fu.all': '全部', 'fu.tabs': '随访任务状态',
+    'fu.due': '到期日', 'fu.patient': '患者', 'fu.what': '随访内容', 'fu.referral': '来源转诊', 'fu.status': '完成情况',
+    'fu.overdue': '已逾期', 'fu.complete': '完成', 'fu.complete_label': '完成：{what}（{name}）', 'fu.note': '随访记录（可选）',
+    'fu.none': '没有随访任务。', 'fu.done_at': '完成于 {t}', 'fu.completed': '随访任务已完成。', 'fu.count': '共 {n} 项',
+    'filing.title': '医保备案（异地就医）', 'filing.category': '类别', 'filing.none': '没有备案记录。', 'filing.referral': '来源转诊',
+    'filing.until_changed': '长期有效', 'filing.valid': '有效期',
+    'fc.relocated_retiree': '异地安置退休', 'fc.long_term_resident': '异地长期居住', 'fc.posted_staff': '常驻异地工作',
+    'fc.referred': '异地转诊', 'fc.emergency': '异地急诊抢救', 'fc.other_temporary': '其他临时外出',
+    'rec.referral': '转诊', 'rec.referral_open': '查看转诊',
+    'err.conflict': '数据已被他人修改，请刷新后重试。', 'err.duplicate': '记录已存在。', 'err.reference.unknown': '所选机构或患者不存在。',
+    'err.patient.merged': '该患者档案已合并到另一份档案，请使用合并后的档案。',
+    'err.referral.other_facility': '只能以本机构的名义发起转诊。',
+    'err.referral.no_relationship': '本机构与该患者没有诊疗关系，不能发起转诊；请先核验患者身份。',
+    'err.referral.same_facility': '接收机构不能是转出机构（改转时也不能是原接收机构）。',
+    'err.referral.capability': '该机构不具备所需的救治中心，请从推荐列表中选择。',
+    'err.referral.discharge_summary': '下转须附出院小结。', 'err.referral.follow_up_plan': '下转须附随访计划（内容和天数）。',
+    'err.referral.follow_up_upward': '只有下转才附随访计划。', 'err.referral.links': '最多关联 50 次就诊。',
+    'err.referral.transition': '该转诊当前的状态不允许此操作。', 'err.referral.not_your_turn': '此操作应由对方机构执行。',
+    'err.referral.not_party': '本机构不是该转诊的转出方或接收方。', 'err.referral.system_action': '此操作只能由系统执行。',
+    'err.referral.schedule_past': '预约时间已经过去。', 'err.referral.schedule_far': '预约时间须在 180 天以内。',
+    'err.diagnoses.missing': '请至少填写主要诊断（ICD-10 编码）。', 'err.diagnosis.unknown': '不是 ICD-10 医保版 2.0 诊断编码。',
+    'err.diagnosis.unknown_code': '“{code}”不是 ICD-10 医保版 2.0 诊断编码。',
+    'err.text.empty': '此项必填。', 'err.text.length': '内容太长。', 'err.text.characters': '含有不允许的控制字符。',
+    'err.follow_up.due': '天数应为 1 至 366。', 'err.follow_up.count': '随访计划最多 20 项。',
+    'err.timepoint.future': '时间不能晚于现在。', 'err.timepoint.early': '时间最早为转诊申请前 24 小时。',
+    'err.timepoint.duplicate': '该时间节点已经记录过。', 'err.json.data': '提交的数据格式有误。', 'err.json.syntax': '提交的数据格式有误。',
+    'err.internal': '服务器内部错误，已记录。', 'err.required': '此项必填。', 'err.datetime': '请填写完整的日期和时间。',
+    'err.date.range': '起始日期不能晚于截止日期。', 'err.query.invalid': '查询条件有误。', 'err.follow_up.done': '该随访任务已经完成。',
+    'err.follow_up.other_facility': '该随访任务属于其他机构。',
+  });
+  Object.assign(DICT.en, {
+    'nav.referrals': 'Referrals', 'nav.follow_ups': 'Follow-ups', 'nav.community_referrals': 'Referral overview', 'nav.badge': ' ({n} new)',
+    'nav.badge_due': ' ({n} due)',
+    'ref.title': 'Referral worklist', 'ref.tabs': 'Worklists', 'ref.tab.new': 'New', 'ref.tab.awaiting_scheduling': 'To schedule',
+    'ref.tab.arriving_today': 'Arriving today', 'ref.tab.overdue': 'Overdue', 'ref.tab.outbox': 'Sent by us', 'ref.tab.open': 'Open', 'ref.tab.closed': 'Closed',
+    'ref.filters': 'Filters', 'ref.f.urgency': 'Urgency', 'ref.f.green': 'Green channel', 'ref.f.green_only': 'Green channel only',
+    'ref.f.direction': 'Direction', 'ref.f.state': 'State', 'ref.f.department': 'Department', 'ref.f.tier': 'Other party\u2019s tier',
+    'ref.f.from': 'Requested from', 'ref.f.to': 'Requested until', 'ref.f.apply': 'Apply', 'ref.f.clear': 'Clear filters',
+    'ref.list': '{what} · {n} in all', 'ref.none': 'No referral matches.', 'ref.next': 'Next page', 'ref.first': 'Back to the first page',
+    'ref.col.patient': 'Patient', 'ref.col.direction': 'Direction', 'ref.col.urgency': 'Urgency', 'ref.col.parties': 'From → to',
+    'ref.col.requested': 'Requested', 'ref.col.due': 'Due', 'ref.col.state': 'State', 'ref.overdue': 'Overdue',
+    'ref.community_title': 'Community referral overview', 'ref.community_note': 'Referrals sent or received by facilities of this community; patient names are partly masked.',
+    'ref.community_all': 'All referrals',
+    'direction.upward': 'Upward', 'direction.downward': 'Downward', 'direction.lateral': 'Lateral',
+    'urgency.routine': 'Routine', 'urgency.urgent': 'Urgent', 'urgency.emergency': 'Emergency',
+    'gc.marker': 'Green channel: {c}', 'gc.chest_pain': 'chest pain', 'gc.stroke': 'stroke', 'gc.trauma': 'trauma',
+    'gc.critical_maternal': 'critical maternal', 'gc.critical_newborn': 'critical child and newborn',
+    'state.requested': 'Requested', 'state.accepted': 'Accepted', 'state.rejected': 'Rejected', 'state.redirected': 'Redirected',
+    'state.scheduled': 'Scheduled', 'state.arrived': 'Arrived', 'state.completed': 'Completed', 'state.cancelled': 'Cancelled', 'state.expired': 'Expired',
+    'reach.in_county': 'In the county', 'reach.out_of_county': 'Out of the county', 'reach.out_of_province': 'Out of the province',
+    'act.request': 'requested', 'act.acknowledge': 'acknowledged', 'act.accept': 'accepted', 'act.reject': 'rejected', 'act.redirect': 'redirected',
+    'act.schedule': 'scheduled', 'act.arrive': 'arrival recorded', 'act.complete': 'completed', 'act.cancel': 'cancelled',
+    'act.record_timepoint': 'time recorded', 'act.expire': 'expired', 'act.escalate': 'escalated',
+    'btn.acknowledge': 'Acknowledge', 'btn.accept': 'Accept', 'btn.reject': 'Reject', 'btn.redirect': 'Redirect', 'btn.schedule': 'Schedule',
+    'btn.arrive': 'Patient arrived', 'btn.complete': 'Complete', 'btn.cancel': 'Cancel the referral', 'btn.record_timepoint': 'Record a time',
+    'note.incoming': 'New referral', 'note.answered': 'Answered', 'note.progress': 'Progress', 'note.cancelled': 'Cancelled by the sender',
+    'note.expired': 'Expired', 'note.escalated': 'Green channel escalated', 'note.follow_up': 'New follow-up tasks',
+    'notes.title': 'Notifications', 'notes.unseen': ' ({n} unread)', 'notes.none': 'No notification.', 'notes.seen_all': 'Mark all as read',
+    'notes.all_seen': 'All notifications marked as read.', 'notes.new': 'New', 'notes.open': 'Open the referral',
+    'nr.title': 'New referral', 'nr.button': 'Refer this patient', 'nr.patient': 'Patient', 'nr.green': 'Green channel (centre needed)',
+    'nr.green_none': 'No (not a green channel)', 'nr.green_hint': 'Choose the centre needed first: only facilities that have it are listed as receivers.',
+    'nr.receiver': 'Receiving facility', 'nr.receiver_choose': 'Choose the receiving facility', 'nr.proposed': 'Proposed (capability, travel time)',
+    'nr.all': 'Other facilities', 'nr.minutes': 'about {n} min by road', 'nr.in_community': 'in the community',
+    'nr.no_proposals': 'No facility has this centre.', 'nr.choose_receiver': 'Choose the receiving facility.', 'nr.direction': 'Direction',
+    'nr.urgency': 'Urgency', 'nr.urgency_green': 'A green-channel referral is an emergency.', 'nr.from_department': 'Sending department (optional)',
+    'nr.to_department': 'Receiving department (optional)', 'nr.reason': 'Reason', 'nr.diagnoses': 'Diagnoses (ICD-10 codes)',
+    'nr.diagnoses_hint': 'Principal first, comma separated, e.g. I63.900, I10.x00', 'nr.summary': 'Clinical summary',
+    'nr.encounters': 'Link encounters', 'nr.no_encounters': 'No encounter to link.', 'nr.downward': 'Downward referral',
+    'nr.downward_hint': 'A downward referral carries the discharge summary and a follow-up plan; accepting it creates the follow-up tasks.',
+    'nr.discharge': 'Discharge summary', 'nr.plan': 'Follow-up plan', 'nr.plan_item': 'Step {n}', 'nr.plan_what': 'What to do',
+    'nr.plan_days': 'Days after acceptance', 'nr.plan_add': 'Add a step', 'nr.plan_remove': 'Remove this step', 'nr.submit': 'Send the referral',
+    'nr.sent': 'The referral has been sent.', 'nr.errors': 'Please correct:', 'nr.back': 'Back to the patient record',
+    'nr.no_patient': 'Start a referral from the patient\u2019s record.',
+    'rd.title': 'Referral · {name}', 'rd.summary': 'Summary', 'rd.patient': 'Patient', 'rd.from': 'Sending facility', 'rd.to': 'Receiving facility',
+    'rd.state': 'State', 'rd.reach': 'Reach', 'rd.requested': 'Requested', 'rd.acknowledged': 'Acknowledged', 'rd.due': 'Due',
+    'rd.scheduled': 'Scheduled for', 'rd.reason': 'Reason', 'rd.diagnoses': 'Diagnoses', 'rd.clinical_summary': 'Clinical summary',
+    'rd.discharge_summary': 'Discharge summary', 'rd.plan': 'Follow-up plan', 'rd.plan_item': '{what} ({days} days after acceptance)',
+    'rd.outcome': 'Outcome', 'rd.escalations': 'Escalations', 'rd.my_side': 'We are the', 'side.sender': 'sender', 'side.receiver': 'receiver',
+    'rd.actions': 'Actions', 'rd.no_actions': 'Nothing for us to do now.', 'rd.history': 'History', 'rd.system': 'System',
+    'rd.change': '{from} → {to}', 'rd.to_facility': 'Receiver: {name}', 'rd.time': 'Time: {t}', 'rd.scheduled_for': 'Scheduled for {t}',
+    'rd.green': 'Green-channel clock', 'rd.timepoints': 'Times', 'rd.no_timepoints': 'No time recorded yet.', 'rd.intervals': 'Intervals',
+    'rd.minutes': '{n} min', 'rd.encounters': 'Linked encounters', 'rd.encounter': 'Encounter {id}', 'rd.follow_ups': 'Follow-up tasks',
+    'rd.filing': 'Insurance filing', 'rd.stale': 'Someone else has acted on this referral; please refresh.',
+    'rd.current': 'Current state: {state} (version {v}).', 'rd.refresh': 'Refresh', 'rd.done': 'Done: {action}.', 'rd.back': 'Back to the worklist',
+    'rd.open_record': 'Open the patient record', 'rd.dept': 'Department: {d}', 'rd.version': 'version {v}', 'rd.all_recorded': 'Every time for our side is recorded.',
+    'tp.first_medical_contact': 'First medical contact', 'tp.departed': 'Left the sending facility', 'tp.door': 'Door (arrival)', 'tp.ecg': 'First ECG',
+    'tp.ct': 'Head CT', 'tp.needle': 'Thrombolysis (needle)', 'tp.balloon': 'Wire crossing (balloon)',
+    'iv.request_to_acknowledge': 'Request to acknowledgement', 'iv.first_contact_to_door': 'First contact to door', 'iv.door_to_ecg': 'Door to ECG',
+    'iv.door_to_ct': 'Door to CT', 'iv.door_to_needle': 'Door to needle (DNT)', 'iv.door_to_balloon': 'Door to balloon (D2B)',
+    'dlg.close': 'Close', 'dlg.confirm': 'Confirm', 'dlg.reason': 'Reason', 'dlg.note': 'Note (optional)', 'dlg.outcome': 'Outcome (for the sender)',
+    'dlg.at': 'Time (China time)', 'dlg.department': 'Receiving department (optional)', 'dlg.timepoint': 'Which time', 'dlg.receiver': 'Redirect to',
+    'fu.title': 'Follow-up tasks', 'fu.open': 'Open', 'fu.done': 'Done', 'fu.all': 'All', 'fu.tabs': 'Task status',
+    'fu.due': 'Due', 'fu.patient': 'Patient', 'fu.what': 'What', 'fu.referral': 'Referral', 'fu.status': 'Status',
+    'fu.overdue': 'Overdue', 'fu.complete': 'Done', 'fu.complete_label': 'Done: {what} ({name})', 'fu.note': 'Note (optional)',
+    'fu.none': 'No follow-up task.', 'fu.done_at': 'done {t}', 'fu.completed': 'Follow-up task completed.', 'fu.count': '{n} in all',
+    'filing.title': 'Insurance filings (care outside the insured region)', 'filing.category': 'Category', 'filing.none': 'No filing.',
+    'filing.referral': 'Referral', 'filing.until_changed': 'until changed', 'filing.valid': 'Valid',
+    'fc.relocated_retiree': 'Relocated retiree', 'fc.long_term_resident': 'Long-term resident elsewhere', 'fc.posted_staff': 'Posted staff',
+    'fc.referred': 'Referred elsewhere', 'fc.emergency': 'Emergency elsewhere', 'fc.other_temporary': 'Other temporary stay',
+    'rec.referral': 'Referral', 'rec.referral_open': 'Open the referral',
+    'err.conflict': 'Someone else changed this; refresh and try again.', 'err.duplicate': 'This already exists.',
+    'err.reference.unknown': 'The chosen facility or patient does not exist.',
+    'err.patient.merged': 'This record was merged into another; use that one.',
+    'err.referral.other_facility': 'You can only refer from your own facility.',
+    'err.referral.no_relationship': 'Your facility has no care relationship with this patient; identify the patient first.',
+    'err.referral.same_facility': 'The receiver must be another facility than the sender (and, on redirect, than the current receiver).',
+    'err.referral.capability': 'This facility lacks the centre needed; choose one of the proposals.',
+    'err.referral.discharge_summary': 'A downward referral carries the discharge summary.',
+    'err.referral.follow_up_plan': 'A downward referral carries a follow-up plan (what, when).',
+    'err.referral.follow_up_upward': 'Only a downward referral carries a follow-up plan.', 'err.referral.links': 'At most 50 linked encounters.',
+    'err.referral.transition': 'The referral\u2019s state does not allow this.', 'err.referral.not_your_turn': 'The other facility does this.',
+    'err.referral.not_party': 'Your facility neither sent nor receives this referral.', 'err.referral.system_action': 'Only the system does this.',
+    'err.referral.schedule_past': 'The scheduled time is in the past.', 'err.referral.schedule_far': 'Schedule within 180 days.',
+    'err.diagnoses.missing': 'Give at least the principal diagnosis (ICD-10).', 'err.diagnosis.unknown': 'Not an ICD-10 (insurance 2.0) diagnosis code.',
+    'err.diagnosis.unknown_code': '\u201c{code}\u201d is not an ICD-10 (insurance 2.0) diagnosis code.',
+    'err.text.empty': 'Required.', 'err.text.length': 'Too long.', 'err.text.characters': 'Contains control characters.',
+    'err.follow_up.due': 'Days are 1 to 366.', 'err.follow_up.count': 'At most 20 follow-up steps.',
+    'err.timepoint.future': 'A time cannot be in the future.', 'err.timepoint.early': 'At most 24 hours before the referral.',
+    'err.timepoint.duplicate': 'This time is already recorded.', 'err.json.data': 'What was sent is not in the expected form.',
+    'err.json.syntax': 'What was sent is not in the expected form.', 'err.internal': 'Internal server error; it has been logged.',
+    'err.required': 'Required.', 'err.datetime': 'Give the full date and time.',
+    'err.date.range': 'The first day is after the last.', 'err.query.invalid': 'The filter is not valid.', 'err.follow_up.done': 'This task is already done.',
+    'err.follow_up.other_facility': 'This task belongs to another facility.',
+  });
 
   let lang = localStorage.getItem(LANG_KEY) === 'en' ? 'en' : 'zh';
   function t(key, params) {
@@ -178,7 +362,8 @@
         h('thead', {}, h('tr', {}, headers.map((x) => h('th', { scope: 'col' }, x)))),
         h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c, i) => {
           const cell = c && c.cell ? c : { cell: c };
-          return h('td', { 'data-label': headers[i], class: cell.cls }, cell.cell);
+          // one wrapper, so that a stacked (small-screen) cell keeps its parts on one line
+          return h('td', { 'data-label': headers[i], class: cell.cls }, Array.isArray(cell.cell) ? h('span', { class: 'cell' }, cell.cell) : cell.cell);
         }))))));
   }
   function alertBox(kind, text) { return h('div', { class: 'alert ' + kind, role: kind === 'error' ? 'alert' : 'status' }, text); }
@@ -234,13 +419,24 @@
 
   const READ_ROLES = ['village_doctor', 'township_clinician', 'referral_centre', 'specialist', 'lab', 'settlement_clerk', 'insurance_officer'];
   const ADMIN_ROLES = ['community_admin', 'system_admin'];
+  const REFER_ROLES = ['village_doctor', 'township_clinician', 'referral_centre', 'specialist'];
   const hasAny = (roles) => !!me && me.roles.some((r) => roles.includes(r));
+  const canRefer = () => hasAny(REFER_ROLES);
   const PAGES = [
     { hash: '#/patients', key: 'nav.patients', allowed: () => hasAny(READ_ROLES) },
+    { hash: '#/referrals', key: 'nav.referrals', allowed: canRefer },
+    { hash: '#/follow-ups', key: 'nav.follow_ups', allowed: canRefer },
     { hash: '#/directory', key: 'nav.directory', allowed: () => true },
+    { hash: '#/referrals-community', key: 'nav.community_referrals', allowed: () => hasAny(['community_admin']) },
     { hash: '#/users', key: 'nav.users', allowed: () => hasAny(ADMIN_ROLES) },
     { hash: '#/access-log', key: 'nav.access_log', allowed: () => hasAny(ADMIN_ROLES) },
   ];
+  /** Where a user lands: the referral centre on its inbox, everyone else on their first page. */
+  function home() {
+    if (hasAny(['referral_centre'])) return '#/referrals';
+    const first = PAGES.find((p) => p.allowed());
+    return first ? first.hash : '#/directory';
+  }
 
   // ------------------------------------------------------------------ formatting
   function locale() { return lang === 'en' ? 'en-GB' : 'zh-CN'; }
@@ -282,9 +478,10 @@
     if (me) {
       const here = location.hash.split('?')[0];
       for (const p of PAGES.filter((x) => x.allowed())) {
-        const current = here === p.hash || (p.hash === '#/patients' && here.startsWith('#/patients/'));
-        nav.append(h('a', { href: p.hash, 'aria-current': current ? 'page' : null }, t(p.key)));
+        const current = here === p.hash || here.startsWith(p.hash + '/');
+        nav.append(h('a', { href: p.hash, 'data-page': p.hash, 'aria-current': current ? 'page' : null }, t(p.key)));
       }
+      if (canRefer()) refreshBadges();
       logout.hidden = false;
       logout.textContent = t('logout');
       const fname = cache.facilities ? facilityName(cache.facilities, me.facility_id) : '';
@@ -317,8 +514,7 @@
         sessionStorage.setItem(TOKEN_KEY, r.token);
         me = r.user; cache = {};
         await facilities().catch(() => null);
-        const first = PAGES.find((p) => p.allowed());
-        location.hash = first ? first.hash : '#/directory'; // hashchange routes
+        location.hash = home(); // hashchange routes
       } catch (e) {
         out.replaceChildren(alertBox('error', errText(e)));
         pass.value = ''; pass.focus();
@@ -434,24 +630,31 @@
     ];
     const enrol = rec.enrolments || [];
     const encs = (rec.encounters || []).slice().sort((a, b) => String(b.started_at).localeCompare(String(a.started_at)));
+    const refs = rec.referrals || [];
+    // encounters and referrals in one timeline, newest first
+    const items = encs.map((e) => ({ at: e.started_at, e })).concat(refs.map((r) => ({ at: r.requested_at, r })))
+      .sort((a, b) => new Date(b.at) - new Date(a.at));
     const tierOf = (id) => { const f = fac.find((x) => x.id === id); return f ? word('tier', f.tier) : ''; };
     return [
       rec.access && rec.access.basis === 'break_glass' ? alertBox('warn', t('bg.banner')) : null,
       h('p', { class: 'hint' }, t('rec.basis', { basis: word('basis', rec.access && rec.access.basis) })),
+      canRefer() && p.status !== 'merged' ? h('p', { class: 'page-actions' }, h('a', { class: 'button primary', href: '#/referrals/new?patient=' + p.id }, t('nr.button'))) : null,
       h('section', { class: 'card', 'aria-labelledby': 'demo-h' }, h('h2', { id: 'demo-h' }, t('rec.demographics')),
         h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))),
       h('section', { 'aria-labelledby': 'enr-h' }, h('h2', { id: 'enr-h' }, t('rec.enrolments')),
         enrol.length ? table('enrolments', [t('rec.scheme'), t('rec.insured_region'), t('rec.filing_status'), t('rec.filed_region'), t('rec.valid')],
           enrol.map((e) => [word('scheme', e.scheme), { cell: e.insured_region, cls: 'mono' }, word('filing', e.filing_status), e.filed_region || '', e.valid_from + ' – ' + (e.valid_to || '')]))
-          : h('p', { class: 'empty' }, t('rec.no_enrolments'))),
+          : h('p', { class: 'empty' }, t('rec.no_enrolments')),
+        Array.isArray(rec.filings) ? [h('h3', { id: 'fil-h' }, t('filing.title')),
+          rec.filings.length ? filingTable(rec.filings, fac) : h('p', { class: 'empty' }, t('filing.none'))] : null),
       h('section', { 'aria-labelledby': 'tl-h' }, h('h2', { id: 'tl-h' }, t('rec.timeline')),
-        encs.length ? h('ol', { class: 'timeline' }, encs.map((e) => h('li', { class: 'encounter' },
+        items.length ? h('ol', { class: 'timeline' }, items.map(({ e, r }) => (r ? referralTimelineItem(r) : h('li', { class: 'encounter' },
           h('div', { class: 'tl-head' }, h('time', { datetime: e.started_at }, dateTime(e.started_at)),
             h('span', { class: 'tl-facility' }, facilityName(fac, e.facility_id)), h('span', { class: 'tl-meta' }, tierOf(e.facility_id)),
             h('span', { class: 'tag' }, word('class', e.class)), h('span', { class: 'tl-cost' }, t('rec.cost') + ' ' + yuan(e.total_cost_fen))),
           h('div', { class: 'tl-meta' }, e.department ? t('rec.department') + '：' + e.department : null, e.ended_at ? ' · ' + t('rec.ended', { t: dateTime(e.ended_at) }) : null),
           e.diagnoses && e.diagnoses.length ? h('div', {}, t('rec.diagnoses') + ' ', e.diagnoses.map((d) => h('span', { class: 'tag code' }, d))) : null,
-          e.procedures && e.procedures.length ? h('div', {}, t('rec.procedures') + ' ', e.procedures.map((d) => h('span', { class: 'tag code' }, d))) : null)))
+          e.procedures && e.procedures.length ? h('div', {}, t('rec.procedures') + ' ', e.procedures.map((d) => h('span', { class: 'tag code' }, d))) : null))))
           : h('p', { class: 'empty' }, t('rec.no_encounters'))),
     ];
   }
@@ -528,6 +731,651 @@
     page(t('log.title'), form, body);
   }
 
+  // ------------------------------------------------------------------ referrals (issue 4)
+  const TIERS = ['village', 'township', 'county', 'city', 'provincial', 'national'];
+  const CENTRES = ['chest_pain', 'stroke', 'trauma', 'critical_maternal', 'critical_newborn'];
+  const STATES = ['requested', 'accepted', 'rejected', 'redirected', 'scheduled', 'arrived', 'completed', 'cancelled', 'expired'];
+  const TIMEPOINTS = ['first_medical_contact', 'departed', 'door', 'ecg', 'ct', 'needle', 'balloon'];
+  const SENDER_TIMEPOINTS = ['first_medical_contact', 'departed'];
+  const INTERVALS = ['request_to_acknowledge', 'first_contact_to_door', 'door_to_ecg', 'door_to_ct', 'door_to_needle', 'door_to_balloon'];
+  const INBOX_TABS = ['new', 'awaiting_scheduling', 'arriving_today', 'overdue'];
+  const UUID_RE = /^[0-9a-fA-F-]{36}$/;
+
+  // the worklist counts behind the navigation badges, fetched once per page shown
+  let summaryP = null;
+  function loadSummary() {
+    summaryP = canRefer() ? api('GET', '/api/v1/referrals/summary').catch(() => null) : Promise.resolve(null);
+    return summaryP;
+  }
+  function updateBadges(s) {
+    const set = (hash, n, key) => {
+      const a = document.querySelector('#nav a[data-page="' + hash + '"]');
+      if (!a) return;
+      a.querySelectorAll('.badge, .visually-hidden').forEach((x) => x.remove());
+      if (n > 0) a.append(h('span', { class: 'badge', 'aria-hidden': 'true' }, String(n)), h('span', { class: 'visually-hidden' }, t(key, { n })));
+    };
+    set('#/referrals', s ? (s.notifications_unseen || 0) + (s.new || 0) : 0, 'nav.badge');
+    set('#/follow-ups', s ? s.follow_ups_due || 0 : 0, 'nav.badge_due');
+  }
+  function refreshBadges() { return loadSummary().then(updateBadges); }
+
+  // China time in and out of <input type="datetime-local">
+  function chinaInput(d) { return new Date(d.getTime() + 8 * 3600e3).toISOString().slice(0, 16); }
+  function fromChinaInput(v) {
+    const m = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2})(:\d{2})?/.exec(v || '');
+    return m ? m[1] + (m[2] || ':00') + '+08:00' : null;
+  }
+  function tomorrowAt(hhmm) {
+    const d = chinaInput(new Date(Date.now() + 24 * 3600e3)).slice(0, 10);
+    return d + 'T' + hhmm;
+  }
+
+  function urgencyTags(r) {
+    return [h('span', { class: 'tag urgency-' + r.urgency }, word('urgency', r.urgency)),
+      r.green_channel ? h('span', { class: 'tag green' }, t('gc.marker', { c: word('gc', r.green_channel) })) : null];
+  }
+  function stateTag(s) { return h('span', { class: 'tag state state-' + s }, word('state', s)); }
+  function timeEl(s) { return s ? h('time', { datetime: s }, dateTime(s)) : '—'; }
+  function patientBrief(p, href) {
+    const name = (p && p.name) || '—';
+    const meta = [p && p.sex ? word('sex', p.sex) : '', p && p.age != null ? t('age.years', { n: p.age }) : ''].filter(Boolean).join(' · ');
+    return [href ? h('a', { href }, name) : h('span', { class: 'pname' }, name), meta ? h('span', { class: 'tl-meta' }, ' ' + meta) : null];
+  }
+  function referralTable(rows, linkable) {
+    const wrap = table('referrals', [t('ref.col.patient'), t('ref.col.direction'), t('ref.col.urgency'), t('ref.col.parties'), t('ref.col.requested'),
+      t('ref.col.due'), t('ref.col.state')],
+    rows.map((r) => [patientBrief(r.patient, linkable ? '#/referrals/' + r.id : null), word('direction', r.direction), urgencyTags(r),
+      [r.from_facility.name || '', ' → ', r.to_facility.name || ''], timeEl(r.requested_at),
+      [r.due_at && r.state !== 'completed' ? timeEl(r.due_at) : '—', r.overdue ? h('span', { class: 'tag overdue' }, t('ref.overdue')) : null],
+      stateTag(r.state)]));
+    wrap.querySelectorAll('tbody tr').forEach((tr, i) => {
+      if (rows[i].overdue) tr.classList.add('overdue');
+      if (rows[i].green_channel) tr.classList.add('green-row');
+    });
+    return wrap;
+  }
+
+  /** Field errors from the server shown next to their fields; the rest in a summary. */
+  function fieldErrors(summary) {
+    const slots = [];
+    function register(name, input, container) {
+      const slot = h('p', { class: 'field-error', id: (input.id || ('f' + (++uid))) + '-err', hidden: true });
+      if (!input.id) input.id = slot.id.slice(0, -4);
+      (container || input.closest('.field') || input.parentNode).append(slot);
+      slots.push({ name, input, slot, described: input.getAttribute('aria-describedby') });
+      return slot;
+    }
+    function clear() {
+      summary.replaceChildren();
+      for (const s of slots) {
+        s.slot.hidden = true; s.slot.textContent = '';
+        s.input.removeAttribute('aria-invalid');
+        if (s.described) s.input.setAttribute('aria-describedby', s.described); else s.input.removeAttribute('aria-describedby');
+      }
+    }
+    function mark(s, msg) {
+      s.slot.textContent = s.slot.textContent ? s.slot.textContent + ' ' + msg : msg;
+      s.slot.hidden = false;
+      s.input.setAttribute('aria-invalid', 'true');
+      s.input.setAttribute('aria-describedby', [s.described, s.slot.id].filter(Boolean).join(' '));
+    }
+    function find(fieldName) {
+      const name = (s) => (typeof s.name === 'function' ? s.name() : s.name);
+      return slots.find((s) => name(s) === fieldName) || slots.find((s) => name(s) === fieldName.replace(/[[.].*$/, ''));
+    }
+    /** `e` an ApiError (or a list of {field, code, message}); `msgOf` the text of one detail. */
+    function show(e, msgOf) {
+      clear();
+      const details = Array.isArray(e) ? e : (e && e.details) || [];
+      if (!details.length) { summary.replaceChildren(alertBox('error', errText(e))); return; }
+      const text = (d) => (msgOf && msgOf(d)) || (has('err.' + d.code) ? t('err.' + d.code) : d.message);
+      let first = null;
+      const items = details.map((d) => {
+        const s = d.field ? find(d.field) : null;
+        if (s) { mark(s, text(d)); first = first || s.input; }
+        const lab = s && s.input.type !== 'checkbox' && s.input.labels && s.input.labels[0];
+        const label = lab ? lab.textContent + '：' : '';
+        return h('li', {}, label + text(d));
+      });
+      summary.replaceChildren(h('div', { class: 'alert error', role: 'alert' }, t('nr.errors'), h('ul', {}, items)));
+      if (first) first.focus();
+    }
+    return { register, clear, show };
+  }
+
+  /** A modal dialog with a form; `onConfirm(errors)` does the work and may throw. */
+  function modal(title, fields, confirmText, onConfirm) {
+    const out = h('div', {});
+    const ok = h('button', { type: 'submit', class: 'primary' }, confirmText);
+    const close = h('button', { type: 'button', class: 'secondary' }, t('dlg.close'));
+    const hid = 'dlg-h' + (++uid);
+    const form = h('form', { novalidate: true }, h('h2', { id: hid }, title), fields, out, h('div', { class: 'buttons' }, ok, close));
+    const dlg = h('dialog', { 'aria-labelledby': hid }, form);
+    const opener = document.activeElement;
+    const errors = fieldErrors(out);
+    close.addEventListener('click', () => dlg.close());
+    dlg.addEventListener('close', () => { dlg.remove(); if (opener && opener.isConnected) opener.focus(); });
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      ok.disabled = true; errors.clear();
+      try {
+        if (await onConfirm(errors) !== false && dlg.open) dlg.close();
+      } catch (e) { errors.show(e); } finally { ok.disabled = false; }
+    });
+    document.body.append(dlg);
+    dlg.showModal();
+    return { dlg, errors };
+  }
+
+  function proposalText(p) {
+    return [p.name, word('tier', p.tier), p.travel_minutes != null ? t('nr.minutes', { n: p.travel_minutes }) : null,
+      p.in_community ? t('nr.in_community') : null].filter(Boolean).join(' · ');
+  }
+  /** <option>s of receivers: the proposals first, then (without a green channel) every other facility. */
+  function receiverOptions(fac, proposals, green, exclude) {
+    const opts = [h('option', { value: '' }, t('nr.receiver_choose'))];
+    const props = proposals.filter((p) => !exclude.includes(p.facility_id));
+    if (props.length) opts.push(h('optgroup', { label: t('nr.proposed') }, props.map((p) => h('option', { value: p.facility_id }, proposalText(p)))));
+    if (!green) {
+      const others = fac.filter((f) => !exclude.includes(f.id) && !props.some((p) => p.facility_id === f.id));
+      if (others.length) opts.push(h('optgroup', { label: t('nr.all') }, others.map((f) => h('option', { value: f.id }, f.name + ' · ' + word('tier', f.tier)))));
+    }
+    return opts;
+  }
+  async function proposalsFor(green) {
+    return (await api('GET', '/api/v1/referrals/proposals' + (green ? '?green_channel=' + encodeURIComponent(green) : ''))).items || [];
+  }
+
+  // ---------------------------------------------------------------- notifications
+  function notificationsPanel() {
+    const box = h('section', { class: 'card notes', 'aria-labelledby': 'nt-h' });
+    async function fill(focusHeading) {
+      let r;
+      try { r = await api('GET', '/api/v1/notifications?limit=10'); } catch (e) {
+        box.replaceChildren(h('h2', { id: 'nt-h' }, t('notes.title')), alertBox('error', errText(e))); return;
+      }
+      const items = r.items || [];
+      const btn = r.unseen ? h('button', { type: 'button', class: 'secondary' }, t('notes.seen_all')) : null;
+      if (btn) {
+        btn.addEventListener('click', async () => {
+          btn.disabled = true;
+          try {
+            await api('POST', '/api/v1/notifications/seen', {});
+            await fill(true);
+            refreshBadges();
+            announce(t('notes.all_seen'));
+          } catch (e) { btn.disabled = false; box.append(alertBox('error', errText(e))); }
+        });
+      }
+      const head = h('h2', { id: 'nt-h', tabindex: '-1' }, t('notes.title'), r.unseen ? t('notes.unseen', { n: r.unseen }) : '');
+      box.replaceChildren(h('div', { class: 'card-head' }, head, btn),
+        items.length ? h('ul', { class: 'notes-list' }, items.map((n) => h('li', { class: n.unseen ? 'unseen' : null },
+          n.unseen ? h('span', { class: 'tag new' }, t('notes.new')) : null, timeEl(n.at), ' ',
+          h('a', { href: '#/referrals/' + n.referral_id }, word('note', n.kind) + '：' + word('act', n.action)))))
+          : h('p', { class: 'empty' }, t('notes.none')));
+      if (focusHeading) head.focus();
+    }
+    return fill(false).then(() => box);
+  }
+
+  // ---------------------------------------------------------------- worklists
+  function referralFilters(params, base, community) {
+    const sel = (name, values, prefix) => h('select', { name }, h('option', { value: '' }, t('dir.all')),
+      values.map((v) => h('option', { value: v, selected: params.get(name) === v }, word(prefix, v))));
+    const els = {
+      urgency: sel('urgency', ['routine', 'urgent', 'emergency'], 'urgency'),
+      green: h('select', { name: 'green' }, h('option', { value: '' }, t('dir.all')), h('option', { value: 'true', selected: params.get('green') === 'true' }, t('ref.f.green_only'))),
+      direction: sel('direction', ['upward', 'downward', 'lateral'], 'direction'),
+      state: sel('state', STATES, 'state'),
+      department: h('input', { name: 'department', value: params.get('department') || '', autocomplete: 'off' }),
+      tier: community ? null : sel('tier', TIERS, 'tier'),
+      from: h('input', { name: 'from', type: 'date', value: params.get('from') || '' }),
+      to: h('input', { name: 'to', type: 'date', value: params.get('to') || '' }),
+    };
+    const list = Object.values(els).filter(Boolean);
+    const active = list.some((e) => params.get(e.name));
+    const keep = new URLSearchParams();
+    for (const k of ['box', 'category']) if (params.get(k)) keep.set(k, params.get(k));
+    const formOut = h('div', {});
+    const form = h('form', { role: 'search', 'aria-label': t('ref.filters'), novalidate: true }, formOut, h('div', { class: 'row' },
+      field(t('ref.f.urgency'), els.urgency), field(t('ref.f.green'), els.green), field(t('ref.f.direction'), els.direction),
+      field(t('ref.f.state'), els.state), field(t('ref.f.department'), els.department), els.tier ? field(t('ref.f.tier'), els.tier) : null,
+      field(t('ref.f.from'), els.from), field(t('ref.f.to'), els.to),
+      h('div', { class: 'buttons' }, h('button', { type: 'submit', class: 'primary' }, t('ref.f.apply')),
+        active ? h('a', { href: base + (keep.toString() ? '?' + keep : '') }, t('ref.f.clear')) : null)));
+    const errs = fieldErrors(formOut);
+    errs.register('from', els.from);
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      if (els.from.value && els.to.value && els.from.value > els.to.value) { errs.show([{ field: 'from', code: 'date.range', message: t('err.date.range') }]); return; }
+      const q = new URLSearchParams(keep);
+      for (const el of list) if (el.value.trim()) q.set(el.name, el.value.trim());
+      location.hash = base + (q.toString() ? '?' + q : '');
+    });
+    return h('details', { class: 'card filters', open: active }, h('summary', {}, t('ref.filters')), form);
+  }
+
+  async function viewReferrals(params, community) {
+    const box = community ? 'community' : params.get('box') === 'outbox' ? 'outbox' : 'inbox';
+    const category = box === 'inbox' ? params.get('category') || 'new' : community ? params.get('category') || '' : '';
+    const base = community ? '#/referrals-community' : '#/referrals';
+    const q = new URLSearchParams({ box, limit: '50' });
+    if (category) q.set('category', category);
+    for (const k of ['urgency', 'direction', 'state', 'department', 'tier', 'from', 'to', 'green', 'before']) if (params.get(k)) q.set(k, params.get(k));
+    const [summary, list, notes] = await Promise.all([
+      community ? null : summaryP || loadSummary(),
+      api('GET', '/api/v1/referrals?' + q).catch((e) => e),
+      community ? null : notificationsPanel(),
+    ]);
+    const tabDefs = community
+      ? [['', t('ref.community_all')], ['open', t('ref.tab.open')], ['closed', t('ref.tab.closed')]].map(([c, label]) => ({
+        href: base + (c ? '?category=' + c : ''), label, n: null, current: category === c }))
+      : INBOX_TABS.map((c) => ({ href: '#/referrals?box=inbox&category=' + c, label: t('ref.tab.' + c), n: summary ? summary[c] : null, current: box === 'inbox' && category === c, hot: c === 'overdue' }))
+        .concat([{ href: '#/referrals?box=outbox', label: t('ref.tab.outbox'), n: summary ? summary.outbox_open : null, current: box === 'outbox' }]);
+    const tabs = h('div', { class: 'tabs', role: 'group', 'aria-label': t('ref.tabs') }, h('ul', {}, tabDefs.map((x) => h('li', {},
+      h('a', { href: x.href, 'aria-current': x.current ? 'page' : null },
+        x.label, x.n ? h('span', { class: 'tab-count' + (x.hot ? ' hot' : '') }, ' ' + x.n) : null)))));
+    const current = tabDefs.find((x) => x.current);
+    let body;
+    if (list instanceof Error) body = alertBox('error', errText(list));
+    else {
+      const rows = list.items || [];
+      const more = new URLSearchParams(params);
+      if (list.next) more.set('before', list.next);
+      const first = new URLSearchParams(params);
+      first.delete('before');
+      body = h('section', { 'aria-labelledby': 'rl-h' },
+        h('h2', { id: 'rl-h' }, t('ref.list', { what: current ? current.label : t('ref.title'), n: list.total != null ? list.total : rows.length })),
+        rows.length ? referralTable(rows, !community) : h('p', { class: 'empty' }, t('ref.none')),
+        list.next || params.get('before') ? h('p', { class: 'pager' },
+          params.get('before') ? h('a', { href: base + (first.toString() ? '?' + first : '') }, t('ref.first')) : null,
+          list.next ? h('a', { href: base + '?' + more }, t('ref.next')) : null) : null);
+    }
+    page(community ? t('ref.community_title') : t('ref.title'),
+      community ? h('p', { class: 'hint' }, t('ref.community_note')) : null,
+      notes, tabs, referralFilters(params, base, community), body);
+  }
+
+  // ---------------------------------------------------------------- new referral
+  async function viewNewReferral(params) {
+    const pid = params.get('patient');
+    if (!pid || !UUID_RE.test(pid)) { page(t('nr.title'), alertBox('error', t('nr.no_patient'))); return; }
+    const [fac, rec] = await Promise.all([facilities(), api('GET', '/api/v1/patients/' + encodeURIComponent(pid))]);
+    const p = rec.patient;
+    const mine = fac.find((f) => f.id === me.facility_id);
+    const summaryOut = h('div', {});
+    const errs = fieldErrors(summaryOut);
+
+    const gc = h('select', { name: 'green_channel' }, h('option', { value: '' }, t('nr.green_none')), CENTRES.map((c) => h('option', { value: c }, t('ec.' + c))));
+    const recv = h('select', { name: 'to_facility_id', required: true, 'aria-required': 'true' });
+    const recvNote = h('p', { class: 'hint', hidden: true });
+    const dirOut = h('output', { id: 'nr-direction', class: 'direction', 'aria-live': 'polite' }, '—');
+    const urg = h('select', { name: 'urgency' }, ['routine', 'urgent', 'emergency'].map((u) => h('option', { value: u }, word('urgency', u))));
+    const urgNote = h('span', { class: 'hint', hidden: true }, t('nr.urgency_green'));
+    const fromDep = h('input', { name: 'from_department', autocomplete: 'off', maxlength: '50' });
+    const toDep = h('input', { name: 'to_department', autocomplete: 'off', maxlength: '50' });
+    const reason = h('textarea', { name: 'reason', rows: '3', maxlength: '500', 'aria-required': 'true' });
+    const diag = h('input', { name: 'diagnoses', class: 'mono', autocomplete: 'off', spellcheck: 'false' });
+    const summary = h('textarea', { name: 'clinical_summary', rows: '5', maxlength: '4000' });
+    const encs = (rec.encounters || []).slice().sort((a, b) => new Date(b.started_at) - new Date(a.started_at));
+    const encBoxes = encs.map((e) => h('input', { type: 'checkbox', name: 'encounter_ids', value: e.id }));
+    const encSet = h('fieldset', { class: 'checks' }, h('legend', {}, t('nr.encounters')),
+      encs.length ? encs.map((e, i) => h('label', {}, encBoxes[i], h('span', {},
+        [dateTime(e.started_at), facilityName(fac, e.facility_id), word('class', e.class), e.department, (e.diagnoses || []).join(', ')].filter(Boolean).join(' · '))))
+        : h('p', { class: 'empty' }, t('nr.no_encounters')));
+    const discharge = h('textarea', { name: 'discharge_summary', rows: '5', maxlength: '4000' });
+    const planBox = h('div', { class: 'plan' });
+    const planRows = [];
+    function addPlanRow(focus) {
+      const what = h('input', { name: 'what', autocomplete: 'off', maxlength: '200' });
+      const days = h('input', { name: 'due_in_days', type: 'number', min: '1', max: '366', inputmode: 'numeric' });
+      const legend = h('legend', {});
+      const remove = h('button', { type: 'button', class: 'secondary' }, t('nr.plan_remove'));
+      const row = { what, days, legend, el: null };
+      row.el = h('fieldset', { class: 'plan-row' }, legend, h('div', { class: 'row' }, field(t('nr.plan_what'), what), field(t('nr.plan_days'), days), remove));
+      remove.addEventListener('click', () => {
+        planRows.splice(planRows.indexOf(row), 1); row.el.remove(); renumber();
+        (planRows.length ? planRows[planRows.length - 1].what : addBtn).focus();
+      });
+      planRows.push(row);
+      planBox.append(row.el);
+      errs.register(() => `follow_up_plan[${planRows.indexOf(row)}].what`, what);
+      errs.register(() => `follow_up_plan[${planRows.indexOf(row)}].due_in_days`, days);
+      renumber();
+      if (focus) what.focus();
+    }
+    function renumber() { planRows.forEach((r, i) => { r.legend.textContent = t('nr.plan_item', { n: i + 1 }); }); }
+    const addBtn = h('button', { type: 'button', class: 'secondary' }, t('nr.plan_add'));
+    addBtn.addEventListener('click', () => addPlanRow(true));
+    const planWrap = h('div', { class: 'field' }, h('span', { class: 'label', id: 'plan-l' }, t('nr.plan')), planBox, h('p', {}, addBtn));
+    const downward = h('fieldset', { class: 'downward', hidden: true }, h('legend', {}, t('nr.downward')), h('p', { class: 'hint' }, t('nr.downward_hint')),
+      field(t('nr.discharge'), discharge), planWrap);
+
+    let proposals = [];
+    let direction = null;
+    function updateDirection() {
+      const f = fac.find((x) => x.id === recv.value);
+      const pr = proposals.find((x) => x.facility_id === recv.value);
+      const tier = f ? f.tier : pr ? pr.tier : null;
+      direction = null;
+      if (tier && mine) {
+        const a = TIERS.indexOf(mine.tier); const b = TIERS.indexOf(tier);
+        direction = b > a ? 'upward' : b < a ? 'downward' : 'lateral';
+      }
+      dirOut.textContent = direction ? word('direction', direction) : '—';
+      downward.hidden = direction !== 'downward';
+      if (direction === 'downward' && !planRows.length) addPlanRow(false);
+    }
+    async function loadProposals() {
+      const green = gc.value;
+      recv.disabled = true;
+      recvNote.hidden = true;
+      try { proposals = await proposalsFor(green); } catch (e) { proposals = []; recvNote.textContent = errText(e); recvNote.hidden = false; }
+      const keep = recv.value;
+      recv.replaceChildren(...receiverOptions(fac, proposals, green, [me.facility_id]));
+      if (Array.from(recv.options).some((o) => o.value === keep)) recv.value = keep;
+      if (green && !proposals.length && recvNote.hidden) { recvNote.textContent = t('nr.no_proposals'); recvNote.hidden = false; }
+      recv.disabled = false;
+      updateDirection();
+    }
+    gc.addEventListener('change', () => {
+      urg.disabled = !!gc.value;
+      if (gc.value) urg.value = 'emergency';
+      urgNote.hidden = !gc.value;
+      loadProposals();
+    });
+    recv.addEventListener('change', updateDirection);
+
+    const btn = h('button', { type: 'submit', class: 'primary' }, t('nr.submit'));
+    const form = h('form', { class: 'card referral-form', novalidate: true, 'aria-labelledby': 'nr-h' },
+      h('h2', { id: 'nr-h' }, t('nr.patient') + '：' + p.name + ' · ' + word('sex', p.sex) + ' · ' + t('age.years', { n: p.age })),
+      summaryOut,
+      field(t('nr.green'), gc, t('nr.green_hint')),
+      field(t('nr.receiver'), recv), recvNote,
+      h('p', { class: 'direction-line' }, h('span', { class: 'label' }, t('nr.direction') + '：'), dirOut),
+      h('div', { class: 'row' }, field(t('nr.urgency'), urg), field(t('nr.from_department'), fromDep), field(t('nr.to_department'), toDep)),
+      urgNote,
+      field(t('nr.reason'), reason),
+      field(t('nr.diagnoses'), diag, t('nr.diagnoses_hint')),
+      field(t('nr.summary'), summary),
+      encSet, downward,
+      h('p', {}, btn));
+    for (const [name, el] of [['green_channel', gc], ['to_facility_id', recv], ['urgency', urg], ['from_department', fromDep], ['to_department', toDep],
+      ['reason', reason], ['diagnoses', diag], ['clinical_summary', summary], ['discharge_summary', discharge]]) errs.register(name, el);
+    errs.register('encounter_ids', encBoxes[0] || encSet, encSet);
+    errs.register('follow_up_plan', addBtn, planWrap);
+    let codes = [];
+    const msgOf = (d) => {
+      const m = /^diagnoses\[(\d+)\]$/.exec(d.field || '');
+      return m && d.code === 'diagnosis.unknown' && codes[Number(m[1])] ? t('err.diagnosis.unknown_code', { code: codes[Number(m[1])] }) : null;
+    };
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      errs.clear();
+      if (!recv.value) { errs.show([{ field: 'to_facility_id', code: 'nr.choose_receiver', message: t('nr.choose_receiver') }]); return; }
+      codes = diag.value.split(/[\s,，、;；]+/).map((s) => s.trim()).filter(Boolean);
+      const body = {
+        patient_id: p.id, to_facility_id: recv.value, urgency: gc.value ? 'emergency' : urg.value, reason: reason.value, diagnoses: codes,
+        clinical_summary: summary.value, encounter_ids: encBoxes.filter((b) => b.checked).map((b) => b.value),
+      };
+      if (gc.value) body.green_channel = gc.value;
+      if (fromDep.value.trim()) body.from_department = fromDep.value.trim();
+      if (toDep.value.trim()) body.to_department = toDep.value.trim();
+      if (direction === 'downward') {
+        body.discharge_summary = discharge.value;
+        body.follow_up_plan = planRows.filter((r) => r.what.value.trim() || r.days.value.trim())
+          .map((r) => ({ what: r.what.value, due_in_days: Math.max(0, Math.min(65535, parseInt(r.days.value, 10) || 0)) }));
+      }
+      btn.disabled = true;
+      try {
+        const d = await api('POST', '/api/v1/referrals', body);
+        announce(t('nr.sent'));
+        location.hash = '#/referrals/' + d.id;
+      } catch (e) { errs.show(e, msgOf); } finally { btn.disabled = false; }
+    });
+    page(t('nr.title'), h('p', {}, h('a', { href: '#/patients/' + p.id }, '← ' + t('nr.back'))), form);
+    await loadProposals();
+  }
+
+  // ---------------------------------------------------------------- referral detail
+  async function viewReferral(id) {
+    renderReferral(await api('GET', '/api/v1/referrals/' + encodeURIComponent(id)), null);
+  }
+  function historyItem(e) {
+    const who = e.actor ? [e.actor.name || '', e.actor.facility_name ? '（' + e.actor.facility_name + '）' : ''].join('') : t('rd.system');
+    return h('li', { class: 'event' },
+      h('div', { class: 'tl-head' }, timeEl(e.at), h('span', { class: 'tl-facility' }, word('act', e.action)), h('span', {}, who),
+        e.to_state && e.from_state && e.from_state !== e.to_state ? h('span', { class: 'tl-meta' }, t('rd.change', { from: word('state', e.from_state), to: word('state', e.to_state) })) : null),
+      e.to_facility && e.action !== 'request' ? h('div', { class: 'tl-meta' }, t('rd.to_facility', { name: e.to_facility.name || '' })) : null,
+      e.timepoint ? h('div', {}, word('tp', e.timepoint) + '：' + dateTime(e.time)) : e.time ? h('div', {}, t('rd.scheduled_for', { t: dateTime(e.time) })) : null,
+      e.reason ? h('div', { class: 'reason' }, e.reason) : null);
+  }
+  function renderReferral(d, notice) {
+    const fac = cache.facilities || [];
+    const facLine = (f, dept) => [f.name || '', f.tier ? ' · ' + word('tier', f.tier) : '', dept ? ' · ' + t('rd.dept', { d: dept }) : ''].join('');
+    const pt = d.patient || {};
+    const facts = [
+      [t('rd.patient'), [h('a', { href: '#/patients/' + pt.id }, pt.name || '—'), ' · ', word('sex', pt.sex), pt.age != null ? ' · ' + t('age.years', { n: pt.age }) : '',
+        pt.identity_masked ? [' · ', h('span', { class: 'mono' }, pt.identity_masked)] : null]],
+      [t('rd.from'), facLine(d.from_facility, d.from_department)],
+      [t('rd.to'), facLine(d.to_facility, d.to_department)],
+      [t('rd.requested'), timeEl(d.requested_at)],
+      d.acknowledged_at ? [t('rd.acknowledged'), timeEl(d.acknowledged_at)] : null,
+      d.scheduled_at ? [t('rd.scheduled'), timeEl(d.scheduled_at)] : null,
+      d.due_at && ['requested', 'redirected', 'accepted', 'scheduled'].includes(d.state)
+        ? [t('rd.due'), [timeEl(d.due_at), d.overdue ? h('span', { class: 'tag overdue' }, t('ref.overdue')) : null]] : null,
+      [t('rd.reason'), h('span', { class: 'pre' }, d.reason)],
+      [t('rd.diagnoses'), (d.diagnoses || []).map((x) => h('span', { class: 'tag code', title: x.name || '' }, x.code + (x.name ? ' ' + x.name : '')))],
+      d.clinical_summary ? [t('rd.clinical_summary'), h('span', { class: 'pre' }, d.clinical_summary)] : null,
+      d.discharge_summary ? [t('rd.discharge_summary'), h('span', { class: 'pre' }, d.discharge_summary)] : null,
+      d.follow_up_plan && d.follow_up_plan.length ? [t('rd.plan'), h('ul', { class: 'plain' }, d.follow_up_plan.map((x) => h('li', {}, t('rd.plan_item', { what: x.what, days: x.due_in_days }))))] : null,
+      d.outcome ? [t('rd.outcome'), h('span', { class: 'pre' }, d.outcome)] : null,
+      d.escalations ? [t('rd.escalations'), String(d.escalations)] : null,
+      [t('rd.my_side'), word('side', d.my_side)],
+    ].filter(Boolean);
+    const head = h('div', { class: 'ref-tags' }, stateTag(d.state), h('span', { class: 'tag' }, word('direction', d.direction)), urgencyTags(d),
+      h('span', { class: 'tag' }, word('reach', d.reach)), d.overdue ? h('span', { class: 'tag overdue' }, t('ref.overdue')) : null,
+      h('span', { class: 'tl-meta' }, t('rd.version', { v: d.version })));
+
+    // actions: exactly what the server lists
+    const actOut = h('div', {});
+    const actions = d.actions || [];
+    const actCard = h('section', { class: 'card actions-card', id: 'ref-actions', 'aria-labelledby': 'act-h' }, h('h2', { id: 'act-h' }, t('rd.actions')),
+      actions.length ? h('div', { class: 'buttons' }, actions.map((a) => {
+        const b = h('button', { type: 'button', class: ['accept', 'schedule', 'arrive', 'complete', 'acknowledge'].includes(a) ? 'primary' : 'secondary', 'data-action': a }, t('btn.' + a));
+        b.addEventListener('click', () => startAction(d, a, b, actOut));
+        return b;
+      })) : h('p', { class: 'empty' }, t('rd.no_actions')), actOut);
+
+    const showGreen = d.green_channel || (d.timepoints && d.timepoints.length);
+    const iv = d.intervals || {};
+    const green = showGreen ? h('section', { class: 'card', 'aria-labelledby': 'gc-h' }, h('h2', { id: 'gc-h' }, t('rd.green')),
+      h('h3', {}, t('rd.timepoints')),
+      d.timepoints && d.timepoints.length ? table('timepoints', [t('rd.timepoints'), t('log.at')], d.timepoints.map((x) => [word('tp', x.timepoint), timeEl(x.at)]))
+        : h('p', { class: 'empty' }, t('rd.no_timepoints')),
+      h('h3', {}, t('rd.intervals')),
+      h('dl', { class: 'facts' }, INTERVALS.map((k) => [h('dt', {}, t('iv.' + k)), h('dd', {}, iv[k] != null ? t('rd.minutes', { n: iv[k] }) : '—')]))) : null;
+
+    const history = (d.history || []).slice().sort((a, b) => a.version - b.version);
+    const encIds = d.encounter_ids || [];
+    const fus = d.follow_ups || [];
+    const back = d.my_side === 'sender' ? '#/referrals?box=outbox' : '#/referrals';
+    page(t('rd.title', { name: pt.name || '' }),
+      h('p', {}, h('a', { href: back }, '← ' + t('rd.back'))),
+      notice,
+      h('section', { class: 'card', 'aria-labelledby': 'sum-h' }, h('h2', { id: 'sum-h' }, t('rd.summary')), head,
+        h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]))),
+      actCard,
+      green,
+      h('section', { 'aria-labelledby': 'hist-h' }, h('h2', { id: 'hist-h' }, t('rd.history')), h('ol', { class: 'timeline history' }, history.map(historyItem))),
+      encIds.length ? h('section', { 'aria-labelledby': 'enc-h' }, h('h2', { id: 'enc-h' }, t('rd.encounters')),
+        h('ul', { class: 'plain' }, encIds.map((e) => h('li', {}, h('a', { href: '#/patients/' + pt.id, class: 'mono' }, t('rd.encounter', { id: String(e).slice(0, 8) + '…' })))))) : null,
+      fus.length ? h('section', { 'aria-labelledby': 'fu-h' }, h('h2', { id: 'fu-h' }, t('rd.follow_ups')),
+        table('follow-ups', [t('fu.due'), t('fu.what'), t('fu.status')], fus.map((x) => [
+          [x.due_date, x.overdue ? h('span', { class: 'tag overdue' }, t('fu.overdue')) : null], x.what,
+          x.done_at ? t('fu.done_at', { t: dateTime(x.done_at) }) + (x.note ? ' · ' + x.note : '') : t('fu.open')]))) : null,
+      d.filing ? h('section', { 'aria-labelledby': 'fil-h' }, h('h2', { id: 'fil-h' }, t('rd.filing')), filingTable([d.filing], fac)) : null);
+  }
+  async function afterTransition(nd, action) {
+    renderReferral(nd, alertBox('info', t('rd.done', { action: word('act', action) })));
+    refreshBadges();
+    announce(t('rd.done', { action: word('act', action) }));
+    const main = document.getElementById('main');
+    main.focus({ preventScroll: true });
+  }
+  async function showStale(d) {
+    let cur = null;
+    try { cur = await api('GET', '/api/v1/referrals/' + encodeURIComponent(d.id)); } catch (e) { cur = null; }
+    const card = document.getElementById('ref-actions');
+    if (!card) return;
+    const refresh = h('button', { type: 'button', class: 'primary' }, t('rd.refresh'));
+    refresh.addEventListener('click', async () => {
+      refresh.disabled = true;
+      try { await viewReferral(d.id); document.getElementById('main').focus(); } catch (e) { card.append(alertBox('error', errText(e))); refresh.disabled = false; }
+    });
+    card.replaceChildren(h('h2', { id: 'act-h' }, t('rd.actions')),
+      h('div', { class: 'alert error stale', role: 'alert' }, t('rd.stale'), cur ? ' ' + t('rd.current', { state: word('state', cur.state), v: cur.version }) : ''),
+      h('p', {}, refresh));
+    refresh.focus();
+  }
+  /** Run one action; a 409 (someone else acted first) shows the current state instead. */
+  async function sendTransition(d, action, extra) {
+    try {
+      const nd = await api('POST', '/api/v1/referrals/' + encodeURIComponent(d.id) + '/transitions', Object.assign({ action, version: d.version }, extra || {}));
+      return () => afterTransition(nd, action);
+    } catch (e) {
+      if (e.status === 409) return () => showStale(d);
+      throw e;
+    }
+  }
+  function startAction(d, action, btn, out) {
+    out.replaceChildren();
+    const direct = async () => {
+      btn.disabled = true;
+      try { (await sendTransition(d, action))(); } catch (e) { out.replaceChildren(alertBox('error', errText(e))); btn.disabled = false; }
+    };
+    const dialog = (fields, build, register) => {
+      let then = null;
+      const m = modal(t('btn.' + action), fields, t('dlg.confirm'), async () => {
+        const extra = build();
+        if (!extra) return false;
+        then = await sendTransition(d, action, extra);
+        return true;
+      });
+      m.dlg.addEventListener('close', () => { if (then) then(); });
+      if (register) register(m.errors);
+      const first = m.dlg.querySelector('input, select, textarea');
+      if (first) first.focus();
+      return m;
+    };
+    const reasonBox = (name, label, required) => {
+      const el = h('textarea', { name, rows: '3', maxlength: name === 'outcome' ? '4000' : '500', 'aria-required': required ? 'true' : null });
+      return [el, field(label, el)];
+    };
+    if (['accept', 'acknowledge', 'arrive'].includes(action)) { direct(); return; }
+    if (action === 'reject' || action === 'cancel') {
+      const [el, f] = reasonBox('reason', t('dlg.reason'), true);
+      dialog(f, () => ({ reason: el.value }), (errs) => errs.register('reason', el));
+    } else if (action === 'complete') {
+      const [el, f] = reasonBox('outcome', t('dlg.outcome'), true);
+      dialog(f, () => ({ outcome: el.value }), (errs) => errs.register('outcome', el));
+    } else if (action === 'schedule') {
+      const at = h('input', { name: 'at', type: 'datetime-local', value: d.scheduled_at ? chinaInput(new Date(d.scheduled_at)) : tomorrowAt('09:00'), 'aria-required': 'true' });
+      const dept = h('input', { name: 'department', value: d.to_department || '', maxlength: '50', autocomplete: 'off' });
+      const [note, nf] = reasonBox('note', t('dlg.note'), false);
+      let errsRef = null;
+      dialog([field(t('dlg.at'), at), field(t('dlg.department'), dept), nf], () => {
+        const when = fromChinaInput(at.value);
+        if (!when) { errsRef.show([{ field: 'at', code: 'datetime', message: t('err.datetime') }]); return null; }
+        const x = { at: when };
+        if (dept.value.trim()) x.department = dept.value.trim();
+        if (note.value.trim()) x.note = note.value.trim();
+        return x;
+      }, (errs) => { errsRef = errs; errs.register('at', at); errs.register('department', dept); errs.register('note', note); });
+    } else if (action === 'record_timepoint') {
+      const done = (d.timepoints || []).map((x) => x.timepoint);
+      const mineTps = TIMEPOINTS.filter((x) => (d.my_side === 'sender') === SENDER_TIMEPOINTS.includes(x) && !done.includes(x));
+      if (!mineTps.length) { out.replaceChildren(alertBox('info', t('rd.all_recorded'))); return; }
+      const tp = h('select', { name: 'timepoint' }, mineTps.map((x) => h('option', { value: x }, word('tp', x))));
+      const at = h('input', { name: 'at', type: 'datetime-local', value: chinaInput(new Date()), 'aria-required': 'true' });
+      let errsRef = null;
+      dialog([field(t('dlg.timepoint'), tp), field(t('dlg.at'), at)], () => {
+        const when = fromChinaInput(at.value);
+        if (!when) { errsRef.show([{ field: 'at', code: 'datetime', message: t('err.datetime') }]); return null; }
+        return { timepoint: tp.value, at: when };
+      }, (errs) => { errsRef = errs; errs.register('timepoint', tp); errs.register('at', at); });
+    } else if (action === 'redirect') {
+      const recv = h('select', { name: 'to_facility_id', 'aria-required': 'true' }, h('option', { value: '' }, t('loading')));
+      const [reason, rf] = reasonBox('reason', t('dlg.reason'), true);
+      let errsRef = null;
+      dialog([field(t('dlg.receiver'), recv), rf], () => {
+        if (!recv.value) { errsRef.show([{ field: 'to_facility_id', code: 'nr.choose_receiver', message: t('nr.choose_receiver') }]); return null; }
+        return { to_facility_id: recv.value, reason: reason.value };
+      }, (errs) => { errsRef = errs; errs.register('to_facility_id', recv); errs.register('reason', reason); });
+      Promise.all([facilities(), proposalsFor(d.green_channel)]).then(([fac, props]) => {
+        recv.replaceChildren(...receiverOptions(fac, props, d.green_channel, [d.from_facility.id, d.to_facility.id, me.facility_id]));
+      }).catch((e) => { errsRef.show(e); });
+    } else direct();
+  }
+
+  // ---------------------------------------------------------------- follow-ups
+  async function viewFollowUps(params) {
+    const status = ['open', 'done', 'all'].includes(params.get('status')) ? params.get('status') : 'open';
+    const r = await api('GET', '/api/v1/follow-ups?status=' + status + '&limit=200');
+    const items = r.items || [];
+    const tabs = h('div', { class: 'tabs', role: 'group', 'aria-label': t('fu.tabs') }, h('ul', {}, ['open', 'done', 'all'].map((s) =>
+      h('li', {}, h('a', { href: '#/follow-ups' + (s === 'open' ? '' : '?status=' + s), 'aria-current': s === status ? 'page' : null }, t('fu.' + s))))));
+    const rows = items.map((x) => {
+      let cell;
+      if (x.done_at) cell = t('fu.done_at', { t: dateTime(x.done_at) }) + (x.note ? ' · ' + x.note : '');
+      else {
+        const b = h('button', { type: 'button', class: 'secondary', 'aria-label': t('fu.complete_label', { what: x.what, name: (x.patient && x.patient.name) || '' }) }, t('fu.complete'));
+        b.addEventListener('click', () => {
+          const note = h('textarea', { name: 'note', rows: '3', maxlength: '500' });
+          let done = false;
+          const m = modal(t('fu.complete_label', { what: x.what, name: (x.patient && x.patient.name) || '' }), field(t('fu.note'), note), t('dlg.confirm'), async () => {
+            await api('POST', '/api/v1/follow-ups/' + encodeURIComponent(x.id) + '/complete', note.value.trim() ? { note: note.value.trim() } : {});
+            done = true;
+            return true;
+          });
+          m.errors.register('note', note);
+          m.dlg.addEventListener('close', async () => {
+            if (!done) return;
+            await viewFollowUps(params).catch(() => null);
+            refreshBadges();
+            announce(t('fu.completed'));
+            document.getElementById('main').focus();
+          });
+          note.focus();
+        });
+        cell = b;
+      }
+      return [[x.due_date, x.overdue ? h('span', { class: 'tag overdue' }, t('fu.overdue')) : null], patientBrief(x.patient, x.patient && x.patient.id ? '#/patients/' + x.patient.id : null),
+        x.what, h('a', { href: '#/referrals/' + x.referral_id }, t('rec.referral_open')), cell];
+    });
+    const tbl = items.length ? table('follow-ups', [t('fu.due'), t('fu.patient'), t('fu.what'), t('fu.referral'), t('fu.status')], rows) : null;
+    if (tbl) tbl.querySelectorAll('tbody tr').forEach((tr, i) => { if (items[i].overdue) tr.classList.add('overdue'); });
+    page(t('fu.title'), tabs, h('section', { 'aria-labelledby': 'ful-h' }, h('h2', { id: 'ful-h' }, t('fu.' + status) + ' · ' + t('fu.count', { n: items.length })),
+      tbl || h('p', { class: 'empty' }, t('fu.none'))));
+  }
+
+  // ---------------------------------------------------------------- patient page parts
+  function filingTable(filings, fac) {
+    return table('filings', [t('filing.category'), t('rec.insured_region'), t('rec.filed_region'), t('filing.valid'), t('filing.referral')],
+      filings.map((f) => [word('fc', f.category), { cell: f.insured_region, cls: 'mono' }, { cell: f.filed_region, cls: 'mono' },
+        f.valid_from + ' – ' + (f.valid_to || t('filing.until_changed')),
+        f.referral_id ? h('a', { href: '#/referrals/' + f.referral_id }, t('rec.referral_open')) : '—']));
+  }
+  function referralTimelineItem(r) {
+    return h('li', { class: 'referral' + (r.green_channel ? ' green' : '') },
+      h('div', { class: 'tl-head' }, timeEl(r.requested_at), h('span', { class: 'tag ref' }, t('rec.referral')),
+        h('span', { class: 'tl-facility' }, word('direction', r.direction)),
+        h('span', {}, (r.from_facility.name || '') + ' → ' + (r.to_facility.name || '')), stateTag(r.state), urgencyTags(r)),
+      r.reason ? h('div', { class: 'tl-meta' }, r.reason) : null,
+      r.diagnoses && r.diagnoses.length ? h('div', {}, t('rec.diagnoses') + ' ', r.diagnoses.map((d) => h('span', { class: 'tag code' }, d.code))) : null,
+      h('div', {}, h('a', { href: '#/referrals/' + r.id }, t('rec.referral_open'))));
+  }
+
   // ------------------------------------------------------------------ router
   let routing = 0;
   async function route() {
@@ -545,18 +1393,23 @@
     }
     if (my !== routing) return;
     if (path === '' || path === '#' || path === '#/' || path === '#/login') {
-      const first = PAGES.find((p) => p.allowed());
-      history.replaceState(null, '', first ? first.hash : '#/directory');
+      history.replaceState(null, '', home());
       return route();
     }
     renderShell();
     main.replaceChildren(h('p', {}, t('loading')));
     try {
       const m = path.match(/^#\/patients\/([0-9a-fA-F-]{36})$/);
-      const pageDef = PAGES.find((p) => p.hash === path || (m && p.hash === '#/patients'));
+      const rm = path.match(/^#\/referrals\/([0-9a-fA-F-]{36})$/);
+      const pageDef = PAGES.find((p) => p.hash === path || (m && p.hash === '#/patients') || ((rm || path === '#/referrals/new') && p.hash === '#/referrals'));
       if (!pageDef) { page(t('notfound.title'), h('p', {}, t('notfound.body'))); }
       else if (!pageDef.allowed()) { page(t('notfound.title'), alertBox('error', t('forbidden.page'))); }
       else if (m) await viewRecord(m[1]);
+      else if (rm) await viewReferral(rm[1]);
+      else if (path === '#/referrals/new') await viewNewReferral(params);
+      else if (path === '#/referrals') await viewReferrals(params, false);
+      else if (path === '#/referrals-community') await viewReferrals(params, true);
+      else if (path === '#/follow-ups') await viewFollowUps(params);
       else if (path === '#/patients') await viewPatients();
       else if (path === '#/directory') await viewDirectory(params);
       else if (path === '#/users') await viewUsers();

@@ -11,6 +11,13 @@
 //! - the resident identity number (居民身份证号) as identifier system
 //!   `urn:oid:2.16.156.10011.1.3`; the insurance facility code as
 //!   `http://tiercare.org/fhir/sid/facility-code`.
+//! - referrals (ServiceRequest + Task): the extensions and code systems are listed in
+//!   [`referral`]; OperationOutcome issue details use
+//!   `http://tiercare.org/fhir/CodeSystem/error` ([`outcome`]).
+
+pub mod bundle;
+pub mod outcome;
+pub mod referral;
 
 use serde_json::{Value, json};
 use tiercare_domain::encounter::{Encounter, EncounterClass};

@@ -17,11 +17,13 @@ use axum::response::Response;
 use tiercare_store::Store;
 
 pub mod auth;
+mod cache;
 pub mod error;
 pub mod extract;
 mod fhir;
 pub mod openapi;
 mod routes;
+pub mod sweeper;
 mod web;
 
 pub use routes::validate_user;
@@ -39,6 +41,9 @@ pub struct ServerConfig {
     /// before further attempts are refused with 429.
     pub login_max_failures: u32,
     pub login_window: Duration,
+    /// How often the deadline sweeper runs (referral expiry, green-channel escalation);
+    /// zero turns the background sweeper off (tests drive it themselves).
+    pub sweep_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +53,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             login_max_failures: 5,
             login_window: Duration::from_secs(300),
+            sweep_interval: Duration::from_secs(15),
         }
     }
 }
@@ -63,6 +69,7 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub login_limiter: Arc<auth::LoginLimiter>,
     pub clock: Clock,
+    pub(crate) cache: Arc<cache::Caches>,
 }
 
 impl AppState {
@@ -73,6 +80,7 @@ impl AppState {
             config: Arc::new(config),
             login_limiter: Arc::new(limiter),
             clock: Arc::new(time::OffsetDateTime::now_utc),
+            cache: Arc::new(cache::Caches::new()),
         }
     }
 
@@ -104,8 +112,14 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let interval = state.config.sweep_interval;
+    let sweeper = (!interval.is_zero()).then(|| tokio::spawn(sweeper::run(state.clone(), interval)));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    if let Some(task) = sweeper {
+        task.abort();
+    }
+    served
 }
 
 /// Request log: method, route template, status, latency. Never the raw URI or body.

@@ -35,16 +35,21 @@ use tiercare_domain::facility::{
     Alliance, Capabilities, Community, EmergencyCentre, Facility, Grade, NewFacility, PractitionerRole,
     PractitionerRoleCode, Tier, validate_practitioner,
 };
+use tiercare_domain::filing::{Filing, FilingCategory};
 use tiercare_domain::identity::{IdentifierType, IdentityNumber, Sex};
 use tiercare_domain::matching::{MatchGrade, MatchQuery};
 use tiercare_domain::patient::{
     Enrolment, FilingStatus, NewEnrolment, NewPatient, OtherIdentifierInput, Patient, PatientStatus, Scheme,
 };
+use tiercare_domain::referral::{
+    self, Change, Command, Context, Direction, FollowUpItem, FollowUpTask, NewReferral, NotificationKind, Party,
+    Referral, ReferralState, Timepoint, Urgency,
+};
 use tiercare_domain::role::Role;
 
 use crate::{
-    AccessLogEntry, AccessLogFilter, FacilityFilter, MergeRecord, Result, RowRejection, Store, StoreError, TokenKind,
-    TokenRecord, User, new_id,
+    AccessLogEntry, AccessLogFilter, FacilityFilter, FollowUpFilter, MergeRecord, ReferralBundle, ReferralFilter,
+    Result, RowRejection, Store, StoreError, TokenKind, TokenRecord, User, new_id,
 };
 
 /// A store for one case, and how to clean up after it.
@@ -115,6 +120,18 @@ macro_rules! contract_tests {
             access_log_by_community,
             concurrent_duplicate_registration,
             concurrent_merges_of_one_record,
+            referral_round_trip,
+            referral_life_cycle,
+            referral_stale_change_conflicts,
+            referral_concurrent_accepts,
+            referral_worklists,
+            referral_due_for_the_sweeper,
+            referral_downward_follow_ups,
+            referral_out_of_region_filing,
+            referral_notifications_and_outbox,
+            referral_notifications_seen_marker,
+            referral_import_all_or_nothing,
+            access_facts_referrals,
         );
     };
     (@cases $open:expr; $($case:ident),+ $(,)?) => {
@@ -1077,7 +1094,13 @@ pub async fn enrolments(store: Arc<dyn Store>) {
     .expect("valid");
     s.add_enrolment(&filed).await.expect("add filed enrolment");
     let rec = s.patient_record(p.id).await.expect("record").expect("exists");
-    assert_eq!(sorted_by_id(&rec.enrolments, |e| e.id), sorted_by_id(&[resident_scheme.clone(), filed], |e| e.id));
+    assert_eq!(
+        sorted_by_id(&rec.enrolments, |e| e.id),
+        sorted_by_id(&[resident_scheme.clone(), filed.clone()], |e| e.id)
+    );
+    // the enrolments alone, oldest first (the employee one began in 2025)
+    assert_eq!(s.enrolments(p.id).await.expect("enrolments"), vec![filed, resident_scheme.clone()]);
+    assert_eq!(s.enrolments(new_id()).await.expect("enrolments of nobody"), vec![]);
 
     let stray = Enrolment { id: new_id(), patient_id: new_id(), ..resident_scheme };
     expect_not_found(s.add_enrolment(&stray).await, "enrolment of an unknown patient");
@@ -1539,4 +1562,889 @@ pub async fn concurrent_merges_of_one_record(store: Arc<dyn Store>) {
     let (winner, rec) = merged.pop().expect("one merge");
     assert_eq!(store.get_patient(b.id).await.expect("get").expect("b").status, PatientStatus::Merged(winner));
     assert_eq!(store.merge_history(b.id).await.expect("history"), vec![rec]);
+}
+
+// ---------------------------------------------------------------------------------------
+// 10. referrals (issue 4): every referral is built by the domain (`referral::request`,
+// `referral::apply`), as the server builds them; the cases check what the store keeps.
+
+/// A routine referral of `p` to `to`, for hypertension.
+fn referral_input(p: &Patient, to: &Facility) -> NewReferral {
+    NewReferral {
+        patient_id: p.id,
+        from_facility_id: None,
+        from_department: None,
+        to_facility_id: to.id,
+        to_department: None,
+        urgency: Urgency::Routine,
+        green_channel: None,
+        reason: "血压控制不佳，需上级医院调整用药".into(),
+        diagnoses: vec!["I10.x00".into()],
+        clinical_summary: "收缩压持续高于 160 mmHg".into(),
+        discharge_summary: None,
+        follow_up_plan: vec![],
+        encounter_ids: vec![],
+    }
+}
+
+/// A downward referral after a stay: discharge summary and a two-step follow-up plan
+/// (7 and 30 days after the receiver accepts).
+fn downward_input(p: &Patient, to: &Facility) -> NewReferral {
+    NewReferral {
+        discharge_summary: Some("脑梗死恢复期，病情稳定出院".into()),
+        follow_up_plan: vec![
+            FollowUpItem { what: "测血压、调整降压药".into(), due_in_days: 7 },
+            FollowUpItem { what: "复查空腹血糖".into(), due_in_days: 30 },
+        ],
+        diagnoses: vec!["I63.900".into()],
+        ..referral_input(p, to)
+    }
+}
+
+/// The request, as the domain builds it (the patient insured in 岳池县).
+fn requested(input: NewReferral, p: &Patient, from: &Facility, to: &Facility, at: OffsetDateTime) -> Change {
+    referral::request(input, new_id(), p.region_key.clone(), new_id(), from, to, YUECHI, at).expect("valid referral")
+}
+
+/// One step by `party`, as the domain computes it from `r`.
+fn stepped(
+    r: &Referral,
+    cmd: Command,
+    party: Party,
+    sender: &Facility,
+    receiver: &Facility,
+    at: OffsetDateTime,
+) -> Change {
+    stepped_to(r, cmd, party, sender, receiver, None, at)
+}
+
+fn stepped_to(
+    r: &Referral,
+    cmd: Command,
+    party: Party,
+    sender: &Facility,
+    receiver: &Facility,
+    new_receiver: Option<&Facility>,
+    at: OffsetDateTime,
+) -> Change {
+    let ctx = Context {
+        now: at,
+        party,
+        user_id: Some(new_id()),
+        sender,
+        receiver,
+        new_receiver,
+        home_region: YUECHI,
+        new_id,
+    };
+    referral::apply(r, &cmd, ctx).unwrap_or_else(|e| panic!("the domain refused {}: {e}", cmd.code()))
+}
+
+/// Create the referral the change describes; returns it as stored.
+async fn create(s: &dyn Store, c: &Change) -> Referral {
+    s.create_referral(c).await.expect("create referral");
+    c.referral.clone()
+}
+
+/// Write a step; returns the referral after it.
+async fn write(s: &dyn Store, c: &Change) -> Referral {
+    s.apply_referral_change(c).await.unwrap_or_else(|e| panic!("apply {}: {e}", c.event.action));
+    c.referral.clone()
+}
+
+fn accept() -> Command {
+    Command::Accept { note: None }
+}
+
+fn expect_referral_conflict<T: Debug>(r: Result<T>, what: &str) -> String {
+    match r {
+        Err(StoreError::Conflict(msg)) => msg,
+        other => panic!("{what}: expected StoreError::Conflict, got {other:?}"),
+    }
+}
+
+/// Worklist order: newest first by `requested_at`, then `id`, both descending.
+fn newest_first(rs: &[&Referral]) -> Vec<Referral> {
+    let mut v: Vec<Referral> = rs.iter().map(|r| (*r).clone()).collect();
+    v.sort_by_key(|r| std::cmp::Reverse((r.requested_at, r.id)));
+    v
+}
+
+/// A referral with every optional field set reads back equal; its history is the request.
+/// Unknown patient or facilities, or a region key other than the patient's, write nothing.
+pub async fn referral_round_trip(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let c = community(s, None, "岳池县医共体", YUECHI, false).await;
+    let township = facility(s, "H51162100002", Tier::Township, YUECHI, Some(c.id)).await;
+    let county = facility(s, "H51162100001", Tier::County, YUECHI, Some(c.id)).await;
+    let p = resident("王德福", Sex::Male, date!(1956 - 06 - 16), 61);
+    s.create_patient(&p).await.expect("patient");
+    let visit = encounter(&p, &township, NOW - Duration::hours(2), "I63.900");
+    s.create_encounter(&visit).await.expect("encounter");
+
+    let input = NewReferral {
+        from_department: Some("全科".into()),
+        to_department: Some("神经内科".into()),
+        green_channel: Some(EmergencyCentre::Stroke),
+        diagnoses: vec!["I63.900".into(), "I10.x00".into()],
+        encounter_ids: vec![visit.id],
+        ..referral_input(&p, &county)
+    };
+    let change = requested(input, &p, &township, &county, NOW);
+    assert_eq!(change.referral.version, 1);
+    assert_eq!(s.get_referral(change.referral.id).await.expect("get"), None, "not yet written");
+
+    // refusals first: nothing of them may remain
+    let stranger = resident("未登记", Sex::Female, date!(1990 - 01 - 01), 62);
+    let of_stranger = requested(referral_input(&stranger, &county), &stranger, &township, &county, NOW);
+    expect_not_found(s.create_referral(&of_stranger).await, "a referral of an unregistered patient");
+    let nowhere = new_facility("H51162100099", "未登记医院", Tier::County, YUECHI, Some(c.id));
+    let to_nowhere = requested(referral_input(&p, &nowhere), &p, &township, &nowhere, NOW);
+    expect_not_found(s.create_referral(&to_nowhere).await, "a referral to an unregistered facility");
+    let from_nowhere = requested(referral_input(&p, &county), &p, &nowhere, &county, NOW);
+    expect_not_found(s.create_referral(&from_nowhere).await, "a referral from an unregistered facility");
+    let mut elsewhere = requested(referral_input(&p, &county), &p, &township, &county, NOW);
+    elsewhere.referral.region_key = WUSHENG.into();
+    elsewhere.event.region_key = WUSHENG.into();
+    match s.create_referral(&elsewhere).await {
+        Err(StoreError::Corrupt(_)) => {}
+        other => panic!("a region key other than the patient's: expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(s.count_referrals(&ReferralFilter::default()).await.expect("count"), 0, "nothing was written");
+    for refused in [&of_stranger, &to_nowhere, &from_nowhere, &elsewhere] {
+        assert_eq!(s.get_referral(refused.referral.id).await.expect("get"), None);
+        assert_eq!(s.referral_history(refused.referral.id).await.expect("history"), vec![]);
+    }
+    assert_eq!(s.list_notifications(county.id, None, 0).await.expect("notifications"), vec![]);
+    assert_eq!(s.pending_outbox(0).await.expect("outbox"), vec![]);
+
+    let r = create(s, &change).await;
+    assert_eq!(s.get_referral(r.id).await.expect("get"), Some(r.clone()), "read back equal");
+    assert_eq!(s.referral_history(r.id).await.expect("history"), vec![change.event.clone()], "one event: the request");
+    expect_duplicate(s.create_referral(&change).await, "the same referral twice");
+
+    // green-channel clock times (a JSON column) survive a step
+    let fmc = stepped(
+        &r,
+        Command::RecordTimepoint { timepoint: Timepoint::FirstMedicalContact, at: NOW - Duration::minutes(40) },
+        Party::Sender,
+        &township,
+        &county,
+        NOW + Duration::minutes(1),
+    );
+    let r2 = write(s, &fmc).await;
+    assert_eq!(r2.timepoints, vec![(Timepoint::FirstMedicalContact, NOW - Duration::minutes(40))]);
+    assert_eq!(s.get_referral(r.id).await.expect("get"), Some(r2));
+    assert_eq!(s.referral_history(r.id).await.expect("history"), vec![change.event, fmc.event]);
+    assert_eq!(s.get_referral(new_id()).await.expect("get"), None);
+    assert_eq!(s.referral_history(new_id()).await.expect("history"), vec![]);
+}
+
+/// request → accept → schedule → arrive → complete: five events in order, versions 1..5,
+/// and the stored referral is the last step's.
+pub async fn referral_life_cycle(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let c = community(s, None, "岳池县医共体", YUECHI, false).await;
+    let township = facility(s, "H51162100002", Tier::Township, YUECHI, Some(c.id)).await;
+    let county = facility(s, "H51162100001", Tier::County, YUECHI, Some(c.id)).await;
+    let p = resident("刘桂英", Sex::Female, date!(1950 - 05 - 05), 51);
+    s.create_patient(&p).await.expect("patient");
+
+    let req = requested(referral_input(&p, &county), &p, &township, &county, NOW);
+    let r = create(s, &req).await;
+    let (ts, cty) = (&township, &county);
+    let acc = stepped(&r, accept(), Party::Receiver, ts, cty, NOW + Duration::minutes(30));
+    let r = write(s, &acc).await;
+    let at = NOW + Duration::days(1);
+    let sch = stepped(
+        &r,
+        Command::Schedule { at, department: Some("心血管内科".into()), note: None },
+        Party::Receiver,
+        ts,
+        cty,
+        NOW + Duration::hours(1),
+    );
+    let r = write(s, &sch).await;
+    let arr = stepped(&r, Command::Arrive, Party::Receiver, ts, cty, at + Duration::minutes(5));
+    let r = write(s, &arr).await;
+    let done = stepped(
+        &r,
+        Command::Complete { outcome: "调整用药后血压达标".into() },
+        Party::Receiver,
+        ts,
+        cty,
+        at + Duration::days(3),
+    );
+    let r = write(s, &done).await;
+
+    let stored = s.get_referral(r.id).await.expect("get").expect("stored");
+    assert_eq!(stored, r, "the stored referral is the last step's");
+    assert_eq!(stored.state, ReferralState::Completed);
+    assert_eq!(stored.version, 5);
+    assert_eq!(stored.scheduled_at, Some(at));
+    assert_eq!(stored.to_department.as_deref(), Some("心血管内科"));
+    assert_eq!(stored.outcome.as_deref(), Some("调整用药后血压达标"));
+    assert_eq!(stored.due_at, None, "nothing is due on a completed referral");
+    let history = s.referral_history(r.id).await.expect("history");
+    assert_eq!(history, vec![req.event, acc.event, sch.event, arr.event, done.event], "every step, oldest first");
+    assert_eq!(history.iter().map(|e| e.version).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    let actions: Vec<&str> = history.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["request", "accept", "schedule", "arrive", "complete"]);
+    use ReferralState::*;
+    let states: Vec<(Option<ReferralState>, ReferralState)> =
+        history.iter().map(|e| (e.from_state, e.to_state)).collect();
+    assert_eq!(
+        states,
+        [
+            (None, Requested),
+            (Some(Requested), Accepted),
+            (Some(Accepted), Scheduled),
+            (Some(Scheduled), Arrived),
+            (Some(Arrived), Completed)
+        ]
+    );
+}
+
+/// A step computed from version 1 after version 2 was written is refused with Conflict
+/// naming the current state, and writes nothing; a step of an unknown referral is NotFound.
+pub async fn referral_stale_change_conflicts(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let township = facility(s, "H51162100002", Tier::Township, YUECHI, None).await;
+    let county = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let p = resident("陈明", Sex::Male, date!(1962 - 02 - 02), 22);
+    s.create_patient(&p).await.expect("patient");
+    let req = requested(referral_input(&p, &county), &p, &township, &county, NOW);
+    let v1 = create(s, &req).await;
+    let acc = stepped(&v1, accept(), Party::Receiver, &township, &county, NOW + Duration::minutes(10));
+    let v2 = write(s, &acc).await;
+    let notes_before = s.list_notifications(township.id, None, 0).await.expect("notifications");
+    let outbox_before = s.pending_outbox(0).await.expect("outbox");
+    assert_eq!(outbox_before.len(), 2, "request and accept each told one facility");
+
+    let stale = stepped(
+        &v1,
+        Command::Reject { reason: "本院无床位".into() },
+        Party::Receiver,
+        &township,
+        &county,
+        NOW + Duration::minutes(20),
+    );
+    let msg = expect_referral_conflict(s.apply_referral_change(&stale).await, "a step computed from version 1");
+    assert!(msg.contains("accepted") && msg.contains("version 2"), "the conflict names the current state: {msg}");
+    let stale_cancel = stepped(
+        &v1,
+        Command::Cancel { reason: "患者拒绝".into() },
+        Party::Sender,
+        &township,
+        &county,
+        NOW + Duration::minutes(20),
+    );
+    expect_referral_conflict(s.apply_referral_change(&stale_cancel).await, "a cancel computed from version 1");
+    // replaying the step that landed is stale too
+    expect_referral_conflict(s.apply_referral_change(&acc).await, "the accept a second time");
+
+    assert_eq!(s.get_referral(v1.id).await.expect("get"), Some(v2), "the referral is unchanged");
+    assert_eq!(s.referral_history(v1.id).await.expect("history"), vec![req.event, acc.event], "history unchanged");
+    assert_eq!(s.list_notifications(township.id, None, 0).await.expect("notifications"), notes_before);
+    assert_eq!(s.list_notifications(county.id, None, 0).await.expect("notifications").len(), 1, "only the request's");
+    assert_eq!(s.pending_outbox(0).await.expect("outbox"), outbox_before, "no outbox message for a refused step");
+
+    // a step of a referral that was never created
+    let ghost = requested(referral_input(&p, &county), &p, &township, &county, NOW);
+    let ghost_acc = stepped(&ghost.referral, accept(), Party::Receiver, &township, &county, NOW);
+    expect_not_found(s.apply_referral_change(&ghost_acc).await, "a step of an unknown referral");
+    assert_eq!(s.referral_history(ghost.referral.id).await.expect("history"), vec![]);
+}
+
+/// Two clerks accept the same referral at the same time: exactly one wins, the other gets
+/// Conflict, and the history holds the winner's step only.
+pub async fn referral_concurrent_accepts(store: Arc<dyn Store>) {
+    migrated(&*store).await;
+    let s = &*store;
+    let township = facility(s, "H51162100002", Tier::Township, YUECHI, None).await;
+    let county = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let p = resident("赵云", Sex::Male, date!(1966 - 06 - 06), 66);
+    s.create_patient(&p).await.expect("patient");
+    for round in 0..5 {
+        let req = requested(referral_input(&p, &county), &p, &township, &county, NOW + Duration::minutes(round));
+        let v1 = create(s, &req).await;
+        let at = NOW + Duration::minutes(round) + Duration::seconds(30);
+        let a = stepped(&v1, accept(), Party::Receiver, &township, &county, at);
+        let b = stepped(&v1, Command::Accept { note: Some("可收治".into()) }, Party::Receiver, &township, &county, at);
+        let (sa, sb) = (Arc::clone(&store), Arc::clone(&store));
+        let (ca, cb) = (a.clone(), b.clone());
+        let (ra, rb) = tokio::join!(
+            tokio::spawn(async move { sa.apply_referral_change(&ca).await }),
+            tokio::spawn(async move { sb.apply_referral_change(&cb).await }),
+        );
+        let (ra, rb) = (ra.expect("task a"), rb.expect("task b"));
+        let winner = match (&ra, &rb) {
+            (Ok(()), Err(StoreError::Conflict(_))) => &a,
+            (Err(StoreError::Conflict(_)), Ok(())) => &b,
+            other => panic!("round {round}: expected exactly one Ok and one Conflict, got {other:?}"),
+        };
+        assert_eq!(s.get_referral(v1.id).await.expect("get"), Some(winner.referral.clone()), "round {round}");
+        assert_eq!(
+            s.referral_history(v1.id).await.expect("history"),
+            vec![req.event.clone(), winner.event.clone()],
+            "round {round}: the winner's step only"
+        );
+    }
+    let answered = s.list_notifications(township.id, None, 0).await.expect("notifications");
+    assert_eq!(answered.len(), 5, "one answer per referral, none from the losers");
+}
+
+/// The worklists: inbox by state, outbox, community, patient, overdue, arriving, and the
+/// other filters; keyset paging returns every row exactly once; counts equal the lists.
+pub async fn referral_worklists(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let c = community(s, None, "岳池县医共体", YUECHI, false).await;
+    let c2 = community(s, None, "武胜县医共体", WUSHENG, false).await;
+    let h = facility(s, "H51162100001", Tier::County, YUECHI, Some(c.id)).await;
+    let t1 = facility(s, "H51162100002", Tier::Township, YUECHI, Some(c.id)).await;
+    let t2 = facility(s, "H51162100003", Tier::Township, YUECHI, Some(c.id)).await;
+    let v = facility(s, "H51162100004", Tier::Village, YUECHI, Some(c.id)).await;
+    let w = facility(s, "H51162200001", Tier::Township, WUSHENG, Some(c2.id)).await;
+    let city = facility(s, "H51160200001", Tier::City, GUANG_AN, None).await;
+    let p1 = resident("周建军", Sex::Male, date!(1955 - 05 - 15), 11);
+    let p2 = resident("吴秀珍", Sex::Female, date!(1948 - 08 - 18), 12);
+    let p3 = resident("郑小龙", Sex::Male, date!(1979 - 09 - 29), 13);
+    create_patients(s, &[&p1, &p2, &p3]).await;
+    let h_ = |n: i64| NOW - Duration::hours(n);
+
+    // r1, r8: routine t1/t2 → h, requested at the same time (the id breaks the tie); open
+    let r1 = create(s, &requested(referral_input(&p1, &h), &p1, &t1, &h, h_(10))).await;
+    let r8 = create(s, &requested(referral_input(&p1, &h), &p1, &t2, &h, h_(10))).await;
+    // r2: urgent t2 → h, accepted
+    let urgent = NewReferral { urgency: Urgency::Urgent, ..referral_input(&p2, &h) };
+    let r2 = create(s, &requested(urgent, &p2, &t2, &h, h_(9))).await;
+    let r2 = write(s, &stepped(&r2, accept(), Party::Receiver, &t2, &h, h_(8))).await;
+    // r4: downward h → t1, accepted and scheduled for two hours from now
+    let r4 = create(s, &requested(downward_input(&p1, &t1), &p1, &h, &t1, h_(7))).await;
+    let r4 = write(s, &stepped(&r4, accept(), Party::Receiver, &h, &t1, h_(6))).await;
+    let sched = Command::Schedule { at: NOW + Duration::hours(2), department: None, note: None };
+    let r4 = write(s, &stepped(&r4, sched, Party::Receiver, &h, &t1, h_(5))).await;
+    // r5: outside the community: w (武胜) → the city hospital
+    let r5 = create(s, &requested(referral_input(&p3, &city), &p3, &w, &city, h_(6))).await;
+    // r6: village → township, to the general practice department
+    let gp = NewReferral { to_department: Some("全科".into()), ..referral_input(&p3, &t1) };
+    let r6 = create(s, &requested(gp, &p3, &v, &t1, h_(5))).await;
+    // r7: urgent t2 → city, rejected
+    let urgent = NewReferral { urgency: Urgency::Urgent, ..referral_input(&p2, &city) };
+    let r7 = create(s, &requested(urgent, &p2, &t2, &city, h_(4))).await;
+    let r7 = write(
+        s,
+        &stepped(
+            &r7,
+            Command::Reject { reason: "本院无床位".into() },
+            Party::Receiver,
+            &t2,
+            &city,
+            h_(3) - Duration::minutes(30),
+        ),
+    )
+    .await;
+    // r3: green-channel stroke t1 → h three hours ago, never acknowledged (due 10 min later)
+    let stroke = NewReferral {
+        green_channel: Some(EmergencyCentre::Stroke),
+        diagnoses: vec!["I63.900".into()],
+        ..referral_input(&p2, &h)
+    };
+    let r3 = create(s, &requested(stroke, &p2, &t1, &h, h_(3))).await;
+    assert_eq!(r3.due_at, Some(h_(3) + Duration::minutes(10)), "the domain's green-channel deadline");
+
+    let all = [&r1, &r2, &r3, &r4, &r5, &r6, &r7, &r8];
+    use ReferralState::*;
+    let f = ReferralFilter::default;
+    let cases: Vec<(ReferralFilter, Vec<&Referral>, &str)> = vec![
+        (f(), all.to_vec(), "everything"),
+        (ReferralFilter { to_facility_id: Some(h.id), ..f() }, vec![&r1, &r8, &r2, &r3], "h's inbox"),
+        (
+            ReferralFilter { to_facility_id: Some(h.id), states: vec![Requested, Redirected], ..f() },
+            vec![&r1, &r8, &r3],
+            "h's new referrals",
+        ),
+        (ReferralFilter { to_facility_id: Some(h.id), states: vec![Accepted], ..f() }, vec![&r2], "h: to schedule"),
+        (
+            ReferralFilter {
+                to_facility_id: Some(h.id),
+                states: vec![Requested],
+                urgency: Some(Urgency::Routine),
+                ..f()
+            },
+            vec![&r1, &r8],
+            "h: new routine",
+        ),
+        (ReferralFilter { from_facility_id: Some(t1.id), ..f() }, vec![&r1, &r3], "t1's outbox"),
+        (ReferralFilter { from_facility_id: Some(t2.id), ..f() }, vec![&r2, &r7, &r8], "t2's outbox"),
+        (
+            ReferralFilter { community_id: Some(c.id), ..f() },
+            vec![&r1, &r2, &r3, &r4, &r6, &r7, &r8],
+            "either end in the community",
+        ),
+        (ReferralFilter { community_id: Some(c2.id), ..f() }, vec![&r5], "the other community"),
+        (ReferralFilter { patient_ids: vec![p1.id], ..f() }, vec![&r1, &r4, &r8], "p1's referrals"),
+        (ReferralFilter { patient_ids: vec![p1.id, p3.id], ..f() }, vec![&r1, &r4, &r5, &r6, &r8], "p1's and p3's"),
+        (ReferralFilter { to_facility_id: Some(h.id), due_before: Some(NOW), ..f() }, vec![&r3], "h: overdue now"),
+        // r1, r8 are due 48 h after the request (NOW + 38 h); r2 72 h after the accept (NOW + 64 h)
+        (
+            ReferralFilter { to_facility_id: Some(h.id), due_before: Some(NOW + Duration::hours(40)), ..f() },
+            vec![&r1, &r8, &r3],
+            "h: due within 40 h",
+        ),
+        (ReferralFilter { due_before: Some(NOW), ..f() }, vec![&r3], "overdue anywhere"),
+        (
+            ReferralFilter {
+                to_facility_id: Some(t1.id),
+                scheduled_between: Some((NOW, NOW + Duration::days(1))),
+                ..f()
+            },
+            vec![&r4],
+            "t1: arriving today",
+        ),
+        (
+            ReferralFilter {
+                to_facility_id: Some(t1.id),
+                scheduled_between: Some((NOW + Duration::hours(2), NOW + Duration::hours(3))),
+                ..f()
+            },
+            vec![&r4],
+            "start inclusive",
+        ),
+        (
+            ReferralFilter {
+                to_facility_id: Some(t1.id),
+                scheduled_between: Some((NOW, NOW + Duration::hours(2))),
+                ..f()
+            },
+            vec![],
+            "end exclusive",
+        ),
+        (
+            ReferralFilter {
+                to_facility_id: Some(h.id),
+                scheduled_between: Some((NOW, NOW + Duration::days(1))),
+                ..f()
+            },
+            vec![],
+            "nobody arrives at h",
+        ),
+        (ReferralFilter { urgency: Some(Urgency::Emergency), ..f() }, vec![&r3], "emergencies"),
+        (ReferralFilter { urgency: Some(Urgency::Urgent), ..f() }, vec![&r2, &r7], "urgent"),
+        (ReferralFilter { green_only: true, ..f() }, vec![&r3], "green channel"),
+        (ReferralFilter { direction: Some(Direction::Downward), ..f() }, vec![&r4], "downward"),
+        (ReferralFilter { direction: Some(Direction::Lateral), ..f() }, vec![], "lateral"),
+        (ReferralFilter { to_tier: Some(Tier::City), ..f() }, vec![&r5, &r7], "to the city tier"),
+        (ReferralFilter { to_tier: Some(Tier::Township), ..f() }, vec![&r4, &r6], "to townships"),
+        (ReferralFilter { from_tier: Some(Tier::Village), ..f() }, vec![&r6], "from villages"),
+        (ReferralFilter { from_tier: Some(Tier::County), ..f() }, vec![&r4], "from the county"),
+        (ReferralFilter { to_department: Some("全科".into()), ..f() }, vec![&r6], "to general practice"),
+        (
+            ReferralFilter { states: vec![Requested, Accepted, Rejected, Requested], ..f() },
+            vec![&r1, &r2, &r3, &r5, &r6, &r7, &r8],
+            "several states, one repeated",
+        ),
+        (ReferralFilter { states: vec![Rejected], ..f() }, vec![&r7], "rejected"),
+        (ReferralFilter { states: vec![Scheduled, Completed], ..f() }, vec![&r4], "scheduled or completed"),
+        (
+            ReferralFilter { requested_from: Some(h_(6)), requested_to: Some(h_(4)), ..f() },
+            vec![&r5, &r6],
+            "requested in [-6 h, -4 h)",
+        ),
+        (ReferralFilter { to_facility_id: Some(w.id), ..f() }, vec![], "w's empty inbox"),
+    ];
+    for (filter, want, what) in cases {
+        let want = newest_first(&want);
+        assert_eq!(s.list_referrals(&filter).await.expect("list"), want, "{what}");
+        assert_eq!(s.count_referrals(&filter).await.expect("count"), want.len() as u64, "count: {what}");
+    }
+
+    // keyset paging: every row once, in order, whatever the page size
+    for (base, what) in [
+        (f(), "all"),
+        (ReferralFilter { to_facility_id: Some(h.id), ..f() }, "h's inbox"),
+        (ReferralFilter { states: vec![Requested, Accepted, Scheduled], ..f() }, "several states"),
+    ] {
+        let want = s.list_referrals(&base).await.expect("list");
+        for size in [1, 2, 3] {
+            let mut got: Vec<Referral> = Vec::new();
+            let mut before = None;
+            loop {
+                let page =
+                    s.list_referrals(&ReferralFilter { before, limit: size, ..base.clone() }).await.expect("page");
+                assert!(page.len() <= size as usize, "{what}: a page holds at most the limit");
+                let Some(last) = page.last() else { break };
+                before = Some((last.requested_at, last.id));
+                got.extend(page);
+            }
+            assert_eq!(got, want, "{what}, pages of {size}: every row exactly once");
+        }
+        // the count ignores paging
+        let paged = ReferralFilter { before: Some((h_(5), Uuid::max())), limit: 1, ..base.clone() };
+        assert_eq!(s.count_referrals(&paged).await.expect("count"), want.len() as u64, "{what}: count ignores paging");
+    }
+}
+
+/// The deadline sweeper's list: open referrals due at or before `now`, earliest first.
+pub async fn referral_due_for_the_sweeper(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let h = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let t = facility(s, "H51162100002", Tier::Township, YUECHI, None).await;
+    let p = resident("孙丽", Sex::Female, date!(1970 - 07 - 07), 77);
+    s.create_patient(&p).await.expect("patient");
+    // routine: due 48 h after the request; urgent: 4 h; green channel: 10 min
+    let routine = create(s, &requested(referral_input(&p, &h), &p, &t, &h, NOW)).await;
+    let urgent = NewReferral { urgency: Urgency::Urgent, ..referral_input(&p, &h) };
+    let urgent = create(s, &requested(urgent, &p, &t, &h, NOW)).await;
+    let stroke = NewReferral { green_channel: Some(EmergencyCentre::Stroke), ..referral_input(&p, &h) };
+    let green = create(s, &requested(stroke, &p, &t, &h, NOW)).await;
+    // rejected: closed, never due
+    let gone = create(s, &requested(referral_input(&p, &h), &p, &t, &h, NOW)).await;
+    write(s, &stepped(&gone, Command::Reject { reason: "非本院专科".into() }, Party::Receiver, &t, &h, NOW)).await;
+
+    assert_eq!(s.due_referrals(NOW, 10).await.expect("due"), vec![], "nothing is due yet");
+    assert_eq!(
+        s.due_referrals(NOW + Duration::minutes(10), 10).await.expect("due"),
+        vec![green.clone()],
+        "due at exactly now counts"
+    );
+    assert_eq!(s.due_referrals(NOW + Duration::hours(5), 10).await.expect("due"), vec![green.clone(), urgent.clone()]);
+    assert_eq!(
+        s.due_referrals(NOW + Duration::days(3), 10).await.expect("due"),
+        vec![green.clone(), urgent.clone(), routine]
+    );
+    assert_eq!(s.due_referrals(NOW + Duration::days(3), 1).await.expect("due"), vec![green.clone()], "the limit");
+    // the green-channel referral acknowledged: its deadline moves to the urgent answer time (4 h)
+    let ack =
+        write(s, &stepped(&green, Command::Acknowledge, Party::Receiver, &t, &h, NOW + Duration::minutes(5))).await;
+    assert_eq!(s.due_referrals(NOW + Duration::hours(1), 10).await.expect("due"), vec![]);
+    let due = s.due_referrals(NOW + Duration::hours(5), 10).await.expect("due");
+    assert_eq!(due, vec![urgent, ack], "urgent at +4 h, the acknowledged one at +4 h 5 min");
+}
+
+/// Accepting a downward referral writes its follow-up tasks at the receiver, due the
+/// accept day (China time) plus each step's days; a task is completed once.
+pub async fn referral_downward_follow_ups(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let h = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let t = facility(s, "H51162100002", Tier::Township, YUECHI, None).await;
+    let p = resident("黄志强", Sex::Male, date!(1952 - 12 - 02), 32);
+    let other = resident("黄小梅", Sex::Female, date!(1985 - 03 - 12), 33);
+    create_patients(s, &[&p, &other]).await;
+    let r = create(s, &requested(downward_input(&p, &t), &p, &h, &t, NOW)).await;
+    assert_eq!(r.direction, Direction::Downward);
+    assert_eq!(
+        s.list_follow_ups(&FollowUpFilter { facility_id: Some(t.id), ..Default::default() }).await.expect("tasks"),
+        vec![],
+        "none before the accept"
+    );
+
+    // 18:30 UTC on the 23rd is 02:30 on the 24th in China: due 24 Nov + 7 and + 30 days
+    let acc = stepped(&r, accept(), Party::Receiver, &h, &t, datetime!(2026-11-23 18:30 UTC));
+    write(s, &acc).await;
+    let tasks =
+        s.list_follow_ups(&FollowUpFilter { facility_id: Some(t.id), ..Default::default() }).await.expect("tasks");
+    let due: Vec<(Date, &str)> = tasks.iter().map(|x| (x.due_date, x.what.as_str())).collect();
+    assert_eq!(due, vec![(date!(2026 - 12 - 01), "测血压、调整降压药"), (date!(2026 - 12 - 24), "复查空腹血糖")]);
+    assert_eq!(tasks, acc.follow_ups, "the tasks as the domain made them, by due date");
+    assert!(
+        tasks
+            .iter()
+            .all(|x| x.facility_id == t.id && x.patient_id == p.id && x.referral_id == r.id && x.done_at.is_none())
+    );
+    let by_day = FollowUpFilter { facility_id: Some(t.id), due_by: Some(date!(2026 - 12 - 01)), ..Default::default() };
+    assert_eq!(s.list_follow_ups(&by_day).await.expect("tasks"), vec![tasks[0].clone()], "due by is inclusive");
+    let by_referral = FollowUpFilter { referral_id: Some(r.id), limit: 1, ..Default::default() };
+    assert_eq!(s.list_follow_ups(&by_referral).await.expect("tasks"), vec![tasks[0].clone()], "limit");
+    let of_other = FollowUpFilter { patient_ids: vec![other.id], ..Default::default() };
+    assert_eq!(s.list_follow_ups(&of_other).await.expect("tasks"), vec![]);
+    let at_h = FollowUpFilter { facility_id: Some(h.id), ..Default::default() };
+    assert_eq!(s.list_follow_ups(&at_h).await.expect("tasks"), vec![], "tasks are the receiver's");
+    assert_eq!(s.get_follow_up(tasks[1].id).await.expect("get"), Some(tasks[1].clone()));
+
+    // done at 17:00 UTC on 30 Nov, which is 1 Dec in China
+    let nurse = new_id();
+    let done_at = datetime!(2026-11-30 17:00 UTC);
+    let done = s.complete_follow_up(tasks[0].id, nurse, done_at, Some("血压 138/86")).await.expect("complete");
+    let want = FollowUpTask {
+        done_at: Some(done_at),
+        done_by: Some(nurse),
+        note: Some("血压 138/86".into()),
+        ..tasks[0].clone()
+    };
+    assert_eq!(done, want);
+    assert_eq!(s.get_follow_up(tasks[0].id).await.expect("get"), Some(want.clone()));
+    let msg = expect_referral_conflict(
+        s.complete_follow_up(tasks[0].id, new_id(), done_at + Duration::days(1), None).await,
+        "completing a task twice",
+    );
+    assert!(msg.contains("2026-12-01"), "the conflict names the day it was done (China time): {msg}");
+    assert_eq!(s.get_follow_up(tasks[0].id).await.expect("get"), Some(want.clone()), "unchanged by the refusal");
+    expect_not_found(s.complete_follow_up(new_id(), nurse, done_at, None).await, "an unknown task");
+    let open = FollowUpFilter { facility_id: Some(t.id), open_only: true, ..Default::default() };
+    assert_eq!(s.list_follow_ups(&open).await.expect("tasks"), vec![tasks[1].clone()], "open only");
+    let every = FollowUpFilter { patient_ids: vec![p.id, other.id], ..Default::default() };
+    assert_eq!(s.list_follow_ups(&every).await.expect("tasks"), vec![want, tasks[1].clone()]);
+}
+
+/// Accepting at a receiver in another insurance region files the patient there (备案):
+/// temporary, six months from the accept day; newest filing first.
+pub async fn referral_out_of_region_filing(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let county = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let township = facility(s, "H51162100002", Tier::Township, YUECHI, None).await;
+    let beijing = facility(s, "H11010500001", Tier::Provincial, CHAOYANG, None).await;
+    let p = resident("马永福", Sex::Male, date!(1958 - 04 - 14), 41);
+    s.create_patient(&p).await.expect("patient");
+
+    // in the same insurance region: no filing
+    let near = create(s, &requested(referral_input(&p, &county), &p, &township, &county, NOW)).await;
+    let acc = stepped(&near, accept(), Party::Receiver, &township, &county, NOW);
+    assert_eq!(acc.filing, None);
+    write(s, &acc).await;
+    assert_eq!(s.list_filings(&[p.id]).await.expect("filings"), vec![]);
+
+    // to Beijing: accepted at 12:00 UTC (20:00 in China) on 23 Nov
+    let far = create(s, &requested(referral_input(&p, &beijing), &p, &county, &beijing, NOW)).await;
+    let acc = stepped(&far, accept(), Party::Receiver, &county, &beijing, NOW);
+    write(s, &acc).await;
+    let first = Filing {
+        id: acc.filing.as_ref().expect("the domain files the patient").id,
+        region_key: p.region_key.clone(),
+        patient_id: p.id,
+        category: FilingCategory::Referred,
+        insured_region: YUECHI.into(),
+        filed_region: CHAOYANG.into(),
+        valid_from: date!(2026 - 11 - 23),
+        valid_to: Some(date!(2027 - 05 - 23)),
+        referral_id: Some(far.id),
+        created_at: NOW,
+    };
+    assert_eq!(s.list_filings(&[p.id]).await.expect("filings"), vec![first.clone()]);
+
+    // an emergency the next day: filed as an emergency, listed first
+    let emergency = NewReferral { urgency: Urgency::Emergency, ..referral_input(&p, &beijing) };
+    let next = create(s, &requested(emergency, &p, &county, &beijing, NOW + Duration::days(1))).await;
+    let acc2 = stepped(&next, accept(), Party::Receiver, &county, &beijing, NOW + Duration::days(1));
+    write(s, &acc2).await;
+    let filings = s.list_filings(&[p.id, new_id()]).await.expect("filings");
+    assert_eq!(filings.len(), 2);
+    assert_eq!(
+        (filings[0].category, filings[0].valid_from, filings[0].referral_id),
+        (FilingCategory::Emergency, date!(2026 - 11 - 24), Some(next.id))
+    );
+    assert_eq!(filings[1], first);
+    assert_eq!(s.patient_record(p.id).await.expect("record").expect("p").filings, filings, "the record shows them");
+    assert_eq!(s.list_filings(&[]).await.expect("filings"), vec![]);
+}
+
+/// Each step writes its notifications and one outbox message per notification; the
+/// payload names facility and referral, never the patient; delivery is marked once.
+pub async fn referral_notifications_and_outbox(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let h = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let t = facility(s, "H51162100002", Tier::Township, YUECHI, None).await;
+    let p = resident("林秀英", Sex::Female, date!(1946 - 06 - 26), 46);
+    s.create_patient(&p).await.expect("patient");
+
+    let req = requested(referral_input(&p, &h), &p, &t, &h, NOW);
+    let r = create(s, &req).await;
+    let acc = stepped(&r, accept(), Party::Receiver, &t, &h, NOW + Duration::minutes(30));
+    let r = write(s, &acc).await;
+    let sch = stepped(
+        &r,
+        Command::Schedule { at: NOW + Duration::days(2), department: None, note: None },
+        Party::Receiver,
+        &t,
+        &h,
+        NOW + Duration::hours(1),
+    );
+    write(s, &sch).await;
+    // what the domain says each step tells whom
+    assert_eq!(
+        req.notifications.iter().map(|n| (n.facility_id, n.kind)).collect::<Vec<_>>(),
+        vec![(h.id, NotificationKind::Incoming)]
+    );
+    assert_eq!(
+        acc.notifications.iter().map(|n| (n.facility_id, n.kind)).collect::<Vec<_>>(),
+        vec![(t.id, NotificationKind::Answered)]
+    );
+    assert_eq!(
+        sch.notifications.iter().map(|n| (n.facility_id, n.kind)).collect::<Vec<_>>(),
+        vec![(t.id, NotificationKind::Answered)]
+    );
+
+    assert_eq!(s.list_notifications(h.id, None, 0).await.expect("h"), req.notifications);
+    let at_t = s.list_notifications(t.id, None, 0).await.expect("t");
+    assert_eq!(at_t, vec![sch.notifications[0].clone(), acc.notifications[0].clone()], "newest first");
+    assert_eq!(s.list_notifications(t.id, None, 1).await.expect("t"), vec![sch.notifications[0].clone()], "limit");
+    let since = s.list_notifications(t.id, Some(NOW + Duration::hours(1)), 0).await.expect("t");
+    assert_eq!(since, vec![sch.notifications[0].clone()], "since is inclusive");
+    assert_eq!(s.list_notifications(t.id, Some(NOW + Duration::hours(2)), 0).await.expect("t"), vec![]);
+
+    let pending = s.pending_outbox(0).await.expect("outbox");
+    let told: Vec<Uuid> = pending
+        .iter()
+        .map(|m| {
+            assert_eq!(m.topic, "referral.notification");
+            assert_eq!(m.delivered_at, None);
+            let idn = &p.identifiers[0].value;
+            assert!(
+                !m.payload.contains(&p.name)
+                    && !m.payload.contains(idn.as_str())
+                    && !m.payload.contains(&p.id.to_string()),
+                "no patient data: {}",
+                m.payload
+            );
+            let v: serde_json::Value = serde_json::from_str(&m.payload).expect("JSON payload");
+            let keys: BTreeSet<&str> = v.as_object().expect("an object").keys().map(String::as_str).collect();
+            assert_eq!(keys, BTreeSet::from(["notification_id", "facility_id", "referral_id", "kind", "action", "at"]));
+            assert_eq!(v["referral_id"], serde_json::json!(r.id.to_string()));
+            v["notification_id"].as_str().expect("id").parse().expect("uuid")
+        })
+        .collect();
+    let all_notes = [&req, &acc, &sch].map(|c| c.notifications[0].id);
+    assert_eq!(told, all_notes, "one message per notification, oldest first");
+    let v: serde_json::Value = serde_json::from_str(&pending[1].payload).expect("JSON");
+    assert_eq!(
+        (v["facility_id"].as_str(), v["kind"].as_str(), v["action"].as_str()),
+        (Some(t.id.to_string().as_str()), Some("answered"), Some("accept"))
+    );
+    assert_eq!(s.pending_outbox(2).await.expect("outbox"), pending[..2].to_vec(), "limit");
+
+    let sent = NOW + Duration::hours(3);
+    assert_eq!(s.mark_outbox_delivered(&[pending[0].id, pending[1].id, new_id()], sent).await.expect("mark"), 2);
+    assert_eq!(s.mark_outbox_delivered(&[pending[0].id], sent).await.expect("mark"), 0, "already delivered");
+    assert_eq!(s.mark_outbox_delivered(&[], sent).await.expect("mark"), 0);
+    assert_eq!(s.pending_outbox(0).await.expect("outbox"), vec![pending[2].clone()]);
+}
+
+/// The seen marker never moves back.
+pub async fn referral_notifications_seen_marker(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let (u, other) = (new_id(), new_id());
+    assert_eq!(s.notifications_seen_until(u).await.expect("seen"), None);
+    s.mark_notifications_seen(u, NOW).await.expect("mark");
+    assert_eq!(s.notifications_seen_until(u).await.expect("seen"), Some(NOW));
+    s.mark_notifications_seen(u, NOW - Duration::hours(1)).await.expect("mark earlier");
+    assert_eq!(s.notifications_seen_until(u).await.expect("seen"), Some(NOW), "never moves back");
+    s.mark_notifications_seen(u, NOW + Duration::minutes(5)).await.expect("mark later");
+    assert_eq!(s.notifications_seen_until(u).await.expect("seen"), Some(NOW + Duration::minutes(5)));
+    assert_eq!(s.notifications_seen_until(other).await.expect("seen"), None, "per user");
+}
+
+/// Bulk referrals with their histories, tasks and filings land together; one unknown
+/// facility or patient, and none do.
+pub async fn referral_import_all_or_nothing(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let h = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let t = facility(s, "H51162100002", Tier::Township, YUECHI, None).await;
+    let beijing = facility(s, "H11010500001", Tier::Provincial, CHAOYANG, None).await;
+    let p1 = resident("许文", Sex::Male, date!(1961 - 01 - 01), 1);
+    let p2 = resident("许静", Sex::Female, date!(1963 - 03 - 03), 2);
+    create_patients(s, &[&p1, &p2]).await;
+    let bundle = |p: &Patient, from: &Facility, to: &Facility, input: NewReferral, at: OffsetDateTime| {
+        let req = requested(input, p, from, to, at);
+        let acc = stepped(&req.referral, accept(), Party::Receiver, from, to, at + Duration::hours(1));
+        ReferralBundle {
+            referral: acc.referral,
+            events: vec![req.event, acc.event],
+            follow_ups: acc.follow_ups,
+            filings: acc.filing.into_iter().collect(),
+        }
+    };
+    // 1,500 referrals: more than one insert chunk; every tenth downward (two tasks), every
+    // 100th to Beijing (a filing)
+    let rows: Vec<ReferralBundle> = (0..1_500)
+        .map(|k| {
+            let p = if k % 2 == 0 { &p1 } else { &p2 };
+            let at = NOW - Duration::minutes(k);
+            if k % 10 == 0 {
+                bundle(p, &h, &t, downward_input(p, &t), at)
+            } else if k % 100 == 1 {
+                bundle(p, &h, &beijing, referral_input(p, &beijing), at)
+            } else {
+                bundle(p, &t, &h, referral_input(p, &h), at)
+            }
+        })
+        .collect();
+    let nowhere = new_facility("H51162100099", "未登记医院", Tier::County, YUECHI, None);
+    let mut bad = rows.clone();
+    bad[1_200] = bundle(&p1, &t, &nowhere, referral_input(&p1, &nowhere), NOW);
+    let unknown = bad[1_200].referral.to_facility_id;
+    match s.import_referrals(&bad).await {
+        Err(StoreError::NotFound { what }) => {
+            assert!(what.contains(&unknown.to_string()), "names the facility: {what}")
+        }
+        other => panic!("an import with an unregistered facility: expected NotFound, got {other:?}"),
+    }
+    let stranger = resident("无名", Sex::Male, date!(1970 - 01 - 01), 3);
+    let mut bad = rows.clone();
+    bad[1_400] = bundle(&stranger, &t, &h, referral_input(&stranger, &h), NOW);
+    expect_not_found(s.import_referrals(&bad).await, "an import with an unregistered patient");
+    assert_eq!(
+        s.count_referrals(&ReferralFilter::default()).await.expect("count"),
+        0,
+        "nothing of the refused imports"
+    );
+    assert_eq!(s.referral_history(rows[0].referral.id).await.expect("history"), vec![]);
+    assert_eq!(s.list_follow_ups(&FollowUpFilter::default()).await.expect("tasks"), vec![]);
+    assert_eq!(s.list_filings(&[p1.id, p2.id]).await.expect("filings"), vec![]);
+
+    assert_eq!(s.import_referrals(&rows).await.expect("import"), 1_500);
+    assert_eq!(s.count_referrals(&ReferralFilter::default()).await.expect("count"), 1_500);
+    for k in [0, 1, 999, 1_000, 1_499] {
+        let b = &rows[k];
+        assert_eq!(s.get_referral(b.referral.id).await.expect("get"), Some(b.referral.clone()), "row {k}");
+        assert_eq!(s.referral_history(b.referral.id).await.expect("history"), b.events, "row {k}");
+    }
+    let tasks = s.list_follow_ups(&FollowUpFilter { limit: 1_000, ..Default::default() }).await.expect("tasks");
+    assert_eq!(tasks.len(), 300, "150 downward referrals, two tasks each");
+    assert_eq!(s.list_filings(&[p1.id, p2.id]).await.expect("filings").len(), 15, "15 transfers to Beijing");
+    assert_eq!(s.pending_outbox(0).await.expect("outbox"), vec![], "an import notifies nobody");
+    assert_eq!(s.list_notifications(h.id, None, 0).await.expect("notifications"), vec![]);
+    let inbox = ReferralFilter { to_facility_id: Some(h.id), ..Default::default() };
+    assert_eq!(s.count_referrals(&inbox).await.expect("count"), 1_500 - 150 - 15);
+}
+
+/// A referral is a care relationship for its sender and current receiver, and makes the
+/// patient known in the communities of both ends.
+pub async fn access_facts_referrals(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let c = community(s, None, "岳池县医共体", YUECHI, true).await;
+    let t1 = facility(s, "H51162100002", Tier::Township, YUECHI, Some(c.id)).await;
+    let t2 = facility(s, "H51162100003", Tier::Township, YUECHI, Some(c.id)).await;
+    let h = facility(s, "H51162100001", Tier::County, YUECHI, Some(c.id)).await;
+    let city = facility(s, "H51160200001", Tier::City, GUANG_AN, None).await;
+    let p = resident("田志刚", Sex::Male, date!(1957 - 07 - 17), 57);
+    s.create_patient(&p).await.expect("patient");
+    assert_eq!(s.access_facts(h.id, p.id).await.expect("facts"), facts(false, false, true), "no relationship yet");
+
+    let r = create(s, &requested(referral_input(&p, &h), &p, &t1, &h, NOW)).await;
+    let cases = [
+        (&h, facts(true, true, true), "the receiver"),
+        (&t1, facts(true, true, true), "the sender"),
+        (&t2, facts(false, true, true), "another member: known in the community"),
+        (&city, facts(false, false, false), "outside, not a party"),
+    ];
+    for (f, want, what) in cases {
+        assert_eq!(s.access_facts(f.id, p.id).await.expect("facts"), want, "{what}");
+    }
+    // redirected to the city hospital: it is now the receiver, the county no longer
+    let redirect = Command::Redirect { to_facility_id: city.id, reason: "需转至上级医院".into() };
+    write(s, &stepped_to(&r, redirect, Party::Receiver, &t1, &h, Some(&city), NOW + Duration::minutes(20))).await;
+    assert_eq!(s.access_facts(city.id, p.id).await.expect("facts"), facts(true, false, false), "the new receiver");
+    assert_eq!(s.access_facts(h.id, p.id).await.expect("facts"), facts(false, true, true), "the former receiver");
+    assert_eq!(s.access_facts(t1.id, p.id).await.expect("facts"), facts(true, true, true), "still the sender");
 }

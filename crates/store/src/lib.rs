@@ -312,6 +312,8 @@ pub trait Store: Send + Sync + 'static {
     async fn merge_history(&self, patient_id: Uuid) -> Result<Vec<MergeRecord>>;
     async fn get_merge(&self, merge_id: Uuid) -> Result<Option<MergeRecord>>;
     async fn add_enrolment(&self, e: &Enrolment) -> Result<()>;
+    /// The enrolments of one patient record (not following merges), oldest first.
+    async fn enrolments(&self, patient_id: Uuid) -> Result<Vec<Enrolment>>;
     /// Bulk enrolments in one transaction; every patient must exist, or nothing is written.
     async fn import_enrolments(&self, rows: &[Enrolment]) -> Result<u64>;
 

@@ -25,8 +25,9 @@ use tiercare_domain::filing::Filing;
 use tiercare_domain::referral::{Change, FollowUpTask, Notification, Referral, ReferralEvent};
 
 use crate::{
-    AccessLogEntry, AccessLogFilter, Backend, FacilityFilter, FollowUpFilter, ImportOutcome, MergeRecord, OutboxMessage,
-    PatientRecord, ReferralBundle, ReferralFilter, Result, RowRejection, Store, StoreError, TokenKind, TokenRecord, User,
+    AccessLogEntry, AccessLogFilter, Backend, FacilityFilter, FollowUpFilter, ImportOutcome, MergeRecord,
+    OutboxMessage, PatientRecord, ReferralBundle, ReferralFilter, Result, RowRejection, Store, StoreError, TokenKind,
+    TokenRecord, User,
 };
 
 /// Referral queries (issue 4), compiled with this file for each backend.
@@ -44,8 +45,7 @@ const MAX_TX_ATTEMPTS: u32 = 8;
 /// Merges are followed at most this far (a chain longer than this is corrupt data).
 const MAX_MERGE_HOPS: usize = 16;
 
-const PATIENT_COLS: &str =
-    "region_key, id, name, sex, birth_date, phone, address, home_facility_id, status, merged_into, version, identifiers";
+const PATIENT_COLS: &str = "region_key, id, name, sex, birth_date, phone, address, home_facility_id, status, merged_into, version, identifiers";
 
 fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
@@ -115,7 +115,10 @@ fn facility_from_row(r: &DbRow) -> Result<Facility> {
         insurance_region: r.try_get("insurance_region")?,
         community_id: r.try_get("community_id")?,
         capabilities: serde_json::from_str(&caps).map_err(|_| corrupt("capabilities", &caps))?,
-        location: location.as_deref().map(|l| serde_json::from_str(l).map_err(|_| corrupt("location", l))).transpose()?,
+        location: location
+            .as_deref()
+            .map(|l| serde_json::from_str(l).map_err(|_| corrupt("location", l)))
+            .transpose()?,
         referral_policy: serde_json::from_str(&policy).map_err(|_| corrupt("referral policy", &policy))?,
     })
 }
@@ -306,13 +309,15 @@ impl This {
             self.transact(&args, |tx, (version, name, sql, sum)| {
                 Box::pin(async move {
                     sqlx::raw_sql(AssertSqlSafe(*sql)).execute(&mut **tx).await?;
-                    sqlx::query("INSERT INTO schema_migration (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)")
-                        .bind(*version)
-                        .bind(*name)
-                        .bind(sum.as_str())
-                        .bind(now_ms())
-                        .execute(&mut **tx)
-                        .await?;
+                    sqlx::query(
+                        "INSERT INTO schema_migration (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(*version)
+                    .bind(*name)
+                    .bind(sum.as_str())
+                    .bind(now_ms())
+                    .execute(&mut **tx)
+                    .await?;
                     Ok(())
                 })
             })
@@ -345,8 +350,9 @@ async fn insert_patients_bulk(tx: &mut Tx, ps: &[Patient]) -> Result<()> {
     insert_patient_rows(tx, ps).await?;
     let ids: Vec<(&Patient, &Identifier)> = ps.iter().flat_map(|p| p.identifiers.iter().map(move |i| (p, i))).collect();
     for chunk in ids.chunks(IMPORT_CHUNK * 2) {
-        let mut qb: QueryBuilder<Db> =
-            QueryBuilder::new(format!("{BULK_INSERT} patient_identifier (kind, value, region_key, patient_id, created_at) "));
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
+            "{BULK_INSERT} patient_identifier (kind, value, region_key, patient_id, created_at) "
+        ));
         push_identifier_values(&mut qb, chunk);
         qb.build().execute(&mut **tx).await?;
     }
@@ -356,7 +362,11 @@ async fn insert_patients_bulk(tx: &mut Tx, ps: &[Patient]) -> Result<()> {
 fn push_identifier_values(qb: &mut QueryBuilder<Db>, pairs: &[(&Patient, &Identifier)]) {
     let now = now_ms();
     qb.push_values(pairs, |mut b, (p, i)| {
-        b.push_bind(i.kind.as_str()).push_bind(i.value.clone()).push_bind(p.region_key.clone()).push_bind(p.id).push_bind(now);
+        b.push_bind(i.kind.as_str())
+            .push_bind(i.value.clone())
+            .push_bind(p.region_key.clone())
+            .push_bind(p.id)
+            .push_bind(now);
     });
 }
 
@@ -550,7 +560,10 @@ async fn set_patient_status(tx: &mut Tx, p: &Patient, status: PatientStatus) -> 
     .execute(&mut **tx)
     .await?;
     if res.rows_affected() != 1 {
-        return Err(tiercare_domain::DomainError::Conflict("the record was changed by someone else; reload and try again".into()).into());
+        return Err(tiercare_domain::DomainError::Conflict(
+            "the record was changed by someone else; reload and try again".into(),
+        )
+        .into());
     }
     Ok(())
 }
@@ -593,7 +606,9 @@ impl Store for This {
             .fetch_all(self.read())
             .await?
             .iter()
-            .map(|r| Ok(Alliance { id: r.try_get("id")?, name: r.try_get("name")?, region_code: r.try_get("region_code")? }))
+            .map(|r| {
+                Ok(Alliance { id: r.try_get("id")?, name: r.try_get("name")?, region_code: r.try_get("region_code")? })
+            })
             .collect()
     }
 
@@ -755,9 +770,12 @@ impl Store for This {
     }
 
     async fn list_practitioners(&self, facility_id: Option<Uuid>) -> Result<Vec<Practitioner>> {
-        let mut qb: QueryBuilder<Db> = QueryBuilder::new("SELECT p.id, p.name, p.licence_number, p.phone FROM practitioner p");
+        let mut qb: QueryBuilder<Db> =
+            QueryBuilder::new("SELECT p.id, p.name, p.licence_number, p.phone FROM practitioner p");
         if let Some(f) = facility_id {
-            qb.push(" WHERE p.id IN (SELECT practitioner_id FROM practitioner_role WHERE facility_id = ").push_bind(f).push(")");
+            qb.push(" WHERE p.id IN (SELECT practitioner_id FROM practitioner_role WHERE facility_id = ")
+                .push_bind(f)
+                .push(")");
         }
         qb.push(" ORDER BY p.name, p.id");
         qb.build()
@@ -815,7 +833,8 @@ impl Store for This {
                 id: r.try_get("id")?,
                 practitioner_id: r.try_get("practitioner_id")?,
                 facility_id: r.try_get("facility_id")?,
-                role: serde_json::from_value(serde_json::Value::String(role.clone())).map_err(|_| corrupt("role", &role))?,
+                role: serde_json::from_value(serde_json::Value::String(role.clone()))
+                    .map_err(|_| corrupt("role", &role))?,
                 department: r.try_get("department")?,
                 active: r.try_get("active")?,
             })
@@ -927,7 +946,9 @@ impl Store for This {
         if let Some(n) = q.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
             let ps = self
                 .fetch_patients(
-                    format!("SELECT {PATIENT_COLS} FROM patient WHERE name = $1 AND {active} ORDER BY id LIMIT {limit}"),
+                    format!(
+                        "SELECT {PATIENT_COLS} FROM patient WHERE name = $1 AND {active} ORDER BY id LIMIT {limit}"
+                    ),
                     vec![n.to_owned()],
                 )
                 .await?;
@@ -938,7 +959,9 @@ impl Store for This {
             if !digits.is_empty() {
                 let ps = self
                     .fetch_patients(
-                        format!("SELECT {PATIENT_COLS} FROM patient WHERE phone = $1 AND {active} ORDER BY id LIMIT {limit}"),
+                        format!(
+                            "SELECT {PATIENT_COLS} FROM patient WHERE phone = $1 AND {active} ORDER BY id LIMIT {limit}"
+                        ),
                         vec![digits],
                     )
                     .await?;
@@ -961,7 +984,9 @@ impl Store for This {
             {
                 enrolments.push(enrolment_from_row(&r)?);
             }
-            for r in sqlx::query("SELECT * FROM encounter WHERE patient_id = $1").bind(pid).fetch_all(self.read()).await? {
+            for r in
+                sqlx::query("SELECT * FROM encounter WHERE patient_id = $1").bind(pid).fetch_all(self.read()).await?
+            {
                 encounters.push(encounter_from_row(&r)?);
             }
         }
@@ -992,10 +1017,12 @@ impl Store for This {
         let args = (survivor_id, merged_id, by, reason.to_owned(), at);
         self.transact(&args, |tx, (survivor_id, merged_id, by, reason, at)| {
             Box::pin(async move {
-                let survivor =
-                    get_patient_tx(tx, *survivor_id).await?.ok_or_else(|| StoreError::not_found(format!("patient {survivor_id}")))?;
-                let merged =
-                    get_patient_tx(tx, *merged_id).await?.ok_or_else(|| StoreError::not_found(format!("patient {merged_id}")))?;
+                let survivor = get_patient_tx(tx, *survivor_id)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found(format!("patient {survivor_id}")))?;
+                let merged = get_patient_tx(tx, *merged_id)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found(format!("patient {merged_id}")))?;
                 tiercare_domain::patient::check_merge(&survivor, &merged)?;
                 set_patient_status(tx, &merged, PatientStatus::Merged(survivor.id)).await?;
                 let rec = MergeRecord {
@@ -1117,6 +1144,16 @@ impl Store for This {
         .await
     }
 
+    async fn enrolments(&self, patient_id: Uuid) -> Result<Vec<Enrolment>> {
+        sqlx::query("SELECT * FROM enrolment WHERE patient_id = $1 ORDER BY valid_from, id")
+            .bind(patient_id)
+            .fetch_all(self.read())
+            .await?
+            .iter()
+            .map(enrolment_from_row)
+            .collect()
+    }
+
     async fn create_encounter(&self, e: &Encounter) -> Result<()> {
         self.transact(e, |tx, e| {
             Box::pin(async move {
@@ -1124,7 +1161,9 @@ impl Store for This {
                 if let Some(pr) = e.practitioner_id {
                     require_exists(tx, "SELECT id FROM practitioner WHERE id = $1", pr, "practitioner").await?;
                 }
-                let p = get_patient_tx(tx, e.patient_id).await?.ok_or_else(|| StoreError::not_found(format!("patient {}", e.patient_id)))?;
+                let p = get_patient_tx(tx, e.patient_id)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found(format!("patient {}", e.patient_id)))?;
                 if p.region_key != e.region_key {
                     return Err(StoreError::Corrupt("encounter region key differs from its patient's".into()));
                 }
@@ -1255,7 +1294,13 @@ impl Store for This {
     }
 
     async fn get_user(&self, id: Uuid) -> Result<Option<User>> {
-        sqlx::query("SELECT * FROM app_user WHERE id = $1").bind(id).fetch_optional(self.read()).await?.as_ref().map(user_from_row).transpose()
+        sqlx::query("SELECT * FROM app_user WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.read())
+            .await?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
     }
 
     async fn get_user_by_username(&self, username: &str) -> Result<Option<User>> {
@@ -1269,7 +1314,12 @@ impl Store for This {
     }
 
     async fn list_users(&self) -> Result<Vec<User>> {
-        sqlx::query("SELECT * FROM app_user ORDER BY username").fetch_all(self.read()).await?.iter().map(user_from_row).collect()
+        sqlx::query("SELECT * FROM app_user ORDER BY username")
+            .fetch_all(self.read())
+            .await?
+            .iter()
+            .map(user_from_row)
+            .collect()
     }
 
     async fn create_token(&self, t: &TokenRecord) -> Result<()> {
@@ -1354,6 +1404,20 @@ impl Store for This {
             {
                 facts.care_relationship = true;
             }
+            // a referral names the facility as its sender or current receiver
+            if !facts.care_relationship
+                && sqlx::query(
+                    "SELECT 1 AS x FROM referral WHERE patient_id = $1 AND (from_facility_id = $2 OR to_facility_id = $2)
+                     LIMIT 1",
+                )
+                .bind(pid)
+                .bind(facility_id)
+                .fetch_optional(self.read())
+                .await?
+                .is_some()
+            {
+                facts.care_relationship = true;
+            }
             if let Some(c) = community
                 && !facts.same_community
             {
@@ -1363,6 +1427,9 @@ impl Store for This {
                      UNION ALL
                      SELECT 1 AS x FROM encounter e JOIN facility f ON f.id = e.facility_id
                        WHERE e.patient_id = $1 AND f.community_id = $2
+                     UNION ALL
+                     SELECT 1 AS x FROM referral r JOIN facility f ON f.id IN (r.from_facility_id, r.to_facility_id)
+                       WHERE r.patient_id = $1 AND f.community_id = $2
                      LIMIT 1",
                 )
                 .bind(pid)
@@ -1460,13 +1527,24 @@ impl Store for This {
     async fn get_follow_up(&self, id: Uuid) -> Result<Option<FollowUpTask>> {
         referral::get_follow_up(self, id).await
     }
-    async fn complete_follow_up(&self, id: Uuid, by: Uuid, at: OffsetDateTime, note: Option<&str>) -> Result<FollowUpTask> {
+    async fn complete_follow_up(
+        &self,
+        id: Uuid,
+        by: Uuid,
+        at: OffsetDateTime,
+        note: Option<&str>,
+    ) -> Result<FollowUpTask> {
         referral::complete_follow_up(self, id, by, at, note).await
     }
     async fn list_filings(&self, patient_ids: &[Uuid]) -> Result<Vec<Filing>> {
         referral::list_filings(self, patient_ids).await
     }
-    async fn list_notifications(&self, facility_id: Uuid, since: Option<OffsetDateTime>, limit: u32) -> Result<Vec<Notification>> {
+    async fn list_notifications(
+        &self,
+        facility_id: Uuid,
+        since: Option<OffsetDateTime>,
+        limit: u32,
+    ) -> Result<Vec<Notification>> {
         referral::list_notifications(self, facility_id, since, limit).await
     }
     async fn notifications_seen_until(&self, user_id: Uuid) -> Result<Option<OffsetDateTime>> {

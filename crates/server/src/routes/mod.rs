@@ -10,6 +10,7 @@ mod access_log;
 mod auth;
 mod encounters;
 mod patients;
+pub(crate) mod referrals;
 mod registry;
 pub(crate) mod users;
 
@@ -43,6 +44,16 @@ pub(crate) fn api_router() -> Router<AppState> {
         .route("/api/v1/encounters", post(encounters::create))
         .route("/api/v1/users", get(users::list).post(users::create))
         .route("/api/v1/access-log", get(access_log::query))
+        .route("/api/v1/referrals", get(referrals::http::list).post(referrals::http::create))
+        .route("/api/v1/referrals/summary", get(referrals::http::summary))
+        .route("/api/v1/referrals/proposals", get(referrals::http::proposals))
+        .route("/api/v1/referrals/sweep", post(referrals::http::sweep))
+        .route("/api/v1/referrals/{id}", get(referrals::http::read))
+        .route("/api/v1/referrals/{id}/transitions", post(referrals::http::transitions))
+        .route("/api/v1/follow-ups", get(referrals::http::follow_ups))
+        .route("/api/v1/follow-ups/{id}/complete", post(referrals::http::complete_follow_up))
+        .route("/api/v1/notifications", get(referrals::http::notifications))
+        .route("/api/v1/notifications/seen", post(referrals::http::notifications_seen))
         .fallback(|| async {
             crate::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

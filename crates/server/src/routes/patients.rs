@@ -95,14 +95,17 @@ fn merge_json(m: &MergeRecord) -> Value {
     })
 }
 
-fn record_json(r: &PatientRecord, basis: AccessBasis) -> Value {
-    json!({
+async fn record_json(state: &AppState, r: &PatientRecord, basis: AccessBasis) -> ApiResult<Value> {
+    let referrals = super::referrals::view::rows_json(state, &r.referrals, Some(&r.patient), false).await?;
+    Ok(json!({
         "patient": patient_json(&r.patient),
         "merged_ids": r.merged_ids,
         "enrolments": r.enrolments,
         "encounters": r.encounters,
+        "referrals": referrals,
+        "filings": r.filings,
         "access": { "basis": basis },
-    })
+    }))
 }
 
 /// Write the access-log entry; a read that cannot be logged is not served.
@@ -317,7 +320,7 @@ async fn read_with(
     let action = if basis == AccessBasis::BreakGlass { "break_glass_read" } else { "read_record" };
     let logged_reason = if basis == AccessBasis::BreakGlass { reason } else { None };
     log_access(state, me, &record.patient, action, basis, logged_reason, addr).await?;
-    Ok(Json(record_json(&record, basis)))
+    Ok(Json(record_json(state, &record, basis).await?))
 }
 
 pub(crate) async fn read_record(
@@ -363,7 +366,7 @@ pub(crate) async fn break_glass(
     let reason = req.reason.trim();
     log_access(&state, &me, &record.patient, "break_glass_read", AccessBasis::BreakGlass, Some(reason), addr).await?;
     tracing::warn!(target: "tiercare::audit", user = %me.user.id, "break-glass read");
-    Ok(Json(record_json(&record, AccessBasis::BreakGlass)))
+    Ok(Json(record_json(&state, &record, AccessBasis::BreakGlass).await?))
 }
 
 #[derive(Deserialize)]

@@ -1,16 +1,18 @@
 //! Test harness: a real tiercare server on a loopback port over a fresh SQLite file,
-//! with a small seeded network (one alliance, two communities, three facilities, six
-//! users), and a thin reqwest client.
+//! with a small seeded network (one alliance, two communities, six facilities with
+//! locations and emergency centres, ten users), a clock the test can move, and a thin
+//! reqwest client.
 #![allow(dead_code)] // not every test binary uses every helper
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
-use tiercare_domain::facility::{Alliance, Capabilities, Community, Facility, Grade, Tier};
+use tiercare_domain::facility::{Alliance, Capabilities, Community, EmergencyCentre, Facility, GeoPoint, Grade, Tier};
 use tiercare_domain::role::Role;
 use tiercare_server::{AppState, ServerConfig};
 use tiercare_store::sqlite::SqliteStore;
@@ -25,6 +27,9 @@ pub const PASSWORD: &str = "yuechi-2026-secret";
 pub const YUECHI: &str = "511621"; // 四川省广安市岳池县
 pub const WUSHENG: &str = "511622"; // 四川省广安市武胜县
 pub const GUANG_AN: &str = "511600"; // 四川省广安市 (insurance pooling region)
+pub const GUANG_AN_DISTRICT: &str = "511602"; // 四川省广安市广安区
+pub const JINJIANG: &str = "510104"; // 四川省成都市锦江区
+pub const CHENGDU: &str = "510100"; // 四川省成都市 (insurance pooling region)
 
 /// Ids of the seeded registries.
 #[derive(Debug, Clone)]
@@ -40,6 +45,13 @@ pub struct Seed {
     pub village_clinic: Uuid,
     /// 武胜县沿口镇中心卫生院 (township, community B).
     pub township_b: Uuid,
+    /// 岳池县罗渡镇中心卫生院 (township, community A).
+    pub township_a: Uuid,
+    /// 广安市人民医院 (city, in no community; chest-pain and stroke centres).
+    pub city_hospital: Uuid,
+    /// 四川省人民医院 (provincial, Chengdu 510104, insurance region 510100; chest-pain
+    /// and stroke centres).
+    pub provincial_hospital: Uuid,
 }
 
 /// One answer of the server.
@@ -89,6 +101,8 @@ pub struct TestServer {
     pub client: reqwest::Client,
     pub seed: Seed,
     users: HashMap<&'static str, Uuid>,
+    /// Seconds the server's clock runs ahead of the wall clock (see [`TestServer::advance`]).
+    clock_offset: Arc<AtomicI64>,
     shutdown: Option<oneshot::Sender<()>>,
     dir: PathBuf,
 }
@@ -118,10 +132,20 @@ fn facility(code: &str, name: &str, tier: Tier, grade: Grade, region: &str, comm
     }
 }
 
+fn at(lat: f64, lon: f64) -> Option<GeoPoint> {
+    Some(GeoPoint { lat, lon })
+}
+
 impl TestServer {
     /// Fresh store, seeded registries and users, server listening on 127.0.0.1:<random>.
     pub async fn start() -> TestServer {
         Self::start_with(ServerConfig::default()).await
+    }
+
+    /// As [`TestServer::start`], without the background deadline sweeper: the test moves
+    /// the clock and runs the sweeper itself.
+    pub async fn start_without_sweeper() -> TestServer {
+        Self::start_with(ServerConfig { sweep_interval: std::time::Duration::ZERO, ..ServerConfig::default() }).await
     }
 
     /// As [`TestServer::start`], with server settings of the test's choosing.
@@ -150,7 +174,10 @@ impl TestServer {
         };
         store.create_community(&community_a).await.expect("seed community A");
         store.create_community(&community_b).await.expect("seed community B");
-        let county = facility("H51162100001", "岳池县人民医院", Tier::County, Grade::Level2A, YUECHI, community_a.id);
+        let mut county =
+            facility("H51162100001", "岳池县人民医院", Tier::County, Grade::Level2A, YUECHI, community_a.id);
+        county.capabilities.emergency_centres = vec![EmergencyCentre::ChestPain, EmergencyCentre::Stroke];
+        county.location = at(30.538, 106.440);
         let village = facility(
             "H51162100101",
             "岳池县九龙镇白庙村卫生室",
@@ -159,9 +186,25 @@ impl TestServer {
             YUECHI,
             community_a.id,
         );
-        let township =
+        let mut township =
             facility("H51162200201", "武胜县沿口镇中心卫生院", Tier::Township, Grade::Level1, WUSHENG, community_b.id);
-        for f in [&county, &village, &township] {
+        township.location = at(30.350, 106.290);
+        let mut township_a =
+            facility("H51162100201", "岳池县罗渡镇中心卫生院", Tier::Township, Grade::Level1, YUECHI, community_a.id);
+        township_a.location = at(30.450, 106.350);
+        // outside the community: no community, the city's own district
+        let mut city =
+            facility("H51160200001", "广安市人民医院", Tier::City, Grade::Level3A, GUANG_AN_DISTRICT, community_a.id);
+        city.community_id = None;
+        city.capabilities.emergency_centres = vec![EmergencyCentre::ChestPain, EmergencyCentre::Stroke];
+        city.location = at(30.456, 106.633);
+        let mut provincial =
+            facility("H51010400001", "四川省人民医院", Tier::Provincial, Grade::Level3A, JINJIANG, community_a.id);
+        provincial.community_id = None;
+        provincial.insurance_region = CHENGDU.into();
+        provincial.capabilities.emergency_centres = vec![EmergencyCentre::ChestPain, EmergencyCentre::Stroke];
+        provincial.location = at(30.660, 104.040);
+        for f in [&county, &village, &township, &township_a, &city, &provincial] {
             store.create_facility(f).await.expect("seed facility");
         }
         let seed = Seed {
@@ -171,17 +214,24 @@ impl TestServer {
             county_hospital: county.id,
             village_clinic: village.id,
             township_b: township.id,
+            township_a: township_a.id,
+            city_hospital: city.id,
+            provincial_hospital: provincial.id,
         };
 
         let hash = tiercare_server::auth::hash_password(PASSWORD).expect("hash the test password");
         let mut users = HashMap::new();
-        let people: [(&'static str, &str, Uuid, Role); 6] = [
+        let people: [(&'static str, &str, Uuid, Role); 10] = [
             ("sysadmin", "系统管理员", county.id, Role::SystemAdmin),
             ("admin_a", "岳池医共体管理员", county.id, Role::CommunityAdmin),
             ("admin_b", "武胜医共体管理员", township.id, Role::CommunityAdmin),
             ("vdoc_a", "李村医", village.id, Role::VillageDoctor),
             ("spec_a", "张主任", county.id, Role::Specialist),
             ("clin_b", "刘医生", township.id, Role::TownshipClinician),
+            ("clin_a", "陈医生", township_a.id, Role::TownshipClinician),
+            ("rc_county", "县转诊中心周护士", county.id, Role::ReferralCentre),
+            ("rc_city", "市转诊中心吴护士", city.id, Role::ReferralCentre),
+            ("rc_prov", "省医转诊中心郑医生", provincial.id, Role::ReferralCentre),
         ];
         for (username, display, fac, role) in people {
             let u = User {
@@ -200,7 +250,11 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("the bound address");
         let (tx, rx) = oneshot::channel::<()>();
-        let state = AppState::new(store.clone(), config);
+        let clock_offset = Arc::new(AtomicI64::new(0));
+        let offset = clock_offset.clone();
+        let state = AppState::new(store.clone(), config).with_clock(Arc::new(move || {
+            time::OffsetDateTime::now_utc() + time::Duration::seconds(offset.load(Ordering::SeqCst))
+        }));
         tokio::spawn(async move {
             let shutdown = async move {
                 let _ = rx.await;
@@ -215,6 +269,7 @@ impl TestServer {
             client: reqwest::Client::new(),
             seed,
             users,
+            clock_offset,
             shutdown: Some(tx),
             dir,
         }
@@ -234,6 +289,16 @@ impl TestServer {
         self.store.create_user(&u).await.expect("create user");
         self.users.insert(username, u.id);
         u.id
+    }
+
+    /// Move the server's clock forward.
+    pub fn advance(&self, by: time::Duration) {
+        self.clock_offset.fetch_add(by.whole_seconds(), Ordering::SeqCst);
+    }
+
+    /// The time as the server sees it.
+    pub fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc() + time::Duration::seconds(self.clock_offset.load(Ordering::SeqCst))
     }
 
     pub fn user_id(&self, username: &str) -> Uuid {

@@ -37,9 +37,11 @@ CREATE TABLE referral (
     PRIMARY KEY (region_key, id)
 );
 CREATE INDEX referral_by_id ON referral (id);
--- worklists: the receiver's inbox by state, the sender's outbox, the patient's timeline
-CREATE INDEX referral_inbox ON referral (to_facility_id, state, requested_at);
-CREATE INDEX referral_outbox ON referral (from_facility_id, requested_at);
+-- worklists, newest first (requested_at, id): the receiver's inbox by state and whole, the
+-- sender's outbox, the patient's timeline; id is in the keys so the order needs no sort
+CREATE INDEX referral_inbox ON referral (to_facility_id, state, requested_at, id);
+CREATE INDEX referral_inbox_all ON referral (to_facility_id, requested_at, id);
+CREATE INDEX referral_outbox ON referral (from_facility_id, requested_at, id);
 CREATE INDEX referral_by_patient ON referral (patient_id, requested_at);
 -- the deadline sweeper and the overdue worklist read only open referrals with a deadline
 CREATE INDEX referral_due ON referral (due_at) WHERE due_at IS NOT NULL;
