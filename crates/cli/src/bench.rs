@@ -3,6 +3,8 @@
 //! - `bench import`    bulk patient import throughput (patients/s)
 //! - `bench lookup`    identity-number lookup latency through the HTTP API (p50/p95/p99)
 //! - `bench coldstart` time from starting `tiercare serve` to the first 200 from /healthz
+//! - `bench referrals` full referral life cycles through the HTTP API (referrals/s)
+//! - `bench inbox`     the receiver's inbox worklist with a million referrals stored (p50/p95/p99)
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,6 +53,36 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5_000)]
         requests: usize,
     },
+    /// Full referral life cycles (create → accept → schedule → arrive → complete: five HTTP
+    /// requests each) through the HTTP API of an in-process server, `concurrency` at a time,
+    /// on a fresh SQLite database (or an empty PostgreSQL one).
+    Referrals {
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// An empty PostgreSQL database instead of a fresh SQLite file.
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, default_value = "target/bench")]
+        work_dir: PathBuf,
+        /// Also time the parts: the same life cycles straight into the store (domain +
+        /// writes, no HTTP), and GET /healthz at the same concurrency (HTTP alone).
+        #[arg(long)]
+        breakdown: bool,
+    },
+    /// The receiver's inbox (`GET /api/v1/referrals?box=inbox&category=…`) of the county
+    /// hospital with `referrals` stored over the county's facilities, on SQLite (the database
+    /// is built once under the work directory and reused).
+    Inbox {
+        #[arg(long, default_value_t = 1_000_000)]
+        referrals: usize,
+        /// Requests per category.
+        #[arg(long, default_value_t = 1_000)]
+        requests: usize,
+        #[arg(long, default_value = "target/bench")]
+        work_dir: PathBuf,
+    },
     /// Cold start of `tiercare serve` on an existing database.
     Coldstart {
         #[arg(long, default_value_t = 1_000_000)]
@@ -68,10 +100,14 @@ pub async fn run(cmd: BenchCommand, settings: &Settings) -> Result<()> {
         BenchCommand::Lookup { patients, requests, work_dir } => bench_lookup(patients, requests, &work_dir).await,
         BenchCommand::Coldstart { patients, runs, work_dir } => bench_coldstart(patients, runs, &work_dir).await,
         BenchCommand::PatientPage { data_dir, requests } => bench_patient_page(&data_dir, requests).await,
+        BenchCommand::Referrals { count, concurrency, database_url, work_dir, breakdown } => {
+            bench_referrals(count, concurrency, database_url, &work_dir, breakdown).await
+        }
+        BenchCommand::Inbox { referrals, requests, work_dir } => bench_inbox(referrals, requests, &work_dir).await,
     }
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -182,7 +218,7 @@ async fn bench_database(n: usize, work_dir: &Path) -> Result<(PathBuf, Vec<synth
     Ok((dir, people))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
 }
@@ -266,23 +302,10 @@ async fn time_requests(
     requests: usize,
     mut request: impl FnMut(&reqwest::Client, &str, usize) -> reqwest::RequestBuilder,
 ) -> Result<Vec<Duration>> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let state = tiercare_server::AppState::new(store, tiercare_server::ServerConfig::default());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(tiercare_server::serve(listener, state, async {
-        let _ = stop_rx.await;
-    }));
-    let base = format!("http://{addr}");
+    let server = Server::start(store).await?;
+    let base = server.base.clone();
     let client = reqwest::Client::new();
-    let login: serde_json::Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&serde_json::json!({"username": username, "password": password}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = login["token"].as_str().context("login gave no token")?.to_owned();
+    let token = login(&client, &base, username, password).await?;
     let mut lat = Vec::with_capacity(requests);
     for i in 0..requests + requests / 10 {
         let t = Instant::now();
@@ -296,10 +319,48 @@ async fn time_requests(
             lat.push(t.elapsed());
         }
     }
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    server.stop().await;
     lat.sort();
     Ok(lat)
+}
+
+/// An in-process server on a loopback port (the deadline sweeper off: a benchmark times
+/// requests, not background writes).
+pub(crate) struct Server {
+    pub base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    pub async fn start(store: Arc<dyn Store>) -> Result<Server> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let config = tiercare_server::ServerConfig { sweep_interval: Duration::ZERO, ..Default::default() };
+        let state = tiercare_server::AppState::new(store, config);
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(tiercare_server::serve(listener, state, async {
+            let _ = stop_rx.await;
+        }));
+        Ok(Server { base: format!("http://{addr}"), stop, task })
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Sign in; returns the bearer token.
+pub(crate) async fn login(client: &reqwest::Client, base: &str, username: &str, password: &str) -> Result<String> {
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": username, "password": password}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(login["token"].as_str().context("login gave no token")?.to_owned())
 }
 
 async fn bench_patient_page(data_dir: &Path, requests: usize) -> Result<()> {
@@ -343,6 +404,612 @@ async fn bench_patient_page(data_dir: &Path, requests: usize) -> Result<()> {
         ms(percentile(&lat, 0.99)),
         ms(*lat.last().unwrap_or(&Duration::ZERO)),
         machine()
+    );
+    Ok(())
+}
+
+// --- referrals (issue 4)
+
+/// 九龙镇卫生院 (the demo's township) and 岳池县人民医院 (the referral centre) in the sim county.
+const TOWNSHIP_CODE: &str = "H51162100100";
+const BENCH_PASSWORD: &str = "bench-password";
+
+/// The sim county's registries and residents (registered at `home` when given, else where
+/// the generator put them) with their enrolments, through the bulk paths.
+async fn load_registries_and_residents(
+    store: &Arc<dyn Store>,
+    county: &tiercare_sim::County,
+    home: Option<uuid::Uuid>,
+) -> Result<()> {
+    store.create_alliance(&county.alliance).await?;
+    store.create_community(&county.community).await?;
+    for f in &county.facilities {
+        store.create_facility(f).await?;
+    }
+    for (k, chunk) in county.residents.chunks(100_000).enumerate() {
+        let rows: Vec<(u64, tiercare_domain::patient::Patient)> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut p = r.patient.clone();
+                if home.is_some() {
+                    p.home_facility_id = home;
+                }
+                ((k * 100_000 + i + 1) as u64, p)
+            })
+            .collect();
+        let out = store.import_patients(&rows, true).await?;
+        if let Some(r) = out.rejected.first() {
+            bail!("resident on row {} refused: {}", r.line, r.message);
+        }
+        let enrolments: Vec<_> = chunk.iter().map(|r| r.enrolment.clone()).collect();
+        store.import_enrolments(&enrolments).await?;
+    }
+    Ok(())
+}
+
+async fn ensure_user(
+    store: &Arc<dyn Store>,
+    username: &str,
+    display_name: &str,
+    role: tiercare_domain::role::Role,
+    facility_id: uuid::Uuid,
+) -> Result<()> {
+    if store.get_user_by_username(username).await?.is_none() {
+        let hash = tiercare_server::auth::hash_password(BENCH_PASSWORD).map_err(|e| anyhow::anyhow!(e))?;
+        store
+            .create_user(&tiercare_store::User {
+                id: tiercare_store::new_id(),
+                username: username.into(),
+                display_name: display_name.into(),
+                facility_id,
+                roles: vec![role],
+                password_hash: hash,
+                active: true,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Send, fail on a non-2xx answer (naming it), parse the JSON body.
+async fn send_json(request: reqwest::RequestBuilder) -> Result<serde_json::Value> {
+    let resp = request.send().await?;
+    let status = resp.status();
+    let bytes = resp.bytes().await?;
+    if !status.is_success() {
+        bail!("{status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(400)]));
+    }
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// The five requests of one referral's life cycle; their latencies.
+async fn life_cycle(
+    client: &reqwest::Client,
+    base: &str,
+    tokens: &(String, String),
+    to: uuid::Uuid,
+    patient: uuid::Uuid,
+) -> Result<[Duration; 5]> {
+    use serde_json::json;
+    let mut lat = [Duration::ZERO; 5];
+    let t = Instant::now();
+    let created = send_json(client.post(format!("{base}/api/v1/referrals")).bearer_auth(&tokens.0).json(&json!({
+        "patient_id": patient,
+        "to_facility_id": to,
+        "to_department": "心血管内科",
+        "urgency": "routine",
+        "reason": "高血压控制不佳，需上级医院调整治疗",
+        "diagnoses": ["I10.x00"],
+        "clinical_summary": "血压 172/104 mmHg，三种降压药联用效果欠佳。",
+    })))
+    .await?;
+    lat[0] = t.elapsed();
+    let id = created["id"].as_str().context("the created referral has no id")?.to_owned();
+    let mut version = created["version"].as_i64().context("the created referral has no version")?;
+    let at = (time::OffsetDateTime::now_utc() + time::Duration::hours(2))
+        .format(&time::format_description::well_known::Rfc3339)?;
+    let steps = [
+        json!({"action": "accept"}),
+        json!({"action": "schedule", "at": at, "department": "心血管内科"}),
+        json!({"action": "arrive"}),
+        json!({"action": "complete", "outcome": "住院调整降压方案，血压达标出院"}),
+    ];
+    for (k, mut body) in steps.into_iter().enumerate() {
+        body["version"] = json!(version);
+        let t = Instant::now();
+        let v = send_json(
+            client.post(format!("{base}/api/v1/referrals/{id}/transitions")).bearer_auth(&tokens.1).json(&body),
+        )
+        .await?;
+        lat[k + 1] = t.elapsed();
+        version = v["version"].as_i64().context("a transition answered no version")?;
+    }
+    Ok(lat)
+}
+
+/// Life cycles `from..to` (referral k refers patient k mod n), `concurrency` at a time.
+async fn run_life_cycles(
+    client: &reqwest::Client,
+    base: &str,
+    tokens: Arc<(String, String)>,
+    to: uuid::Uuid,
+    patients: Arc<Vec<uuid::Uuid>>,
+    range: std::ops::Range<usize>,
+    concurrency: usize,
+) -> Result<Vec<[Duration; 5]>> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(range.start));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (client, base, tokens, patients, next) =
+            (client.clone(), base.to_owned(), tokens.clone(), patients.clone(), next.clone());
+        let end = range.end;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if k >= end {
+                    return Ok::<_, anyhow::Error>(lat);
+                }
+                let patient = patients[k % patients.len()];
+                lat.push(
+                    life_cycle(&client, &base, &tokens, to, patient).await.with_context(|| format!("referral {k}"))?,
+                );
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(all)
+}
+
+async fn bench_referrals(
+    count: usize,
+    concurrency: usize,
+    database_url: Option<String>,
+    work_dir: &Path,
+    breakdown: bool,
+) -> Result<()> {
+    use tiercare_domain::role::Role;
+    std::fs::create_dir_all(work_dir)?;
+    let (url, label) = match database_url {
+        Some(u) => (u, "PostgreSQL"),
+        None => (
+            work_dir.join(format!("referrals-{}.sqlite", tiercare_store::new_id())).to_string_lossy().into_owned(),
+            "SQLite",
+        ),
+    };
+    let store = tiercare_store::open(&url).await?;
+    store.migrate().await?;
+    if store.count_patients().await? > 0 {
+        bail!("bench referrals needs an empty database; this one already holds patients");
+    }
+    // the sim county's registries; its residents registered at the township (a care relationship)
+    let patients = count.clamp(1, 20_000);
+    let county = tiercare_sim::County::generate(tiercare_sim::Config { residents: patients, ..Default::default() });
+    let township = county.facilities.iter().find(|f| f.code == TOWNSHIP_CODE).context("the sim's township")?;
+    let hospital = county.county_hospital();
+    load_registries_and_residents(&store, &county, Some(township.id)).await?;
+    ensure_user(&store, "bench-township", "王医生", Role::TownshipClinician, township.id).await?;
+    ensure_user(&store, "bench-referral", "转诊中心", Role::ReferralCentre, hospital.id).await?;
+    let ids: Arc<Vec<uuid::Uuid>> = Arc::new(county.residents.iter().map(|r| r.patient.id).collect());
+
+    let server = Server::start(store.clone()).await?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency.max(1) * 2).build()?;
+    let tokens = Arc::new((
+        login(&client, &server.base, "bench-township", BENCH_PASSWORD).await?,
+        login(&client, &server.base, "bench-referral", BENCH_PASSWORD).await?,
+    ));
+    let warm = (count / 20).clamp(concurrency.max(1), 1_000);
+    run_life_cycles(&client, &server.base, tokens.clone(), hospital.id, ids.clone(), 0..warm, concurrency).await?;
+    let started = Instant::now();
+    let lat = run_life_cycles(&client, &server.base, tokens, hospital.id, ids, warm..warm + count, concurrency).await?;
+    let secs = started.elapsed().as_secs_f64();
+    let parts = if breakdown {
+        let hz = healthz_rate(&client, &server.base, count * 5, concurrency).await?;
+        let direct = store_life_cycles(&store, &county, township, hospital, count, concurrency).await?;
+        Some((hz, direct))
+    } else {
+        None
+    };
+    server.stop().await;
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut every: Vec<Duration> = lat.iter().flatten().copied().collect();
+    every.sort();
+    println!(
+        "bench referrals: {label}, {count} life cycles (create → accept → schedule → arrive → complete, 5 HTTP requests each), \
+         {concurrency} at a time: {:.2} s = {:.0} referrals/s, {:.0} requests/s; per request p50 {:.2} ms, p99 {:.2} ms ({})",
+        secs,
+        count as f64 / secs,
+        (count * 5) as f64 / secs,
+        ms(percentile(&every, 0.50)),
+        ms(percentile(&every, 0.99)),
+        machine()
+    );
+    for (k, step) in ["create", "accept", "schedule", "arrive", "complete"].iter().enumerate() {
+        let mut one: Vec<Duration> = lat.iter().map(|l| l[k]).collect();
+        one.sort();
+        println!("  {step:<9} p50 {:.2} ms, p99 {:.2} ms", ms(percentile(&one, 0.50)), ms(percentile(&one, 0.99)));
+    }
+    if let Some((hz, direct)) = parts {
+        println!(
+            "  where the time goes: the same {count} life cycles straight into the store (domain rules + the five \
+             write transactions, no HTTP, no reads): {direct:.0} referrals/s; GET /healthz at {concurrency} at a time \
+             (HTTP, routing, logging, no store): {hz:.0} requests/s"
+        );
+    }
+    if !url.starts_with("postgres") {
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{url}{suffix}"));
+        }
+    }
+    Ok(())
+}
+
+/// `n` GET /healthz, `concurrency` at a time: requests per second.
+async fn healthz_rate(client: &reqwest::Client, base: &str, n: usize, concurrency: usize) -> Result<f64> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (client, url, next) = (client.clone(), format!("{base}/healthz"), next.clone());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
+                let r = client.get(&url).send().await?;
+                r.bytes().await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The life cycle through the domain and the store's write path only (what the HTTP
+/// handlers write, without their reads and without HTTP): referrals per second.
+async fn store_life_cycles(
+    store: &Arc<dyn Store>,
+    county: &tiercare_sim::County,
+    from: &tiercare_domain::facility::Facility,
+    to: &tiercare_domain::facility::Facility,
+    n: usize,
+    concurrency: usize,
+) -> Result<f64> {
+    use tiercare_domain::referral::{self as rules, Command, Context, NewReferral, Party};
+    let patients: Arc<Vec<(uuid::Uuid, String)>> =
+        Arc::new(county.residents.iter().map(|r| (r.patient.id, r.patient.region_key.clone())).collect());
+    let (from, to) = (Arc::new(from.clone()), Arc::new(to.clone()));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (store, patients, from, to, next) =
+            (store.clone(), patients.clone(), from.clone(), to.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if k >= n {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let (patient, region) = &patients[k % patients.len()];
+                let input = NewReferral {
+                    patient_id: *patient,
+                    from_facility_id: None,
+                    from_department: None,
+                    to_facility_id: to.id,
+                    to_department: None,
+                    urgency: tiercare_domain::referral::Urgency::Routine,
+                    green_channel: None,
+                    reason: "高血压控制不佳，需上级医院调整治疗".into(),
+                    diagnoses: vec!["I10.x00".into()],
+                    clinical_summary: String::new(),
+                    discharge_summary: None,
+                    follow_up_plan: vec![],
+                    encounter_ids: vec![],
+                };
+                let now = time::OffsetDateTime::now_utc();
+                let user = tiercare_store::new_id();
+                let change = rules::request(
+                    input,
+                    tiercare_store::new_id(),
+                    region.clone(),
+                    user,
+                    &from,
+                    &to,
+                    &from.insurance_region,
+                    now,
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                store.create_referral(&change).await?;
+                let mut r = change.referral;
+                for cmd in [
+                    Command::Accept { note: None },
+                    Command::Schedule { at: now + time::Duration::hours(2), department: None, note: None },
+                    Command::Arrive,
+                    Command::Complete { outcome: "好转出院".into() },
+                ] {
+                    let ctx = Context {
+                        now: time::OffsetDateTime::now_utc(),
+                        party: Party::Receiver,
+                        user_id: Some(user),
+                        sender: &from,
+                        receiver: &to,
+                        new_receiver: None,
+                        home_region: &from.insurance_region,
+                        new_id: tiercare_store::new_id,
+                    };
+                    let c = rules::apply(&r, &cmd, ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    store.apply_referral_change(&c).await?;
+                    r = c.referral;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Facilities of the sim county the inbox benchmark's referrals use.
+struct Places<'a> {
+    county: &'a tiercare_sim::County,
+    /// The three county hospitals (people's, TCM, maternal and child), the city hospital,
+    /// Chongqing and Chengdu.
+    hospitals: [&'a tiercare_domain::facility::Facility; 6],
+}
+
+/// Referral `k` of the inbox benchmark, made through the domain like the generator's:
+/// mostly upward from the grassroots to the county hospitals, some to the city and out of
+/// the province, green-channel emergencies, downward ones after stays; requested over the
+/// year before `now`; a few thousand in a million still open.
+fn inbox_referral(p: &Places<'_>, k: usize, now: time::OffsetDateTime) -> Result<tiercare_store::ReferralBundle> {
+    use tiercare_domain::facility::EmergencyCentre;
+    use tiercare_domain::referral::{self as rules, Command, Context, FollowUpItem, NewReferral, Party, Urgency};
+    use time::Duration as D;
+    let mut rng = Rng::new(0x1B0C ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let county = p.county;
+    let r = &county.residents[rng.below(county.residents.len() as u64) as usize];
+    let grassroots = |rng: &mut Rng| &county.facilities[if rng.chance(0.7) { r.township } else { r.village }];
+    let [people, tcm, mch, city, chongqing, chengdu] = p.hospitals;
+    let u = rng.unit();
+    let mut input = NewReferral {
+        patient_id: r.patient.id,
+        from_facility_id: None,
+        from_department: None,
+        to_facility_id: people.id,
+        to_department: None,
+        urgency: if rng.chance(0.25) { Urgency::Urgent } else { Urgency::Routine },
+        green_channel: None,
+        reason: "病情超出本院诊疗能力，需上级医院诊治".into(),
+        diagnoses: vec![(*rng.pick(&["I10.x00", "J18.900", "K80.200", "I50.900", "M17.900"])).into()],
+        clinical_summary: String::new(),
+        discharge_summary: None,
+        follow_up_plan: vec![],
+        encounter_ids: vec![],
+    };
+    let (from, to) = if u < 0.62 {
+        (
+            grassroots(&mut rng),
+            [people, people, people, people, people, people, people, tcm, tcm, mch][rng.below(10) as usize],
+        )
+    } else if u < 0.70 {
+        (grassroots(&mut rng), city)
+    } else if u < 0.75 {
+        input.diagnoses = vec!["C34.900".into()];
+        (people, if rng.chance(0.5) { chongqing } else { chengdu })
+    } else if u < 0.80 {
+        let (centre, dx) = if rng.chance(0.5) {
+            (EmergencyCentre::Stroke, "I63.900")
+        } else {
+            (EmergencyCentre::ChestPain, "I21.900")
+        };
+        input.green_channel = Some(centre);
+        input.diagnoses = vec![dx.into()];
+        (grassroots(&mut rng), people)
+    } else {
+        input.discharge_summary = Some("经治疗病情稳定出院，转回基层康复随访。".into());
+        input.follow_up_plan = vec![
+            FollowUpItem { what: "测血压".into(), due_in_days: 7 },
+            FollowUpItem { what: "复诊".into(), due_in_days: 30 },
+        ];
+        input.reason = "急性期治疗结束，转回基层康复及随访管理".into();
+        (if rng.chance(0.8) { people } else { city }, grassroots(&mut rng))
+    };
+    input.to_facility_id = to.id;
+    // a few thousand in a million still open, requested in the last three days
+    let open = rng.chance(0.004);
+    let requested = if open {
+        now - D::minutes(rng.below(3 * 24 * 60) as i64)
+    } else {
+        now - D::days(7) - D::minutes(rng.below(358 * 24 * 60) as i64)
+    };
+    let home = r.enrolment.insured_region.clone();
+    let change = rules::request(
+        input,
+        tiercare_store::new_id(),
+        r.patient.region_key.clone(),
+        tiercare_sim::referrals::staff_user_id(from.id),
+        from,
+        to,
+        &home,
+        requested,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut b = tiercare_store::ReferralBundle {
+        referral: change.referral,
+        events: vec![change.event],
+        follow_ups: vec![],
+        filings: vec![],
+    };
+    let step = |b: &mut tiercare_store::ReferralBundle, party: Party, cmd: Command, at: time::OffsetDateTime| {
+        let user = match party {
+            Party::Sender => Some(tiercare_sim::referrals::staff_user_id(from.id)),
+            Party::Receiver => Some(tiercare_sim::referrals::staff_user_id(to.id)),
+            Party::System => None,
+        };
+        let ctx = Context {
+            now: at,
+            party,
+            user_id: user,
+            sender: from,
+            receiver: to,
+            new_receiver: None,
+            home_region: &home,
+            new_id: tiercare_store::new_id,
+        };
+        let c = rules::apply(&b.referral, &cmd, ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
+        b.referral = c.referral;
+        b.events.push(c.event);
+        b.follow_ups.extend(c.follow_ups);
+        b.filings.extend(c.filing);
+        Ok::<_, anyhow::Error>(())
+    };
+    let emergency = b.referral.urgency == Urgency::Emergency;
+    let t = |m: i64| requested + D::minutes(m);
+    let ending = rng.unit();
+    let stop = if open { 1 + rng.below(4) } else { 5 };
+    if !open && ending < 0.07 {
+        if ending < 0.02 {
+            let due = b.referral.due_at.context("an open referral has a deadline")?;
+            step(&mut b, Party::System, Command::Expire, due + D::seconds(15))?;
+        } else if ending < 0.04 {
+            step(&mut b, Party::Receiver, Command::Reject { reason: "本院该专科床位已满".into() }, t(90))?;
+        } else {
+            step(&mut b, Party::Sender, Command::Cancel { reason: "患者放弃转诊".into() }, t(60))?;
+        }
+        return Ok(b);
+    }
+    if emergency {
+        step(&mut b, Party::Receiver, Command::Acknowledge, t(3))?;
+    }
+    if stop >= 2 {
+        step(&mut b, Party::Receiver, Command::Accept { note: None }, t(if emergency { 5 } else { 60 }))?;
+    }
+    if stop >= 3 && !emergency {
+        let at = if open { now + D::minutes(rng.below(48 * 60) as i64 - 12 * 60) } else { t(24 * 60) };
+        step(&mut b, Party::Receiver, Command::Schedule { at, department: None, note: None }, t(70).min(at))?;
+    }
+    if stop >= 4 {
+        let at = b.referral.scheduled_at.unwrap_or(t(40)).min(now);
+        step(&mut b, Party::Receiver, Command::Arrive, at.max(t(40)))?;
+    }
+    if stop >= 5 {
+        step(&mut b, Party::Receiver, Command::Complete { outcome: "好转出院".into() }, t(5 * 24 * 60))?;
+    }
+    Ok(b)
+}
+
+async fn bench_inbox(n: usize, requests: usize, work_dir: &Path) -> Result<()> {
+    use tiercare_domain::role::Role;
+    let dir = work_dir.join(format!("inbox-v1-{n}"));
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join("tiercare.sqlite");
+    let store = tiercare_store::open(&db.to_string_lossy()).await?;
+    store.migrate().await?;
+    let county = Arc::new(tiercare_sim::County::generate(tiercare_sim::Config::default()));
+    let have = store.count_referrals(&tiercare_store::ReferralFilter::default()).await? as usize;
+    if have != n {
+        if have != 0 || store.count_patients().await? != 0 {
+            bail!("{} holds {have} referrals, expected {n}; delete it", db.display());
+        }
+        eprintln!("building the {n}-referral bench database (once)…");
+        let started = Instant::now();
+        load_registries_and_residents(&store, &county, None).await?;
+        let now = time::OffsetDateTime::now_utc();
+        let b = crate::county::bar(n as u64, "referrals", true);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<tiercare_store::ReferralBundle>>>(2);
+        let gen_county = county.clone();
+        let producer = std::thread::spawn(move || {
+            let c = &gen_county;
+            let code = |code: &str| c.facilities.iter().find(|f| f.code == code);
+            let hospitals =
+                ["H51162100001", "H51162100002", "H51162100003", "H51160200001", "H50010300001", "H51010700001"]
+                    .map(code);
+            let [Some(a), Some(b), Some(cc), Some(d), Some(e), Some(f)] = hospitals else {
+                let _ = tx.blocking_send(Err(anyhow::anyhow!("the sim county lacks a hospital")));
+                return;
+            };
+            let places = Places { county: c, hospitals: [a, b, cc, d, e, f] };
+            for start in (0..n).step_by(20_000) {
+                let batch: Result<Vec<_>> =
+                    (start..(start + 20_000).min(n)).map(|k| inbox_referral(&places, k, now)).collect();
+                if tx.blocking_send(batch).is_err() {
+                    return;
+                }
+            }
+        });
+        while let Some(batch) = rx.recv().await {
+            let batch = batch?;
+            store.import_referrals(&batch).await?;
+            b.inc(batch.len() as u64);
+        }
+        producer.join().map_err(|_| anyhow::anyhow!("the referral generator panicked"))?;
+        b.finish_and_clear();
+        eprintln!("built in {:.0} s", started.elapsed().as_secs_f64());
+    }
+    let hospital = county.county_hospital().clone();
+    ensure_user(&store, "bench-referral", "转诊中心", Role::ReferralCentre, hospital.id).await?;
+    let mine = tiercare_store::ReferralFilter { to_facility_id: Some(hospital.id), ..Default::default() };
+    let in_inbox = store.count_referrals(&mine).await?;
+
+    let server = Server::start(store.clone()).await?;
+    let client = reqwest::Client::new();
+    let token = login(&client, &server.base, "bench-referral", BENCH_PASSWORD).await?;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "bench inbox: SQLite, {n} referrals over {} facilities, {in_inbox} of them to {} ({})",
+        county.facilities.len(),
+        hospital.name,
+        machine()
+    );
+    let mut every = Vec::new();
+    for query in [
+        "category=new",
+        // one row: the cost of the page without its per-row patient reads
+        "category=new&limit=1",
+        "category=awaiting_scheduling",
+        "category=arriving_today",
+        "category=overdue",
+        "category=open",
+        "category=closed",
+        "state=completed&green=true",
+        "category=closed&tier=township&from=2026-01-01&to=2026-03-31",
+    ] {
+        let url = format!("{}/api/v1/referrals?box=inbox&{query}", server.base);
+        let mut lat = Vec::with_capacity(requests);
+        let mut total = 0;
+        for i in 0..requests + requests / 10 {
+            let t = Instant::now();
+            let v = send_json(client.get(&url).bearer_auth(&token)).await?;
+            if i >= requests / 10 {
+                lat.push(t.elapsed());
+            }
+            total = v["total"].as_u64().unwrap_or(0);
+        }
+        lat.sort();
+        println!(
+            "  {query:<60} total {total:>7}: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
+            ms(percentile(&lat, 0.50)),
+            ms(percentile(&lat, 0.95)),
+            ms(percentile(&lat, 0.99))
+        );
+        every.extend(lat);
+    }
+    server.stop().await;
+    every.sort();
+    println!(
+        "  all {} sequential GET /api/v1/referrals?box=inbox…: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
+        every.len(),
+        ms(percentile(&every, 0.50)),
+        ms(percentile(&every, 0.95)),
+        ms(percentile(&every, 0.99))
     );
     Ok(())
 }

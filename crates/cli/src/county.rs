@@ -1,5 +1,6 @@
 //! The synthetic county, loaded into a store (`tiercare demo`) or written as FHIR NDJSON
-//! (`tiercare generate`).
+//! (`tiercare generate`): registries, residents, enrolments, a year of care and the year's
+//! referrals with their histories, follow-up tasks and filings.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,10 +9,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use tiercare_domain::encounter::Encounter;
 use tiercare_domain::facility::Tier;
 use tiercare_domain::role::Role;
-use tiercare_sim::{Config, County};
-use tiercare_store::Store;
+use tiercare_sim::{Config, County, GeneratedReferral};
+use tiercare_store::{ReferralBundle, Store};
 
 pub fn bar(len: u64, what: &str, visible: bool) -> ProgressBar {
     let b = if visible { ProgressBar::new(len) } else { ProgressBar::hidden() };
@@ -43,7 +45,13 @@ pub struct LoadStats {
     pub facilities: usize,
     pub residents: u64,
     pub encounters: u64,
+    pub referrals: u64,
     pub seconds: f64,
+}
+
+/// A generated referral as the store's bulk import takes it.
+pub fn bundle(g: GeneratedReferral) -> ReferralBundle {
+    ReferralBundle { referral: g.referral, events: g.events, follow_ups: g.follow_ups, filings: g.filings }
 }
 
 /// Load the county into an empty store: registries, residents, enrolments, a year of care.
@@ -72,22 +80,28 @@ pub async fn load(store: &Arc<dyn Store>, county: Arc<County>, progress: bool) -
     }
     b.finish_and_clear();
 
-    // encounters: drawn on a second thread while the store writes the previous batch
+    // care and referrals: drawn on a second thread while the store writes the previous batch
     let b = bar(n as u64, "care", progress);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Vec<tiercare_domain::encounter::Encounter>)>(2);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Vec<Encounter>, Vec<ReferralBundle>)>(2);
     let gen_county = county.clone();
     let producer = std::thread::spawn(move || {
         for start in (0..n).step_by(RESIDENTS_PER_BATCH) {
             let end = (start + RESIDENTS_PER_BATCH).min(n);
-            let batch: Vec<_> = (start..end).flat_map(|i| gen_county.encounters_of(i)).collect();
-            if tx.blocking_send((end - start, batch)).is_err() {
+            let (mut encounters, mut referrals) = (Vec::new(), Vec::new());
+            for i in start..end {
+                let (e, r) = gen_county.year_of(i);
+                encounters.extend(e);
+                referrals.extend(r.into_iter().map(bundle));
+            }
+            if tx.blocking_send((end - start, encounters, referrals)).is_err() {
                 return;
             }
         }
     });
-    let mut encounters = 0;
-    while let Some((residents, batch)) = rx.recv().await {
+    let (mut encounters, mut referrals) = (0, 0);
+    while let Some((residents, batch, bundles)) = rx.recv().await {
         encounters += store.import_encounters(&batch).await?;
+        referrals += store.import_referrals(&bundles).await?;
         b.inc(residents as u64);
     }
     producer.join().map_err(|_| anyhow::anyhow!("the care generator panicked"))?;
@@ -96,6 +110,7 @@ pub async fn load(store: &Arc<dyn Store>, county: Arc<County>, progress: bool) -
         facilities: county.facilities.len(),
         residents: n as u64,
         encounters,
+        referrals,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -150,7 +165,10 @@ pub fn write_ndjson(county: &County, out: &Path, progress: bool) -> Result<Vec<(
     counts.push(("Organization".to_owned(), county.facilities.len() as u64));
     let (mut pw, mut cw, mut dw, mut ew) =
         (open("Patient")?, open("Coverage")?, open("Condition")?, open("Encounter")?);
-    let (mut conditions, mut encounters) = (0u64, 0u64);
+    let (mut sw, mut tw) = (open("ServiceRequest")?, open("Task")?);
+    let (mut conditions, mut encounters, mut referrals) = (0u64, 0u64, 0u64);
+    let facility: std::collections::HashMap<uuid::Uuid, &tiercare_domain::facility::Facility> =
+        county.facilities.iter().map(|f| (f.id, f)).collect();
     let b = bar(county.residents.len() as u64, "residents", progress);
     for (i, r) in county.residents.iter().enumerate() {
         line(&mut pw, &tiercare_fhir::patient(&r.patient))?;
@@ -161,16 +179,26 @@ pub fn write_ndjson(county: &County, out: &Path, progress: bool) -> Result<Vec<(
                 conditions += 1;
             }
         }
-        for e in county.encounters_of(i) {
+        let (year, referred) = county.year_of(i);
+        for e in year {
             line(&mut ew, &tiercare_fhir::encounter(&e))?;
             encounters += 1;
+        }
+        for g in referred {
+            let r = &g.referral;
+            let (Some(from), Some(to)) = (facility.get(&r.from_facility_id), facility.get(&r.to_facility_id)) else {
+                bail!("a generated referral names a facility the county does not have");
+            };
+            line(&mut sw, &tiercare_fhir::referral::service_request(r, from, to))?;
+            line(&mut tw, &tiercare_fhir::referral::task(r, &g.events))?;
+            referrals += 1;
         }
         if i % 10_000 == 0 {
             b.set_position(i as u64);
         }
     }
     b.finish_and_clear();
-    for w in [&mut pw, &mut cw, &mut dw, &mut ew] {
+    for w in [&mut pw, &mut cw, &mut dw, &mut ew, &mut sw, &mut tw] {
         w.flush()?;
     }
     let n = county.residents.len() as u64;
@@ -179,6 +207,8 @@ pub fn write_ndjson(county: &County, out: &Path, progress: bool) -> Result<Vec<(
         ("Coverage".to_owned(), n),
         ("Condition".to_owned(), conditions),
         ("Encounter".to_owned(), encounters),
+        ("ServiceRequest".to_owned(), referrals),
+        ("Task".to_owned(), referrals),
     ]);
     Ok(counts)
 }

@@ -275,8 +275,8 @@ async fn demo(
     if store.count_patients().await? == 0 {
         let stats = county::load(&store, county.clone(), true).await?;
         eprintln!(
-            "loaded the demo county: {} facilities, {} residents, {} encounters in {:.1} s",
-            stats.facilities, stats.residents, stats.encounters, stats.seconds
+            "loaded the demo county: {} facilities, {} residents, {} encounters, {} referrals in {:.1} s",
+            stats.facilities, stats.residents, stats.encounters, stats.referrals, stats.seconds
         );
     } else {
         eprintln!("reusing the demo database in {} (delete the folder to generate it anew)", data_dir.display());

@@ -226,7 +226,15 @@ fn generate_is_deterministic() {
     let names: Vec<&str> = a.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["Condition.ndjson", "Coverage.ndjson", "Encounter.ndjson", "Organization.ndjson", "Patient.ndjson"]
+        [
+            "Condition.ndjson",
+            "Coverage.ndjson",
+            "Encounter.ndjson",
+            "Organization.ndjson",
+            "Patient.ndjson",
+            "ServiceRequest.ndjson",
+            "Task.ndjson"
+        ]
     );
     assert!(a == b, "same seed, same bytes");
     assert!(a != c, "another seed, another county");

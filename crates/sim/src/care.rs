@@ -4,11 +4,17 @@
 //! The rates are set so that the county's indicators come out plausible (domain.md M14):
 //! about 5–6 outpatient visits and 0.15–0.2 stays per resident a year; grassroots share of
 //! visits around 55%; in-county visit rate around 88%.
+//!
+//! Emergencies the county hospital's centres treat (stroke, myocardial infarction, hip
+//! fracture) go to the county people's hospital when they stay in the county; births to the
+//! maternal and child hospital. The year's referrals (see [`crate::referrals`]) are drawn
+//! from these stays and may add the visit a referral starts from.
 
 use tiercare_domain::encounter::{Encounter, EncounterClass, NewEncounter};
 use tiercare_domain::identity::Sex;
 use time::{Date, Duration, Month, OffsetDateTime, Time};
 
+use crate::referrals::{self, GeneratedReferral};
 use crate::{County, Rng, china, uuid_v7, year_start_ms};
 
 /// Where a visit goes.
@@ -33,9 +39,10 @@ const ADULT_COMPLAINTS: [&str; 9] =
 const OLD_COMPLAINTS: [&str; 4] = ["M17.900", "J44.100", "I25.100", "K29.700"];
 
 /// (diagnosis, procedure if any, lowest tier that treats it)
-const STAYS: [(&str, Option<&str>, Place); 10] = [
+const STAYS: [(&str, Option<&str>, Place); 11] = [
     ("J18.900", None, Place::Township),
     ("I63.900", Some("99.2900"), Place::County),
+    ("I21.900", None, Place::County),
     ("I25.100", Some("36.0600"), Place::City),
     ("K80.200", Some("51.2300"), Place::County),
     ("S72.000", Some("79.3500"), Place::County),
@@ -53,13 +60,19 @@ fn cost(rng: &mut Rng, low_yuan: u64, high_yuan: u64) -> i64 {
     (yuan * 100.0).round() as i64
 }
 
-fn at(date: Date, rng: &mut Rng) -> OffsetDateTime {
+/// A time in clinic hours (08:00–17:00 China time) on `date`.
+pub(crate) fn at(date: Date, rng: &mut Rng) -> OffsetDateTime {
     let minutes = 8 * 60 + rng.below(9 * 60);
     let t = Time::from_hms((minutes / 60) as u8, (minutes % 60) as u8, 0).unwrap_or(Time::MIDNIGHT);
     date.with_time(t).assume_offset(china())
 }
 
-pub(crate) fn year_of_care(county: &County, i: usize) -> Vec<Encounter> {
+/// Diagnoses of stays that the county people's hospital's emergency centres take (chest
+/// pain, stroke, trauma).
+pub(crate) const CENTRE_STAYS: [&str; 3] = ["I21.900", "I63.900", "S72.000"];
+
+/// Resident `i`'s year: encounters in time order, and referrals.
+pub(crate) fn year_of_care(county: &County, i: usize) -> (Vec<Encounter>, Vec<GeneratedReferral>) {
     let r = &county.residents[i];
     let mut rng = Rng::new(county.config.seed ^ (i as u64).wrapping_mul(0xA24B_AED4_963E_E407));
     let year = county.config.year;
@@ -150,6 +163,8 @@ pub(crate) fn year_of_care(county: &County, i: usize) -> Vec<Encounter> {
         }
         let facility = if dx.starts_with('O') && place == Place::County {
             county.county_hospitals[2]
+        } else if place == Place::County && CENTRE_STAYS.contains(&dx) {
+            county.county_hospitals[0]
         } else {
             facility_for(county, r, place, &mut rng)
         };
@@ -185,8 +200,9 @@ pub(crate) fn year_of_care(county: &County, i: usize) -> Vec<Encounter> {
             &mut rng,
         );
     }
+    let referrals = referrals::draw(county, i, &mut out, now);
     out.sort_by_key(|e| e.started_at);
-    out
+    (out, referrals)
 }
 
 fn rank(p: Place) -> u8 {

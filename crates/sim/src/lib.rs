@@ -5,33 +5,48 @@
 //! about one village clinic per thousand residents), a city hospital and two
 //! out-of-province tertiary hospitals outside it; residents with the age and sex structure
 //! of China's 2020 census, households, valid GB 11643 numbers, Chinese names, phones,
-//! insurance enrolment and chronic conditions at published adult prevalence; and a year of
-//! care by tier. Every record is made through the domain rules (`NewFacility::validate`,
-//! `NewPatient::validate`, `NewEncounter::validate`), the same as real traffic.
+//! insurance enrolment and chronic conditions at published adult prevalence; a year of care
+//! by tier; and the year's referrals (upward, green channel, out of province, downward with
+//! follow-up tasks, see [`referrals`]). Every record is made through the domain rules
+//! (`NewFacility::validate`, `NewPatient::validate`, `NewEncounter::validate`,
+//! `referral::request` and `referral::apply`), the same as real traffic.
 //!
 //! Each resident's year is drawn from a stream seeded by the county seed and the resident's
-//! index, so encounters can be generated lazily, in any order, without holding them all.
+//! index, so encounters and referrals can be generated lazily, in any order, without holding
+//! them all.
 
 mod names;
+pub mod referrals;
 mod rng;
 
 use std::collections::HashMap;
 
 use tiercare_domain::encounter::Encounter;
 use tiercare_domain::facility::{
-    Alliance, Capabilities, Community, EmergencyCentre, Facility, Grade, NewFacility, Tier,
+    Alliance, Capabilities, Community, EmergencyCentre, Facility, GeoPoint, Grade, NewFacility, Tier,
 };
 use tiercare_domain::identity::{IdentityNumber, Sex};
 use tiercare_domain::patient::{Enrolment, FilingStatus, NewEnrolment, NewPatient, Patient, Scheme};
-use time::{Date, Duration, Month, UtcOffset};
+use time::{Date, Duration, Month, OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
+pub use referrals::GeneratedReferral;
 pub use rng::Rng;
 
 /// 四川省广安市岳池县: the county the synthetic community serves.
 pub const COUNTY_REGION: &str = "511621";
 /// 广安市广安区: where the city hospital is.
 pub const CITY_REGION: &str = "511602";
+/// 成都市武侯区: the out-of-county hospital in the same province (四川大学华西医院).
+pub const CHENGDU_REGION: &str = "510107";
+/// 重庆市渝中区: the out-of-province hospital.
+pub const CHONGQING_REGION: &str = "500103";
+/// 岳池县 county seat (九龙街道), where the three county hospitals are.
+pub const COUNTY_SEAT: GeoPoint = GeoPoint { lat: 30.537, lon: 106.440 };
+/// Townships lie within this many km of the county seat, villages within
+/// [`VILLAGE_RADIUS_KM`] of their township.
+const TOWNSHIP_RADIUS_KM: f64 = 25.0;
+const VILLAGE_RADIUS_KM: f64 = 5.0;
 /// Residents per village clinic.
 const RESIDENTS_PER_VILLAGE: usize = 1_000;
 const TOWNSHIPS: usize = 20;
@@ -71,7 +86,8 @@ pub struct County {
     pub alliance: Alliance,
     pub community: Community,
     /// Community members first (county hospitals, township centres, village clinics),
-    /// then the city hospital and the two out-of-province hospitals.
+    /// then the city hospital (广安) and two tertiary hospitals: one in Chengdu (out of the
+    /// county, same province) and one in Chongqing (out of the province).
     pub facilities: Vec<Facility>,
     pub residents: Vec<Resident>,
     county_hospitals: [usize; 3],
@@ -103,11 +119,29 @@ fn china() -> UtcOffset {
     UtcOffset::from_hms(8, 0, 0).unwrap_or(UtcOffset::UTC)
 }
 
+/// The point `north_km` north and `east_km` east of `p` (flat-earth approximation, fine
+/// within a county).
+fn offset_km(p: GeoPoint, north_km: f64, east_km: f64) -> GeoPoint {
+    let lat = p.lat + north_km / 111.2;
+    let lon = p.lon + east_km / (111.2 * p.lat.to_radians().cos());
+    // four decimals: about 10 m, what a registry would hold
+    GeoPoint { lat: (lat * 1e4).round() / 1e4, lon: (lon * 1e4).round() / 1e4 }
+}
+
+/// A point at a uniformly random place within `radius_km` of `p` (at least `min_km` away).
+fn scatter(p: GeoPoint, min_km: f64, radius_km: f64, rng: &mut Rng) -> GeoPoint {
+    let r = min_km + (radius_km - min_km) * rng.unit().sqrt();
+    let a = rng.unit() * std::f64::consts::TAU;
+    offset_km(p, r * a.sin(), r * a.cos())
+}
+
 impl County {
     /// Facilities and residents (encounters are drawn on demand, see [`County::encounters_of`]).
     pub fn generate(config: Config) -> County {
         let mut rng = Rng::new(config.seed);
         let mut id_rng = rng.fork(1);
+        // locations from their own stream, so ids and residents do not depend on them
+        let mut geo = Rng::new(config.seed ^ 0x06E0_5EED_0F1A_710C);
         let base_ms = year_start_ms(config.year) - 86_400_000 * 400;
         let alliance = Alliance {
             id: uuid_v7(base_ms, &mut id_rng),
@@ -129,6 +163,7 @@ impl County {
                        region: &str,
                        community_id: Option<Uuid>,
                        caps: Capabilities,
+                       location: GeoPoint,
                        ms: u64,
                        rng: &mut Rng| {
             let f = NewFacility {
@@ -140,7 +175,7 @@ impl County {
                 insurance_region: if region.starts_with("5116") { COUNTY_REGION.into() } else { region.into() },
                 community_id,
                 capabilities: caps,
-                location: None,
+                location: Some(location),
                 referral_policy: Default::default(),
             }
             .validate(uuid_v7(ms, rng))
@@ -183,6 +218,7 @@ impl County {
                         EmergencyCentre::Trauma,
                     ],
                 },
+                offset_km(COUNTY_SEAT, 0.3, 0.2),
                 next_ms(),
                 &mut id_rng,
             ),
@@ -198,6 +234,7 @@ impl County {
                     beds: 600,
                     emergency_centres: vec![],
                 },
+                offset_km(COUNTY_SEAT, -0.8, 0.6),
                 next_ms(),
                 &mut id_rng,
             ),
@@ -213,10 +250,23 @@ impl County {
                     beds: 300,
                     emergency_centres: vec![EmergencyCentre::CriticalMaternal, EmergencyCentre::CriticalNewborn],
                 },
+                offset_km(COUNTY_SEAT, 0.5, -0.9),
                 next_ms(),
                 &mut id_rng,
             ),
         ];
+        // 九龙 (the first) is the seat's own town; the others ring the seat at 8-25 km
+        let township_at: Vec<GeoPoint> = (0..TOWNSHIPS)
+            .map(|t| {
+                if t == 0 {
+                    scatter(COUNTY_SEAT, 1.0, 3.0, &mut geo)
+                } else {
+                    let a = (t - 1) as f64 / (TOWNSHIPS - 1) as f64 * std::f64::consts::TAU + (geo.unit() - 0.5) * 0.3;
+                    let r = 8.0 + (TOWNSHIP_RADIUS_KM - 8.0) * geo.unit().sqrt();
+                    offset_km(COUNTY_SEAT, r * a.sin(), r * a.cos())
+                }
+            })
+            .collect();
         let townships: Vec<usize> = (0..TOWNSHIPS)
             .map(|t| {
                 add(
@@ -231,6 +281,7 @@ impl County {
                         beds: 40 + (t as u32 % 5) * 10,
                         emergency_centres: vec![],
                     },
+                    township_at[t],
                     next_ms(),
                     &mut id_rng,
                 )
@@ -249,6 +300,7 @@ impl County {
                     COUNTY_REGION,
                     c,
                     Capabilities { departments: depts(&["全科"]), beds: 0, emergency_centres: vec![] },
+                    scatter(township_at[town], 0.5, VILLAGE_RADIUS_KM, &mut geo),
                     next_ms(),
                     &mut id_rng,
                 )
@@ -276,6 +328,7 @@ impl County {
                 beds: 2_000,
                 emergency_centres: all_centres.clone(),
             },
+            GeoPoint { lat: 30.456, lon: 106.633 },
             next_ms(),
             &mut id_rng,
         );
@@ -285,28 +338,30 @@ impl County {
                 "重庆医科大学附属第一医院".into(),
                 Tier::Provincial,
                 Grade::Level3A,
-                "500103",
+                CHONGQING_REGION,
                 None,
                 Capabilities {
                     departments: depts(&["心血管内科", "神经外科", "肿瘤科", "器官移植科"]),
                     beds: 3_500,
                     emergency_centres: all_centres.clone(),
                 },
+                GeoPoint { lat: 29.563, lon: 106.551 },
                 next_ms(),
                 &mut id_rng,
             ),
             add(
-                "H11010100001".into(),
-                "北京协和医院".into(),
+                "H51010700001".into(),
+                "四川大学华西医院".into(),
                 Tier::National,
                 Grade::Level3A,
-                "110101",
+                CHENGDU_REGION,
                 None,
                 Capabilities {
-                    departments: depts(&["心血管内科", "肿瘤科", "风湿免疫科", "罕见病科"]),
-                    beds: 2_000,
+                    departments: depts(&["心血管内科", "神经内科", "神经外科", "胸外科", "肿瘤科", "器官移植科"]),
+                    beds: 4_300,
                     emergency_centres: all_centres,
                 },
+                GeoPoint { lat: 30.640, lon: 104.060 },
                 next_ms(),
                 &mut id_rng,
             ),
@@ -323,7 +378,30 @@ impl County {
 
     /// Resident `i`'s year of care, in time order. Depends only on the seed and `i`.
     pub fn encounters_of(&self, i: usize) -> Vec<Encounter> {
+        care::year_of_care(self, i).0
+    }
+
+    /// Resident `i`'s referrals of the year, each with its whole history, in the order they
+    /// were requested. Depends only on the seed and `i`.
+    pub fn referrals_of(&self, i: usize) -> Vec<GeneratedReferral> {
+        care::year_of_care(self, i).1
+    }
+
+    /// Resident `i`'s encounters and referrals in one draw (what a loader wants).
+    pub fn year_of(&self, i: usize) -> (Vec<Encounter>, Vec<GeneratedReferral>) {
         care::year_of_care(self, i)
+    }
+
+    /// The county's "today": the end of the simulated year (midnight UTC after 31 December).
+    /// Nothing in the generated data happens after it; referrals still under way then are
+    /// left open.
+    pub fn today(&self) -> OffsetDateTime {
+        Date::from_calendar_date(self.config.year + 1, Month::January, 1).unwrap_or(Date::MAX).midnight().assume_utc()
+    }
+
+    /// The county people's hospital (胸痛, 卒中 and 创伤 centres; the referral centre).
+    pub fn county_hospital(&self) -> &Facility {
+        &self.facilities[self.county_hospitals[0]]
     }
 
     /// Every encounter of the year, resident by resident.
