@@ -985,7 +985,9 @@
       const first = new URLSearchParams(params);
       first.delete('before');
       body = h('section', { 'aria-labelledby': 'rl-h' },
-        h('h2', { id: 'rl-h' }, t('ref.list', { what: current ? current.label : t('ref.title'), n: list.total != null ? list.total : rows.length })),
+        h('h2', { id: 'rl-h' }, t('ref.list', { what: current ? current.label : t('ref.title'),
+          // the server counts at most 1,000 rows: past that, "1000+"
+          n: list.total == null ? rows.length : list.total + (list.total_capped ? '+' : '') })),
         rows.length ? referralTable(rows, !community) : h('p', { class: 'empty' }, t('ref.none')),
         list.next || params.get('before') ? h('p', { class: 'pager' },
           params.get('before') ? h('a', { href: base + (first.toString() ? '?' + first : '') }, t('ref.first')) : null,

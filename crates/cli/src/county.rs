@@ -115,6 +115,24 @@ pub async fn load(store: &Arc<dyn Store>, county: Arc<County>, progress: bool) -
     })
 }
 
+/// Add the referrals in flight "today" ([`tiercare_sim::live_referrals`]) unless the
+/// county hospital's inbox already has referrals requested in the last two days (a demo
+/// database reused on the same day). Returns how many were added.
+pub async fn add_live_referrals(store: &Arc<dyn Store>, county: &County) -> Result<u64> {
+    let now = time::OffsetDateTime::now_utc();
+    let Some(hospital) = county.community_facilities().find(|f| f.tier == Tier::County) else { return Ok(0) };
+    let recent = tiercare_store::ReferralFilter {
+        to_facility_id: Some(hospital.id),
+        requested_from: Some(now - time::Duration::days(2)),
+        ..Default::default()
+    };
+    if store.count_referrals(&recent).await? > 0 {
+        return Ok(0);
+    }
+    let bundles: Vec<ReferralBundle> = tiercare_sim::live_referrals(county, now).into_iter().map(bundle).collect();
+    Ok(store.import_referrals(&bundles).await?)
+}
+
 /// The demo's users: one per role, at a fitting facility. (username, display name, role, facility code)
 pub fn demo_users(county: &County) -> Vec<(&'static str, &'static str, Role, String)> {
     let code =

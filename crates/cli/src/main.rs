@@ -281,14 +281,26 @@ async fn demo(
     } else {
         eprintln!("reusing the demo database in {} (delete the folder to generate it anew)", data_dir.display());
     }
+    let live = county::add_live_referrals(&store, &county).await?;
+    if live > 0 {
+        eprintln!("added {live} referrals in flight today (the generated year has ended)");
+    }
     let hash = tiercare_server::auth::hash_password(DEMO_PASSWORD).map_err(|e| anyhow::anyhow!(e))?;
     let mut logins = Vec::new();
     for (username, display, role, code) in county::demo_users(&county) {
         let facility = store.get_facility_by_code(&code).await?.with_context(|| format!("demo facility {code}"))?;
         if store.get_user_by_username(username).await?.is_none() {
+            // the village, township and referral-centre users act as their facility's
+            // stand-in in the generated referral histories, so those show their names
+            let id = match role {
+                tiercare_domain::role::Role::VillageDoctor
+                | tiercare_domain::role::Role::TownshipClinician
+                | tiercare_domain::role::Role::ReferralCentre => tiercare_sim::referrals::staff_user_id(facility.id),
+                _ => tiercare_store::new_id(),
+            };
             store
                 .create_user(&tiercare_store::User {
-                    id: tiercare_store::new_id(),
+                    id,
                     username: username.into(),
                     display_name: display.into(),
                     facility_id: facility.id,

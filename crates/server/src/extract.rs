@@ -133,9 +133,21 @@ impl FromRequestParts<AppState> for CurrentUser {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <token>'"))?;
         let hash = crate::auth::token_hash(token);
-        let found = state.store.find_token(&hash, time::OffsetDateTime::now_utc()).await?;
-        match found {
-            Some((_, user)) if user.active => Ok(CurrentUser { user, token_hash: hash }),
+        let now = time::OffsetDateTime::now_utc();
+        let found = match state.cache.tokens.get(&hash) {
+            // a cached token still expires on time
+            Some(hit) if hit.0.expires_at.is_none_or(|t| t > now) => Some(hit),
+            Some(_) => None,
+            None => {
+                let found = state.store.find_token(&hash, now).await?.map(std::sync::Arc::new);
+                if let Some(f) = &found {
+                    state.cache.tokens.put(hash.clone(), f.clone());
+                }
+                found
+            }
+        };
+        match found.as_deref() {
+            Some((_, user)) if user.active => Ok(CurrentUser { user: user.clone(), token_hash: hash }),
             Some(_) => Err(ApiError::unauthorized("this account is disabled")),
             None => Err(ApiError::unauthorized("the token is unknown, expired or revoked; sign in again")),
         }

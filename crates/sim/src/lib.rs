@@ -15,6 +15,7 @@
 //! index, so encounters and referrals can be generated lazily, in any order, without holding
 //! them all.
 
+mod live;
 mod names;
 pub mod referrals;
 mod rng;
@@ -30,6 +31,7 @@ use tiercare_domain::patient::{Enrolment, FilingStatus, NewEnrolment, NewPatient
 use time::{Date, Duration, Month, OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
+pub use live::live_referrals;
 pub use referrals::GeneratedReferral;
 pub use rng::Rng;
 

@@ -472,3 +472,36 @@ fn transfers_out_of_the_insured_region_are_filed() {
     eprintln!("{chongqing} to Chongqing, {chengdu} to Chengdu");
     assert!(chongqing > 20 && chengdu > 20);
 }
+
+/// The demo's referrals in flight: made through the domain relative to the clock, one of
+/// each worklist state the demo should show (the scenario table in live.rs, counted by hand).
+#[test]
+fn live_referrals_fill_the_worklists_of_today() {
+    use tiercare_domain::referral::{Direction, ReferralState};
+    let county = county(20_000, 7);
+    let now = time::macros::datetime!(2026-11-23 02:00 UTC);
+    let live = tiercare_sim::live_referrals(&county, now);
+    assert_eq!(live.len(), 11);
+    let count = |s: ReferralState| live.iter().filter(|g| g.referral.state == s).count();
+    assert_eq!(
+        [
+            count(ReferralState::Requested),
+            count(ReferralState::Accepted),
+            count(ReferralState::Scheduled),
+            count(ReferralState::Arrived)
+        ],
+        [5, 3, 2, 1]
+    );
+    assert_eq!(live.iter().filter(|g| g.referral.direction == Direction::Downward).count(), 2);
+    // the stroke green channel was requested 3 minutes ago: 7 minutes left to acknowledge
+    let green: Vec<_> = live.iter().filter(|g| g.referral.green_channel.is_some()).collect();
+    assert_eq!(green.len(), 1);
+    assert_eq!(green[0].referral.due_at, Some(now + time::Duration::minutes(7)));
+    // the accepted downward referral made its three follow-up tasks; Chongqing made a filing
+    assert_eq!(live.iter().map(|g| g.follow_ups.len()).sum::<usize>(), 3);
+    assert_eq!(live.iter().map(|g| g.filings.len()).sum::<usize>(), 1);
+    for g in &live {
+        assert_eq!(g.events.len() as i64, g.referral.version);
+        assert!(g.events.iter().all(|e| e.at <= now));
+    }
+}

@@ -582,6 +582,11 @@ pub async fn patient_round_trip(store: Arc<dyn Store>) {
     s.create_patient(&p).await.expect("create patient");
 
     assert_same_patient(s.get_patient(p.id).await.expect("get"), &p, "get_patient");
+    // by a list of ids: unknown ones are left out, repeats answered once
+    let many = s.get_patients(&[new_id(), p.id, p.id]).await.expect("get_patients");
+    assert_eq!(many.len(), 1);
+    assert_same_patient(many.into_iter().next(), &p, "get_patients");
+    assert_eq!(s.get_patients(&[]).await.expect("no ids"), vec![]);
     assert_same_patient(
         s.find_by_identifier(IdentifierType::ResidentId, &idn).await.expect("find"),
         &p,
@@ -2056,11 +2061,105 @@ pub async fn referral_worklists(store: Arc<dyn Store>) {
             "requested in [-6 h, -4 h)",
         ),
         (ReferralFilter { to_facility_id: Some(w.id), ..f() }, vec![], "w's empty inbox"),
+        // the worklists' filters combined with a box (each served by its own index)
+        (ReferralFilter { to_facility_id: Some(h.id), green_only: true, ..f() }, vec![&r3], "h: green channel"),
+        (
+            ReferralFilter { to_facility_id: Some(h.id), green_only: true, states: vec![Requested], ..f() },
+            vec![&r3],
+            "h: new green channel",
+        ),
+        (
+            ReferralFilter { to_facility_id: Some(h.id), green_only: true, states: vec![Accepted, Completed], ..f() },
+            vec![],
+            "h: no green channel accepted or completed",
+        ),
+        (
+            ReferralFilter { to_facility_id: Some(t1.id), from_tier: Some(Tier::Village), ..f() },
+            vec![&r6],
+            "t1: from villages",
+        ),
+        (
+            ReferralFilter {
+                to_facility_id: Some(t1.id),
+                from_tier: Some(Tier::County),
+                states: vec![Scheduled],
+                ..f()
+            },
+            vec![&r4],
+            "t1: scheduled from the county",
+        ),
+        (
+            ReferralFilter { to_facility_id: Some(h.id), from_tier: Some(Tier::Village), ..f() },
+            vec![],
+            "h: none from villages",
+        ),
+        (
+            ReferralFilter { from_facility_id: Some(t2.id), to_tier: Some(Tier::City), ..f() },
+            vec![&r7],
+            "t2: to the city",
+        ),
+        (
+            ReferralFilter { from_facility_id: Some(t2.id), to_tier: Some(Tier::County), ..f() },
+            vec![&r2, &r8],
+            "t2: to the county",
+        ),
+        (ReferralFilter { from_facility_id: Some(t2.id), states: vec![Rejected], ..f() }, vec![&r7], "t2: rejected"),
+        (
+            ReferralFilter { from_facility_id: Some(t2.id), states: vec![Requested, Accepted], ..f() },
+            vec![&r2, &r8],
+            "t2: open sent",
+        ),
+        (
+            ReferralFilter {
+                to_facility_id: Some(h.id),
+                states: vec![Requested, Redirected],
+                requested_from: Some(h_(10)),
+                requested_to: Some(h_(3)),
+                ..f()
+            },
+            vec![&r1, &r8],
+            "h: new, requested in [-10 h, -3 h)",
+        ),
+        (
+            ReferralFilter {
+                to_facility_id: Some(h.id),
+                from_tier: Some(Tier::Township),
+                requested_from: Some(h_(9)),
+                requested_to: Some(h_(2)),
+                ..f()
+            },
+            vec![&r2, &r3],
+            "h: from townships, requested in [-9 h, -2 h)",
+        ),
+        (
+            ReferralFilter {
+                to_facility_id: Some(h.id),
+                green_only: true,
+                from_tier: Some(Tier::Township),
+                requested_from: Some(h_(3)),
+                ..f()
+            },
+            vec![&r3],
+            "h: green channel from townships in the last 3 h",
+        ),
+        (
+            ReferralFilter { to_facility_id: Some(h.id), green_only: true, requested_to: Some(h_(3)), ..f() },
+            vec![],
+            "h: green channel before -3 h (end exclusive)",
+        ),
     ];
     for (filter, want, what) in cases {
         let want = newest_first(&want);
         assert_eq!(s.list_referrals(&filter).await.expect("list"), want, "{what}");
         assert_eq!(s.count_referrals(&filter).await.expect("count"), want.len() as u64, "count: {what}");
+        // a capped count answers min(count, cap); a list ignores the cap
+        let n = want.len() as u64;
+        for cap in [0, 1, n.saturating_sub(1), n, n + 1] {
+            let capped = ReferralFilter { count_at_most: Some(cap), ..filter.clone() };
+            assert_eq!(s.count_referrals(&capped).await.expect("count"), n.min(cap), "count at most {cap}: {what}");
+        }
+        let capped = ReferralFilter { count_at_most: Some(1), ..filter.clone() };
+        assert_eq!(s.list_referrals(&capped).await.expect("list"), want, "a list ignores count_at_most: {what}");
     }
 
     // keyset paging: every row once, in order, whatever the page size
@@ -2083,9 +2182,11 @@ pub async fn referral_worklists(store: Arc<dyn Store>) {
             }
             assert_eq!(got, want, "{what}, pages of {size}: every row exactly once");
         }
-        // the count ignores paging
+        // the count ignores paging, also when capped
         let paged = ReferralFilter { before: Some((h_(5), Uuid::max())), limit: 1, ..base.clone() };
         assert_eq!(s.count_referrals(&paged).await.expect("count"), want.len() as u64, "{what}: count ignores paging");
+        let paged = ReferralFilter { count_at_most: Some(2), ..paged };
+        assert_eq!(s.count_referrals(&paged).await.expect("count"), 2, "{what}: capped count ignores paging");
     }
 }
 

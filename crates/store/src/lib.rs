@@ -217,6 +217,9 @@ pub struct ReferralFilter {
     pub before: Option<(OffsetDateTime, Uuid)>,
     /// At most this many (0 means 50; capped at 500).
     pub limit: u32,
+    /// `count_referrals` stops counting at this many (answers `min(count, n)`, reading at
+    /// most `n` rows: a worklist's total); `None` counts every row. Lists ignore it.
+    pub count_at_most: Option<u64>,
 }
 
 /// A referral with its whole history, for bulk loading (the generator, imports).
@@ -288,6 +291,8 @@ pub trait Store: Send + Sync + 'static {
     async fn import_patients(&self, rows: &[(u64, Patient)], atomic: bool) -> Result<ImportOutcome>;
     /// The patient with this id, whatever its status.
     async fn get_patient(&self, id: Uuid) -> Result<Option<Patient>>;
+    /// The patients with these ids (any status; unknown ids are left out), in no order.
+    async fn get_patients(&self, ids: &[Uuid]) -> Result<Vec<Patient>>;
     /// The record a patient id resolves to: itself when active, else the record it was
     /// merged into, followed to the end.
     async fn surviving_patient(&self, id: Uuid) -> Result<Option<Patient>>;
@@ -352,7 +357,7 @@ pub trait Store: Send + Sync + 'static {
     /// The referral's events, oldest first.
     async fn referral_history(&self, id: Uuid) -> Result<Vec<ReferralEvent>>;
     async fn list_referrals(&self, f: &ReferralFilter) -> Result<Vec<Referral>>;
-    /// How many referrals match (`before` and `limit` ignored).
+    /// How many referrals match (`before` and `limit` ignored), at most `count_at_most`.
     async fn count_referrals(&self, f: &ReferralFilter) -> Result<u64>;
     /// Open referrals whose deadline is at or before `now`, earliest deadline first.
     async fn due_referrals(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<Referral>>;

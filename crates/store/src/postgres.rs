@@ -46,4 +46,7 @@ fn busy_retry_delay(attempt: u32) -> Duration {
     Duration::from_millis(2u64.pow(attempt.min(6)) + jitter)
 }
 
+/// PostgreSQL chooses indexes by its statistics; nothing to add (unary `+` is not defined on UUID).
+const UNINDEXED: &str = "";
+
 include!("queries.rs");

@@ -888,6 +888,26 @@ impl Store for This {
         row.as_ref().map(patient_from_row).transpose()
     }
 
+    async fn get_patients(&self, ids: &[Uuid]) -> Result<Vec<Patient>> {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids.dedup();
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut qb: QueryBuilder<Db> =
+                QueryBuilder::new(format!("SELECT {PATIENT_COLS} FROM patient WHERE id IN ("));
+            let mut sep = qb.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            qb.push(")");
+            for row in qb.build().fetch_all(self.read()).await? {
+                out.push(patient_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
     async fn surviving_patient(&self, id: Uuid) -> Result<Option<Patient>> {
         let mut cur = match self.get_patient(id).await? {
             Some(p) => p,
@@ -1384,60 +1404,65 @@ impl Store for This {
     async fn access_facts(&self, facility_id: Uuid, patient_id: Uuid) -> Result<AccessFacts> {
         let mut facts = AccessFacts::default();
         let Some(survivor) = self.surviving_patient(patient_id).await? else { return Ok(facts) };
-        let ids: Vec<Uuid> = std::iter::once(survivor.id).chain(self.merged_into(survivor.id).await?).collect();
-        let community = self.get_facility(facility_id).await?.and_then(|f| f.community_id);
-        if let Some(c) = community {
-            facts.community_wide_read = self.get_community(c).await?.is_some_and(|c| c.community_wide_read);
+        let merged = self.merged_into(survivor.id).await?;
+        let mut records = vec![survivor];
+        records.extend(self.get_patients(&merged).await?);
+        let ids: Vec<Uuid> = records.iter().map(|p| p.id).collect();
+        // the user's community and its policy, in one read
+        let row = sqlx::query(
+            "SELECT f.community_id, c.community_wide_read FROM facility f LEFT JOIN community c ON c.id = f.community_id
+             WHERE f.id = $1",
+        )
+        .bind(facility_id)
+        .fetch_optional(self.read())
+        .await?;
+        let community: Option<Uuid> = row.as_ref().map(|r| r.try_get("community_id")).transpose()?.flatten();
+        facts.community_wide_read =
+            row.as_ref().map(|r| r.try_get::<Option<bool>, _>("community_wide_read")).transpose()?.flatten()
+                == Some(true);
+        let in_ids = |qb: &mut QueryBuilder<Db>| {
+            qb.push("(");
+            let mut sep = qb.separated(", ");
+            for id in &ids {
+                sep.push_bind(*id);
+            }
+            qb.push(")");
+        };
+        // registered here, treated here, or a referral names this facility as sender or
+        // current receiver — for the record or any record merged into it
+        facts.care_relationship = records.iter().any(|p| p.home_facility_id == Some(facility_id));
+        if !facts.care_relationship {
+            let mut qb: QueryBuilder<Db> = QueryBuilder::new("SELECT 1 AS x FROM encounter WHERE facility_id = ");
+            qb.push_bind(facility_id).push(" AND patient_id IN ");
+            in_ids(&mut qb);
+            qb.push(" UNION ALL SELECT 1 AS x FROM referral WHERE (from_facility_id = ")
+                .push_bind(facility_id)
+                .push(" OR to_facility_id = ")
+                .push_bind(facility_id)
+                .push(") AND patient_id IN ");
+            in_ids(&mut qb);
+            qb.push(" LIMIT 1");
+            facts.care_relationship = qb.build().fetch_optional(self.read()).await?.is_some();
         }
-        for pid in ids {
-            let p = self.get_patient(pid).await?;
-            if p.as_ref().and_then(|p| p.home_facility_id) == Some(facility_id) {
-                facts.care_relationship = true;
-            }
-            if !facts.care_relationship
-                && sqlx::query("SELECT 1 AS x FROM encounter WHERE facility_id = $1 AND patient_id = $2 LIMIT 1")
-                    .bind(facility_id)
-                    .bind(pid)
-                    .fetch_optional(self.read())
-                    .await?
-                    .is_some()
-            {
-                facts.care_relationship = true;
-            }
-            // a referral names the facility as its sender or current receiver
-            if !facts.care_relationship
-                && sqlx::query(
-                    "SELECT 1 AS x FROM referral WHERE patient_id = $1 AND (from_facility_id = $2 OR to_facility_id = $2)
-                     LIMIT 1",
-                )
-                .bind(pid)
-                .bind(facility_id)
-                .fetch_optional(self.read())
-                .await?
-                .is_some()
-            {
-                facts.care_relationship = true;
-            }
-            if let Some(c) = community
-                && !facts.same_community
-            {
-                let known = sqlx::query(
-                    "SELECT 1 AS x FROM patient p JOIN facility f ON f.id = p.home_facility_id
-                       WHERE p.id = $1 AND f.community_id = $2
-                     UNION ALL
-                     SELECT 1 AS x FROM encounter e JOIN facility f ON f.id = e.facility_id
-                       WHERE e.patient_id = $1 AND f.community_id = $2
-                     UNION ALL
-                     SELECT 1 AS x FROM referral r JOIN facility f ON f.id IN (r.from_facility_id, r.to_facility_id)
-                       WHERE r.patient_id = $1 AND f.community_id = $2
-                     LIMIT 1",
-                )
-                .bind(pid)
-                .bind(c)
-                .fetch_optional(self.read())
-                .await?;
-                facts.same_community = known.is_some();
-            }
+        if let Some(c) = community {
+            let mut qb: QueryBuilder<Db> = QueryBuilder::new(
+                "SELECT 1 AS x FROM patient p JOIN facility f ON f.id = p.home_facility_id WHERE f.community_id = ",
+            );
+            qb.push_bind(c).push(" AND p.id IN ");
+            in_ids(&mut qb);
+            qb.push(" UNION ALL SELECT 1 AS x FROM encounter e JOIN facility f ON f.id = e.facility_id WHERE f.community_id = ")
+                .push_bind(c)
+                .push(" AND e.patient_id IN ");
+            in_ids(&mut qb);
+            qb.push(
+                " UNION ALL SELECT 1 AS x FROM referral r JOIN facility f ON f.id IN (r.from_facility_id, r.to_facility_id)
+                  WHERE f.community_id = ",
+            )
+            .push_bind(c)
+            .push(" AND r.patient_id IN ");
+            in_ids(&mut qb);
+            qb.push(" LIMIT 1");
+            facts.same_community = qb.build().fetch_optional(self.read()).await?.is_some();
         }
         Ok(facts)
     }

@@ -3,10 +3,13 @@
 // `transact` and read pool. SQL here must be valid on both SQLite and PostgreSQL.
 //
 // Worklists: the inbox and outbox read through the indexes of 0002 (`referral_inbox`,
-// `referral_inbox_all`, `referral_outbox`, `referral_inbox_due`, `referral_arriving`).
-// The predicates of the partial indexes (`due_at IS NOT NULL`, `state = 'scheduled'`) are
-// written as literals, not parameters: SQLite (and PostgreSQL's generic plans) can use a
-// partial index only when the query's own text implies the index's condition.
+// `referral_inbox_all`, `referral_outbox`, `referral_outbox_all`, `referral_inbox_green`,
+// `referral_inbox_due`, `referral_arriving`). The other party's id is the last column of the
+// inbox and outbox indexes, so a tier filter (`… IN (SELECT id FROM facility WHERE tier = …)`)
+// is checked in the index and the table is read only for rows that pass. The predicates of
+// the partial indexes (`green_channel IS NOT NULL`, `due_at IS NOT NULL`, `state =
+// 'scheduled'`) are written as literals, not parameters: SQLite (and PostgreSQL's generic
+// plans) can use a partial index only when the query's own text implies the index's condition.
 
 use super::*;
 
@@ -471,21 +474,17 @@ pub(super) async fn get_referral(s: &This, id: Uuid) -> Result<Option<Referral>>
 }
 
 pub(super) async fn referral_history(s: &This, id: Uuid) -> Result<Vec<ReferralEvent>> {
-    // the referral's region key first, so the history is read by its unique index
-    let Some(row) =
-        sqlx::query("SELECT region_key FROM referral WHERE id = $1").bind(id).fetch_optional(s.read()).await?
-    else {
-        return Ok(Vec::new());
-    };
-    let region_key: String = row.try_get("region_key")?;
-    sqlx::query("SELECT * FROM referral_event WHERE region_key = $1 AND referral_id = $2 ORDER BY version")
-        .bind(region_key)
-        .bind(id)
-        .fetch_all(s.read())
-        .await?
-        .iter()
-        .map(event_from_row)
-        .collect()
+    // the referral's region key in a subquery, so the history is read by its unique index
+    sqlx::query(
+        "SELECT * FROM referral_event
+         WHERE region_key = (SELECT region_key FROM referral WHERE id = $1) AND referral_id = $1 ORDER BY version",
+    )
+    .bind(id)
+    .fetch_all(s.read())
+    .await?
+    .iter()
+    .map(event_from_row)
+    .collect()
 }
 
 /// The WHERE clause of a worklist (everything but paging).
@@ -498,9 +497,12 @@ fn push_filter(qb: &mut QueryBuilder<Db>, f: &ReferralFilter) {
         qb.push(" AND from_facility_id = ").push_bind(id);
     }
     if let Some(c) = f.community_id {
-        qb.push(" AND (from_facility_id IN (SELECT id FROM facility WHERE community_id = ")
+        // On SQLite (one county) the community is most of the data: the parties' columns
+        // are kept out of index choice (`UNINDEXED`) so the newest-first walk of
+        // `referral_recent` answers a page without sorting the community's every referral.
+        qb.push(format!(" AND ({UNINDEXED}from_facility_id IN (SELECT id FROM facility WHERE community_id = "))
             .push_bind(c)
-            .push(") OR to_facility_id IN (SELECT id FROM facility WHERE community_id = ")
+            .push(format!(") OR {UNINDEXED}to_facility_id IN (SELECT id FROM facility WHERE community_id = "))
             .push_bind(c)
             .push("))");
     }
@@ -513,12 +515,11 @@ fn push_filter(qb: &mut QueryBuilder<Db>, f: &ReferralFilter) {
         qb.push(")");
     }
     if !f.states.is_empty() {
-        qb.push(" AND state IN (");
-        let mut sep = qb.separated(", ");
-        for st in &f.states {
-            sep.push_bind(st.as_str());
-        }
-        qb.push(")");
+        // literals (the enum's own names), not parameters: SQLite compares a bound
+        // `state = ?` with the partial index referral_arriving's `state = 'scheduled'`, and
+        // then prepares the statement again on every run with a new binding
+        let names: Vec<String> = f.states.iter().map(|st| format!("'{}'", st.as_str())).collect();
+        qb.push(format!(" AND state IN ({})", names.join(", ")));
     }
     if let Some(u) = f.urgency {
         qb.push(" AND urgency = ").push_bind(u.as_str());
@@ -572,7 +573,7 @@ pub(super) async fn list_referrals(s: &This, f: &ReferralFilter) -> Result<Vec<R
     states.dedup();
     let mut qb: QueryBuilder<Db> = QueryBuilder::new("");
     if states.len() > 1 {
-        // one page per state, each read in order from referral_inbox (facility, state,
+        // one page per state, each read in order from referral_inbox/_outbox (facility, state,
         // requested_at, id), then merged: `state IN (…)` would make SQLite either sort every
         // row of those states or walk the whole inbox for the few open ones
         for (i, st) in states.iter().enumerate() {
@@ -588,8 +589,28 @@ pub(super) async fn list_referrals(s: &This, f: &ReferralFilter) -> Result<Vec<R
 }
 
 pub(super) async fn count_referrals(s: &This, f: &ReferralFilter) -> Result<u64> {
-    let mut qb: QueryBuilder<Db> = QueryBuilder::new("SELECT COUNT(*) AS n FROM referral");
-    push_filter(&mut qb, f);
+    // an inbox's green-channel referrals in any state: every state named, so that the
+    // partial index referral_inbox_green (facility, state, …) answers from the index alone
+    let every_state;
+    let f = if f.green_only && f.states.is_empty() && f.to_facility_id.is_some() {
+        every_state = ReferralFilter { states: ReferralState::ALL.to_vec(), ..f.clone() };
+        &every_state
+    } else {
+        f
+    };
+    let mut qb: QueryBuilder<Db> = QueryBuilder::new("SELECT COUNT(*) AS n FROM ");
+    match f.count_at_most {
+        // the first `cap` matching rows only: a large worklist's total costs a bounded read
+        Some(cap) => {
+            qb.push("(SELECT 1 FROM referral");
+            push_filter(&mut qb, f);
+            qb.push(" LIMIT ").push_bind(i64::try_from(cap).unwrap_or(i64::MAX)).push(") AS capped");
+        }
+        None => {
+            qb.push("referral");
+            push_filter(&mut qb, f);
+        }
+    }
     let n: i64 = qb.build().fetch_one(s.read()).await?.try_get("n")?;
     Ok(n as u64)
 }

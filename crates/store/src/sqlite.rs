@@ -62,4 +62,7 @@ fn busy_retry_delay(attempt: u32) -> Duration {
     Duration::from_millis(5 * u64::from(attempt))
 }
 
+/// `+column` keeps a column out of SQLite's index choice (see its use in the worklists).
+const UNINDEXED: &str = "+";
+
 include!("queries.rs");

@@ -91,6 +91,7 @@ pub(crate) async fn login(
 
 pub(crate) async fn logout(State(state): State<AppState>, me: CurrentUser) -> ApiResult<StatusCode> {
     state.store.revoke_token(&me.token_hash, OffsetDateTime::now_utc()).await?;
+    state.cache.tokens.remove(&me.token_hash);
     Ok(StatusCode::NO_CONTENT)
 }
 

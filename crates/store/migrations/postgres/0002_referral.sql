@@ -37,11 +37,20 @@ CREATE TABLE referral (
     PRIMARY KEY (region_key, id)
 );
 CREATE INDEX referral_by_id ON referral (id);
--- worklists, newest first (requested_at, id): the receiver's inbox by state and whole, the
--- sender's outbox, the patient's timeline; id is in the keys so the order needs no sort
-CREATE INDEX referral_inbox ON referral (to_facility_id, state, requested_at, id);
-CREATE INDEX referral_inbox_all ON referral (to_facility_id, requested_at, id);
-CREATE INDEX referral_outbox ON referral (from_facility_id, requested_at, id);
+-- worklists, newest first (requested_at, id): the receiver's inbox and the sender's outbox,
+-- each by state and whole, the patient's timeline; id is in the keys so the order needs no
+-- sort, and requested_at follows the equalities so a date range bounds the scan. The other
+-- party's id comes last: the tier filter (the sender's tier in the inbox, the receiver's in
+-- the outbox) is checked in the index, and a worklist's total counted from the index alone
+CREATE INDEX referral_inbox ON referral (to_facility_id, state, requested_at, id, from_facility_id);
+CREATE INDEX referral_inbox_all ON referral (to_facility_id, requested_at, id, from_facility_id);
+CREATE INDEX referral_outbox ON referral (from_facility_id, state, requested_at, id, to_facility_id);
+CREATE INDEX referral_outbox_all ON referral (from_facility_id, requested_at, id, to_facility_id);
+-- the inbox's green-channel filter (a small share of all referrals, so a small index)
+CREATE INDEX referral_inbox_green ON referral (to_facility_id, state, requested_at, id, from_facility_id)
+    WHERE green_channel IS NOT NULL;
+-- the community view: newest first over everything, filtered by the parties' community
+CREATE INDEX referral_recent ON referral (requested_at, id);
 CREATE INDEX referral_by_patient ON referral (patient_id, requested_at);
 -- the deadline sweeper and the overdue worklist read only open referrals with a deadline
 CREATE INDEX referral_due ON referral (due_at) WHERE due_at IS NOT NULL;

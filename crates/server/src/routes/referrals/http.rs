@@ -282,12 +282,23 @@ pub(crate) async fn list(
     };
     f.before = param(&q, "before").map(parse_cursor).transpose()?;
 
-    let total = state.store.count_referrals(&f).await?;
     let rows = state.store.list_referrals(&f).await?;
     let next = if rows.len() >= f.limit as usize { rows.last().map(cursor) } else { None };
+    let (total, capped) = if f.before.is_none() && next.is_none() {
+        // the first page is the whole list
+        (rows.len() as u64, false)
+    } else {
+        let n =
+            state.store.count_referrals(&ReferralFilter { count_at_most: Some(TOTAL_CAP + 1), ..f.clone() }).await?;
+        (n.min(TOTAL_CAP), n > TOTAL_CAP)
+    };
     let items = rows_json(&state, &rows, None, which == Box_::Community).await?;
-    Ok(Json(json!({ "items": items, "next": next, "total": total })))
+    Ok(Json(json!({ "items": items, "next": next, "total": total, "total_capped": capped })))
 }
+
+/// A worklist's `total` counts at most this many rows; past it the answer says
+/// `"total_capped": true` (the count's cost grows with the rows it reads).
+const TOTAL_CAP: u64 = 1000;
 
 /// GET /api/v1/referrals/summary
 pub(crate) async fn summary(State(state): State<AppState>, me: CurrentUser) -> ApiResult<Json<Value>> {

@@ -304,7 +304,7 @@ pub(crate) struct Actor {
 
 /// A facility by id (cached).
 pub(crate) async fn facility(state: &AppState, id: Uuid) -> ApiResult<Option<Arc<Facility>>> {
-    if let Some(f) = state.cache.facilities.get(id) {
+    if let Some(f) = state.cache.facilities.get(&id) {
         return Ok(Some(f));
     }
     let Some(f) = state.store.get_facility(id).await? else { return Ok(None) };
@@ -315,7 +315,7 @@ pub(crate) async fn facility(state: &AppState, id: Uuid) -> ApiResult<Option<Arc
 
 /// A user's display name and facility (cached).
 pub(crate) async fn actor(state: &AppState, id: Uuid) -> ApiResult<Option<Arc<Actor>>> {
-    if let Some(a) = state.cache.actors.get(id) {
+    if let Some(a) = state.cache.actors.get(&id) {
         return Ok(Some(a));
     }
     let Some(u) = state.store.get_user(id).await? else { return Ok(None) };

@@ -16,7 +16,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{actor, facility};
+use super::{actor, all_facilities, facility};
 use crate::AppState;
 use crate::error::ApiResult;
 
@@ -96,7 +96,7 @@ pub(crate) fn row_json(
     })
 }
 
-/// Rows for a list of referrals: facilities from the cache, each patient read once.
+/// Rows for a list of referrals: facilities from the cache, the patients in one read.
 /// `known` is a patient already in hand (the patient page).
 pub(crate) async fn rows_json(
     state: &AppState,
@@ -105,25 +105,58 @@ pub(crate) async fn rows_json(
     mask: bool,
 ) -> ApiResult<Vec<Value>> {
     let now = state.now();
-    let mut facilities: HashMap<Uuid, Option<Arc<Facility>>> = HashMap::new();
-    let mut patients: HashMap<Uuid, Option<Patient>> = HashMap::new();
+    let facilities = facilities_of(state, refs.iter().flat_map(|r| [r.from_facility_id, r.to_facility_id])).await?;
+    let wanted: Vec<Uuid> = refs.iter().map(|r| r.patient_id).filter(|id| known.is_none_or(|p| p.id != *id)).collect();
+    let patients: HashMap<Uuid, Patient> = if wanted.is_empty() {
+        HashMap::new()
+    } else {
+        state.store.get_patients(&wanted).await?.into_iter().map(|p| (p.id, p)).collect()
+    };
     let mut out = Vec::with_capacity(refs.len());
     for r in refs {
-        for id in [r.from_facility_id, r.to_facility_id] {
-            if let Entry::Vacant(e) = facilities.entry(id) {
-                e.insert(facility(state, id).await?);
-            }
-        }
-        if !patients.contains_key(&r.patient_id) && known.is_none_or(|p| p.id != r.patient_id) {
-            patients.insert(r.patient_id, state.store.get_patient(r.patient_id).await?);
-        }
         let patient = match known {
             Some(p) if p.id == r.patient_id => Some(p),
-            _ => patients.get(&r.patient_id).and_then(Option::as_ref),
+            _ => patients.get(&r.patient_id),
         };
         let from = facilities.get(&r.from_facility_id).and_then(|f| f.as_deref());
         let to = facilities.get(&r.to_facility_id).and_then(|f| f.as_deref());
         out.push(row_json(r, from, to, patient, now, mask));
+    }
+    Ok(out)
+}
+
+/// Facilities missing from the cache at which a page reads every facility in one query
+/// (a cold or expired cache) instead of one query each.
+const FACILITY_MISSES_FOR_ONE_READ: usize = 4;
+
+/// The facilities with these ids (`None`: unknown), from the server's cache.
+async fn facilities_of(
+    state: &AppState,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> ApiResult<HashMap<Uuid, Option<Arc<Facility>>>> {
+    let mut out: HashMap<Uuid, Option<Arc<Facility>>> = HashMap::new();
+    let mut missing = Vec::new();
+    for id in ids {
+        if let Entry::Vacant(e) = out.entry(id) {
+            let hit = state.cache.facilities.get(&id);
+            if hit.is_none() {
+                missing.push(id);
+            }
+            e.insert(hit);
+        }
+    }
+    if missing.len() >= FACILITY_MISSES_FOR_ONE_READ {
+        for f in all_facilities(state).await? {
+            let f = Arc::new(f);
+            state.cache.facilities.put(f.id, f.clone());
+            if let Some(slot) = out.get_mut(&f.id) {
+                *slot = Some(f);
+            }
+        }
+    } else {
+        for id in missing {
+            out.insert(id, facility(state, id).await?);
+        }
     }
     Ok(out)
 }
