@@ -11,13 +11,19 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, CurrentUser};
 
-/// How recent an identity lookup must be to open a first encounter.
+/// How recent an identity lookup must be to open a first encounter or send a first referral.
 const PRESENCE_WINDOW: time::Duration = time::Duration::hours(24);
 
-/// Recording an encounter creates a care relationship, so it must not be a way around the
-/// access rule: the facility already has access, or this user identified the patient (an
-/// identity lookup, which is logged) within the last 24 hours — the patient is at the desk.
-async fn require_presence(state: &AppState, me: &CurrentUser, patient_id: uuid::Uuid) -> ApiResult<()> {
+/// Recording an encounter or sending a referral creates a care relationship, so neither may
+/// be a way around the access rule: the facility already has access, or this user
+/// identified the patient (an identity lookup, which is logged) within the last 24 hours —
+/// the patient is at the desk. Refused with `code` otherwise.
+pub(crate) async fn require_presence(
+    state: &AppState,
+    me: &CurrentUser,
+    patient_id: uuid::Uuid,
+    code: &str,
+) -> ApiResult<()> {
     let facts = state.store.access_facts(me.user.facility_id, patient_id).await?;
     if tiercare_domain::access::decide(facts, None).is_ok() {
         return Ok(());
@@ -29,6 +35,7 @@ async fn require_presence(state: &AppState, me: &CurrentUser, patient_id: uuid::
             user_id: Some(me.user.id),
             community_id: None,
             basis: Some(tiercare_domain::access::AccessBasis::Identification),
+            // access-log rows carry the wall-clock time
             from: Some(OffsetDateTime::now_utc() - PRESENCE_WINDOW),
             to: None,
             limit: 1,
@@ -38,7 +45,7 @@ async fn require_presence(state: &AppState, me: &CurrentUser, patient_id: uuid::
         return Ok(());
     }
     Err(ApiError::forbidden(
-        "encounter.no_relationship",
+        code,
         "your facility has no care relationship with this patient: look the patient up by their identity document first",
     ))
 }
@@ -63,7 +70,7 @@ pub(crate) async fn create(
             format!("unknown patient {}", req.patient_id),
         )
     })?;
-    require_presence(&state, &me, patient.id).await?;
+    require_presence(&state, &me, patient.id, "encounter.no_relationship").await?;
     if let PatientStatus::Merged(into) = patient.status {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -8,7 +8,7 @@ use crate::AppState;
 
 mod access_log;
 mod auth;
-mod encounters;
+pub(crate) mod encounters;
 mod patients;
 pub(crate) mod referrals;
 mod registry;

@@ -157,7 +157,7 @@ pub(crate) async fn create_change(
             format!("this record was merged into {into}; refer the surviving record"),
         ));
     }
-    require_presence(state, me, &patient).await?;
+    crate::routes::encounters::require_presence(state, me, patient.id, "referral.no_relationship").await?;
     let from = facility(state, mine).await?.ok_or_else(|| missing_facility(mine))?;
     let to = facility(state, input.to_facility_id)
         .await?
@@ -242,38 +242,6 @@ pub(crate) fn unknown_reference(field: &str, message: String) -> ApiError {
 fn missing_facility(id: Uuid) -> ApiError {
     tracing::error!(facility = %id, "a referral names a facility that is not stored");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred; it has been logged")
-}
-
-/// How recent an identity lookup must be to refer a patient the facility does not know.
-const PRESENCE_WINDOW: time::Duration = time::Duration::hours(24);
-
-/// As for a first encounter: the sender already has a care relationship with the patient,
-/// or this user identified the patient (a logged identity lookup) within 24 hours.
-async fn require_presence(state: &AppState, me: &CurrentUser, patient: &Patient) -> ApiResult<()> {
-    let facts = state.store.access_facts(me.user.facility_id, patient.id).await?;
-    if tiercare_domain::access::decide(facts, None).is_ok() {
-        return Ok(());
-    }
-    let recent = state
-        .store
-        .query_access_log(&tiercare_store::AccessLogFilter {
-            patient_id: Some(patient.id),
-            user_id: Some(me.user.id),
-            community_id: None,
-            basis: Some(AccessBasis::Identification),
-            // access-log rows carry the wall-clock time
-            from: Some(OffsetDateTime::now_utc() - PRESENCE_WINDOW),
-            to: None,
-            limit: 1,
-        })
-        .await?;
-    if recent.iter().any(|e| e.action == "lookup") {
-        return Ok(());
-    }
-    Err(ApiError::forbidden(
-        "referral.no_relationship",
-        "your facility has no care relationship with this patient: look the patient up by their identity document first",
-    ))
 }
 
 /// The patient's insured region: the enrolment valid today (China time; the latest one if
