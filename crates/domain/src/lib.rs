@@ -16,6 +16,7 @@ pub mod patient;
 pub mod referral;
 pub mod region;
 pub mod role;
+pub mod settlement;
 
 pub use error::{DomainError, FieldError};
 
