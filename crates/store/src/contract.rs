@@ -46,10 +46,14 @@ use tiercare_domain::referral::{
     Referral, ReferralState, Timepoint, Urgency,
 };
 use tiercare_domain::role::Role;
+use tiercare_domain::settlement::{
+    Accumulators, Arrival, BillLine, Claim, DEFAULT_POLICY_TOML, ItemClass, Place, PolicySet, Setting,
+};
 
 use crate::{
     AccessLogEntry, AccessLogFilter, FacilityFilter, FollowUpFilter, MergeRecord, ReferralBundle, ReferralFilter,
-    Result, RowRejection, Store, StoreError, TokenKind, TokenRecord, User, new_id,
+    Result, RowRejection, SettleRequest, SettlementFilter, SettlementRecord, SettlementStatus, Store, StoreError,
+    TokenKind, TokenRecord, User, new_id,
 };
 
 /// A store for one case, and how to clean up after it.
@@ -132,6 +136,12 @@ macro_rules! contract_tests {
             referral_notifications_seen_marker,
             referral_import_all_or_nothing,
             access_facts_referrals,
+            settlement_settle_and_replay,
+            settlement_refusals,
+            settlement_reversal,
+            settlement_concurrent_ceiling,
+            settlement_concurrent_replays,
+            settlement_random_sequence,
         );
     };
     (@cases $open:expr; $($case:ident),+ $(,)?) => {
@@ -2548,4 +2558,555 @@ pub async fn access_facts_referrals(store: Arc<dyn Store>) {
     assert_eq!(s.access_facts(city.id, p.id).await.expect("facts"), facts(true, false, false), "the new receiver");
     assert_eq!(s.access_facts(h.id, p.id).await.expect("facts"), facts(false, true, true), "the former receiver");
     assert_eq!(s.access_facts(t1.id, p.id).await.expect("facts"), facts(true, true, true), "still the sender");
+}
+
+// ---------------------------------------------------------------------------------------
+// settlements (issue 6). Figures from domain.md M7/M8 and the default policy set
+// (广安市 511600, resident scheme): county inpatient deductible 500 yuan, rate 80 %, 70 %
+// without a referral; township outpatient 60 %, no deductible; class-B first share 10 %;
+// annual ceiling 300,000 yuan; outpatient pool 400 yuan.
+
+/// The pooling region of the county's residents in the default policy set.
+const INSURED: &str = "511600";
+/// The annual ceiling of the default resident policy, fen.
+const CEILING: i64 = 30_000_000;
+
+fn default_policies() -> PolicySet {
+    let set: PolicySet = toml::from_str(DEFAULT_POLICY_TOML).expect("the default policy set parses");
+    set.validate().expect("the default policy set is valid");
+    set
+}
+
+fn bill(setting: Setting, tier: Tier, arrival: Arrival, date: Date, lines: Vec<BillLine>) -> Claim {
+    Claim {
+        scheme: Scheme::Resident,
+        insured_region: INSURED.into(),
+        setting,
+        tier,
+        arrival,
+        place: Place::Home,
+        date,
+        lines,
+        accumulators: Accumulators::default(),
+    }
+}
+
+fn class_a(amount_fen: i64) -> Vec<BillLine> {
+    vec![BillLine { class: ItemClass::A, amount_fen }]
+}
+
+/// domain.md's worked example: resident, county hospital, referred, 10,000 yuan of class A.
+fn county_stay(amount_fen: i64) -> Claim {
+    bill(
+        Setting::Inpatient,
+        Tier::County,
+        Arrival::UpwardReferral { after_stay_at: None },
+        date!(2026 - 11 - 20),
+        class_a(amount_fen),
+    )
+}
+
+/// A township outpatient visit: 80 yuan class A, 10 yuan class B, 10 yuan self-pay.
+fn township_visit() -> Claim {
+    bill(
+        Setting::Outpatient,
+        Tier::Township,
+        Arrival::SelfReferred,
+        date!(2026 - 11 - 21),
+        vec![
+            BillLine { class: ItemClass::A, amount_fen: 8_000 },
+            BillLine { class: ItemClass::B, amount_fen: 1_000 },
+            BillLine { class: ItemClass::SelfPay, amount_fen: 1_000 },
+        ],
+    )
+}
+
+fn settle_request(
+    p: &Patient,
+    f: &Facility,
+    txn_no: &str,
+    encounter_id: Option<Uuid>,
+    claim: Claim,
+    at: OffsetDateTime,
+) -> SettleRequest {
+    SettleRequest {
+        id: new_id(),
+        region_key: p.region_key.clone(),
+        facility_id: f.id,
+        txn_no: txn_no.into(),
+        patient_id: p.id,
+        encounter_id,
+        claim,
+        at,
+    }
+}
+
+fn acc(inpatient: i64, outpatient: i64) -> Accumulators {
+    Accumulators {
+        inpatient_fund_paid_fen: inpatient,
+        outpatient_fund_paid_fen: outpatient,
+        stay_deductible_paid_fen: 0,
+    }
+}
+
+fn expect_store_conflict<T: Debug>(r: Result<T>, what: &str) -> String {
+    match r {
+        Err(StoreError::Conflict(m)) => m,
+        other => panic!("{what}: expected StoreError::Conflict, got {other:?}"),
+    }
+}
+
+/// The machine codes of a domain refusal.
+fn domain_codes<T: Debug>(r: Result<T>, what: &str) -> Vec<String> {
+    match r {
+        Err(StoreError::Domain(DomainError::Invalid(errors))) => errors.into_iter().map(|e| e.code).collect(),
+        other => panic!("{what}: expected StoreError::Domain(DomainError::Invalid(_)), got {other:?}"),
+    }
+}
+
+fn all_settlements(patient_id: Uuid) -> SettlementFilter {
+    SettlementFilter { patient_id: Some(patient_id), limit: 1_000, ..Default::default() }
+}
+
+/// Σ fund of the person's settlements in force, per year: (inpatient, outpatient).
+async fn fund_in_force(s: &dyn Store, patient_id: Uuid, year: i32) -> Accumulators {
+    let rows = s.list_settlements(&all_settlements(patient_id)).await.expect("list settlements");
+    let mut sum = Accumulators::default();
+    for r in rows.iter().filter(|r| r.status == SettlementStatus::Settled && r.claim.date.year() == year) {
+        match r.claim.setting {
+            Setting::Inpatient => sum.inpatient_fund_paid_fen += r.split.fund_fen,
+            Setting::Outpatient => sum.outpatient_fund_paid_fen += r.split.fund_fen,
+        }
+    }
+    sum
+}
+
+/// A settlement is stored with its split and moves the accumulators by its fund; the same
+/// transaction number again answers the first result and changes nothing; used for another
+/// bill, it is refused; a settled encounter cannot be settled twice.
+pub async fn settlement_settle_and_replay(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let policies = default_policies();
+    let h = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let t = facility(s, "H51162100002", Tier::Township, YUECHI, None).await;
+    let p = resident("罗成", Sex::Male, date!(1958 - 05 - 05), 11);
+    let other = resident("罗敏", Sex::Female, date!(1960 - 06 - 06), 12);
+    create_patients(s, &[&p, &other]).await;
+    let e = encounter(&p, &h, NOW - Duration::days(5), "I63.900");
+    s.create_encounter(&e).await.expect("encounter");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(0, 0), "nothing settled yet");
+
+    let req = settle_request(&p, &h, "YC20261123-0001", Some(e.id), county_stay(1_000_000), NOW);
+    let first = s.settle(&req, &policies).await.expect("settle");
+    assert!(!first.replayed, "a first settlement is not a replay");
+    assert_eq!(first.status, SettlementStatus::Settled);
+    assert_eq!((first.id, first.txn_no.as_str(), first.encounter_id), (req.id, "YC20261123-0001", Some(e.id)));
+    assert_eq!((first.created_at, first.reversed_at, first.reversal_txn_no.clone()), (NOW, None, None));
+    let split = &first.split;
+    // 10,000 yuan: deductible 500; (10,000 − 500) × 80 % = 7,600 fund; coinsurance 1,900
+    assert_eq!(
+        (split.total_fen, split.fund_fen, split.patient_fen, split.deductible_fen, split.coinsurance_fen),
+        (1_000_000, 760_000, 240_000, 50_000, 190_000)
+    );
+    assert_eq!((split.self_pay_fen, split.class_b_share_fen, split.above_ceiling_fen, split.rate_bp), (0, 0, 0, 8_000));
+    assert!(split.policy.contains("广安市城乡居民医保"), "names the policy: {}", split.policy);
+    assert!(split.explanation.iter().any(|st| st.code == "deductible"), "explains the deductible");
+    assert_eq!(first.claim.lines, req.claim.lines);
+    assert_eq!(first.claim.accumulators, acc(0, 0), "adjudicated against the stored (empty) accumulators");
+    assert_eq!(
+        split.after,
+        Accumulators { inpatient_fund_paid_fen: 760_000, stay_deductible_paid_fen: 50_000, ..acc(0, 0) }
+    );
+    assert_eq!(s.get_settlement(req.id).await.expect("get"), Some(first.clone()), "read back as returned");
+    assert_eq!(s.find_settlement_by_txn(h.id, &req.txn_no).await.expect("by txn"), Some(first.clone()));
+    assert_eq!(s.find_settlement_by_txn(t.id, &req.txn_no).await.expect("by txn"), None, "numbers are per facility");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(760_000, 0), "moved by the fund");
+    assert_eq!(s.accumulators(p.id, 2027).await.expect("accumulators"), acc(0, 0), "another year");
+    assert_eq!(s.accumulators(other.id, 2026).await.expect("accumulators"), acc(0, 0), "another person");
+
+    // the same request again (a desk retrying after a timeout), even with a new key
+    let again = SettleRequest { id: new_id(), at: NOW + Duration::minutes(1), ..req.clone() };
+    let replay = s.settle(&again, &policies).await.expect("replay");
+    assert!(replay.replayed, "a repeated transaction number is a replay");
+    assert_eq!(SettlementRecord { replayed: false, ..replay }, first, "the first result");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(760_000, 0), "not counted twice");
+    assert_eq!(s.get_settlement(again.id).await.expect("get"), None, "the retry's key is not used");
+
+    // the number used for another bill: refused, nothing written
+    let other_bill = SettleRequest { id: new_id(), claim: county_stay(2_000_000), ..req.clone() };
+    let m = expect_store_conflict(s.settle(&other_bill, &policies).await, "the number with another bill");
+    assert!(m.contains("YC20261123-0001"), "names the number: {m}");
+    let other_person = SettleRequest {
+        id: new_id(),
+        patient_id: other.id,
+        region_key: other.region_key.clone(),
+        encounter_id: None,
+        ..req.clone()
+    };
+    expect_store_conflict(s.settle(&other_person, &policies).await, "the number for another person");
+    // the encounter settled again under a new number
+    let twice = settle_request(&p, &h, "YC20261123-0002", Some(e.id), county_stay(1_000_000), NOW);
+    let m = expect_store_conflict(s.settle(&twice, &policies).await, "an encounter settled twice");
+    assert!(m.contains(&e.id.to_string()), "names the encounter: {m}");
+    assert_eq!(s.find_settlement_by_txn(h.id, "YC20261123-0002").await.expect("by txn"), None);
+    assert_eq!(s.list_settlements(&all_settlements(p.id)).await.expect("list").len(), 1, "nothing written");
+    assert_eq!(s.list_settlements(&all_settlements(other.id)).await.expect("list").len(), 0, "nothing written");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(760_000, 0), "unchanged");
+
+    // an outpatient visit without an encounter: self-pay 10, class-B share 1 yuan; eligible
+    // 89 × 60 % = 53.40 fund; coinsurance 35.60; patient 46.60; counted in the outpatient pool
+    let visit = settle_request(&p, &t, "WS-1", None, township_visit(), NOW + Duration::hours(1));
+    let v = s.settle(&visit, &policies).await.expect("settle a visit");
+    let vs = &v.split;
+    assert_eq!(
+        (vs.total_fen, vs.self_pay_fen, vs.class_b_share_fen, vs.deductible_fen, vs.fund_fen, vs.coinsurance_fen),
+        (10_000, 1_000, 100, 0, 5_340, 3_560)
+    );
+    assert_eq!(vs.patient_fen, 4_660);
+    assert_eq!(v.claim.accumulators, acc(760_000, 0), "adjudicated against the year so far");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(760_000, 5_340));
+    assert_eq!(fund_in_force(s, p.id, 2026).await, acc(760_000, 5_340), "the sum of the stored settlements");
+}
+
+/// Bad requests are refused with the reason, and write nothing.
+pub async fn settlement_refusals(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let policies = default_policies();
+    let h = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let t = facility(s, "H51162100002", Tier::Township, YUECHI, None).await;
+    let p = resident("唐亮", Sex::Male, date!(1966 - 02 - 02), 21);
+    let q = resident("唐丽", Sex::Female, date!(1968 - 08 - 08), 22);
+    create_patients(s, &[&p, &q]).await;
+    let e = encounter(&p, &h, NOW - Duration::days(2), "J18.900");
+    let eq = encounter(&q, &h, NOW - Duration::days(2), "J18.900");
+    let et = encounter(&p, &t, NOW - Duration::days(1), "J18.900");
+    for x in [&e, &eq, &et] {
+        s.create_encounter(x).await.expect("encounter");
+    }
+    let ok = settle_request(&p, &h, "R-1", Some(e.id), county_stay(1_000_000), NOW);
+
+    let stranger = resident("无名", Sex::Male, date!(1970 - 01 - 01), 23);
+    expect_not_found(
+        s.settle(&settle_request(&stranger, &h, "R-2", None, county_stay(1_000_000), NOW), &policies).await,
+        "an unknown patient",
+    );
+    expect_not_found(
+        s.settle(&SettleRequest { region_key: WUSHENG.into(), ..ok.clone() }, &policies).await,
+        "the patient in another region",
+    );
+    expect_not_found(
+        s.settle(&SettleRequest { facility_id: new_id(), ..ok.clone() }, &policies).await,
+        "an unknown facility",
+    );
+    expect_not_found(
+        s.settle(&SettleRequest { encounter_id: Some(new_id()), ..ok.clone() }, &policies).await,
+        "an unknown encounter",
+    );
+    let cases = [
+        (
+            SettleRequest { encounter_id: Some(eq.id), ..ok.clone() },
+            "settlement.encounter_patient",
+            "another's encounter",
+        ),
+        (
+            SettleRequest { encounter_id: Some(et.id), ..ok.clone() },
+            "settlement.encounter_facility",
+            "another facility's",
+        ),
+        (
+            SettleRequest { claim: Claim { insured_region: "999999".into(), ..ok.claim.clone() }, ..ok.clone() },
+            "settlement.no_policy",
+            "no policy for the region (the engine refuses)",
+        ),
+        (
+            SettleRequest { claim: Claim { date: date!(2025 - 12 - 31), ..ok.claim.clone() }, ..ok.clone() },
+            "settlement.no_policy",
+            "no policy in force yet",
+        ),
+        (
+            SettleRequest { claim: Claim { lines: vec![], ..ok.claim.clone() }, ..ok.clone() },
+            "settlement.no_lines",
+            "no lines",
+        ),
+        (
+            SettleRequest { claim: Claim { lines: class_a(-1), ..ok.claim.clone() }, ..ok.clone() },
+            "settlement.amount",
+            "a negative line",
+        ),
+        (
+            SettleRequest { claim: Claim { tier: Tier::City, ..ok.claim.clone() }, ..ok.clone() },
+            "settlement.tier",
+            "a tier other than the facility's",
+        ),
+        (SettleRequest { txn_no: " ".into(), ..ok.clone() }, "settlement.txn_no", "a blank transaction number"),
+    ];
+    for (req, code, what) in cases {
+        let codes = domain_codes(s.settle(&req, &policies).await, what);
+        assert!(codes.iter().any(|c| c == code), "{what}: expected {code}, got {codes:?}");
+        assert_eq!(s.find_settlement_by_txn(req.facility_id, &req.txn_no).await.expect("by txn"), None, "{what}");
+    }
+    assert_eq!(s.list_settlements(&SettlementFilter::default()).await.expect("list"), vec![], "nothing written");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(0, 0), "accumulators untouched");
+    expect_not_found(s.reverse_settlement(new_id(), "X-1", NOW).await, "reversing an unknown settlement");
+
+    // after all that, the good request goes through, and its key cannot be reused
+    s.settle(&ok, &policies).await.expect("settle");
+    let reused = settle_request(&q, &h, "R-3", None, county_stay(1_000), NOW);
+    expect_duplicate(s.settle(&SettleRequest { id: ok.id, ..reused }, &policies).await, "a settlement key reused");
+    assert_eq!(s.accumulators(q.id, 2026).await.expect("accumulators"), acc(0, 0));
+}
+
+/// A reversal takes exactly the settlement's fund off the accumulators, is idempotent under
+/// its own number, and frees the encounter to be settled again.
+pub async fn settlement_reversal(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let policies = default_policies();
+    let h = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let t = facility(s, "H51162100002", Tier::Township, YUECHI, None).await;
+    let p = resident("韩梅", Sex::Female, date!(1955 - 09 - 09), 31);
+    s.create_patient(&p).await.expect("patient");
+    let e = encounter(&p, &h, NOW - Duration::days(3), "K35.800");
+    s.create_encounter(&e).await.expect("encounter");
+
+    let visit = s
+        .settle(&settle_request(&p, &t, "V-1", None, township_visit(), NOW - Duration::hours(2)), &policies)
+        .await
+        .expect("a visit");
+    let before = s.accumulators(p.id, 2026).await.expect("accumulators");
+    assert_eq!(before, acc(0, 5_340));
+    let stay = s
+        .settle(&settle_request(&p, &h, "S-1", Some(e.id), county_stay(1_000_000), NOW), &policies)
+        .await
+        .expect("a stay");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(760_000, 5_340));
+
+    let at = NOW + Duration::hours(1);
+    let rev = s.reverse_settlement(stay.id, "C-1", at).await.expect("reverse");
+    assert!(!rev.replayed);
+    assert_eq!(rev.status, SettlementStatus::Reversed);
+    assert_eq!((rev.reversal_txn_no.as_deref(), rev.reversed_at), (Some("C-1"), Some(at)));
+    assert_eq!((rev.split.clone(), rev.claim.clone(), rev.created_at), (stay.split.clone(), stay.claim.clone(), NOW));
+    assert_eq!(s.get_settlement(stay.id).await.expect("get"), Some(rev.clone()), "read back as returned");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), before, "exactly as before the stay");
+
+    let again = s.reverse_settlement(stay.id, "C-1", at + Duration::minutes(5)).await.expect("reverse again");
+    assert!(again.replayed, "the same reversal again is a replay");
+    assert_eq!(SettlementRecord { replayed: false, ..again }, rev, "the first reversal's result");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), before, "not subtracted twice");
+    let m = expect_store_conflict(s.reverse_settlement(stay.id, "C-2", at).await, "another reversal number");
+    assert!(m.contains("already reversed"), "says so: {m}");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), before, "unchanged");
+
+    // the settlement's own number still answers with it (now reversed); the encounter is free
+    let replay = s
+        .settle(&settle_request(&p, &h, "S-1", Some(e.id), county_stay(1_000_000), NOW), &policies)
+        .await
+        .expect("replay");
+    assert!(replay.replayed);
+    assert_eq!(replay.status, SettlementStatus::Reversed);
+    let resettled = s
+        .settle(&settle_request(&p, &h, "S-2", Some(e.id), county_stay(1_000_000), NOW + Duration::hours(2)), &policies)
+        .await
+        .expect("settle the encounter again");
+    assert_eq!(resettled.split.fund_fen, 760_000, "adjudicated against the restored accumulators");
+    assert_eq!(resettled.claim.accumulators, acc(0, 5_340));
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(760_000, 5_340));
+    assert_eq!(fund_in_force(s, p.id, 2026).await, acc(760_000, 5_340));
+    expect_store_conflict(
+        s.reverse_settlement(resettled.id, "C-1", at).await,
+        "a reversal number the facility already used",
+    );
+    assert_eq!(s.get_settlement(resettled.id).await.expect("get"), Some(resettled.clone()), "still in force");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(760_000, 5_340), "unchanged");
+
+    // reversing the visit (outpatient) touches the outpatient pool only
+    s.reverse_settlement(visit.id, "C-3", at).await.expect("reverse the visit");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(760_000, 0));
+
+    // the journal: newest first, by facility, status, time and count
+    let list = |f: SettlementFilter| async move { s.list_settlements(&f).await.expect("list") };
+    let ids = |rs: Vec<SettlementRecord>| rs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(list(SettlementFilter { facility_id: Some(h.id), ..Default::default() }).await),
+        vec![resettled.id, stay.id]
+    );
+    assert_eq!(ids(list(SettlementFilter { facility_id: Some(t.id), ..Default::default() }).await), vec![visit.id]);
+    assert_eq!(ids(list(all_settlements(p.id)).await), vec![resettled.id, stay.id, visit.id]);
+    let settled = SettlementFilter { status: Some(SettlementStatus::Settled), ..all_settlements(p.id) };
+    assert_eq!(ids(list(settled).await), vec![resettled.id]);
+    let reversed = SettlementFilter { status: Some(SettlementStatus::Reversed), ..all_settlements(p.id) };
+    assert_eq!(ids(list(reversed).await), vec![stay.id, visit.id]);
+    let window = SettlementFilter {
+        from: Some(NOW - Duration::hours(1)),
+        to: Some(NOW + Duration::hours(2)),
+        ..all_settlements(p.id)
+    };
+    assert_eq!(ids(list(window).await), vec![stay.id], "from inclusive, to exclusive");
+    assert_eq!(ids(list(SettlementFilter { limit: 1, ..all_settlements(p.id) }).await), vec![resettled.id]);
+    assert_eq!(list(SettlementFilter { patient_id: Some(new_id()), ..Default::default() }).await, vec![]);
+}
+
+/// Earlier settlements leave a person 1,000 yuan below the annual ceiling; 16 settlements at
+/// once, each of which alone would take 500 yuan of fund: together they never take more
+/// than the 1,000 yuan left, and the accumulator is the sum of what was stored.
+pub async fn settlement_concurrent_ceiling(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let policies = Arc::new(default_policies());
+    let h = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let p = resident("周强", Sex::Male, date!(1950 - 10 - 10), 41);
+    s.create_patient(&p).await.expect("patient");
+    // 7,600 yuan (the worked example), then a county stay after a downward referral (no
+    // deductible): 364,250 × 80 % = 291,400 yuan; 299,000 yuan in all
+    s.settle(&settle_request(&p, &h, "C-0", None, county_stay(1_000_000), NOW), &policies).await.expect("settle");
+    let long_stay =
+        bill(Setting::Inpatient, Tier::County, Arrival::DownwardReferral, date!(2026 - 06 - 01), class_a(36_425_000));
+    let r = s.settle(&settle_request(&p, &h, "C-00", None, long_stay, NOW), &policies).await.expect("settle");
+    assert_eq!(r.split.fund_fen, 29_140_000);
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(CEILING - 100_000, 0));
+
+    // 625 yuan at 80 %, no deductible: 500 yuan of fund each
+    let small =
+        bill(Setting::Inpatient, Tier::County, Arrival::DownwardReferral, date!(2026 - 11 - 22), class_a(62_500));
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, policies) = (Arc::clone(&store), Arc::clone(&policies));
+            let req = settle_request(&p, &h, &format!("C-{}", i + 1), None, small.clone(), NOW + Duration::seconds(i));
+            tokio::spawn(async move { store.settle(&req, &policies).await })
+        })
+        .collect();
+    let mut funds = Vec::new();
+    for t in tasks {
+        let r = t.await.expect("task").expect("every concurrent settlement lands");
+        assert!(!r.replayed);
+        assert_eq!(r.split.total_fen, 62_500);
+        assert_eq!(r.split.fund_fen + r.split.above_ceiling_fen, 50_000, "the fund's share before the ceiling");
+        funds.push(r.split.fund_fen);
+    }
+    assert_eq!(funds.iter().sum::<i64>(), 100_000, "exactly the 1,000 yuan left, no more");
+    assert_eq!(funds.iter().filter(|f| **f == 50_000).count(), 2, "two take 500 yuan, the rest nothing: {funds:?}");
+    let stored = fund_in_force(s, p.id, 2026).await;
+    assert_eq!(stored, acc(CEILING, 0), "the stored settlements' funds reach the ceiling exactly");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), stored, "the accumulator is their sum");
+}
+
+/// Eight desks send the same transaction at once: one settlement, seven replays of it.
+pub async fn settlement_concurrent_replays(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let policies = Arc::new(default_policies());
+    let h = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let p = resident("郑洁", Sex::Female, date!(1975 - 03 - 13), 51);
+    s.create_patient(&p).await.expect("patient");
+    let e = encounter(&p, &h, NOW - Duration::days(1), "I10.x00");
+    s.create_encounter(&e).await.expect("encounter");
+    let req = settle_request(&p, &h, "SAME-1", Some(e.id), county_stay(1_000_000), NOW);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, policies) = (Arc::clone(&store), Arc::clone(&policies));
+            let req = SettleRequest { id: new_id(), ..req.clone() };
+            tokio::spawn(async move { store.settle(&req, &policies).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.expect("task").expect("settle or replay"));
+    }
+    let firsts: Vec<_> = results.iter().filter(|r| !r.replayed).collect();
+    assert_eq!(firsts.len(), 1, "exactly one settles");
+    for r in &results {
+        assert_eq!(SettlementRecord { replayed: false, ..r.clone() }, *firsts[0], "the others replay it");
+    }
+    assert_eq!(s.list_settlements(&all_settlements(p.id)).await.expect("list").len(), 1);
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(760_000, 0), "counted once");
+}
+
+/// A deterministic random sequence of settlements (two people, two years, both settings,
+/// repeated numbers) and reversals (repeated too): after every step, the accumulators of
+/// each person and year are the sum of the fund of their settlements in force.
+pub async fn settlement_random_sequence(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let policies = default_policies();
+    let h = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let t = facility(s, "H51162100002", Tier::Township, YUECHI, None).await;
+    let people = [
+        resident("吴一", Sex::Male, date!(1949 - 01 - 01), 61),
+        resident("吴二", Sex::Female, date!(1952 - 02 - 02), 62),
+    ];
+    create_patients(s, &[&people[0], &people[1]]).await;
+    // SplitMix64: deterministic, no dependency
+    let mut state: u64 = 0x5EED_0006;
+    let mut next = move |n: u64| {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n
+    };
+    let mut sent: Vec<SettleRequest> = Vec::new();
+    let mut in_force: Vec<Uuid> = Vec::new();
+    let mut reversed: Vec<(Uuid, String)> = Vec::new();
+    for step in 0..80i64 {
+        let at = NOW + Duration::minutes(step);
+        match next(10) {
+            0..=1 if !in_force.is_empty() => {
+                let id = in_force.remove(next(in_force.len() as u64) as usize);
+                let no = format!("REV-{step}");
+                let r = s.reverse_settlement(id, &no, at).await.expect("reverse");
+                assert!(!r.replayed && r.status == SettlementStatus::Reversed, "step {step}");
+                reversed.push((id, no));
+            }
+            2 if !reversed.is_empty() => {
+                let (id, no) = reversed[next(reversed.len() as u64) as usize].clone();
+                let r = s.reverse_settlement(id, &no, at).await.expect("reverse again");
+                assert!(r.replayed, "step {step}: a repeated reversal replays");
+            }
+            3 if !sent.is_empty() => {
+                let req = sent[next(sent.len() as u64) as usize].clone();
+                let r = s.settle(&SettleRequest { id: new_id(), ..req }, &policies).await.expect("repeat");
+                assert!(r.replayed, "step {step}: a repeated settlement replays");
+            }
+            _ => {
+                let p = &people[next(2) as usize];
+                let date = if next(2) == 0 { date!(2026 - 05 - 01) } else { date!(2027 - 03 - 01) };
+                let (f, setting) = match next(3) {
+                    0 => (&t, Setting::Outpatient),
+                    1 => (&t, Setting::Inpatient),
+                    _ => (&h, Setting::Inpatient),
+                };
+                let arrival = match next(3) {
+                    0 => Arrival::SelfReferred,
+                    1 => Arrival::UpwardReferral { after_stay_at: None },
+                    _ => Arrival::DownwardReferral,
+                };
+                let max = if setting == Setting::Outpatient { 30_000 } else { 12_000_000 };
+                let lines = (0..=next(3))
+                    .map(|_| BillLine {
+                        class: [ItemClass::A, ItemClass::B, ItemClass::SelfPay][next(3) as usize],
+                        amount_fen: 1 + next(max) as i64,
+                    })
+                    .collect();
+                let claim = bill(setting, f.tier, arrival, date, lines);
+                let req = settle_request(p, f, &format!("TX-{step}"), None, claim, at);
+                let r = s.settle(&req, &policies).await.expect("settle");
+                assert!(!r.replayed, "step {step}");
+                assert_eq!(r.split.fund_fen + r.split.patient_fen, r.split.total_fen, "step {step}: the parts add up");
+                in_force.push(r.id);
+                sent.push(req);
+            }
+        }
+        for p in &people {
+            for year in [2026, 2027] {
+                let stored = s.accumulators(p.id, year).await.expect("accumulators");
+                assert_eq!(stored, fund_in_force(s, p.id, year).await, "step {step}: {} in {year}", p.name);
+                assert!(stored.inpatient_fund_paid_fen <= CEILING, "step {step}: within the ceiling");
+                assert!(stored.outpatient_fund_paid_fen <= 40_000, "step {step}: within the outpatient pool");
+            }
+        }
+    }
+    assert!(!reversed.is_empty() && in_force.len() > 10, "the sequence both settles and reverses");
 }

@@ -27,6 +27,7 @@ use tiercare_domain::referral::{
     Change, Direction, FollowUpTask, Notification, Referral, ReferralEvent, ReferralState, Urgency,
 };
 use tiercare_domain::role::Role;
+use tiercare_domain::settlement::{Accumulators, Claim, PolicySet, Split};
 
 #[cfg(feature = "contract")]
 pub mod contract;
@@ -259,6 +260,88 @@ pub struct OutboxMessage {
     pub delivered_at: Option<OffsetDateTime>,
 }
 
+/// A settlement to make (issue 6): the caller's transaction number, who, where, and the
+/// bill. The claim's `accumulators` are ignored: the store reads the person's own inside
+/// the transaction (the current stay's deductible is taken as 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettleRequest {
+    /// The new settlement's key (UUIDv7, made by the caller).
+    pub id: Uuid,
+    /// The patient's region key.
+    pub region_key: String,
+    /// The facility of care (whose desk settles).
+    pub facility_id: Uuid,
+    /// The caller's transaction number, unique per facility: a repeated request with it
+    /// returns the first result.
+    pub txn_no: String,
+    pub patient_id: Uuid,
+    /// The visit or stay settled, if recorded; it must be the patient's, at this facility.
+    pub encounter_id: Option<Uuid>,
+    pub claim: Claim,
+    /// When the settlement is made (its `created_at`).
+    pub at: OffsetDateTime,
+}
+
+/// Whether a settlement is in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SettlementStatus {
+    Settled,
+    /// Reversed (冲正): its fund payment was taken back off the accumulators.
+    Reversed,
+}
+
+impl SettlementStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SettlementStatus::Settled => "settled",
+            SettlementStatus::Reversed => "reversed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "settled" => Some(SettlementStatus::Settled),
+            "reversed" => Some(SettlementStatus::Reversed),
+            _ => None,
+        }
+    }
+}
+
+/// A stored settlement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementRecord {
+    pub id: Uuid,
+    pub region_key: String,
+    pub facility_id: Uuid,
+    pub txn_no: String,
+    pub patient_id: Uuid,
+    pub encounter_id: Option<Uuid>,
+    /// The claim as adjudicated: its `accumulators` are those read in the transaction.
+    pub claim: Claim,
+    pub split: Split,
+    pub status: SettlementStatus,
+    pub created_at: OffsetDateTime,
+    pub reversed_at: Option<OffsetDateTime>,
+    pub reversal_txn_no: Option<String>,
+    /// `true` when this call wrote nothing and answered with the record an earlier call
+    /// with the same transaction number made (or reversed); never stored.
+    pub replayed: bool,
+}
+
+/// Filter for settlement lists (the daily journal). Rows come newest first
+/// (`created_at`, then `id`, descending).
+#[derive(Debug, Clone, Default)]
+pub struct SettlementFilter {
+    pub facility_id: Option<Uuid>,
+    pub patient_id: Option<Uuid>,
+    /// Made at or after.
+    pub from: Option<OffsetDateTime>,
+    /// Made before.
+    pub to: Option<OffsetDateTime>,
+    pub status: Option<SettlementStatus>,
+    /// At most this many (0 means 100; capped at 1,000).
+    pub limit: u32,
+}
+
 /// Everything tiercare keeps. One trait, two backends; the contract suite defines the
 /// behaviour both must have.
 #[async_trait]
@@ -394,4 +477,40 @@ pub trait Store: Send + Sync + 'static {
     async fn pending_outbox(&self, limit: u32) -> Result<Vec<OutboxMessage>>;
     /// Mark messages delivered; returns how many were pending.
     async fn mark_outbox_delivered(&self, ids: &[Uuid], at: OffsetDateTime) -> Result<u64>;
+
+    // --- settlements (issue 6)
+    /// Settle one bill in one write transaction:
+    /// 1. idempotency: if the facility already has a settlement with `req.txn_no`, return it
+    ///    with `replayed: true` when it is for the same patient and the same lines, else
+    ///    [`StoreError::Conflict`] (the number was used for another bill);
+    /// 2. the patient must exist in `req.region_key` and be active, the facility must exist
+    ///    and have the claim's tier ([`StoreError::NotFound`], [`StoreError::Domain`]); the
+    ///    encounter, if given, must exist and be the patient's at this facility, and must not
+    ///    have a settlement in force ([`StoreError::Conflict`]);
+    /// 3. the person's accumulators of the claim's year are read inside the transaction and
+    ///    put into the claim, which is adjudicated (a refusal is [`StoreError::Domain`]);
+    /// 4. the settlement is written and the accumulators set to the split's `after`.
+    ///
+    /// Nothing is written when any step fails. Concurrent settlements for one person are
+    /// serialised (SQLite's writer lock; PostgreSQL SERIALIZABLE with retries), so two never
+    /// use the same remaining ceiling or pool.
+    async fn settle(&self, req: &SettleRequest, policies: &PolicySet) -> Result<SettlementRecord>;
+    /// Reverse (冲正) a settlement: subtract exactly its fund payment from the accumulators of
+    /// its year and setting and mark it reversed, in one transaction; its encounter may then
+    /// be settled again. Idempotent: reversing a reversed settlement with the same
+    /// `reversal_txn_no` returns it (`replayed: true`); with another number, or with a number
+    /// the facility already used for another reversal, [`StoreError::Conflict`]. An unknown
+    /// settlement is [`StoreError::NotFound`].
+    async fn reverse_settlement(
+        &self,
+        settlement_id: Uuid,
+        reversal_txn_no: &str,
+        at: OffsetDateTime,
+    ) -> Result<SettlementRecord>;
+    async fn get_settlement(&self, id: Uuid) -> Result<Option<SettlementRecord>>;
+    async fn find_settlement_by_txn(&self, facility_id: Uuid, txn_no: &str) -> Result<Option<SettlementRecord>>;
+    /// The person's fund paid in `year` (zeros when nothing was settled);
+    /// `stay_deductible_paid_fen` is always 0 (stays are not tracked across bills).
+    async fn accumulators(&self, patient_id: Uuid, year: i32) -> Result<Accumulators>;
+    async fn list_settlements(&self, f: &SettlementFilter) -> Result<Vec<SettlementRecord>>;
 }

@@ -35,6 +35,11 @@ mod referral {
     include!("queries_referral.rs");
 }
 
+/// Settlement queries (issue 6), compiled with this file for each backend.
+mod settlement {
+    include!("queries_settlement.rs");
+}
+
 type Tx = sqlx::Transaction<'static, Db>;
 type DbRow = <Db as sqlx::Database>::Row;
 
@@ -1583,5 +1588,32 @@ impl Store for This {
     }
     async fn mark_outbox_delivered(&self, ids: &[Uuid], at: OffsetDateTime) -> Result<u64> {
         referral::mark_outbox_delivered(self, ids, at).await
+    }
+    async fn settle(
+        &self,
+        req: &crate::SettleRequest,
+        policies: &tiercare_domain::settlement::PolicySet,
+    ) -> Result<crate::SettlementRecord> {
+        settlement::settle(self, req, policies).await
+    }
+    async fn reverse_settlement(
+        &self,
+        settlement_id: Uuid,
+        reversal_txn_no: &str,
+        at: OffsetDateTime,
+    ) -> Result<crate::SettlementRecord> {
+        settlement::reverse_settlement(self, settlement_id, reversal_txn_no, at).await
+    }
+    async fn get_settlement(&self, id: Uuid) -> Result<Option<crate::SettlementRecord>> {
+        settlement::get_settlement(self, id).await
+    }
+    async fn find_settlement_by_txn(&self, facility_id: Uuid, txn_no: &str) -> Result<Option<crate::SettlementRecord>> {
+        settlement::find_settlement_by_txn(self, facility_id, txn_no).await
+    }
+    async fn accumulators(&self, patient_id: Uuid, year: i32) -> Result<tiercare_domain::settlement::Accumulators> {
+        settlement::accumulators(self, patient_id, year).await
+    }
+    async fn list_settlements(&self, f: &crate::SettlementFilter) -> Result<Vec<crate::SettlementRecord>> {
+        settlement::list_settlements(self, f).await
     }
 }

@@ -1,0 +1,463 @@
+// Settlement queries (issue 6): included into `mod settlement` inside `queries.rs`, so it
+// is compiled once per backend like the rest. Functions take the store (`&This`) and use its
+// `transact` and read pool. SQL here must be valid on both SQLite and PostgreSQL.
+//
+// Invariant (what the contract suite checks): for every person and year, the
+// `insurance_accumulator` row holds the sum of the fund payments of that person's
+// settlements of that year in status 'settled', inpatient and outpatient apart. It holds
+// because a settlement (or its reversal) and the accumulator change are one transaction,
+// and the accumulators a bill is adjudicated against are read inside that transaction:
+// SQLite's `BEGIN IMMEDIATE` on the single writer connection serialises every write, and on
+// PostgreSQL SERIALIZABLE refuses (40001, retried by `transact`) whichever of two
+// concurrent settlements for one person would have read what the other wrote.
+//
+// Unique keys back the checks made before writing: (region_key, facility_id, txn_no), the
+// reversal number per facility, and at most one 'settled' row per encounter. A unique
+// violation when writing therefore means a concurrent transaction wrote first; it is
+// answered with `StoreError::Busy` inside the transaction, so `transact` runs it again and
+// the checks then see that row (a repeated request is replayed, another bill conflicts).
+
+use super::*;
+
+use tiercare_domain::settlement::{self, Accumulators, Claim, PolicySet, Setting, Split};
+
+use crate::{SettleRequest, SettlementFilter, SettlementRecord, SettlementStatus};
+
+const SETTLEMENT_COLS: &str = "region_key, id, facility_id, txn_no, patient_id, encounter_id, scheme, insured_region,
+    setting, tier, service_date, year, claim, total_fen, fund_fen, patient_fen, self_pay_fen, class_b_share_fen,
+    deductible_fen, coinsurance_fen, above_ceiling_fen, rate_bp, policy, explanation, accumulators_after, status,
+    reversal_txn_no, reversed_at, created_at";
+/// The longest transaction number accepted (national settlement serials are about 30).
+const MAX_TXN_NO: usize = 100;
+
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|_| corrupt(what, s))
+}
+
+fn setting_str(s: Setting) -> &'static str {
+    match s {
+        Setting::Outpatient => "outpatient",
+        Setting::Inpatient => "inpatient",
+    }
+}
+
+fn settlement_from_row(r: &DbRow) -> Result<SettlementRecord> {
+    let claim: String = r.try_get("claim")?;
+    let explanation: String = r.try_get("explanation")?;
+    let after: String = r.try_get("accumulators_after")?;
+    let status: String = r.try_get("status")?;
+    let rate: i64 = r.try_get("rate_bp")?;
+    let split = Split {
+        total_fen: r.try_get("total_fen")?,
+        fund_fen: r.try_get("fund_fen")?,
+        patient_fen: r.try_get("patient_fen")?,
+        self_pay_fen: r.try_get("self_pay_fen")?,
+        class_b_share_fen: r.try_get("class_b_share_fen")?,
+        deductible_fen: r.try_get("deductible_fen")?,
+        coinsurance_fen: r.try_get("coinsurance_fen")?,
+        above_ceiling_fen: r.try_get("above_ceiling_fen")?,
+        rate_bp: u32::try_from(rate).map_err(|_| corrupt("rate", &rate.to_string()))?,
+        policy: r.try_get("policy")?,
+        explanation: from_json("explanation", &explanation)?,
+        after: from_json("accumulators", &after)?,
+    };
+    Ok(SettlementRecord {
+        id: r.try_get("id")?,
+        region_key: r.try_get("region_key")?,
+        facility_id: r.try_get("facility_id")?,
+        txn_no: r.try_get("txn_no")?,
+        patient_id: r.try_get("patient_id")?,
+        encounter_id: r.try_get("encounter_id")?,
+        claim: from_json("claim", &claim)?,
+        split,
+        status: SettlementStatus::parse(&status).ok_or_else(|| corrupt("settlement status", &status))?,
+        created_at: from_ms(r.try_get("created_at")?)?,
+        reversed_at: r.try_get::<Option<i64>, _>("reversed_at")?.map(from_ms).transpose()?,
+        reversal_txn_no: r.try_get("reversal_txn_no")?,
+        replayed: false,
+    })
+}
+
+/// A unique violation: a concurrent transaction wrote first; run again (see the top).
+fn retry_on_unique_violation(e: StoreError) -> StoreError {
+    match &e {
+        StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => StoreError::Busy,
+        _ => e,
+    }
+}
+
+fn check_txn_no(field: &str, v: &str) -> Result<()> {
+    if v.trim().is_empty() || v.len() > MAX_TXN_NO {
+        return Err(tiercare_domain::DomainError::field(
+            field,
+            "settlement.txn_no",
+            format!("a transaction number has 1 to {MAX_TXN_NO} characters"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+async fn by_id<'e, E: sqlx::Executor<'e, Database = Db>>(e: E, id: Uuid) -> Result<Option<SettlementRecord>> {
+    sqlx::query(AssertSqlSafe(format!("SELECT {SETTLEMENT_COLS} FROM settlement WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(e)
+        .await?
+        .as_ref()
+        .map(settlement_from_row)
+        .transpose()
+}
+
+/// By the facility's transaction number. The unique key includes the region (the
+/// distribution key); on one node this finds the number whatever the patient's region.
+async fn by_txn<'e, E: sqlx::Executor<'e, Database = Db>>(
+    e: E,
+    facility_id: Uuid,
+    txn_no: &str,
+) -> Result<Option<SettlementRecord>> {
+    sqlx::query(AssertSqlSafe(format!(
+        "SELECT {SETTLEMENT_COLS} FROM settlement WHERE facility_id = $1 AND txn_no = $2 ORDER BY created_at, id LIMIT 1"
+    )))
+    .bind(facility_id)
+    .bind(txn_no)
+    .fetch_optional(e)
+    .await?
+    .as_ref()
+    .map(settlement_from_row)
+    .transpose()
+}
+
+/// The person's accumulator row of `year` (zeros when none), read inside the transaction.
+async fn accumulators_tx(tx: &mut Tx, region_key: &str, patient_id: Uuid, year: i32) -> Result<Accumulators> {
+    let row = sqlx::query(
+        "SELECT inpatient_fund_paid_fen, outpatient_fund_paid_fen FROM insurance_accumulator
+         WHERE region_key = $1 AND patient_id = $2 AND year = $3",
+    )
+    .bind(region_key)
+    .bind(patient_id)
+    .bind(i64::from(year))
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match row {
+        Some(r) => Accumulators {
+            inpatient_fund_paid_fen: r.try_get("inpatient_fund_paid_fen")?,
+            outpatient_fund_paid_fen: r.try_get("outpatient_fund_paid_fen")?,
+            stay_deductible_paid_fen: 0,
+        },
+        None => Accumulators::default(),
+    })
+}
+
+async fn set_accumulators(
+    tx: &mut Tx,
+    region_key: &str,
+    patient_id: Uuid,
+    year: i32,
+    acc: &Accumulators,
+    at: OffsetDateTime,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO insurance_accumulator
+           (region_key, patient_id, year, inpatient_fund_paid_fen, outpatient_fund_paid_fen, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (region_key, patient_id, year) DO UPDATE SET
+           inpatient_fund_paid_fen = excluded.inpatient_fund_paid_fen,
+           outpatient_fund_paid_fen = excluded.outpatient_fund_paid_fen,
+           updated_at = excluded.updated_at",
+    )
+    .bind(region_key)
+    .bind(patient_id)
+    .bind(i64::from(year))
+    .bind(acc.inpatient_fund_paid_fen)
+    .bind(acc.outpatient_fund_paid_fen)
+    .bind(ms(at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_settlement(tx: &mut Tx, r: &SettlementRecord) -> Result<()> {
+    let c = &r.claim;
+    let s = &r.split;
+    let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("INSERT INTO settlement ({SETTLEMENT_COLS}) VALUES ("));
+    let mut b = qb.separated(", ");
+    b.push_bind(r.region_key.as_str())
+        .push_bind(r.id)
+        .push_bind(r.facility_id)
+        .push_bind(r.txn_no.as_str())
+        .push_bind(r.patient_id)
+        .push_bind(r.encounter_id)
+        .push_bind(c.scheme.as_str())
+        .push_bind(c.insured_region.as_str())
+        .push_bind(setting_str(c.setting))
+        .push_bind(c.tier.as_str())
+        .push_bind(date_str(c.date))
+        .push_bind(i64::from(c.date.year()))
+        .push_bind(json(c)?)
+        .push_bind(s.total_fen)
+        .push_bind(s.fund_fen)
+        .push_bind(s.patient_fen)
+        .push_bind(s.self_pay_fen)
+        .push_bind(s.class_b_share_fen)
+        .push_bind(s.deductible_fen)
+        .push_bind(s.coinsurance_fen)
+        .push_bind(s.above_ceiling_fen)
+        .push_bind(i64::from(s.rate_bp))
+        .push_bind(s.policy.as_str())
+        .push_bind(json(&s.explanation)?)
+        .push_bind(json(&s.after)?)
+        .push_bind(r.status.as_str())
+        .push_bind(r.reversal_txn_no.as_deref())
+        .push_bind(r.reversed_at.map(ms))
+        .push_bind(ms(r.created_at));
+    qb.push(")");
+    qb.build().execute(&mut **tx).await.map_err(|e| retry_on_unique_violation(e.into()))?;
+    Ok(())
+}
+
+async fn settle_tx(tx: &mut Tx, req: &SettleRequest, policies: &PolicySet) -> Result<SettlementRecord> {
+    check_txn_no("txn_no", &req.txn_no)?;
+    // 1. idempotency
+    if let Some(first) = by_txn(&mut **tx, req.facility_id, &req.txn_no).await? {
+        if first.patient_id == req.patient_id && first.claim.lines == req.claim.lines {
+            return Ok(SettlementRecord { replayed: true, ..first });
+        }
+        return Err(StoreError::Conflict(format!(
+            "transaction number {} of this facility was used for another bill (settlement {} of {})",
+            req.txn_no,
+            first.id,
+            first.created_at.date()
+        )));
+    }
+    if by_id(&mut **tx, req.id).await?.is_some() {
+        return Err(StoreError::Duplicate { what: format!("settlement {}", req.id), existing: Some(req.id) });
+    }
+    // 2. who and where
+    let patient = get_patient_tx(tx, req.patient_id)
+        .await?
+        .filter(|p| p.region_key == req.region_key)
+        .ok_or_else(|| StoreError::not_found(format!("patient {} (in region {})", req.patient_id, req.region_key)))?;
+    if let PatientStatus::Merged(into) = patient.status {
+        return Err(tiercare_domain::DomainError::field(
+            "patient_id",
+            "settlement.patient_merged",
+            format!("patient {} was merged into {into}; settle on the surviving record", patient.id),
+        )
+        .into());
+    }
+    let facility = sqlx::query("SELECT tier FROM facility WHERE id = $1")
+        .bind(req.facility_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found(format!("facility {}", req.facility_id)))?;
+    let tier: String = facility.try_get("tier")?;
+    if tier != req.claim.tier.as_str() {
+        return Err(tiercare_domain::DomainError::field(
+            "claim.tier",
+            "settlement.tier",
+            format!(
+                "the claim is for a {} facility, but facility {} is {tier}",
+                req.claim.tier.as_str(),
+                req.facility_id
+            ),
+        )
+        .into());
+    }
+    if let Some(encounter_id) = req.encounter_id {
+        let e = sqlx::query("SELECT patient_id, facility_id FROM encounter WHERE region_key = $1 AND id = $2")
+            .bind(req.region_key.as_str())
+            .bind(encounter_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("encounter {encounter_id}")))?;
+        let (e_patient, e_facility): (Uuid, Uuid) = (e.try_get("patient_id")?, e.try_get("facility_id")?);
+        if e_patient != req.patient_id {
+            return Err(tiercare_domain::DomainError::field(
+                "encounter_id",
+                "settlement.encounter_patient",
+                format!("encounter {encounter_id} is not patient {}'s", req.patient_id),
+            )
+            .into());
+        }
+        if e_facility != req.facility_id {
+            return Err(tiercare_domain::DomainError::field(
+                "encounter_id",
+                "settlement.encounter_facility",
+                format!("encounter {encounter_id} is at another facility; only its own facility settles it"),
+            )
+            .into());
+        }
+        let settled = sqlx::query(
+            "SELECT id, txn_no FROM settlement
+             WHERE region_key = $1 AND encounter_id = $2 AND status = 'settled' AND encounter_id IS NOT NULL",
+        )
+        .bind(req.region_key.as_str())
+        .bind(encounter_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(r) = settled {
+            let (id, txn): (Uuid, String) = (r.try_get("id")?, r.try_get("txn_no")?);
+            return Err(StoreError::Conflict(format!(
+                "encounter {encounter_id} is already settled (settlement {id}, transaction {txn}); reverse that first"
+            )));
+        }
+    }
+    // 3. adjudicate against the accumulators as they are now
+    let year = req.claim.date.year();
+    let mut claim: Claim = req.claim.clone();
+    claim.accumulators = accumulators_tx(tx, &req.region_key, req.patient_id, year).await?;
+    let split = settlement::adjudicate(policies, &claim)?;
+    // 4. write
+    let record = SettlementRecord {
+        id: req.id,
+        region_key: req.region_key.clone(),
+        facility_id: req.facility_id,
+        txn_no: req.txn_no.clone(),
+        patient_id: req.patient_id,
+        encounter_id: req.encounter_id,
+        claim,
+        split,
+        status: SettlementStatus::Settled,
+        // as stored (milliseconds), so the answer equals what a later read returns
+        created_at: from_ms(ms(req.at))?,
+        reversed_at: None,
+        reversal_txn_no: None,
+        replayed: false,
+    };
+    insert_settlement(tx, &record).await?;
+    let after = Accumulators { stay_deductible_paid_fen: 0, ..record.split.after };
+    set_accumulators(tx, &record.region_key, record.patient_id, year, &after, req.at).await?;
+    Ok(record)
+}
+
+pub(super) async fn settle(s: &This, req: &SettleRequest, policies: &PolicySet) -> Result<SettlementRecord> {
+    s.transact(&(req, policies), |tx, (req, policies)| Box::pin(settle_tx(tx, req, policies))).await
+}
+
+async fn reverse_tx(tx: &mut Tx, id: Uuid, txn_no: &str, at: OffsetDateTime) -> Result<SettlementRecord> {
+    check_txn_no("reversal_txn_no", txn_no)?;
+    let s = by_id(&mut **tx, id).await?.ok_or_else(|| StoreError::not_found(format!("settlement {id}")))?;
+    if s.status == SettlementStatus::Reversed {
+        if s.reversal_txn_no.as_deref() == Some(txn_no) {
+            return Ok(SettlementRecord { replayed: true, ..s });
+        }
+        return Err(StoreError::Conflict(format!(
+            "settlement {id} was already reversed (reversal transaction {})",
+            s.reversal_txn_no.as_deref().unwrap_or("?")
+        )));
+    }
+    let used = sqlx::query("SELECT id FROM settlement WHERE facility_id = $1 AND reversal_txn_no = $2")
+        .bind(s.facility_id)
+        .bind(txn_no)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if let Some(r) = used {
+        let other: Uuid = r.try_get("id")?;
+        return Err(StoreError::Conflict(format!(
+            "reversal transaction number {txn_no} of this facility was used to reverse settlement {other}"
+        )));
+    }
+    // the domain's arithmetic, applied to the accumulators as they are now (later bills of
+    // the year stay counted): exactly this settlement's fund comes off its setting's total
+    let year = s.claim.date.year();
+    let now = accumulators_tx(tx, &s.region_key, s.patient_id, year).await?;
+    let before = Split { after: now, ..s.split.clone() }.reversed(s.claim.setting);
+    if before.inpatient_fund_paid_fen < 0 || before.outpatient_fund_paid_fen < 0 {
+        return Err(StoreError::Corrupt(format!(
+            "the accumulators of patient {} for {year} are less than settlement {id}'s fund payment",
+            s.patient_id
+        )));
+    }
+    let done = sqlx::query(
+        "UPDATE settlement SET status = 'reversed', reversal_txn_no = $1, reversed_at = $2
+         WHERE region_key = $3 AND id = $4 AND status = 'settled'",
+    )
+    .bind(txn_no)
+    .bind(ms(at))
+    .bind(s.region_key.as_str())
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| retry_on_unique_violation(e.into()))?;
+    if done.rows_affected() != 1 {
+        // unreachable under the write transaction; answered like any concurrent change
+        return Err(StoreError::Busy);
+    }
+    let before = Accumulators { stay_deductible_paid_fen: 0, ..before };
+    set_accumulators(tx, &s.region_key, s.patient_id, year, &before, at).await?;
+    Ok(SettlementRecord {
+        status: SettlementStatus::Reversed,
+        reversal_txn_no: Some(txn_no.to_owned()),
+        reversed_at: Some(from_ms(ms(at))?),
+        ..s
+    })
+}
+
+pub(super) async fn reverse_settlement(
+    s: &This,
+    id: Uuid,
+    reversal_txn_no: &str,
+    at: OffsetDateTime,
+) -> Result<SettlementRecord> {
+    s.transact(&(id, reversal_txn_no, at), |tx, (id, txn_no, at)| Box::pin(reverse_tx(tx, *id, txn_no, *at))).await
+}
+
+pub(super) async fn get_settlement(s: &This, id: Uuid) -> Result<Option<SettlementRecord>> {
+    by_id(s.read(), id).await
+}
+
+pub(super) async fn find_settlement_by_txn(
+    s: &This,
+    facility_id: Uuid,
+    txn_no: &str,
+) -> Result<Option<SettlementRecord>> {
+    by_txn(s.read(), facility_id, txn_no).await
+}
+
+pub(super) async fn accumulators(s: &This, patient_id: Uuid, year: i32) -> Result<Accumulators> {
+    let row = sqlx::query(
+        "SELECT inpatient_fund_paid_fen, outpatient_fund_paid_fen FROM insurance_accumulator
+         WHERE patient_id = $1 AND year = $2",
+    )
+    .bind(patient_id)
+    .bind(i64::from(year))
+    .fetch_optional(s.read())
+    .await?;
+    Ok(match row {
+        Some(r) => Accumulators {
+            inpatient_fund_paid_fen: r.try_get("inpatient_fund_paid_fen")?,
+            outpatient_fund_paid_fen: r.try_get("outpatient_fund_paid_fen")?,
+            stay_deductible_paid_fen: 0,
+        },
+        None => Accumulators::default(),
+    })
+}
+
+pub(super) async fn list_settlements(s: &This, f: &SettlementFilter) -> Result<Vec<SettlementRecord>> {
+    let limit = match f.limit {
+        0 => 100,
+        n => n.min(1_000),
+    };
+    let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("SELECT {SETTLEMENT_COLS} FROM settlement WHERE 1 = 1"));
+    if let Some(id) = f.facility_id {
+        qb.push(" AND facility_id = ").push_bind(id);
+    }
+    if let Some(id) = f.patient_id {
+        qb.push(" AND patient_id = ").push_bind(id);
+    }
+    if let Some(t) = f.from {
+        qb.push(" AND created_at >= ").push_bind(ms(t));
+    }
+    if let Some(t) = f.to {
+        qb.push(" AND created_at < ").push_bind(ms(t));
+    }
+    if let Some(st) = f.status {
+        qb.push(" AND status = ").push_bind(st.as_str());
+    }
+    qb.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit));
+    qb.build().fetch_all(s.read()).await?.iter().map(settlement_from_row).collect()
+}
