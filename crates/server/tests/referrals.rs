@@ -707,3 +707,79 @@ async fn accepting_a_transfer_out_of_the_insured_region_files_the_patient() {
     assert_eq!(filings[0]["filed_region"], CHENGDU);
     assert_eq!(record.json["referrals"][0]["state"], "accepted");
 }
+
+/// A busy inbox: past 1,000 matches the total is capped ("1000+" on the page), and the
+/// pages (`next` → `before`) still give every referral exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_inbox_caps_its_total_and_pages_through_everything() {
+    use tiercare_domain::referral::{NewReferral, Urgency, request};
+    let s = TestServer::start_without_sweeper().await;
+    let clin = s.login("clin_a").await;
+    let rc = s.login("rc_county").await;
+    let p = register(&s, &clin, "王秀英", "female", WANG_ID).await;
+    let patient = s.store.get_patient(p).await.expect("read").expect("registered");
+    let from = s.store.get_facility(s.seed.township_a).await.expect("read").expect("seeded");
+    let to = s.store.get_facility(s.seed.county_hospital).await.expect("read").expect("seeded");
+    let t0 = s.now() - Duration::hours(30);
+    let bundles: Vec<tiercare_store::ReferralBundle> = (0..1001)
+        .map(|i| {
+            let input = NewReferral {
+                patient_id: p,
+                from_facility_id: Some(from.id),
+                from_department: None,
+                to_facility_id: to.id,
+                to_department: None,
+                urgency: Urgency::Routine,
+                green_channel: None,
+                reason: format!("第 {i} 次转诊"),
+                diagnoses: vec!["I10.x00".into()],
+                clinical_summary: String::new(),
+                discharge_summary: None,
+                follow_up_plan: vec![],
+                encounter_ids: vec![],
+            };
+            let c = request(
+                input,
+                tiercare_store::new_id(),
+                patient.region_key.clone(),
+                Uuid::nil(),
+                &from,
+                &to,
+                GUANG_AN,
+                t0 + Duration::seconds(i),
+            )
+            .expect("a valid referral");
+            tiercare_store::ReferralBundle {
+                referral: c.referral,
+                events: vec![c.event],
+                follow_ups: vec![],
+                filings: vec![],
+            }
+        })
+        .collect();
+    assert_eq!(s.store.import_referrals(&bundles).await.expect("import"), 1001);
+
+    let first = s.get("/api/v1/referrals?box=inbox&category=new&limit=500", &rc).await;
+    first.expect_status(200);
+    assert_eq!(first.json["total"], 1000);
+    assert_eq!(first.json["total_capped"], true);
+    let mut seen: Vec<Uuid> = ids(&first.json);
+    let mut next = first.json["next"].as_str().map(str::to_owned);
+    while let Some(cursor) = next {
+        let page = s.get(&format!("/api/v1/referrals?box=inbox&category=new&limit=500&before={cursor}"), &rc).await;
+        page.expect_status(200);
+        seen.extend(ids(&page.json));
+        next = page.json["next"].as_str().map(str::to_owned);
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((seen.len(), unique.len()), (1001, 1001), "every referral once");
+    // newest first: the last one imported heads the first page
+    assert_eq!(seen[0], bundles[1000].referral.id);
+    // the sender's outbox holds the same 1,001: capped too; an empty list is counted exactly
+    let outbox = s.get("/api/v1/referrals?box=outbox", &clin).await;
+    assert_eq!((outbox.json["total"].clone(), outbox.json["total_capped"].clone()), (json!(1000), json!(true)));
+    let empty = s.get("/api/v1/referrals?box=inbox", &clin).await;
+    assert_eq!((empty.json["total"].clone(), empty.json["total_capped"].clone()), (json!(0), json!(false)));
+}
