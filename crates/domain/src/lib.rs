@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod codes;
+pub mod dip;
 pub mod drg;
 pub mod encounter;
 pub mod error;

@@ -1,0 +1,725 @@
+//! DIP (按病种分值付费, diagnosis-intervention packets; domain.md M9, issue 9 item 1): the
+//! packet catalogue from a region's historical stays, the score of one stay, the year's
+//! point value and each hospital's payment. Pure arithmetic, no I/O.
+//!
+//! Numbers:
+//! - money is `i64` fen;
+//! - scores (分值) are `i64` in **1/10,000 of a point** (`*_e4`): a packet scored 77.9487
+//!   points is `779_487`;
+//! - coefficients and ratios are basis points (1 bp = 0.01 %, 10,000 bp = 1.0);
+//! - every intermediate value is an exact rational in `i128`; a result is rounded once,
+//!   half-up, when it is stored (a packet's score, a stay's score, a payment). No floats.
+//!
+//! Rules (the technical specification's defaults are in [`DipParameters::default`]):
+//! 1. A packet key is the principal diagnosis (ICD-10, trimmed and upper-cased, matched
+//!    verbatim: `I63.900` and `I63.9` are different) plus the procedure combination: the
+//!    set of ICD-9-CM-3 codes, trimmed, de-duplicated and sorted, joined with `+`, or
+//!    `conservative` when there is none.
+//! 2. A key with at least `core_threshold` historical cases (counted, not weighted) is a
+//!    **core packet** (核心病种). The other cases go to **comprehensive packets** (综合病种)
+//!    keyed by the diagnosis group and the stay's [`ProcedureKind`]; the diagnosis group is
+//!    the ICD-10 category — the first three characters, e.g. `K80` — or, with
+//!    [`ComprehensiveBy::Chapter`], the ICD-10 chapter the category falls in.
+//! 3. Means are weighted by year: a stay of `year_index` 0 (oldest), 1, 2 (latest) weighs
+//!    `year_weights[year_index]` (default 1:2:7). Packet mean = Σ(w·cost) ÷ Σw over its
+//!    cases; the overall mean the same over all cases.
+//! 4. Packet score RW = packet mean ÷ overall mean × `score_scale` (default 100).
+//! 5. A stay is scored with its packet's (rounded, published) score. With r = cost ÷ packet
+//!    mean (exact): r < `low_ratio` (50 %) → score × r; r > `high_ratio` (200 %) →
+//!    score × ((r − 2) + 1); 0.5 ≤ r ≤ 2 → score; r > `review_ratio` (5×) is also flagged for
+//!    expert review. Then × the facility coefficient. The boundaries themselves are normal.
+//! 6. Settlement point value = (fund available ÷ reimbursement ratio) ÷ Σ points; a
+//!    hospital's payment = round(its points × point value) − what its patients paid.
+//!
+//! The procedure kind (conservative, diagnostic, therapeutic, surgery) is **input** on each
+//! stay: the real classification comes from the procedure catalogue the region uses
+//! (手术操作分类代码, with its operation / diagnostic / therapeutic flags).
+//! [`classify_procedures`] is a coarse default from the ICD-9-CM-3 chapter numbers for callers
+//! that have nothing better; any function `&[String] -> ProcedureKind` can be used instead.
+
+use std::collections::HashMap;
+
+use crate::error::{DomainError, Problems};
+
+/// Points are stored in 1/10,000 of a point.
+pub const POINT_E4: i64 = 10_000;
+const BP: i128 = 10_000;
+
+/// The treatment kind of a stay, for comprehensive packets. Ordered by "weight": a stay with
+/// several procedures takes the highest kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcedureKind {
+    /// 保守治疗: no procedure.
+    Conservative,
+    /// 诊断性操作.
+    Diagnostic,
+    /// 治疗性操作.
+    Therapeutic,
+    /// 相关手术.
+    Surgery,
+}
+
+impl ProcedureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcedureKind::Conservative => "conservative",
+            ProcedureKind::Diagnostic => "diagnostic",
+            ProcedureKind::Therapeutic => "therapeutic",
+            ProcedureKind::Surgery => "surgery",
+        }
+    }
+}
+
+/// A coarse default classification from ICD-9-CM-3 chapter numbers (the two digits before
+/// the dot): 01–86 operations → surgery; 87–91 (imaging, other diagnostic procedures,
+/// interviews and examinations, laboratory) → diagnostic; 00 and 92–99 (procedures NEC,
+/// nuclear medicine, physical therapy, other non-operative procedures) → therapeutic. The
+/// highest kind over all procedures wins; none → conservative; an unreadable code counts
+/// as therapeutic. Replace with the region's catalogue where it exists.
+pub fn classify_procedures(procedures: &[String]) -> ProcedureKind {
+    procedures
+        .iter()
+        .map(|p| {
+            let digits: String = p.trim().chars().take_while(char::is_ascii_digit).take(2).collect();
+            match digits.parse::<u32>() {
+                Ok(n) if digits.len() == 2 && (1..=86).contains(&n) => ProcedureKind::Surgery,
+                Ok(n) if digits.len() == 2 && (87..=91).contains(&n) => ProcedureKind::Diagnostic,
+                _ => ProcedureKind::Therapeutic,
+            }
+        })
+        .max()
+        .unwrap_or(ProcedureKind::Conservative)
+}
+
+/// How non-core cases are grouped by diagnosis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComprehensiveBy {
+    /// The ICD-10 category: the first three characters (`K80`).
+    #[default]
+    Category,
+    /// The ICD-10 chapter of the category (`XI` for `K80`).
+    Chapter,
+}
+
+/// Every DIP number, as data. `Default` is the technical specification's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DipParameters {
+    /// Cases a key needs to be a core packet (default 15).
+    pub core_threshold: u64,
+    /// Weights of the three history years, oldest first (default 1:2:7).
+    pub year_weights: [u32; 3],
+    /// Display scale of scores (default 100: a packet at the overall mean scores 100).
+    pub score_scale: u32,
+    /// Below this share of the packet mean (bp) a stay is a low outlier (default 5,000 = 50 %).
+    pub low_ratio_bp: u32,
+    /// Above this (bp) a high outlier (default 20,000 = 200 %).
+    pub high_ratio_bp: u32,
+    /// Above this (bp) also flagged for expert review (default 50,000 = 5×).
+    pub review_ratio_bp: u32,
+    /// How non-core cases are grouped (default: ICD-10 category).
+    pub comprehensive_by: ComprehensiveBy,
+}
+
+impl Default for DipParameters {
+    fn default() -> Self {
+        Self {
+            core_threshold: 15,
+            year_weights: [1, 2, 7],
+            score_scale: 100,
+            low_ratio_bp: 5_000,
+            high_ratio_bp: 20_000,
+            review_ratio_bp: 50_000,
+            comprehensive_by: ComprehensiveBy::Category,
+        }
+    }
+}
+
+impl DipParameters {
+    fn validate(&self) -> Result<(), DomainError> {
+        let mut p = Problems::default();
+        if self.core_threshold == 0 {
+            p.add("core_threshold", "dip.core_threshold.zero", "the core threshold must be at least 1 case");
+        }
+        if self.year_weights.contains(&0) {
+            p.add("year_weights", "dip.year_weights.zero", "every year weight must be positive");
+        }
+        if self.score_scale == 0 {
+            p.add("score_scale", "dip.score_scale.zero", "the score scale must be positive");
+        }
+        if !(self.low_ratio_bp <= self.high_ratio_bp && self.high_ratio_bp <= self.review_ratio_bp) {
+            p.add("high_ratio_bp", "dip.ratios.order", "outlier ratios must be ordered: low ≤ high ≤ expert review");
+        }
+        p.into_result()
+    }
+}
+
+/// One stay as DIP sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DipStay {
+    pub facility_id: String,
+    /// ICD-10 principal diagnosis (主要诊断).
+    pub principal_diagnosis: String,
+    /// ICD-9-CM-3 procedures, the principal first (order does not matter for the packet).
+    #[serde(default)]
+    pub procedures: Vec<String>,
+    /// Input: see the module documentation and [`classify_procedures`].
+    pub procedure_kind: ProcedureKind,
+    /// Total cost of the stay, fen.
+    pub cost_fen: i64,
+}
+
+/// A stay of the history the catalogue is built from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HistoricalStay {
+    #[serde(flatten)]
+    pub stay: DipStay,
+    /// 0 = the oldest of the three years, 2 = the latest; weighs `year_weights[year_index]`.
+    pub year_index: u8,
+}
+
+/// Which kind of packet.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "class", rename_all = "snake_case")]
+pub enum PacketKey {
+    /// 核心病种: diagnosis + procedure combination.
+    Core { diagnosis: String, procedures: String },
+    /// 综合病种: diagnosis group (category or chapter) + treatment kind.
+    Comprehensive { group: String, kind: ProcedureKind },
+}
+
+impl std::fmt::Display for PacketKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PacketKey::Core { diagnosis, procedures } => write!(f, "core {diagnosis} / {procedures}"),
+            PacketKey::Comprehensive { group, kind } => write!(f, "comprehensive {group} / {}", kind.as_str()),
+        }
+    }
+}
+
+/// One packet of the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Packet {
+    pub key: PacketKey,
+    /// Historical cases (unweighted).
+    pub cases: u64,
+    /// Σ year weight.
+    pub weight_sum: i64,
+    /// Σ year weight × cost, fen.
+    pub weighted_cost_fen: i128,
+    /// The weighted mean cost rounded half-up to the fen (for display; scoring uses the exact
+    /// mean `weighted_cost_fen ÷ weight_sum`).
+    pub mean_cost_fen: i64,
+    /// RW, 1/10,000 point.
+    pub score_e4: i64,
+}
+
+/// The packet catalogue (病种目录库) of a region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalogue {
+    /// Core packets first, then comprehensive, each sorted by key.
+    pub packets: Vec<Packet>,
+    pub total_cases: u64,
+    pub total_weight: i64,
+    pub total_weighted_cost_fen: i128,
+    /// The overall weighted mean cost, rounded (display).
+    pub mean_cost_fen: i64,
+    pub params: DipParameters,
+    index: HashMap<PacketKey, usize>,
+}
+
+impl Catalogue {
+    pub fn packet(&self, key: &PacketKey) -> Option<&Packet> {
+        self.index.get(key).map(|&i| &self.packets[i])
+    }
+}
+
+/// `round(n ÷ d)` half-up for `n ≥ 0`, `d > 0`.
+fn div_round(n: i128, d: i128) -> i128 {
+    (2 * n + d) / (2 * d)
+}
+
+fn to_i64(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn normalize_diagnosis(s: &str) -> String {
+    s.trim().to_uppercase()
+}
+
+/// The procedure-combination part of a core key.
+pub fn procedure_combination(procedures: &[String]) -> String {
+    let mut v: Vec<&str> = procedures.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).collect();
+    v.sort_unstable();
+    v.dedup();
+    if v.is_empty() { "conservative".to_owned() } else { v.join("+") }
+}
+
+/// The ICD-10 chapter (Roman numeral, WHO 2019) of a 3-character category, e.g. `K80` → `XI`.
+pub fn icd10_chapter(category: &str) -> Option<&'static str> {
+    let mut c = category.chars();
+    let letter = c.next()?.to_ascii_uppercase();
+    let digits: String = c.take(2).collect();
+    let n: u32 = if digits.len() == 2 { digits.parse().ok()? } else { return None };
+    Some(match letter {
+        'A' | 'B' => "I",
+        'C' => "II",
+        'D' if n <= 48 => "II",
+        'D' => "III",
+        'E' => "IV",
+        'F' => "V",
+        'G' => "VI",
+        'H' if n <= 59 => "VII",
+        'H' => "VIII",
+        'I' => "IX",
+        'J' => "X",
+        'K' => "XI",
+        'L' => "XII",
+        'M' => "XIII",
+        'N' => "XIV",
+        'O' => "XV",
+        'P' => "XVI",
+        'Q' => "XVII",
+        'R' => "XVIII",
+        'S' | 'T' => "XIX",
+        'V' | 'W' | 'X' | 'Y' => "XX",
+        'Z' => "XXI",
+        'U' => "XXII",
+        _ => return None,
+    })
+}
+
+fn comprehensive_group(diagnosis: &str, by: ComprehensiveBy) -> String {
+    let category: String = diagnosis.chars().take(3).collect();
+    match by {
+        ComprehensiveBy::Category => category,
+        ComprehensiveBy::Chapter => icd10_chapter(&category).map_or(category, str::to_owned),
+    }
+}
+
+/// Check one stay; `prefix` names it in field errors (e.g. `stays[3].`).
+fn check_stay(p: &mut Problems, prefix: &str, s: &DipStay) {
+    let dx = normalize_diagnosis(&s.principal_diagnosis);
+    if dx.is_empty() {
+        p.add(
+            &format!("{prefix}principal_diagnosis"),
+            "dip.principal_diagnosis.missing",
+            "a stay needs a principal diagnosis (ICD-10)",
+        );
+    } else {
+        let b = dx.as_bytes();
+        if !(b.len() >= 3 && b[0].is_ascii_uppercase() && b[1].is_ascii_digit() && b[2].is_ascii_alphanumeric()) {
+            p.add(
+                &format!("{prefix}principal_diagnosis"),
+                "dip.principal_diagnosis.format",
+                format!("'{}' is not an ICD-10 code (a letter, two digits, …)", s.principal_diagnosis),
+            );
+        }
+    }
+    if s.cost_fen < 0 {
+        p.add(
+            &format!("{prefix}cost_fen"),
+            "dip.cost.negative",
+            format!("the cost of a stay cannot be negative ({} fen)", s.cost_fen),
+        );
+    }
+    // Procedures may be present on a conservative stay (the caller's classification may
+    // ignore minor ones), but a procedural kind needs a procedure.
+    if s.procedures.iter().all(|x| x.trim().is_empty()) && s.procedure_kind != ProcedureKind::Conservative {
+        p.add(
+            &format!("{prefix}procedure_kind"),
+            "dip.procedure_kind.mismatch",
+            format!("a stay without procedures cannot be {}", s.procedure_kind.as_str()),
+        );
+    }
+}
+
+#[derive(Default)]
+struct Acc {
+    cases: u64,
+    weight: i64,
+    weighted_cost: i128,
+}
+
+impl Acc {
+    fn add(&mut self, w: i64, cost: i64) {
+        self.cases += 1;
+        self.weight += w;
+        self.weighted_cost += i128::from(w) * i128::from(cost);
+    }
+}
+
+/// Build the catalogue from the historical stays (rules 1–4 of the module documentation).
+///
+/// Refused (`DomainError::Invalid`, every problem listed) for: an empty history, a stay
+/// without (or with an unreadable) principal diagnosis, a negative cost, a `year_index`
+/// above 2, a procedural kind without procedures, invalid parameters, or a
+/// history whose costs are all zero (no overall mean to divide by).
+pub fn build_catalogue(stays: &[HistoricalStay], params: &DipParameters) -> Result<Catalogue, DomainError> {
+    params.validate()?;
+    let mut p = Problems::default();
+    if stays.is_empty() {
+        p.add("stays", "dip.history.empty", "the catalogue needs at least one historical stay");
+    }
+    for (i, h) in stays.iter().enumerate() {
+        let prefix = format!("stays[{i}].");
+        check_stay(&mut p, &prefix, &h.stay);
+        if h.year_index > 2 {
+            p.add(
+                &format!("{prefix}year_index"),
+                "dip.year_index.range",
+                format!("year_index is 0, 1 or 2 (oldest to latest), not {}", h.year_index),
+            );
+        }
+    }
+    p.into_result()?;
+
+    // Pass 1: count and sum by core key.
+    let mut by_core: HashMap<(String, String), Acc> = HashMap::new();
+    let mut total = Acc::default();
+    let keys: Vec<(String, String)> = stays
+        .iter()
+        .map(|h| (normalize_diagnosis(&h.stay.principal_diagnosis), procedure_combination(&h.stay.procedures)))
+        .collect();
+    for (h, k) in stays.iter().zip(&keys) {
+        let w = i64::from(params.year_weights[usize::from(h.year_index)]);
+        by_core.entry(k.clone()).or_default().add(w, h.stay.cost_fen);
+        total.add(w, h.stay.cost_fen);
+    }
+    if total.weighted_cost == 0 {
+        return Err(DomainError::field(
+            "stays",
+            "dip.history.zero_cost",
+            "every historical stay costs nothing: there is no mean cost to score against",
+        ));
+    }
+
+    // Pass 2: the cases of small keys go to comprehensive packets.
+    let mut packets: HashMap<PacketKey, Acc> = HashMap::new();
+    for (k, acc) in &by_core {
+        if acc.cases >= params.core_threshold {
+            packets.insert(PacketKey::Core { diagnosis: k.0.clone(), procedures: k.1.clone() }, Acc { ..*acc });
+        }
+    }
+    for (h, k) in stays.iter().zip(&keys) {
+        if by_core[k].cases < params.core_threshold {
+            let key = PacketKey::Comprehensive {
+                group: comprehensive_group(&k.0, params.comprehensive_by),
+                kind: h.stay.procedure_kind,
+            };
+            let w = i64::from(params.year_weights[usize::from(h.year_index)]);
+            packets.entry(key).or_default().add(w, h.stay.cost_fen);
+        }
+    }
+
+    let scale = i128::from(params.score_scale) * i128::from(POINT_E4);
+    let mut list: Vec<Packet> = packets
+        .into_iter()
+        .map(|(key, a)| {
+            // RW = (Σ_p wc ÷ Σ_p w) ÷ (Σ wc ÷ Σ w) × scale, one rounding.
+            let score = div_round(
+                a.weighted_cost * i128::from(total.weight) * scale,
+                i128::from(a.weight) * total.weighted_cost,
+            );
+            Packet {
+                key,
+                cases: a.cases,
+                weight_sum: a.weight,
+                weighted_cost_fen: a.weighted_cost,
+                mean_cost_fen: to_i64(div_round(a.weighted_cost, i128::from(a.weight))),
+                score_e4: to_i64(score),
+            }
+        })
+        .collect();
+    list.sort_by(|a, b| a.key.cmp(&b.key));
+    let index = list.iter().enumerate().map(|(i, p)| (p.key.clone(), i)).collect();
+    Ok(Catalogue {
+        packets: list,
+        total_cases: total.cases,
+        total_weight: total.weight,
+        total_weighted_cost_fen: total.weighted_cost,
+        mean_cost_fen: to_i64(div_round(total.weighted_cost, i128::from(total.weight))),
+        params: params.clone(),
+        index,
+    })
+}
+
+/// A stay's position against its packet mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outlier {
+    /// Within [50 %, 200 %] of the packet mean (bounds included).
+    Normal,
+    /// Below 50 %: score × cost ÷ mean.
+    Low,
+    /// Above 200 %: score × ((cost ÷ mean − 2) + 1).
+    High,
+}
+
+/// One explained step.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DipStep {
+    /// `packet`, `base_score`, `outlier_low`, `outlier_high`, `normal`, `expert_review`,
+    /// `facility_coefficient`, `score`.
+    pub code: String,
+    pub message: String,
+}
+
+/// The DIP result of one stay.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StayScore {
+    pub facility_id: String,
+    pub packet: PacketKey,
+    /// Why this packet: a core packet, or a comprehensive one because the core key had too
+    /// few historical cases (or none).
+    pub reason: String,
+    /// The packet's score, 1/10,000 point.
+    pub base_score_e4: i64,
+    pub outlier: Outlier,
+    /// Cost above `review_ratio` × the packet mean.
+    pub expert_review: bool,
+    /// Cost ÷ packet mean, bp (rounded half-up; for display, the rules use the exact ratio).
+    pub cost_ratio_bp: i64,
+    pub facility_coefficient_bp: u32,
+    /// The stay's score after outlier rule and coefficient, 1/10,000 point, ≥ 0.
+    pub score_e4: i64,
+    pub cost_fen: i64,
+    pub explanation: Vec<DipStep>,
+}
+
+fn points(e4: i128) -> String {
+    format!("{}.{:04}", e4 / i128::from(POINT_E4), e4 % i128::from(POINT_E4))
+}
+
+/// Score one stay against the catalogue (rule 5); `facility_coefficient_bp` is the
+/// facility-level coefficient (10,000 = 1.0).
+///
+/// The parameters are the catalogue's ([`Catalogue::params`]), so a stay is always scored by
+/// the rules its catalogue was built with.
+///
+/// Refused for: no principal diagnosis, a negative cost, a procedural kind without procedures, a zero coefficient, and a stay that fits no packet
+/// (`dip.packet.none`: neither its core key nor its comprehensive group is in the catalogue).
+pub fn score_stay(
+    catalogue: &Catalogue,
+    stay: &DipStay,
+    facility_coefficient_bp: u32,
+) -> Result<StayScore, DomainError> {
+    let params = &catalogue.params;
+    let mut p = Problems::default();
+    check_stay(&mut p, "", stay);
+    if facility_coefficient_bp == 0 {
+        p.add("facility_coefficient_bp", "dip.coefficient.zero", "the facility coefficient must be positive");
+    }
+    p.into_result()?;
+
+    let dx = normalize_diagnosis(&stay.principal_diagnosis);
+    let combo = procedure_combination(&stay.procedures);
+    let core = PacketKey::Core { diagnosis: dx.clone(), procedures: combo.clone() };
+    let (packet, reason) = if let Some(pk) = catalogue.packet(&core) {
+        (pk, format!("core packet: {dx} with {combo} had {} historical cases (≥ {})", pk.cases, params.core_threshold))
+    } else {
+        let comp = PacketKey::Comprehensive {
+            group: comprehensive_group(&dx, params.comprehensive_by),
+            kind: stay.procedure_kind,
+        };
+        let Some(pk) = catalogue.packet(&comp) else {
+            return Err(DomainError::field(
+                "principal_diagnosis",
+                "dip.packet.none",
+                format!("no packet for {dx} with {combo}: neither a core packet nor the {comp} packet exists"),
+            ));
+        };
+        (pk, format!("{comp}: {dx} with {combo} is not a core packet (fewer than {} cases)", params.core_threshold))
+    };
+
+    let mut steps = vec![
+        DipStep { code: "packet".into(), message: reason.clone() },
+        DipStep {
+            code: "base_score".into(),
+            message: format!(
+                "packet score {} points, mean cost {} fen",
+                points(packet.score_e4.into()),
+                packet.mean_cost_fen
+            ),
+        },
+    ];
+
+    // Exact: r = cost × W ÷ WC.
+    let s = i128::from(packet.score_e4);
+    let cw = i128::from(stay.cost_fen) * i128::from(packet.weight_sum);
+    let wc = packet.weighted_cost_fen;
+    let coef = i128::from(facility_coefficient_bp);
+    let ratio_bp = if wc == 0 { 0 } else { to_i64(div_round(cw * BP, wc)) };
+    // cw ÷ wc compared with x bp ⇔ cw × 10,000 compared with x × wc.
+    let above = |x: u32| cw * BP > i128::from(x) * wc;
+    let below = |x: u32| cw * BP < i128::from(x) * wc;
+    let (outlier, num, den) = if wc == 0 {
+        (Outlier::Normal, s, 1)
+    } else if below(params.low_ratio_bp) {
+        steps.push(DipStep {
+            code: "outlier_low".into(),
+            message: format!(
+                "cost is {ratio_bp} bp of the packet mean (< {}): score × cost ÷ mean",
+                params.low_ratio_bp
+            ),
+        });
+        (Outlier::Low, s * cw, wc)
+    } else if above(params.high_ratio_bp) {
+        steps.push(DipStep {
+            code: "outlier_high".into(),
+            message: format!(
+                "cost is {ratio_bp} bp of the packet mean (> {}): score × ((cost ÷ mean − 2) + 1)",
+                params.high_ratio_bp
+            ),
+        });
+        (Outlier::High, s * (cw - wc), wc)
+    } else {
+        steps.push(DipStep {
+            code: "normal".into(),
+            message: format!("cost is {ratio_bp} bp of the packet mean: the packet score"),
+        });
+        (Outlier::Normal, s, 1)
+    };
+    let expert_review = wc != 0 && above(params.review_ratio_bp);
+    if expert_review {
+        steps.push(DipStep {
+            code: "expert_review".into(),
+            message: format!("cost above {} bp of the packet mean: flagged for expert review", params.review_ratio_bp),
+        });
+    }
+    steps.push(DipStep {
+        code: "facility_coefficient".into(),
+        message: format!("facility coefficient {facility_coefficient_bp} bp"),
+    });
+    let score = to_i64(div_round(num * coef, den * BP));
+    steps.push(DipStep { code: "score".into(), message: format!("stay score {} points", points(score.into())) });
+
+    Ok(StayScore {
+        facility_id: stay.facility_id.clone(),
+        packet: packet.key.clone(),
+        reason,
+        base_score_e4: packet.score_e4,
+        outlier,
+        expert_review,
+        cost_ratio_bp: ratio_bp,
+        facility_coefficient_bp,
+        score_e4: score,
+        cost_fen: stay.cost_fen,
+        explanation: steps,
+    })
+}
+
+/// The settlement point value, kept exact as its three inputs so that every payment is
+/// rounded once: fen per point = (fund ÷ ratio) ÷ Σ points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PointValue {
+    pub fund_available_fen: i64,
+    pub reimbursement_ratio_bp: u32,
+    /// Σ points of all stays of the year, 1/10,000 point.
+    pub total_points_e4: i64,
+}
+
+impl PointValue {
+    /// Fen per point, rounded half-up to 1/10,000 fen (display).
+    pub fn fen_per_point_e4(&self) -> i64 {
+        // (F ÷ (ratio ÷ 10,000)) ÷ (T ÷ 10,000) × 10,000 fen-e4.
+        let n = i128::from(self.fund_available_fen) * BP * BP * BP;
+        let d = i128::from(self.reimbursement_ratio_bp) * i128::from(self.total_points_e4);
+        to_i64(div_round(n, d))
+    }
+
+    /// `round(points × point value)`, fen, half-up.
+    pub fn amount_fen(&self, points_e4: i64) -> i64 {
+        let n = i128::from(points_e4) * i128::from(self.fund_available_fen) * BP;
+        let d = i128::from(self.reimbursement_ratio_bp) * i128::from(self.total_points_e4);
+        to_i64(div_round(n, d))
+    }
+}
+
+/// Settlement point value = (fund available ÷ reimbursement ratio) ÷ Σ points.
+///
+/// Refused for: a negative fund, a ratio outside 1..=10,000 bp, total points ≤ 0.
+pub fn point_value(
+    fund_available_fen: i64,
+    reimbursement_ratio_bp: u32,
+    total_points_e4: i64,
+) -> Result<PointValue, DomainError> {
+    let mut p = Problems::default();
+    if fund_available_fen < 0 {
+        p.add("fund_available_fen", "dip.fund.negative", "the fund available cannot be negative");
+    }
+    if !(1..=10_000).contains(&reimbursement_ratio_bp) {
+        p.add(
+            "reimbursement_ratio_bp",
+            "dip.ratio.range",
+            format!("the reimbursement ratio is 1–10,000 bp, not {reimbursement_ratio_bp}"),
+        );
+    }
+    if total_points_e4 <= 0 {
+        p.add("total_points", "dip.points.none", "there are no points to divide the fund by");
+    }
+    p.into_result()?;
+    Ok(PointValue { fund_available_fen, reimbursement_ratio_bp, total_points_e4 })
+}
+
+/// One hospital's year.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HospitalPayment {
+    pub facility_id: String,
+    pub points_e4: i64,
+    /// round(points × point value), fen.
+    pub gross_fen: i64,
+    /// What its patients paid for these stays, fen.
+    pub patients_paid_fen: i64,
+    /// gross − patients paid (negative: the hospital owes the fund).
+    pub payment_fen: i64,
+}
+
+/// A hospital's payment = round(points × point value) − what its patients paid.
+pub fn hospital_payment(
+    facility_id: &str,
+    points_e4: i64,
+    value: &PointValue,
+    patients_paid_fen: i64,
+) -> Result<HospitalPayment, DomainError> {
+    let mut p = Problems::default();
+    if points_e4 < 0 {
+        p.add("points", "dip.points.negative", "a hospital's points cannot be negative");
+    }
+    if patients_paid_fen < 0 {
+        p.add("patients_paid_fen", "dip.patients_paid.negative", "what patients paid cannot be negative");
+    }
+    p.into_result()?;
+    let gross = value.amount_fen(points_e4);
+    Ok(HospitalPayment {
+        facility_id: facility_id.to_owned(),
+        points_e4,
+        gross_fen: gross,
+        patients_paid_fen,
+        payment_fen: gross - patients_paid_fen,
+    })
+}
+
+/// Year-end settlement: sum the stay scores by facility, compute the point value over all of
+/// them, and each facility's payment. `patients_paid` gives fen per facility (missing: 0).
+/// Facilities in order of id.
+pub fn settle(
+    scores: &[StayScore],
+    fund_available_fen: i64,
+    reimbursement_ratio_bp: u32,
+    patients_paid: &HashMap<String, i64>,
+) -> Result<(PointValue, Vec<HospitalPayment>), DomainError> {
+    let mut by: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for s in scores {
+        *by.entry(&s.facility_id).or_default() += s.score_e4;
+    }
+    let total: i64 = by.values().sum();
+    let value = point_value(fund_available_fen, reimbursement_ratio_bp, total)?;
+    let payments = by
+        .into_iter()
+        .map(|(f, pts)| hospital_payment(f, pts, &value, patients_paid.get(f).copied().unwrap_or(0)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((value, payments))
+}
