@@ -15,6 +15,7 @@ pub mod filing;
 pub mod identity;
 pub mod matching;
 pub mod patient;
+pub mod recognition;
 pub mod referral;
 pub mod region;
 pub mod role;
