@@ -23,6 +23,7 @@
 //! [`Scheme::group`] is total and deterministic: every [`Stay`] gets exactly one [`Grouping`].
 
 mod load;
+pub mod weights;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
