@@ -4,6 +4,22 @@
 //! FHIR JSON. Everything here is a pure function of its inputs, so it can be tested with
 //! hand-computed cases and property tests. Money is `i64` fen.
 
+/// A closed set of codes as an enum: serde snake_case names, `ALL`, `as_str` and `parse`
+/// (the stable machine codes the API, the store and the UI's dictionary share).
+macro_rules! code_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vm])* $v),+ }
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$v),+];
+            pub fn as_str(self) -> &'static str { match self { $($name::$v => $s),+ } }
+            pub fn parse(s: &str) -> Option<Self> { Self::ALL.iter().copied().find(|x| x.as_str() == s) }
+        }
+    };
+}
+
 pub mod access;
 pub mod codes;
 pub mod dip;

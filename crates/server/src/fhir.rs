@@ -201,10 +201,7 @@ impl Facilities {
         if let Some(f) = self.0.get(&id) {
             return Ok(f.clone());
         }
-        let f = referrals::facility(state, id).await?.ok_or_else(|| {
-            tracing::error!(facility = %id, "a referral names a facility that is not stored");
-            FhirError::new(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "an internal error occurred")
-        })?;
+        let f = referrals::facility(state, id).await?.ok_or_else(|| referrals::missing_facility(id))?;
         self.0.insert(id, f.clone());
         Ok(f)
     }

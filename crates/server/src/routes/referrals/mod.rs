@@ -239,7 +239,8 @@ pub(crate) fn unknown_reference(field: &str, message: String) -> ApiError {
     e
 }
 
-fn missing_facility(id: Uuid) -> ApiError {
+/// A stored referral names a facility the registry lacks: logged, answered as internal.
+pub(crate) fn missing_facility(id: Uuid) -> ApiError {
     tracing::error!(facility = %id, "a referral names a facility that is not stored");
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred; it has been logged")
 }
