@@ -38,6 +38,10 @@ pub enum Action {
     ManageRegistry,
     ManageUsers,
     ReadAccessLog,
+    /// Price, pre-settle, settle and reverse bills at the user's facility (医保结算).
+    Settle,
+    /// Read settlement journals and fund, outflow and clearing reports.
+    ReadSettlementReports,
 }
 
 impl Action {
@@ -52,6 +56,8 @@ impl Action {
             Action::ManageRegistry => "manage facilities, communities and practitioners",
             Action::ManageUsers => "manage users",
             Action::ReadAccessLog => "read the access log",
+            Action::Settle => "settle insurance bills",
+            Action::ReadSettlementReports => "read settlement journals and reports",
         }
     }
 }
@@ -106,6 +112,8 @@ impl Role {
             ),
             RecordEncounter | Refer => matches!(self, VillageDoctor | TownshipClinician | ReferralCentre | Specialist),
             ManageEnrolment => matches!(self, SettlementClerk | InsuranceOfficer | SystemAdmin),
+            Settle => matches!(self, SettlementClerk),
+            ReadSettlementReports => matches!(self, InsuranceOfficer | CommunityAdmin | SystemAdmin),
             MergePatients | ManageRegistry | ManageUsers | ReadAccessLog => {
                 matches!(self, CommunityAdmin | SystemAdmin)
             }
@@ -141,5 +149,20 @@ mod tests {
         assert!(!Role::VillageDoctor.may(Action::ReadAccessLog));
         // a settlement clerk does not record clinical encounters
         assert!(!Role::SettlementClerk.may(Action::RecordEncounter));
+    }
+
+    #[test]
+    fn only_the_clerk_settles_and_officers_read_the_reports() {
+        for r in Role::ALL {
+            assert_eq!(r.may(Action::Settle), r == Role::SettlementClerk, "{r:?}");
+            assert_eq!(
+                r.may(Action::ReadSettlementReports),
+                matches!(r, Role::InsuranceOfficer | Role::CommunityAdmin | Role::SystemAdmin),
+                "{r:?}"
+            );
+        }
+        // clinicians never settle
+        assert!(!Role::Specialist.may(Action::Settle));
+        assert!(!Role::VillageDoctor.may(Action::Settle));
     }
 }

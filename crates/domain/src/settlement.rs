@@ -198,8 +198,7 @@ pub struct Step {
 }
 
 /// The default policy set (domain.md M7/M8), as shipped: TOML, amounts in fen, rates in bp.
-/// The domain crate does not parse it (no TOML dependency); callers deserialize it into a
-/// [`PolicySet`] and [`PolicySet::validate`] it.
+/// [`PolicySet::load_toml`] parses and validates it; [`PolicySet::default_set`] is this file.
 pub const DEFAULT_POLICY_TOML: &str = include_str!("../data/policy-default.toml");
 
 /// 100 % in basis points.
@@ -210,6 +209,22 @@ const BP_FULL: u32 = 10_000;
 // ---------------------------------------------------------------------------------------
 
 impl PolicySet {
+    /// Parse a policy file (the form of `data/policy-default.toml`) and [`validate`](Self::validate) it;
+    /// a syntax error is `policy.syntax` with the parser's line and column.
+    pub fn load_toml(text: &str) -> Result<PolicySet, DomainError> {
+        let set: PolicySet = toml::from_str(text).map_err(|e| {
+            DomainError::field("policies", "policy.syntax", format!("the policy file is not valid: {e}"))
+        })?;
+        set.validate()?;
+        Ok(set)
+    }
+
+    /// The shipped default set ([`DEFAULT_POLICY_TOML`]); empty if it were invalid (the
+    /// tests check it is not), so that no settlement would pass on a broken build.
+    pub fn default_set() -> PolicySet {
+        Self::load_toml(DEFAULT_POLICY_TOML).unwrap_or_default()
+    }
+
     /// The policy in force for `region` and `scheme` on `date`: among the policies of that
     /// region and scheme, the one with the latest `effective_from` ≤ `date`
     /// (`settlement.no_policy` if none); refused with `settlement.policy_expired` if that
@@ -868,6 +883,17 @@ mod tests {
 
     fn defaults() -> PolicySet {
         toml::from_str(DEFAULT_POLICY_TOML).expect("the default policy file parses")
+    }
+
+    #[test]
+    fn policy_files_load_validated() {
+        assert_eq!(PolicySet::default_set(), defaults());
+        assert!(!defaults().policies.is_empty());
+        let syntax = PolicySet::load_toml("policies = [").expect_err("refused");
+        assert!(matches!(&syntax, DomainError::Invalid(v) if v[0].code == "policy.syntax"), "{syntax:?}");
+        let bad = DEFAULT_POLICY_TOML.replacen("rate_bp = 9000", "rate_bp = 19000", 1);
+        let invalid = PolicySet::load_toml(&bad).expect_err("refused");
+        assert!(matches!(&invalid, DomainError::Invalid(v) if v[0].code == "policy.rate_bp"), "{invalid:?}");
     }
 
     fn claim(setting: Setting, tier: Tier, arrival: Arrival, lines: Vec<BillLine>) -> Claim {
