@@ -21,6 +21,8 @@ macro_rules! code_enum {
 }
 
 pub mod access;
+pub mod billing;
+pub mod budget;
 pub mod codes;
 pub mod dip;
 pub mod drg;
