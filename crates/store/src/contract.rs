@@ -51,9 +51,9 @@ use tiercare_domain::settlement::{
 };
 
 use crate::{
-    AccessLogEntry, AccessLogFilter, FacilityFilter, FollowUpFilter, MergeRecord, ReferralBundle, ReferralFilter,
-    Result, RowRejection, SettleRequest, SettlementFilter, SettlementRecord, SettlementStatus, Store, StoreError,
-    TokenKind, TokenRecord, User, new_id,
+    AccessLogEntry, AccessLogFilter, ClearingRow, FacilityFilter, FollowUpFilter, FundReportRow, MergeRecord,
+    OutflowRow, ReferralBundle, ReferralFilter, Result, RowRejection, SettleRequest, SettlementFilter,
+    SettlementRecord, SettlementStatus, Store, StoreError, TokenKind, TokenRecord, User, new_id,
 };
 
 /// A store for one case, and how to clean up after it.
@@ -142,6 +142,8 @@ macro_rules! contract_tests {
             settlement_concurrent_ceiling,
             settlement_concurrent_replays,
             settlement_random_sequence,
+            settlement_reports,
+            settlement_import_refusals,
         );
     };
     (@cases $open:expr; $($case:ident),+ $(,)?) => {
@@ -3109,4 +3111,320 @@ pub async fn settlement_random_sequence(store: Arc<dyn Store>) {
         }
     }
     assert!(!reversed.is_empty() && in_force.len() > 10, "the sequence both settles and reverses");
+}
+
+// ---------------------------------------------------------------------------------------
+// settlement reports and bulk import. The splits below are given, not adjudicated: the
+// reports only add up what is stored, so each expected row is the sum of the listed rows.
+
+/// A person registered in `region` (from the identity number).
+fn resident_of(region: &str, name: &str, sex: Sex, birth: Date, seq: u16) -> Patient {
+    NewPatient { identity_number: Some(id_number(region, birth, seq, sex)), ..NewPatient::new(name, sex) }
+        .validate(TODAY, None)
+        .expect("valid registration")
+        .into_patient(new_id())
+}
+
+/// A stored settlement as an import brings it: one class-A line of `total`, `fund` paid by
+/// the fund, the rest by the patient (as coinsurance).
+#[allow(clippy::too_many_arguments)]
+fn imported(
+    p: &Patient,
+    f: &Facility,
+    insured_region: &str,
+    setting: Setting,
+    date: Date,
+    total: i64,
+    fund: i64,
+    txn_no: &str,
+    status: SettlementStatus,
+) -> SettlementRecord {
+    let claim = Claim {
+        insured_region: insured_region.into(),
+        ..bill(setting, f.tier, Arrival::SelfReferred, date, class_a(total))
+    };
+    let after = match setting {
+        Setting::Inpatient => acc(fund, 0),
+        Setting::Outpatient => acc(0, fund),
+    };
+    let reversed = status == SettlementStatus::Reversed;
+    SettlementRecord {
+        id: new_id(),
+        region_key: p.region_key.clone(),
+        facility_id: f.id,
+        txn_no: txn_no.into(),
+        patient_id: p.id,
+        encounter_id: None,
+        claim,
+        split: tiercare_domain::settlement::Split {
+            total_fen: total,
+            fund_fen: fund,
+            patient_fen: total - fund,
+            self_pay_fen: 0,
+            class_b_share_fen: 0,
+            deductible_fen: 0,
+            coinsurance_fen: total - fund,
+            above_ceiling_fen: 0,
+            rate_bp: 8000,
+            policy: "广安市城乡居民医保 2026".into(),
+            explanation: vec![],
+            after,
+        },
+        status,
+        created_at: NOW,
+        reversed_at: reversed.then_some(NOW + Duration::hours(1)),
+        reversal_txn_no: reversed.then(|| format!("{txn_no}-R")),
+        replayed: false,
+    }
+}
+
+fn fund_row(month: &str, facility_id: Option<Uuid>, tier: Tier, count: i64, total: i64, fund: i64) -> FundReportRow {
+    FundReportRow {
+        month: month.into(),
+        facility_id,
+        tier,
+        count,
+        total_fen: total,
+        fund_fen: fund,
+        patient_fen: total - fund,
+    }
+}
+
+fn outflow_row(month: &str, destination: &str, tier: Tier, count: i64, total: i64, fund: i64) -> OutflowRow {
+    OutflowRow { month: month.into(), destination: destination.into(), tier, count, total_fen: total, fund_fen: fund }
+}
+
+fn clearing_row(month: &str, insured: &str, treatment: &str, count: i64, total: i64, fund: i64) -> ClearingRow {
+    ClearingRow {
+        month: month.into(),
+        insured_province: insured.into(),
+        treatment_province: treatment.into(),
+        count,
+        total_fen: total,
+        fund_fen: fund,
+    }
+}
+
+/// Twelve settlements across a month boundary, three provinces and every report: the fund
+/// report by month and tier (and facility), the out-of-county outflow and the cross-province
+/// clearing, with reversed settlements and dates outside the range left out; the import
+/// adds each settled fund to its person-year accumulator, on top of what was there.
+pub async fn settlement_reports(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let policies = default_policies();
+    let hv = facility(s, "H51162100010", Tier::Village, YUECHI, None).await;
+    let ht = facility(s, "H51162100011", Tier::Township, YUECHI, None).await;
+    let hc = facility(s, "H51162100012", Tier::County, YUECHI, None).await;
+    // 广安区 (same province, another county), 重庆市渝中区, 北京市朝阳区
+    let hg = facility(s, "H51160200001", Tier::City, GUANG_AN, None).await;
+    let hq = facility(s, "H50010300001", Tier::Provincial, "500103", None).await;
+    let hb = facility(s, "H11010500001", Tier::National, CHAOYANG, None).await;
+    let p1 = resident("田一", Sex::Male, date!(1950 - 01 - 01), 71);
+    let p2 = resident("田二", Sex::Female, date!(1951 - 02 - 02), 72);
+    let p3 = resident_of(WUSHENG, "田三", Sex::Male, date!(1952 - 03 - 03), 73);
+    let p4 = resident_of("500103", "田四", Sex::Female, date!(1953 - 04 - 04), 74);
+    create_patients(s, &[&p1, &p2, &p3, &p4]).await;
+    assert_eq!((p3.region_key.as_str(), p4.region_key.as_str()), (WUSHENG, "500103"));
+
+    // before the import: one settlement through the desk (a township visit, 53.40 yuan of
+    // outpatient fund), dated outside the report range
+    s.settle(&settle_request(&p1, &ht, "DESK-1", None, township_visit(), NOW), &policies).await.expect("settle");
+
+    use Setting::{Inpatient as In, Outpatient as Out};
+    use SettlementStatus::{Reversed, Settled};
+    let cq = "500100";
+    let rows = vec![
+        /* 1 */ imported(&p1, &hc, INSURED, In, date!(2026 - 01 - 31), 1_000_000, 760_000, "I-1", Settled),
+        /* 2 */ imported(&p1, &ht, INSURED, Out, date!(2026 - 01 - 31), 10_000, 5_340, "I-2", Settled),
+        /* 3 */ imported(&p2, &hc, INSURED, In, date!(2026 - 02 - 01), 500_000, 360_000, "I-3", Settled),
+        /* 4 */ imported(&p2, &hc, INSURED, In, date!(2026 - 02 - 01), 300_000, 200_000, "I-4", Reversed),
+        /* 5 */ imported(&p1, &hg, INSURED, In, date!(2026 - 02 - 15), 2_000_000, 1_200_000, "I-5", Settled),
+        /* 6 */ imported(&p2, &hq, INSURED, In, date!(2026 - 02 - 20), 3_000_000, 1_500_000, "I-6", Settled),
+        /* 7 */ imported(&p3, &hg, INSURED, In, date!(2026 - 02 - 10), 1_000_000, 600_000, "I-7", Settled),
+        /* 8 */ imported(&p4, &hc, cq, In, date!(2026 - 01 - 05), 800_000, 500_000, "I-8", Settled),
+        /* 9 */ imported(&p1, &hb, INSURED, In, date!(2026 - 03 - 01), 5_000_000, 2_000_000, "I-9", Settled),
+        /* 10 */ imported(&p2, &hv, INSURED, Out, date!(2025 - 12 - 31), 5_000, 3_000, "I-10", Settled),
+        /* 11 */ imported(&p1, &hv, INSURED, Out, date!(2026 - 02 - 28), 6_000, 3_600, "I-11", Settled),
+        /* 12 */ imported(&p4, &ht, cq, Out, date!(2026 - 01 - 20), 20_000, 10_000, "I-12", Reversed),
+    ];
+    s.import_settlements(&rows).await.expect("import");
+    s.import_settlements(&[]).await.expect("an empty import writes nothing");
+    for r in &rows {
+        assert_eq!(s.get_settlement(r.id).await.expect("get").as_ref(), Some(r), "{} read back as imported", r.txn_no);
+    }
+
+    // accumulators: the desk's 5,340 fen plus the imported settled funds, per person-year
+    //   p1 2026: inpatient 760,000 (1) + 1,200,000 (5) + 2,000,000 (9); outpatient 5,340
+    //            (desk) + 5,340 (2) + 3,600 (11)
+    //   p2 2026: inpatient 360,000 (3), not the reversed 200,000 (4); 2025: outpatient 3,000 (10)
+    //   p3 2026: inpatient 600,000 (7); p4 2026: inpatient 500,000 (8), not the reversed (12)
+    let expected = [
+        (&p1, 2026, acc(3_960_000, 14_280)),
+        (&p2, 2026, acc(360_000 + 1_500_000, 0)),
+        (&p2, 2025, acc(0, 3_000)),
+        (&p3, 2026, acc(600_000, 0)),
+        (&p4, 2026, acc(500_000, 0)),
+        (&p4, 2025, acc(0, 0)),
+    ];
+    for (p, year, want) in expected {
+        let got = s.accumulators(p.id, year).await.expect("accumulators");
+        assert_eq!(got, want, "{} in {year}", p.name);
+        assert_eq!(got, fund_in_force(s, p.id, year).await, "{} in {year}: the sum of the settled funds", p.name);
+    }
+
+    let (jan, mar, apr) = (date!(2026 - 01 - 01), date!(2026 - 03 - 01), date!(2026 - 04 - 01));
+    // fund report, January and February (the 2026-03-01 row and the 2025 row are outside):
+    //   2026-01 township: (2)            10,000 / 5,340
+    //   2026-01 county:   (1) + (8)   1,800,000 / 1,260,000
+    //   2026-02 village:  (11)            6,000 / 3,600
+    //   2026-02 county:   (3)           500,000 / 360,000 (the reversed (4) left out)
+    //   2026-02 city:     (5) + (7)   3,000,000 / 1,800,000
+    //   2026-02 provincial: (6)       3,000,000 / 1,500,000
+    let by_tier = s.fund_report(jan, mar, false, None).await.expect("fund report");
+    assert_eq!(
+        by_tier,
+        vec![
+            fund_row("2026-01", None, Tier::Township, 1, 10_000, 5_340),
+            fund_row("2026-01", None, Tier::County, 2, 1_800_000, 1_260_000),
+            fund_row("2026-02", None, Tier::Village, 1, 6_000, 3_600),
+            fund_row("2026-02", None, Tier::County, 1, 500_000, 360_000),
+            fund_row("2026-02", None, Tier::City, 2, 3_000_000, 1_800_000),
+            fund_row("2026-02", None, Tier::Provincial, 1, 3_000_000, 1_500_000),
+        ]
+    );
+    let mut want = vec![
+        fund_row("2026-01", Some(ht.id), Tier::Township, 1, 10_000, 5_340),
+        fund_row("2026-01", Some(hc.id), Tier::County, 2, 1_800_000, 1_260_000),
+        fund_row("2026-02", Some(hv.id), Tier::Village, 1, 6_000, 3_600),
+        fund_row("2026-02", Some(hc.id), Tier::County, 1, 500_000, 360_000),
+        fund_row("2026-02", Some(hg.id), Tier::City, 2, 3_000_000, 1_800_000),
+        fund_row("2026-02", Some(hq.id), Tier::Provincial, 1, 3_000_000, 1_500_000),
+    ];
+    want.sort_by(|a, b| (&a.month, a.facility_id, a.tier).cmp(&(&b.month, b.facility_id, b.tier)));
+    assert_eq!(s.fund_report(jan, mar, true, None).await.expect("by facility"), want, "by month, facility, tier");
+    // one day either side of the boundary: 31 January alone, 1 February alone
+    assert_eq!(
+        s.fund_report(date!(2026 - 01 - 31), date!(2026 - 02 - 01), false, None).await.expect("31 January"),
+        vec![
+            fund_row("2026-01", None, Tier::Township, 1, 10_000, 5_340),
+            fund_row("2026-01", None, Tier::County, 1, 1_000_000, 760_000),
+        ]
+    );
+    assert_eq!(
+        s.fund_report(date!(2026 - 02 - 01), date!(2026 - 02 - 02), false, None).await.expect("1 February"),
+        vec![fund_row("2026-02", None, Tier::County, 1, 500_000, 360_000)]
+    );
+    assert_eq!(
+        s.fund_report(jan, apr, true, Some(&[hg.id, hb.id])).await.expect("two facilities"),
+        vec![
+            fund_row("2026-02", Some(hg.id), Tier::City, 2, 3_000_000, 1_800_000),
+            fund_row("2026-03", Some(hb.id), Tier::National, 1, 5_000_000, 2_000_000),
+        ]
+    );
+    assert_eq!(
+        s.fund_report(jan, apr, false, Some(&[hg.id])).await.expect("one facility, not by facility"),
+        vec![fund_row("2026-02", None, Tier::City, 2, 3_000_000, 1_800_000)]
+    );
+    assert_eq!(s.fund_report(jan, apr, true, Some(&[])).await.expect("no facility"), vec![]);
+    assert_eq!(s.fund_report(mar, jan, false, None).await.expect("an empty range"), vec![]);
+
+    // outflow of 岳池 (p1, p2): (5) to 广安区 in the province, (6) to 重庆; (9) in March;
+    // p3 is 武胜's and p4 重庆's, the county's own facilities are not outflow
+    assert_eq!(
+        s.outflow_report(YUECHI, jan, mar).await.expect("outflow"),
+        vec![
+            outflow_row("2026-02", "out_of_county_in_province", Tier::City, 1, 2_000_000, 1_200_000),
+            outflow_row("2026-02", "out_of_province", Tier::Provincial, 1, 3_000_000, 1_500_000),
+        ]
+    );
+    assert_eq!(
+        s.outflow_report(YUECHI, jan, apr).await.expect("outflow to April"),
+        vec![
+            outflow_row("2026-02", "out_of_county_in_province", Tier::City, 1, 2_000_000, 1_200_000),
+            outflow_row("2026-02", "out_of_province", Tier::Provincial, 1, 3_000_000, 1_500_000),
+            outflow_row("2026-03", "out_of_province", Tier::National, 1, 5_000_000, 2_000_000),
+        ]
+    );
+    assert_eq!(
+        s.outflow_report(WUSHENG, jan, apr).await.expect("武胜's outflow"),
+        vec![outflow_row("2026-02", "out_of_county_in_province", Tier::City, 1, 1_000_000, 600_000)]
+    );
+    assert_eq!(
+        s.outflow_report("500103", jan, apr).await.expect("渝中's outflow: (8) only"),
+        vec![outflow_row("2026-01", "out_of_province", Tier::County, 1, 800_000, 500_000)]
+    );
+    assert_eq!(s.outflow_report(GUANG_AN, jan, apr).await.expect("nobody of 广安区"), vec![]);
+
+    // clearing: (8) 重庆 insured treated in 四川 in January, (6) the reverse in February; the
+    // reversed (12) is left out; (9) 四川 → 北京 in March
+    assert_eq!(
+        s.clearing_report(jan, mar).await.expect("clearing"),
+        vec![
+            clearing_row("2026-01", "500000", "510000", 1, 800_000, 500_000),
+            clearing_row("2026-02", "510000", "500000", 1, 3_000_000, 1_500_000),
+        ]
+    );
+    assert_eq!(
+        s.clearing_report(date!(2026 - 02 - 01), apr).await.expect("clearing from February"),
+        vec![
+            clearing_row("2026-02", "510000", "500000", 1, 3_000_000, 1_500_000),
+            clearing_row("2026-03", "510000", "110000", 1, 5_000_000, 2_000_000),
+        ]
+    );
+
+    // a reversal through the desk takes a settlement out of every report and the accumulator
+    s.reverse_settlement(rows[5].id, "I-6-R", NOW).await.expect("reverse (6)");
+    assert_eq!(
+        s.clearing_report(jan, mar).await.expect("clearing"),
+        vec![clearing_row("2026-01", "500000", "510000", 1, 800_000, 500_000)]
+    );
+    assert_eq!(s.accumulators(p2.id, 2026).await.expect("accumulators"), acc(360_000, 0));
+    assert_eq!(
+        s.outflow_report(YUECHI, jan, mar).await.expect("outflow"),
+        vec![outflow_row("2026-02", "out_of_county_in_province", Tier::City, 1, 2_000_000, 1_200_000)]
+    );
+}
+
+/// An import naming an unknown facility, a patient in another region than the row says, or
+/// a transaction number already used writes nothing, accumulators included.
+pub async fn settlement_import_refusals(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let hc = facility(s, "H51162100012", Tier::County, YUECHI, None).await;
+    let p = resident("石一", Sex::Male, date!(1960 - 01 - 01), 81);
+    s.create_patient(&p).await.expect("patient");
+    let d = date!(2026 - 05 - 05);
+    let good = imported(&p, &hc, INSURED, Setting::Inpatient, d, 100_000, 50_000, "G-1", SettlementStatus::Settled);
+    let stranger = new_facility("H51162100099", "未登记机构", Tier::County, YUECHI, None);
+    let unknown_facility =
+        imported(&p, &stranger, INSURED, Setting::Inpatient, d, 100_000, 50_000, "G-2", SettlementStatus::Settled);
+    let wrong_region = SettlementRecord {
+        region_key: WUSHENG.into(),
+        ..imported(&p, &hc, INSURED, Setting::Inpatient, d, 100_000, 50_000, "G-3", SettlementStatus::Settled)
+    };
+    let unknown_patient = imported(
+        &resident("石二", Sex::Male, date!(1961 - 01 - 01), 82),
+        &hc,
+        INSURED,
+        Setting::Inpatient,
+        d,
+        100_000,
+        50_000,
+        "G-4",
+        SettlementStatus::Settled,
+    );
+    expect_not_found(s.import_settlements(&[good.clone(), unknown_facility]).await, "an unknown facility");
+    expect_not_found(s.import_settlements(&[good.clone(), wrong_region]).await, "a patient of another region");
+    expect_not_found(s.import_settlements(&[good.clone(), unknown_patient]).await, "an unknown patient");
+    assert_eq!(s.get_settlement(good.id).await.expect("get"), None, "nothing written");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(0, 0), "accumulators untouched");
+
+    s.import_settlements(std::slice::from_ref(&good)).await.expect("import");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(50_000, 0));
+    let again = SettlementRecord { id: new_id(), ..good.clone() };
+    let more = imported(&p, &hc, INSURED, Setting::Outpatient, d, 1_000, 500, "G-5", SettlementStatus::Settled);
+    assert!(s.import_settlements(&[more.clone(), again]).await.is_err(), "a transaction number used twice");
+    assert_eq!(s.get_settlement(more.id).await.expect("get"), None, "nothing of that import written");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(50_000, 0), "accumulators untouched");
 }

@@ -342,6 +342,51 @@ pub struct SettlementFilter {
     pub limit: u32,
 }
 
+/// Fund payments of one month and tier (and facility, when asked), from the settlements
+/// in force (status `settled`). The month is the Asia/Shanghai calendar month of the
+/// service date (dates are stored as the local `YYYY-MM-DD`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FundReportRow {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// The facility of care, when the report is by facility.
+    pub facility_id: Option<Uuid>,
+    pub tier: Tier,
+    pub count: i64,
+    pub total_fen: i64,
+    pub fund_fen: i64,
+    pub patient_fen: i64,
+}
+
+/// The out-of-county outflow: settlements in force of persons registered in a county
+/// (their `region_key`) at facilities outside it, per month, destination and tier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutflowRow {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// `out_of_county_in_province` or `out_of_province`.
+    pub destination: String,
+    pub tier: Tier,
+    pub count: i64,
+    pub total_fen: i64,
+    pub fund_fen: i64,
+}
+
+/// Cross-province clearing (跨省清算) of one month: settlements in force whose insured
+/// region lies in another province than the facility of care.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClearingRow {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// The insured region's province, e.g. `500000`.
+    pub insured_province: String,
+    /// The facility's province.
+    pub treatment_province: String,
+    pub count: i64,
+    pub total_fen: i64,
+    pub fund_fen: i64,
+}
+
 /// Everything tiercare keeps. One trait, two backends; the contract suite defines the
 /// behaviour both must have.
 #[async_trait]
@@ -513,4 +558,34 @@ pub trait Store: Send + Sync + 'static {
     /// `stay_deductible_paid_fen` is always 0 (stays are not tracked across bills).
     async fn accumulators(&self, patient_id: Uuid, year: i32) -> Result<Accumulators>;
     async fn list_settlements(&self, f: &SettlementFilter) -> Result<Vec<SettlementRecord>>;
+    /// Fund payments of the settlements in force with a service date in
+    /// `[from, to_exclusive)`, per month and tier, and per facility when `by_facility`
+    /// (`facility_id` is `None` otherwise); only these facilities when `facility_ids` is
+    /// given. Ordered by month, facility, tier.
+    async fn fund_report(
+        &self,
+        from: time::Date,
+        to_exclusive: time::Date,
+        by_facility: bool,
+        facility_ids: Option<&[Uuid]>,
+    ) -> Result<Vec<FundReportRow>>;
+    /// The outflow of one county (`insured_county` is a GB/T 2260 county code, matched
+    /// against the settlement's `region_key`): settlements in force with a service date in
+    /// `[from, to_exclusive)` at facilities whose region is not in that county, per month,
+    /// destination (same province or not) and tier. Ordered by month, destination, tier.
+    async fn outflow_report(
+        &self,
+        insured_county: &str,
+        from: time::Date,
+        to_exclusive: time::Date,
+    ) -> Result<Vec<OutflowRow>>;
+    /// Cross-province clearing per month: settlements in force with a service date in
+    /// `[from, to_exclusive)` whose insured region's province differs from the facility's.
+    /// Ordered by month, insured province, treatment province.
+    async fn clearing_report(&self, from: time::Date, to_exclusive: time::Date) -> Result<Vec<ClearingRow>>;
+    /// Bulk load settlements (the generator, imports) in one transaction, and add each
+    /// settled one's fund to its person-year accumulator (inpatient or outpatient), so the
+    /// accumulator invariant holds afterwards. Every patient (in its region) and facility
+    /// must exist, or nothing is written and the first unknown one is named.
+    async fn import_settlements(&self, rows: &[SettlementRecord]) -> Result<()>;
 }

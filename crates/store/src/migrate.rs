@@ -7,11 +7,13 @@ pub(crate) const SQLITE: &[Migration] = &[
     (1, "0001_foundation", include_str!("../migrations/sqlite/0001_foundation.sql")),
     (2, "0002_referral", include_str!("../migrations/sqlite/0002_referral.sql")),
     (3, "0003_settlement", include_str!("../migrations/sqlite/0003_settlement.sql")),
+    (4, "0004_settlement_reports", include_str!("../migrations/sqlite/0004_settlement_reports.sql")),
 ];
 pub(crate) const POSTGRES: &[Migration] = &[
     (1, "0001_foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
     (2, "0002_referral", include_str!("../migrations/postgres/0002_referral.sql")),
     (3, "0003_settlement", include_str!("../migrations/postgres/0003_settlement.sql")),
+    (4, "0004_settlement_reports", include_str!("../migrations/postgres/0004_settlement_reports.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

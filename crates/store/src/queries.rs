@@ -1616,4 +1616,22 @@ impl Store for This {
     async fn list_settlements(&self, f: &crate::SettlementFilter) -> Result<Vec<crate::SettlementRecord>> {
         settlement::list_settlements(self, f).await
     }
+    async fn fund_report(
+        &self,
+        from: Date,
+        to_exclusive: Date,
+        by_facility: bool,
+        facility_ids: Option<&[Uuid]>,
+    ) -> Result<Vec<crate::FundReportRow>> {
+        settlement::fund_report(self, from, to_exclusive, by_facility, facility_ids).await
+    }
+    async fn outflow_report(&self, insured_county: &str, from: Date, to_exclusive: Date) -> Result<Vec<crate::OutflowRow>> {
+        settlement::outflow_report(self, insured_county, from, to_exclusive).await
+    }
+    async fn clearing_report(&self, from: Date, to_exclusive: Date) -> Result<Vec<crate::ClearingRow>> {
+        settlement::clearing_report(self, from, to_exclusive).await
+    }
+    async fn import_settlements(&self, rows: &[crate::SettlementRecord]) -> Result<()> {
+        settlement::import_settlements(self, rows).await
+    }
 }

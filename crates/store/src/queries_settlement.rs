@@ -461,3 +461,245 @@ pub(super) async fn list_settlements(s: &This, f: &SettlementFilter) -> Result<V
     qb.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit));
     qb.build().fetch_all(s.read()).await?.iter().map(settlement_from_row).collect()
 }
+
+// ---------------------------------------------------------------------------------------
+// Reports. Dates are stored as the local (Asia/Shanghai) `YYYY-MM-DD`, so the calendar
+// month is the first seven characters and a date range is a text range; sums are cast to
+// BIGINT (PostgreSQL's SUM of BIGINT is NUMERIC).
+// ---------------------------------------------------------------------------------------
+
+fn tier_from_row(r: &DbRow) -> Result<Tier> {
+    let tier: String = r.try_get("tier")?;
+    Tier::parse(&tier).ok_or_else(|| corrupt("tier", &tier))
+}
+
+pub(super) async fn fund_report(
+    s: &This,
+    from: Date,
+    to_exclusive: Date,
+    by_facility: bool,
+    facility_ids: Option<&[Uuid]>,
+) -> Result<Vec<crate::FundReportRow>> {
+    if facility_ids.is_some_and(|ids| ids.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let facility = if by_facility { "facility_id, " } else { "" };
+    let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
+        "SELECT substr(service_date, 1, 7) AS month, {facility}tier, COUNT(*) AS n,
+           CAST(SUM(total_fen) AS BIGINT) AS total_fen, CAST(SUM(fund_fen) AS BIGINT) AS fund_fen,
+           CAST(SUM(patient_fen) AS BIGINT) AS patient_fen
+         FROM settlement WHERE status = 'settled' AND service_date >= "
+    ));
+    qb.push_bind(date_str(from)).push(" AND service_date < ").push_bind(date_str(to_exclusive));
+    if let Some(ids) = facility_ids {
+        qb.push(" AND facility_id IN (");
+        let mut b = qb.separated(", ");
+        for id in ids {
+            b.push_bind(*id);
+        }
+        qb.push(")");
+    }
+    qb.push(format!(
+        " GROUP BY substr(service_date, 1, 7), {facility}tier ORDER BY substr(service_date, 1, 7), {facility}tier"
+    ));
+    let rows = qb.build().fetch_all(s.read()).await?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            Ok(crate::FundReportRow {
+                month: r.try_get("month")?,
+                facility_id: if by_facility { Some(r.try_get("facility_id")?) } else { None },
+                tier: tier_from_row(r)?,
+                count: r.try_get("n")?,
+                total_fen: r.try_get("total_fen")?,
+                fund_fen: r.try_get("fund_fen")?,
+                patient_fen: r.try_get("patient_fen")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // tiers in their order (village first), not the text's
+    out.sort_by(|a, b| (&a.month, a.facility_id, a.tier).cmp(&(&b.month, b.facility_id, b.tier)));
+    Ok(out)
+}
+
+pub(super) async fn outflow_report(
+    s: &This,
+    insured_county: &str,
+    from: Date,
+    to_exclusive: Date,
+) -> Result<Vec<crate::OutflowRow>> {
+    let province: String = insured_county.chars().take(2).collect();
+    let rows = sqlx::query(
+        "SELECT month, destination, tier, COUNT(*) AS n,
+           CAST(SUM(total_fen) AS BIGINT) AS total_fen, CAST(SUM(fund_fen) AS BIGINT) AS fund_fen
+         FROM (
+           SELECT substr(s.service_date, 1, 7) AS month,
+             CASE WHEN substr(f.region_code, 1, 2) = $1 THEN 'out_of_county_in_province' ELSE 'out_of_province' END
+               AS destination,
+             s.tier AS tier, s.total_fen AS total_fen, s.fund_fen AS fund_fen
+           FROM settlement s JOIN facility f ON f.id = s.facility_id
+           WHERE s.region_key = $2 AND f.region_code <> $3 AND s.status = 'settled'
+             AND s.service_date >= $4 AND s.service_date < $5
+         ) t
+         GROUP BY month, destination, tier",
+    )
+    .bind(province.as_str())
+    .bind(insured_county)
+    .bind(insured_county)
+    .bind(date_str(from))
+    .bind(date_str(to_exclusive))
+    .fetch_all(s.read())
+    .await?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            Ok(crate::OutflowRow {
+                month: r.try_get("month")?,
+                destination: r.try_get("destination")?,
+                tier: tier_from_row(r)?,
+                count: r.try_get("n")?,
+                total_fen: r.try_get("total_fen")?,
+                fund_fen: r.try_get("fund_fen")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    out.sort_by(|a, b| (&a.month, &a.destination, a.tier).cmp(&(&b.month, &b.destination, b.tier)));
+    Ok(out)
+}
+
+pub(super) async fn clearing_report(s: &This, from: Date, to_exclusive: Date) -> Result<Vec<crate::ClearingRow>> {
+    let rows = sqlx::query(
+        "SELECT substr(s.service_date, 1, 7) AS month,
+           substr(s.insured_region, 1, 2) || '0000' AS insured_province,
+           substr(f.region_code, 1, 2) || '0000' AS treatment_province,
+           COUNT(*) AS n, CAST(SUM(s.total_fen) AS BIGINT) AS total_fen, CAST(SUM(s.fund_fen) AS BIGINT) AS fund_fen
+         FROM settlement s JOIN facility f ON f.id = s.facility_id
+         WHERE s.status = 'settled' AND s.service_date >= $1 AND s.service_date < $2
+           AND substr(s.insured_region, 1, 2) <> substr(f.region_code, 1, 2)
+         GROUP BY substr(s.service_date, 1, 7), substr(s.insured_region, 1, 2), substr(f.region_code, 1, 2)
+         ORDER BY substr(s.service_date, 1, 7), substr(s.insured_region, 1, 2), substr(f.region_code, 1, 2)",
+    )
+    .bind(date_str(from))
+    .bind(date_str(to_exclusive))
+    .fetch_all(s.read())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(crate::ClearingRow {
+                month: r.try_get("month")?,
+                insured_province: r.try_get("insured_province")?,
+                treatment_province: r.try_get("treatment_province")?,
+                count: r.try_get("n")?,
+                total_fen: r.try_get("total_fen")?,
+                fund_fen: r.try_get("fund_fen")?,
+            })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Bulk load (the generator)
+// ---------------------------------------------------------------------------------------
+
+/// Settlement rows per multi-row INSERT (29 columns × 500 = 14,500 parameters).
+const SETTLEMENT_CHUNK: usize = 500;
+
+async fn import_settlements_tx(tx: &mut Tx, rows: &[SettlementRecord]) -> Result<()> {
+    // fund of the settled rows per person and year, inpatient and outpatient apart (sorted,
+    // so the upserts take their keys in one order)
+    let mut add: std::collections::BTreeMap<(&str, Uuid, i32), (i64, i64)> = std::collections::BTreeMap::new();
+    for chunk in rows.chunks(SETTLEMENT_CHUNK) {
+        let facilities = known_facilities(tx, chunk.iter().map(|r| r.facility_id)).await?;
+        if let Some(r) = chunk.iter().find(|r| !facilities.contains(&r.facility_id)) {
+            return Err(StoreError::not_found(format!("facility {}", r.facility_id)));
+        }
+        let patients = patient_regions(tx, chunk.iter().map(|r| r.patient_id)).await?;
+        if let Some(r) = chunk.iter().find(|r| patients.get(&r.patient_id) != Some(&r.region_key)) {
+            return Err(StoreError::not_found(format!("patient {} (in region {})", r.patient_id, r.region_key)));
+        }
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("{BULK_INSERT} settlement ({SETTLEMENT_COLS}) "));
+        let mut bad: Option<StoreError> = None;
+        qb.push_values(chunk, |mut b, r| {
+            let c = &r.claim;
+            let sp = &r.split;
+            let (claim, explanation, after) = match (json(c), json(&sp.explanation), json(&sp.after)) {
+                (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                    bad.get_or_insert(e);
+                    Default::default()
+                }
+            };
+            b.push_bind(r.region_key.clone())
+                .push_bind(r.id)
+                .push_bind(r.facility_id)
+                .push_bind(r.txn_no.clone())
+                .push_bind(r.patient_id)
+                .push_bind(r.encounter_id)
+                .push_bind(c.scheme.as_str())
+                .push_bind(c.insured_region.clone())
+                .push_bind(setting_str(c.setting))
+                .push_bind(c.tier.as_str())
+                .push_bind(date_str(c.date))
+                .push_bind(i64::from(c.date.year()))
+                .push_bind(claim)
+                .push_bind(sp.total_fen)
+                .push_bind(sp.fund_fen)
+                .push_bind(sp.patient_fen)
+                .push_bind(sp.self_pay_fen)
+                .push_bind(sp.class_b_share_fen)
+                .push_bind(sp.deductible_fen)
+                .push_bind(sp.coinsurance_fen)
+                .push_bind(sp.above_ceiling_fen)
+                .push_bind(i64::from(sp.rate_bp))
+                .push_bind(sp.policy.clone())
+                .push_bind(explanation)
+                .push_bind(after)
+                .push_bind(r.status.as_str())
+                .push_bind(r.reversal_txn_no.clone())
+                .push_bind(r.reversed_at.map(ms))
+                .push_bind(ms(r.created_at));
+        });
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        qb.build().execute(&mut **tx).await?;
+        for r in chunk.iter().filter(|r| r.status == SettlementStatus::Settled) {
+            let e = add.entry((r.region_key.as_str(), r.patient_id, r.claim.date.year())).or_default();
+            match r.claim.setting {
+                Setting::Inpatient => e.0 += r.split.fund_fen,
+                Setting::Outpatient => e.1 += r.split.fund_fen,
+            }
+        }
+    }
+    let now = now_ms();
+    let add: Vec<_> = add.into_iter().collect();
+    for chunk in add.chunks(IMPORT_CHUNK) {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(
+            "INSERT INTO insurance_accumulator
+               (region_key, patient_id, year, inpatient_fund_paid_fen, outpatient_fund_paid_fen, updated_at) ",
+        );
+        qb.push_values(chunk, |mut b, ((region, patient, year), (inpatient, outpatient))| {
+            b.push_bind(region.to_string())
+                .push_bind(*patient)
+                .push_bind(i64::from(*year))
+                .push_bind(*inpatient)
+                .push_bind(*outpatient)
+                .push_bind(now);
+        });
+        qb.push(
+            " ON CONFLICT (region_key, patient_id, year) DO UPDATE SET
+               inpatient_fund_paid_fen = insurance_accumulator.inpatient_fund_paid_fen + excluded.inpatient_fund_paid_fen,
+               outpatient_fund_paid_fen = insurance_accumulator.outpatient_fund_paid_fen + excluded.outpatient_fund_paid_fen,
+               updated_at = excluded.updated_at",
+        );
+        qb.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn import_settlements(s: &This, rows: &[SettlementRecord]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    s.transact(rows, |tx, rows| Box::pin(import_settlements_tx(tx, rows))).await
+}
