@@ -5,6 +5,8 @@
 //! - `bench coldstart` time from starting `tiercare serve` to the first 200 from /healthz
 //! - `bench referrals` full referral life cycles through the HTTP API (referrals/s)
 //! - `bench inbox`     the receiver's inbox worklist with a million referrals stored (p50/p95/p99)
+//! - `bench settlements` insurance settlements through the HTTP API with a million insured
+//!   persons (settlements/s, p50/p99)
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -83,6 +85,27 @@ pub enum BenchCommand {
         #[arg(long, default_value = "target/bench")]
         work_dir: PathBuf,
     },
+    /// Insurance settlements (`POST /api/v1/settlements`, stored with the accumulators)
+    /// through the HTTP API of an in-process server, `concurrency` at a time, with `insured`
+    /// insured persons (the sim county; built once under the work directory and reused, or
+    /// loaded into the PostgreSQL database given).
+    Settlements {
+        #[arg(long, default_value_t = 1_000_000)]
+        insured: usize,
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// A PostgreSQL database (empty, or holding this bench's county) instead of SQLite.
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, default_value = "target/bench")]
+        work_dir: PathBuf,
+        /// Also time the same bills as pre-settlements (`POST /api/v1/settlements/preview`:
+        /// the reads and the adjudication, nothing written).
+        #[arg(long)]
+        breakdown: bool,
+    },
     /// Cold start of `tiercare serve` on an existing database.
     Coldstart {
         #[arg(long, default_value_t = 1_000_000)]
@@ -104,6 +127,9 @@ pub async fn run(cmd: BenchCommand, settings: &Settings) -> Result<()> {
             bench_referrals(count, concurrency, database_url, &work_dir, breakdown).await
         }
         BenchCommand::Inbox { referrals, requests, work_dir } => bench_inbox(referrals, requests, &work_dir).await,
+        BenchCommand::Settlements { insured, count, concurrency, database_url, work_dir, breakdown } => {
+            bench_settlements(insured, count, concurrency, database_url, &work_dir, breakdown).await
+        }
     }
 }
 
@@ -1012,4 +1038,190 @@ async fn bench_inbox(n: usize, requests: usize, work_dir: &Path) -> Result<()> {
         ms(percentile(&every, 0.99))
     );
     Ok(())
+}
+
+// --- settlements (issue 6)
+
+/// Bills of the bench: (setting, [(code, quantity, unit price fen)]) from the Sichuan
+/// sample catalogue — outpatient visits and short stays, as at a county hospital's desk.
+type BenchLine = (&'static str, i64, i64);
+const BENCH_BILLS: &[(&str, &[BenchLine])] = &[
+    ("outpatient", &[("001102000010000", 1, 1_000), ("XC08CAA057A001010100000", 2, 2_350)]),
+    (
+        "outpatient",
+        &[("001102000020000", 1, 2_000), ("250101015000000", 1, 2_000), ("XJ01CAA040A001010100000", 1, 1_200)],
+    ),
+    (
+        "outpatient",
+        &[
+            ("XA10BAE052A001010100000", 3, 900),
+            ("XC09CAX038E001010100000", 2, 3_600),
+            ("XL03AXX045B001010100000", 1, 12_000),
+        ],
+    ),
+    (
+        "inpatient",
+        &[
+            ("001103000010000", 5, 1_500),
+            ("001107000010000", 5, 3_500),
+            ("001202000010000", 5, 2_800),
+            ("XJ01DDT098B001010100000", 10, 1_600),
+            ("XB05XAL126B002010100000", 10, 450),
+            ("210300001000000", 1, 15_000),
+            ("331003001000000", 1, 120_000),
+            ("C0304010010100102301", 10, 300),
+        ],
+    ),
+];
+
+async fn bench_settlements(
+    insured: usize,
+    count: usize,
+    concurrency: usize,
+    database_url: Option<String>,
+    work_dir: &Path,
+    breakdown: bool,
+) -> Result<()> {
+    use tiercare_domain::role::Role;
+    let (url, label) = match database_url {
+        Some(u) => (u, "PostgreSQL"),
+        None => {
+            let dir = work_dir.join(format!("settlements-v1-{insured}"));
+            std::fs::create_dir_all(&dir)?;
+            (dir.join("tiercare.sqlite").to_string_lossy().into_owned(), "SQLite")
+        }
+    };
+    let store = tiercare_store::open(&url).await?;
+    store.migrate().await?;
+    let county = tiercare_sim::County::generate(tiercare_sim::Config { residents: insured, ..Default::default() });
+    let hospital = county.county_hospital().clone();
+    let have = store.count_patients().await? as usize;
+    if have != insured {
+        if have != 0 {
+            bail!("{url} holds {have} patients, expected {insured}; delete it or give an empty database");
+        }
+        eprintln!("building the {insured}-insured bench database (once)…");
+        let started = Instant::now();
+        // registered at the county hospital: the desk has a care relationship with them
+        load_registries_and_residents(&store, &county, Some(hospital.id)).await?;
+        eprintln!("built in {:.0} s", started.elapsed().as_secs_f64());
+    }
+    ensure_user(&store, "bench-clerk", "结算员", Role::SettlementClerk, hospital.id).await?;
+    let ids: Arc<Vec<uuid::Uuid>> = Arc::new(county.residents.iter().map(|r| r.patient.id).collect());
+    drop(county);
+
+    let server = Server::start(store.clone()).await?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency.max(1) * 2).build()?;
+    let token: Arc<str> = login(&client, &server.base, "bench-clerk", BENCH_PASSWORD).await?.into();
+    let run = tiercare_store::new_id().simple().to_string();
+    let run: Arc<str> = run[run.len() - 8..].into();
+    let warm = (count / 20).clamp(concurrency.max(1), 1_000);
+    let go = |range: std::ops::Range<usize>, preview: bool| {
+        run_settlements(&client, &server.base, token.clone(), ids.clone(), run.clone(), range, concurrency, preview)
+    };
+    go(0..warm, false).await?;
+    let started = Instant::now();
+    let (mut lat, busy) = go(warm..warm + count, false).await?;
+    if lat.is_empty() {
+        bail!("every settlement answered 503 busy");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    if breakdown {
+        let started = Instant::now();
+        let (mut pre, _) = go(warm + count..warm + 2 * count, true).await?;
+        if pre.is_empty() {
+            bail!("every preview answered 503 busy");
+        }
+        let secs = started.elapsed().as_secs_f64();
+        pre.sort();
+        println!(
+            "  breakdown: the same bills as previews (reads + adjudication, nothing written): {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+            count as f64 / secs,
+            ms(percentile(&pre, 0.50)),
+            ms(percentile(&pre, 0.99)),
+        );
+    }
+    server.stop().await;
+    lat.sort();
+    println!(
+        "bench settlements: {label}, {} insured persons, {count} POST /api/v1/settlements ({concurrency} at a time; each prices \
+         the bill, reads enrolment, filings and referrals, adjudicates and stores the settlement with the accumulators in \
+         one transaction): {:.0} settlements/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {busy} answered 503 busy \
+         (not counted) ({})",
+        ids.len(),
+        (count - busy) as f64 / secs,
+        ms(percentile(&lat, 0.50)),
+        ms(percentile(&lat, 0.99)),
+        ms(*lat.last().unwrap_or(&Duration::ZERO)),
+        machine()
+    );
+    Ok(())
+}
+
+/// Settlements `range` (settlement k bills a pseudo-random person), `concurrency` at a time
+/// (previews when `preview`).
+#[allow(clippy::too_many_arguments)]
+async fn run_settlements(
+    client: &reqwest::Client,
+    base: &str,
+    token: Arc<str>,
+    patients: Arc<Vec<uuid::Uuid>>,
+    run: Arc<str>,
+    range: std::ops::Range<usize>,
+    concurrency: usize,
+    preview: bool,
+) -> Result<(Vec<Duration>, usize)> {
+    let path = if preview { "/api/v1/settlements/preview" } else { "/api/v1/settlements" };
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(range.start));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (client, base, token, patients, run, next) =
+            (client.clone(), base.to_owned(), token.clone(), patients.clone(), run.clone(), next.clone());
+        let end = range.end;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut busy = 0usize;
+            loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if k >= end {
+                    return Ok::<_, anyhow::Error>((lat, busy));
+                }
+                let mut rng = Rng::new(k as u64 + 1);
+                let patient = patients[rng.below(patients.len() as u64) as usize];
+                let (setting, lines) = BENCH_BILLS[k % BENCH_BILLS.len()];
+                let lines: Vec<serde_json::Value> = lines
+                    .iter()
+                    .map(|(code, q, p)| serde_json::json!({"code": code, "quantity": q, "unit_price_fen": p}))
+                    .collect();
+                let body = serde_json::json!({
+                    "txn_no": format!("BENCH-{run}-{k}"),
+                    "patient_id": patient,
+                    "setting": setting,
+                    "lines": lines,
+                });
+                let t = Instant::now();
+                let resp = client.post(format!("{base}{path}")).bearer_auth(&*token).json(&body).send().await?;
+                let status = resp.status();
+                let bytes = resp.bytes().await?;
+                if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                    // the store gave up retrying a serialization conflict: counted, not retried
+                    busy += 1;
+                    continue;
+                }
+                if !status.is_success() {
+                    bail!("settlement {k}: {status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(400)]));
+                }
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    let mut busy = 0;
+    for t in tasks {
+        let (lat, b) = t.await??;
+        all.extend(lat);
+        busy += b;
+    }
+    Ok((all, busy))
 }

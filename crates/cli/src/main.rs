@@ -36,6 +36,19 @@ pub struct StoreArgs {
     database_url: Option<String>,
 }
 
+/// The settlement rules a server loads at start.
+#[derive(Args, Clone, Default)]
+pub struct RulesArgs {
+    /// Settlement policy file (TOML, the form of crates/domain/data/policy-default.toml);
+    /// default: the policy set embedded in the binary.
+    #[arg(long = "policy", value_name = "FILE", env = "TIERCARE_POLICY")]
+    policy: Option<PathBuf>,
+    /// Catalogue file of the places of treatment (TOML, the form of
+    /// crates/domain/data/catalogue-default.toml); default: the embedded samples.
+    #[arg(long = "catalogue", value_name = "FILE", env = "TIERCARE_CATALOGUE")]
+    catalogue: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Migrate the database and serve the API (GET /healthz answers once ready).
@@ -45,6 +58,8 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "TIERCARE_LISTEN")]
         listen: Option<String>,
+        #[command(flatten)]
+        rules: RulesArgs,
     },
     /// Generate the demo county into a SQLite file (reused when there), then serve it.
     Demo {
@@ -60,6 +75,8 @@ enum Command {
         /// Generate and load, then exit without serving.
         #[arg(long)]
         no_serve: bool,
+        #[command(flatten)]
+        rules: RulesArgs,
     },
     /// Write the synthetic county as FHIR R4 NDJSON, one file per resource type.
     Generate {
@@ -197,20 +214,20 @@ fn redact(url: &str) -> String {
 
 async fn run(command: Command, settings: Settings) -> Result<()> {
     match command {
-        Command::Serve { store, listen } => {
+        Command::Serve { store, listen, rules } => {
             let store = open_store(&store, &settings).await?;
             if store.list_users().await?.is_empty() {
                 eprintln!(
                     "No users yet: add a facility and an admin with `tiercare facilities add` and `tiercare users add`."
                 );
             }
-            serve(store, listen, &settings, |addr| {
+            serve(store, listen, &rules, &settings, |addr| {
                 eprintln!("tiercare serving on http://{addr}  (API: /api/v1, OpenAPI: /api/v1/openapi.json)")
             })
             .await
         }
-        Command::Demo { data_dir, listen, residents, seed, no_serve } => {
-            demo(data_dir, listen, residents, seed, no_serve, &settings).await
+        Command::Demo { data_dir, listen, residents, seed, no_serve, rules } => {
+            demo(data_dir, listen, residents, seed, no_serve, &rules, &settings).await
         }
         Command::Generate { seed, residents, year, out, quiet } => {
             let started = std::time::Instant::now();
@@ -242,14 +259,19 @@ async fn run(command: Command, settings: Settings) -> Result<()> {
 async fn serve(
     store: Arc<dyn Store>,
     listen: Option<String>,
+    rules: &RulesArgs,
     settings: &Settings,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<()> {
+    let mut config = settings.server_config();
+    config.policy_file = rules.policy.clone();
+    config.catalogue_file = rules.catalogue.clone();
+    // load (and check) the settlement rules before listening
+    let state = tiercare_server::AppState::try_new(store, config).map_err(|e| anyhow::anyhow!(e))?;
     let listen = listen.or(settings.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
     let listener =
         tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     ready(listener.local_addr()?);
-    let state = tiercare_server::AppState::new(store, settings.server_config());
     tiercare_server::serve(listener, state, async {
         let _ = tokio::signal::ctrl_c().await;
     })
@@ -266,6 +288,7 @@ async fn demo(
     residents: usize,
     seed: u64,
     no_serve: bool,
+    rules: &RulesArgs,
     settings: &Settings,
 ) -> Result<()> {
     let args = StoreArgs { data_dir: Some(data_dir.clone()), database_url: None };
@@ -315,7 +338,7 @@ async fn demo(
     if no_serve {
         return Ok(());
     }
-    serve(store, listen, settings, |addr| {
+    serve(store, listen, rules, settings, |addr| {
         println!("tiercare demo — {}，{} residents", county.community.name, county.residents.len());
         println!("open http://{addr}/");
         println!("logins (password: {DEMO_PASSWORD}):");

@@ -14,6 +14,8 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use tiercare_domain::billing::{CatalogueSet, DEFAULT_CATALOGUE_TOML};
+use tiercare_domain::settlement::{DEFAULT_POLICY_TOML, PolicySet};
 use tiercare_store::Store;
 
 pub mod auth;
@@ -44,6 +46,14 @@ pub struct ServerConfig {
     /// How often the deadline sweeper runs (referral expiry, green-channel escalation);
     /// zero turns the background sweeper off (tests drive it themselves).
     pub sweep_interval: Duration,
+    /// Settlement policy file (TOML, the form of the shipped default); `None`: the default
+    /// policy set embedded in the binary.
+    pub policy_file: Option<std::path::PathBuf>,
+    /// Catalogue file of the places of treatment (TOML); `None`: the embedded samples.
+    pub catalogue_file: Option<std::path::PathBuf>,
+    /// This server's province (`510000`), for the clearing report's inbound/outbound;
+    /// `None`: the province of the first community.
+    pub home_province: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +64,9 @@ impl Default for ServerConfig {
             login_max_failures: 5,
             login_window: Duration::from_secs(300),
             sweep_interval: Duration::from_secs(15),
+            policy_file: None,
+            catalogue_file: None,
+            home_province: None,
         }
     }
 }
@@ -70,10 +83,62 @@ pub struct AppState {
     pub login_limiter: Arc<auth::LoginLimiter>,
     pub clock: Clock,
     pub(crate) cache: Arc<cache::Caches>,
+    /// The settlement policies in force (loaded at start).
+    pub policies: Arc<PolicySet>,
+    /// The catalogues of the places of treatment (loaded at start).
+    pub catalogues: Arc<CatalogueSet>,
+    /// Where the policies came from: `default` or the file path.
+    pub policy_source: Arc<str>,
+}
+
+/// The settlement policies and catalogues of `config`: the files given, else the embedded
+/// defaults. An unreadable or invalid file is an error naming the file and each problem.
+pub fn load_settlement_rules(config: &ServerConfig) -> Result<(PolicySet, CatalogueSet, String), String> {
+    let read =
+        |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let (policies, source) = match &config.policy_file {
+        None => {
+            (PolicySet::load_toml(DEFAULT_POLICY_TOML).map_err(|e| format!("embedded policy: {e}"))?, "default".into())
+        }
+        Some(p) => (
+            PolicySet::load_toml(&read(p)?).map_err(|e| format!("policy file {}: {e}", p.display()))?,
+            p.display().to_string(),
+        ),
+    };
+    let catalogues = match &config.catalogue_file {
+        None => CatalogueSet::load_toml(DEFAULT_CATALOGUE_TOML).map_err(|e| format!("embedded catalogue: {e}"))?,
+        Some(p) => CatalogueSet::load_toml(&read(p)?).map_err(|e| format!("catalogue file {}: {e}", p.display()))?,
+    };
+    Ok((policies, catalogues, source))
 }
 
 impl AppState {
+    /// The state of a server, with the settlement rules of `config` loaded. When a file
+    /// given there cannot be loaded the error is logged and no policy is in force (every
+    /// settlement is refused): use [`AppState::try_new`] to stop at start instead.
     pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
+        match Self::try_new(store.clone(), config.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "settlement rules not loaded; no settlement policy is in force");
+                Self::with_rules(store, config, PolicySet::default(), CatalogueSet::default(), "none".into())
+            }
+        }
+    }
+
+    /// As [`AppState::new`], but a policy or catalogue file that cannot be loaded is an error.
+    pub fn try_new(store: Arc<dyn Store>, config: ServerConfig) -> Result<Self, String> {
+        let (policies, catalogues, source) = load_settlement_rules(&config)?;
+        Ok(Self::with_rules(store, config, policies, catalogues, source))
+    }
+
+    fn with_rules(
+        store: Arc<dyn Store>,
+        config: ServerConfig,
+        policies: PolicySet,
+        catalogues: CatalogueSet,
+        source: String,
+    ) -> Self {
         let limiter = auth::LoginLimiter::new(config.login_max_failures, config.login_window);
         AppState {
             store,
@@ -81,6 +146,9 @@ impl AppState {
             login_limiter: Arc::new(limiter),
             clock: Arc::new(time::OffsetDateTime::now_utc),
             cache: Arc::new(cache::Caches::new()),
+            policies: Arc::new(policies),
+            catalogues: Arc::new(catalogues),
+            policy_source: source.into(),
         }
     }
 

@@ -12,6 +12,7 @@ pub(crate) mod encounters;
 mod patients;
 pub(crate) mod referrals;
 mod registry;
+pub(crate) mod settlements;
 pub(crate) mod users;
 
 pub use users::validate_user;
@@ -40,6 +41,7 @@ pub(crate) fn api_router() -> Router<AppState> {
         .route("/api/v1/patients/{id}/merge", post(patients::merge))
         .route("/api/v1/patients/{id}/merges", get(patients::merge_history))
         .route("/api/v1/patients/{id}/enrolments", post(patients::add_enrolment))
+        .route("/api/v1/patients/{id}/accumulators", get(settlements::accumulators))
         .route("/api/v1/merges/{id}/undo", post(patients::unmerge))
         .route("/api/v1/encounters", post(encounters::create))
         .route("/api/v1/users", get(users::list).post(users::create))
@@ -54,6 +56,15 @@ pub(crate) fn api_router() -> Router<AppState> {
         .route("/api/v1/follow-ups/{id}/complete", post(referrals::http::complete_follow_up))
         .route("/api/v1/notifications", get(referrals::http::notifications))
         .route("/api/v1/notifications/seen", post(referrals::http::notifications_seen))
+        .route("/api/v1/settlement/catalogue", get(settlements::catalogue))
+        .route("/api/v1/settlement/policies", get(settlements::policies))
+        .route("/api/v1/settlement/reports/fund", get(settlements::report_fund))
+        .route("/api/v1/settlement/reports/outflow", get(settlements::report_outflow))
+        .route("/api/v1/settlement/reports/clearing", get(settlements::report_clearing))
+        .route("/api/v1/settlements", get(settlements::journal).post(settlements::settle))
+        .route("/api/v1/settlements/preview", post(settlements::preview))
+        .route("/api/v1/settlements/{id}", get(settlements::read))
+        .route("/api/v1/settlements/{id}/reversal", post(settlements::reverse))
         .fallback(|| async {
             crate::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
