@@ -16,6 +16,8 @@
 //!   `http://tiercare.org/fhir/CodeSystem/error` ([`outcome`]).
 
 pub mod bundle;
+pub mod claim;
+pub mod coverage;
 pub mod outcome;
 pub mod referral;
 

@@ -7,6 +7,13 @@
 //! - `GET /fhir/ServiceRequest?patient=&status=&requester=&performer=&_count=`
 //! - `GET /fhir/Task?focus=&owner=&requester=&status=&business-status=&patient=&_count=`
 //! - `POST /fhir/ServiceRequest` (create: 201, `Location: /fhir/ServiceRequest/{id}`)
+//! - issue 6: `POST /fhir/Claim/$submit` (settle: 201 + `Location: /fhir/ClaimResponse/{id}`,
+//!   a replay 200; `use` preauthorization/predetermination previews: 200, nothing stored),
+//!   `GET /fhir/ClaimResponse/{id}` (the settlement id), `GET /fhir/Coverage?patient=`
+//!   (the patient's enrolments; logged as `read_coverage`). The Claim is read by
+//!   `tiercare_fhir::claim::parse_claim` and settled by `routes::settlements::settle_bill`,
+//!   the function behind `POST /api/v1/settlements`; its field errors are mapped onto the
+//!   Claim by `tiercare_fhir::claim::field_expression`.
 //!
 //! Answers are `application/fhir+json`; a POST body may be `application/fhir+json` or
 //! `application/json` (else 415). Reference parameters take `Type/{id}` or the bare id;
@@ -35,18 +42,25 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, any, get};
+use axum::routing::{MethodRouter, any, get, post};
 use serde_json::Value;
+use tiercare_domain::access::{self, AccessBasis};
+use tiercare_domain::billing::PricedLine;
 use tiercare_domain::facility::Facility;
-use tiercare_domain::referral::{Referral, ReferralState};
+use tiercare_domain::referral::{CHINA_TIME, Referral, ReferralState};
+use tiercare_domain::role::Action;
+use tiercare_fhir::claim::{self as fhir_claim, SettlementView, claim_response};
 use tiercare_fhir::outcome::{Issue, IssueType, operation_outcome};
 use tiercare_fhir::referral as fhir;
+use tiercare_store::{AccessLogEntry, SettlementRecord, SettlementStatus};
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::CurrentUser;
+use crate::routes::encounters::require_presence;
 use crate::routes::referrals::{self, ReferralFilter};
+use crate::routes::settlements::{BillRequest, settle_bill};
 
 const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 const DEFAULT_COUNT: u32 = 50;
@@ -61,6 +75,11 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/fhir/ServiceRequest/{id}", get(read_service_request).fallback(not_allowed("GET")))
         .route("/fhir/Task", get(search_tasks).fallback(not_allowed("GET")))
         .route("/fhir/Task/{id}", get(read_task).fallback(not_allowed("GET")))
+        .route("/fhir/Coverage", get(search_coverage).fallback(not_allowed("GET")))
+        .route("/fhir/ClaimResponse/{id}", get(read_claim_response).fallback(not_allowed("GET")))
+        .route("/fhir/Claim/$submit", post(submit_claim).fallback(not_allowed("POST")))
+        // the same operation with its `$` percent-encoded, as some clients send it
+        .route("/fhir/Claim/%24submit", post(submit_claim).fallback(not_allowed("POST")))
         .route("/fhir", any(unknown_endpoint))
         .route("/fhir/{*rest}", any(unknown_endpoint))
 }
@@ -170,7 +189,8 @@ async fn unknown_endpoint() -> FhirError {
     FhirError::new(
         StatusCode::NOT_FOUND,
         IssueType::NotFound,
-        "no such FHIR endpoint: this server offers ServiceRequest (read, search, create) and Task (read, search)",
+        "no such FHIR endpoint: this server offers ServiceRequest (read, search, create), Task (read, search), \
+         Claim ($submit), ClaimResponse (read) and Coverage (search by patient)",
     )
 }
 
@@ -508,4 +528,266 @@ async fn search_tasks(
     let n = tasks.len();
     let bundle = tiercare_fhir::bundle::searchset(tasks, total(n, count), &link);
     Ok(fhir_json(StatusCode::OK, &bundle))
+}
+
+// ---------------------------------------------------------------------------------------
+// insurance (issue 6, part 8): Coverage, ClaimResponse, Claim/$submit
+
+/// Today in China (the day an enrolment is judged current on).
+fn china_today(state: &AppState) -> time::Date {
+    (state.clock)().to_offset(CHINA_TIME).date()
+}
+
+/// Write an access-log row for reading `patient_id`'s insurance data.
+async fn log_read(
+    state: &AppState,
+    me: &CurrentUser,
+    patient_id: Uuid,
+    action: &str,
+    basis: AccessBasis,
+    addr: SocketAddr,
+) -> FhirResult<()> {
+    let Some(p) = state.store.get_patient(patient_id).await.map_err(ApiError::from)? else {
+        return Err(FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, "patient not found"));
+    };
+    state
+        .store
+        .record_access(&AccessLogEntry {
+            id: tiercare_store::new_id(),
+            region_key: p.region_key.clone(),
+            at: (state.clock)(),
+            user_id: me.user.id,
+            facility_id: me.user.facility_id,
+            patient_id: p.id,
+            action: action.to_owned(),
+            basis,
+            reason: None,
+            client_addr: Some(addr.ip().to_string()),
+        })
+        .await
+        .map_err(ApiError::from)?;
+    Ok(())
+}
+
+/// `GET /fhir/Coverage?patient=Patient/{id}`: the patient's enrolments, oldest first. The
+/// rule of reading the patient's record (a care relationship or the community's policy),
+/// or, as for settling, the patient is at the desk (this user identified them within the
+/// last 24 hours); the read is logged (`read_coverage`).
+async fn search_coverage(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    me: Result<CurrentUser, ApiError>,
+    headers: HeaderMap,
+    uri: Uri,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> FhirResult<Response> {
+    let me = me?;
+    let p = Params::read(query, &["patient", "beneficiary", "_format"])?;
+    p.check_format()?;
+    me.require(Action::ReadPatientRecord)?;
+    let patient = match (p.reference("patient", "Patient")?, p.reference("beneficiary", "Patient")?) {
+        (Some(a), Some(b)) if a != b => Vec::new(),
+        (Some(a), _) | (None, Some(a)) => vec![a],
+        (None, None) => {
+            return Err(FhirError::bad_search(
+                IssueType::Required,
+                "search Coverage by patient: ?patient=Patient/<id> (or beneficiary)",
+            ));
+        }
+    };
+    let mut entries = Vec::new();
+    if let Some(&id) = patient.first()
+        && state.store.get_patient(id).await.map_err(ApiError::from)?.is_some()
+    {
+        // the rule of reading the record, or the patient is at the desk (identified by this
+        // user within the last day), as for settling
+        let facts = state.store.access_facts(me.user.facility_id, id).await.map_err(ApiError::from)?;
+        let basis = match access::decide(facts, None) {
+            Ok(b) => b,
+            Err(_) => {
+                require_presence(&state, &me, id, "access.no_relationship").await?;
+                AccessBasis::Identification
+            }
+        };
+        let today = china_today(&state);
+        let enrolments = state.store.enrolments(id).await.map_err(ApiError::from)?;
+        log_read(&state, &me, id, "read_coverage", basis, addr).await?;
+        entries = enrolments.iter().map(|e| tiercare_fhir::coverage::coverage(e, today)).collect();
+    }
+    let n = entries.len() as u64;
+    let bundle = tiercare_fhir::bundle::searchset(entries, Some(n), &self_link(&headers, &uri));
+    Ok(fhir_json(StatusCode::OK, &bundle))
+}
+
+/// The ClaimResponse of a stored settlement (`preview`: of a pre-settlement, nothing stored).
+async fn claim_response_of(state: &AppState, rec: &SettlementRecord, preview: bool) -> FhirResult<Value> {
+    let f = referrals::facility(state, rec.facility_id).await?;
+    Ok(claim_response(&SettlementView {
+        id: (!preview).then_some(rec.id),
+        txn_no: (!preview).then_some(rec.txn_no.as_str()).filter(|t| !t.is_empty()),
+        reversed: rec.status == SettlementStatus::Reversed,
+        patient_id: rec.patient_id,
+        facility_id: rec.facility_id,
+        facility_name: f.as_deref().map(|f| f.name.as_str()),
+        claim: &rec.claim,
+        split: &rec.split,
+        created_at: rec.created_at,
+    }))
+}
+
+/// `GET /fhir/ClaimResponse/{id}` (the settlement id). A settlement clerk reads its own
+/// facility's settlements; insurance officers and system administrators any; community
+/// administrators those of their community's facilities. The read is logged
+/// (`read_settlement`).
+async fn read_claim_response(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    me: Result<CurrentUser, ApiError>,
+    Path(id): Path<String>,
+) -> FhirResult<Response> {
+    let me = me?;
+    let id = path_id(&id, "ClaimResponse")?;
+    if !me.may(Action::Settle) && !me.may(Action::ReadSettlementReports) {
+        me.require(Action::Settle)?;
+    }
+    let Some(rec) = state.store.get_settlement(id).await.map_err(ApiError::from)? else {
+        return Err(FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, "ClaimResponse not found"));
+    };
+    let own = rec.facility_id == me.user.facility_id;
+    let allowed =
+        own || me.user.roles.iter().any(|r| {
+            matches!(r, tiercare_domain::role::Role::InsuranceOfficer | tiercare_domain::role::Role::SystemAdmin)
+        }) || (me.user.roles.contains(&tiercare_domain::role::Role::CommunityAdmin) && {
+            let mine = referrals::facility(&state, me.user.facility_id).await?.and_then(|f| f.community_id);
+            let theirs = referrals::facility(&state, rec.facility_id).await?.and_then(|f| f.community_id);
+            mine.is_some() && mine == theirs
+        });
+    if !allowed {
+        return Err(FhirError::from(ApiError::forbidden(
+            "settlement.other_facility",
+            "this settlement was made at another facility",
+        )));
+    }
+    let basis = if own { AccessBasis::CareRelationship } else { AccessBasis::SameCommunity };
+    log_read(&state, &me, rec.patient_id, "read_settlement", basis, addr).await?;
+    let body = claim_response_of(&state, &rec, false).await?;
+    Ok(fhir_json(StatusCode::OK, &body))
+}
+
+/// The JSON API's refusal of a bill as an OperationOutcome: each field detail at its
+/// place in the Claim (`lines[2].unit_price_fen` → `Claim.item[2].unitPrice`).
+fn claim_error(e: ApiError) -> FhirError {
+    let code_of = |code: &str, status: StatusCode| match code {
+        "settlement.unknown_item" | "settlement.unknown_code" | "catalogue.unknown" => IssueType::CodeInvalid,
+        "settlement.txn_conflict" | "settlement.encounter_settled" => IssueType::Conflict,
+        "reference.unknown" => IssueType::Value,
+        _ => issue_type(status),
+    };
+    let issues = if e.details.is_empty() {
+        vec![Issue::error(code_of(&e.code, e.status), None, e.message).with_detail_code(&e.code)]
+    } else {
+        e.details
+            .iter()
+            .map(|d| {
+                let expression = fhir_claim::field_expression(&d.field);
+                let diagnostics = match expression {
+                    Some(_) => d.message.clone(),
+                    None => format!("{}: {}", d.field, d.message),
+                };
+                Issue::error(code_of(&d.code, e.status), expression.as_deref(), diagnostics).with_detail_code(&d.code)
+            })
+            .collect()
+    };
+    FhirError { status: e.status, issues }
+}
+
+/// `POST /fhir/Claim/$submit`: settle a bill (`use` `claim`: 201 with the new
+/// ClaimResponse and `Location`, or 200 with the first one when the identifier was used for
+/// the same bill before) or preview it (`use` `preauthorization`/`predetermination`: 200,
+/// nothing stored). The same function as `POST /api/v1/settlements` (and `/preview`), so
+/// the rules, the role, the relationship check and the idempotency are the same.
+async fn submit_claim(
+    State(state): State<AppState>,
+    me: Result<CurrentUser, ApiError>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> FhirResult<Response> {
+    let me = me?;
+    me.require(Action::Settle)?;
+    if !json_content_type(&headers) {
+        return Err(FhirError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IssueType::NotSupported,
+            "send the resource as JSON: Content-Type: application/fhir+json",
+        ));
+    }
+    let body = body.map_err(bytes_rejection)?;
+    let v: Value = serde_json::from_slice(&body).map_err(|e| {
+        FhirError::new(StatusCode::BAD_REQUEST, IssueType::Structure, format!("the body is not valid JSON: {e}"))
+    })?;
+    let input = fhir_claim::parse_claim(&v).map_err(|issues| {
+        let malformed = issues.iter().any(|i| matches!(i.code, IssueType::Structure | IssueType::Invalid));
+        let status = if malformed { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
+        FhirError { status, issues }
+    })?;
+    if input.provider_id.is_some_and(|p| p != me.user.facility_id) {
+        return Err(FhirError {
+            status: StatusCode::FORBIDDEN,
+            issues: vec![
+                Issue::error(
+                    IssueType::Forbidden,
+                    Some("Claim.provider"),
+                    "a claim is submitted by the facility of care: yours",
+                )
+                .with_detail_code("settlement.other_facility"),
+            ],
+        });
+    }
+    if let Some(cov) = input.coverage_id
+        && state.store.get_patient(input.patient_id).await.map_err(ApiError::from)?.is_some()
+    {
+        // the enrolments are the patient's data: the desk's relationship first (an unknown
+        // patient is left to the settlement's own check, which names Claim.patient)
+        require_presence(&state, &me, input.patient_id, "settlement.no_relationship").await?;
+        let day = input.date.unwrap_or_else(|| china_today(&state));
+        let enrolments = state.store.enrolments(input.patient_id).await.map_err(ApiError::from)?;
+        let valid =
+            enrolments.iter().any(|e| e.id == cov && e.valid_from <= day && e.valid_to.is_none_or(|to| day <= to));
+        if !valid {
+            return Err(FhirError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                issues: vec![
+                    Issue::error(
+                        IssueType::BusinessRule,
+                        Some("Claim.insurance[0].coverage"),
+                        "this Coverage is not the patient's enrolment valid on the day of care (see GET /fhir/Coverage?patient=…)",
+                    )
+                    .with_detail_code("settlement.coverage"),
+                ],
+            });
+        }
+    }
+    let bill = BillRequest {
+        txn_no: input.txn_no,
+        patient_id: input.patient_id,
+        encounter_id: input.encounter_id,
+        setting: input.setting,
+        date: input.date,
+        arrival: input.arrival,
+        lines: input
+            .lines
+            .into_iter()
+            .map(|l| PricedLine { code: l.code, quantity: l.quantity, unit_price_fen: l.unit_price_fen })
+            .collect(),
+    };
+    let settled = settle_bill(&state, &me, &bill, !input.preview).await.map_err(claim_error)?;
+    let body = claim_response_of(&state, &settled.record, input.preview).await?;
+    if input.preview || settled.replayed {
+        return Ok(fhir_json(StatusCode::OK, &body));
+    }
+    let mut resp = fhir_json(StatusCode::CREATED, &body);
+    if let Ok(loc) = HeaderValue::from_str(&format!("/fhir/ClaimResponse/{}", settled.record.id)) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    Ok(resp)
 }

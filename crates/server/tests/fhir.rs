@@ -371,3 +371,394 @@ async fn an_oversized_body_is_refused() {
     assert_outcome(&post_fhir(&s, &vdoc, &v).await, 413, "too-long", None);
     assert_eq!(stored(&s).await, 0);
 }
+
+// ---------------------------------------------------------------------------------------
+// insurance (issue 6, part 8): Coverage, Claim/$submit → ClaimResponse
+
+const ITEM: &str = "http://tiercare.org/fhir/CodeSystem/nhsa-item";
+const ADJ: &str = "http://terminology.hl7.org/CodeSystem/adjudication";
+const SPLIT: &str = "http://tiercare.org/fhir/CodeSystem/settlement-split";
+
+/// A clerk at 岳池县人民医院 (county tier), a patient registered there (so the desk has a
+/// relationship) and enrolled in 广安市城乡居民医保 (resident, pooling region 511600).
+async fn insured(s: &mut TestServer) -> (String, Uuid, Uuid) {
+    s.add_user("clerk_county", s.seed.county_hospital, tiercare_domain::role::Role::SettlementClerk).await;
+    let clerk = s.login("clerk_county").await;
+    let p = register(s, &clerk).await;
+    let e = s
+        .post(
+            &format!("/api/v1/patients/{p}/enrolments"),
+            &clerk,
+            json!({ "scheme": "resident", "insured_region": "511600", "valid_from": "2026-01-01" }),
+        )
+        .await;
+    e.expect_status(201);
+    (clerk, p, e.id())
+}
+
+/// An inpatient stay at the county hospital, referred up (not after a stay): six lines
+/// from the Sichuan sample catalogue. The bill, by hand (default resident policy: county
+/// inpatient deductible 500.00, rate 80 %, class-B first share 10 %):
+///   class A: 床位费 3 × 35.00 = 105.00; 住院诊查费 3 × 15.00 = 45.00          → 150.00
+///   class B: 头孢曲松 10 × 15.85 = 158.50; 胸部 CT 1 × 149.90; 白蛋白 4 × 450.00 = 1,800.00
+///            → 2,108.40, first share 10 % = 210.84
+///   self-pay: 胸腺法新 2 × 120.00 = 240.00
+///   total 2,498.40; eligible 2,498.40 − 240.00 − 210.84 = 2,047.56; deductible 500.00;
+///   fund (2,047.56 − 500.00) × 80 % = 1,238.048 → 1,238.05; coinsurance 1,547.56 −
+///   1,238.05 = 309.51; patient 2,498.40 − 1,238.05 = 1,260.35
+///   (= 240.00 + 210.84 + 500.00 + 309.51).
+const LINES: [(&str, i64, f64); 6] = [
+    ("001107000010000", 3, 35.0),
+    ("001103000010000", 3, 15.0),
+    ("XJ01DDT098B001010100000", 10, 15.85),
+    ("210300001000000", 1, 149.9),
+    ("XB05AAR051B002010100000", 4, 450.0),
+    ("XL03AXX045B001010100000", 2, 120.0),
+];
+const FUND_FEN: i64 = 123_805;
+
+fn fhir_claim(patient: Uuid, txn: &str, use_: &str) -> Value {
+    json!({
+        "resourceType": "Claim",
+        "extension": [{ "url": "http://tiercare.org/fhir/StructureDefinition/settlement-arrival", "valueCode": "upward_referral" }],
+        "identifier": [{ "system": "urn:his:yuechi-county-hospital", "value": txn }],
+        "status": "active",
+        "type": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "institutional" }] },
+        "use": use_,
+        "patient": { "reference": format!("Patient/{patient}") },
+        "created": "2026-12-03T10:15:00+08:00",
+        "item": LINES.iter().enumerate().map(|(i, (code, q, price))| json!({
+            "sequence": i + 1,
+            "productOrService": { "coding": [{ "system": ITEM, "code": code }] },
+            "quantity": { "value": q },
+            "unitPrice": { "value": price, "currency": "CNY" }
+        })).collect::<Vec<_>>()
+    })
+}
+
+async fn submit(s: &TestServer, token: &str, body: &Value) -> Resp {
+    let rb = s
+        .client
+        .post(s.url("/fhir/Claim/$submit"))
+        .header("content-type", "application/fhir+json")
+        .bearer_auth(token)
+        .body(body.to_string());
+    s.send(rb).await
+}
+
+async fn settlements_of(s: &TestServer, patient: Uuid) -> usize {
+    let f = tiercare_store::SettlementFilter { patient_id: Some(patient), ..Default::default() };
+    s.store.list_settlements(&f).await.expect("list settlements").len()
+}
+
+fn total(r: &Value, system: &str, code: &str) -> Value {
+    r["total"]
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|t| t["category"]["coding"][0]["system"] == system && t["category"]["coding"][0]["code"] == code)
+        })
+        .map(|t| {
+            assert_eq!(t["amount"]["currency"], "CNY");
+            t["amount"]["value"].clone()
+        })
+        .unwrap_or_else(|| panic!("a {code} total in {r}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_is_settled_into_a_claim_response_with_the_split() {
+    let mut s = TestServer::start().await;
+    let (clerk, p, enrolment) = insured(&mut s).await;
+
+    // the JSON API's pre-settlement of the same bill pays the fund what the hand says
+    let bill = json!({
+        "patient_id": p,
+        "setting": "inpatient",
+        "arrival": { "kind": "upward_referral", "after_stay_at": null },
+        "lines": LINES.iter().map(|(code, q, price)| json!({
+            "code": code, "quantity": q, "unit_price_fen": (price * 100.0).round() as i64
+        })).collect::<Vec<_>>()
+    });
+    let preview = s.post("/api/v1/settlements/preview", &clerk, bill).await;
+    preview.expect_status(200);
+    assert_eq!(preview.json["fund_fen"], FUND_FEN, "{}", preview.text);
+
+    // FHIR preview: 200, nothing stored
+    let r = submit(&s, &clerk, &fhir_claim(p, "HIS-0001", "preauthorization")).await;
+    r.expect_status(200);
+    assert_fhir_json(&r);
+    assert_eq!(r.json["resourceType"], "ClaimResponse");
+    assert_eq!(r.json["use"], "preauthorization");
+    assert!(r.json.get("id").is_none(), "a preview has no id: {}", r.text);
+    assert_eq!(total(&r.json, ADJ, "benefit"), json!(1238.05));
+    assert_eq!(settlements_of(&s, p).await, 0);
+
+    // settle
+    let mut claim = fhir_claim(p, "HIS-0001", "claim");
+    claim["provider"] = json!({ "reference": format!("Organization/{}", s.seed.county_hospital) });
+    claim["insurance"] =
+        json!([{ "sequence": 1, "focal": true, "coverage": { "reference": format!("Coverage/{enrolment}") } }]);
+    let r = submit(&s, &clerk, &claim).await;
+    r.expect_status(201);
+    assert_fhir_json(&r);
+    let cr = r.json.clone();
+    let id = cr["id"].as_str().expect("an id").to_owned();
+    assert_eq!(
+        r.headers.get("location").and_then(|v| v.to_str().ok()),
+        Some(format!("/fhir/ClaimResponse/{id}").as_str())
+    );
+    assert_eq!(cr["status"], "active");
+    assert_eq!(cr["use"], "claim");
+    assert_eq!(cr["outcome"], "complete");
+    assert_eq!(cr["type"]["coding"][0]["code"], "institutional");
+    assert_eq!(cr["patient"]["reference"], format!("Patient/{p}"));
+    assert_eq!(cr["request"]["reference"], format!("Claim/{id}"));
+    assert_eq!(cr["requestor"]["reference"], format!("Organization/{}", s.seed.county_hospital));
+    assert_eq!(cr["insurer"]["display"], "四川省广安市医疗保障局");
+    assert_eq!(cr["identifier"][0]["value"], "HIS-0001");
+    assert_eq!(total(&cr, ADJ, "submitted"), json!(2498.4));
+    assert_eq!(total(&cr, ADJ, "benefit"), json!(1238.05));
+    assert_eq!(total(&cr, ADJ, "copay"), json!(309.51));
+    assert_eq!(total(&cr, ADJ, "deductible"), json!(500.0));
+    assert_eq!(total(&cr, SPLIT, "self_pay"), json!(240.0));
+    assert_eq!(total(&cr, SPLIT, "class_b_share"), json!(210.84));
+    assert_eq!(total(&cr, SPLIT, "above_ceiling"), json!(0.0));
+    assert_eq!(total(&cr, SPLIT, "patient_total"), json!(1260.35));
+    let items = cr["item"].as_array().expect("items");
+    assert_eq!(items.len(), 6);
+    assert_eq!(items[2]["itemSequence"], 3);
+    assert_eq!(items[2]["adjudication"][0]["amount"]["value"], json!(158.5), "头孢曲松 10 × 15.85");
+    assert!(cr["processNote"].as_array().is_some_and(|n| !n.is_empty()), "the explanation");
+    assert_eq!(settlements_of(&s, p).await, 1);
+    // the JSON API agrees
+    let stored = s.get(&format!("/api/v1/settlements/{id}"), &clerk).await;
+    stored.expect_status(200);
+    assert_eq!(stored.json["fund_fen"], FUND_FEN);
+
+    // read back
+    let back = s.get(&format!("/fhir/ClaimResponse/{id}"), &clerk).await;
+    back.expect_status(200);
+    assert_fhir_json(&back);
+    assert_eq!(back.json, cr);
+
+    // the same identifier and bill again: the first answer, nothing more stored
+    let again = submit(&s, &clerk, &claim).await;
+    again.expect_status(200);
+    assert_eq!(again.json["id"], json!(id));
+    assert_eq!(total(&again.json, ADJ, "benefit"), json!(1238.05));
+    assert_eq!(settlements_of(&s, p).await, 1);
+    // the same identifier for another bill: a conflict
+    let mut other = claim.clone();
+    other["item"][0]["quantity"]["value"] = json!(4);
+    assert_outcome(&submit(&s, &clerk, &other).await, 409, "conflict", None);
+    assert_eq!(settlements_of(&s, p).await, 1);
+
+    // reversed through the JSON API: cancelled
+    let rev = s
+        .post(
+            &format!("/api/v1/settlements/{id}/reversal"),
+            &clerk,
+            json!({ "txn_no": "R-0001", "reason": "录入错误" }),
+        )
+        .await;
+    rev.expect_status(200);
+    let back = s.get(&format!("/fhir/ClaimResponse/{id}"), &clerk).await;
+    assert_eq!(back.json["status"], "cancelled");
+
+    // who may read: not a clinician, not another facility's clerk
+    let spec = s.login("spec_a").await;
+    assert_outcome(&s.get(&format!("/fhir/ClaimResponse/{id}"), &spec).await, 403, "forbidden", None);
+    s.add_user("clerk_city", s.seed.city_hospital, tiercare_domain::role::Role::SettlementClerk).await;
+    let city = s.login("clerk_city").await;
+    assert_outcome(&s.get(&format!("/fhir/ClaimResponse/{id}"), &city).await, 403, "forbidden", None);
+    assert_outcome(&s.get(&format!("/fhir/ClaimResponse/{}", Uuid::now_v7()), &clerk).await, 404, "not-found", None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_claims_answer_operation_outcomes_and_nothing_is_settled() {
+    let mut s = TestServer::start().await;
+    let (clerk, p, _) = insured(&mut s).await;
+    let good = fhir_claim(p, "HIS-0002", "claim");
+
+    // not a clerk: 403 before anything else
+    let spec = s.login("spec_a").await;
+    assert_outcome(&submit(&s, &spec, &good).await, 403, "forbidden", None);
+    let vdoc = s.login("vdoc_a").await;
+    assert_outcome(&submit(&s, &vdoc, &good).await, 403, "forbidden", None);
+
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit, u16, &str, &str)> = vec![
+        (
+            "three decimals",
+            Box::new(|v| v["item"][2]["unitPrice"]["value"] = json!(15.855)),
+            422,
+            "value",
+            "Claim.item[2].unitPrice",
+        ),
+        (
+            "negative price",
+            Box::new(|v| v["item"][2]["unitPrice"]["value"] = json!(-15.85)),
+            422,
+            "value",
+            "Claim.item[2].unitPrice",
+        ),
+        (
+            "dollars",
+            Box::new(|v| v["item"][2]["unitPrice"]["currency"] = json!("USD")),
+            422,
+            "value",
+            "Claim.item[2].unitPrice",
+        ),
+        (
+            "quantity 0",
+            Box::new(|v| v["item"][1]["quantity"]["value"] = json!(0)),
+            422,
+            "value",
+            "Claim.item[1].quantity",
+        ),
+        // refused by the settlement rules, mapped back onto the Claim
+        (
+            "unknown item",
+            Box::new(|v| v["item"][0]["productOrService"]["coding"][0]["code"] = json!("001107999999999")),
+            422,
+            "code-invalid",
+            "Claim.item[0].productOrService",
+        ),
+        (
+            "above the price limit (16.00)",
+            Box::new(|v| v["item"][2]["unitPrice"]["value"] = json!(16.01)),
+            422,
+            "business-rule",
+            "Claim.item[2].unitPrice",
+        ),
+        (
+            "a future day of care",
+            Box::new(|v| v["billablePeriod"] = json!({ "start": "2099-01-01" })),
+            422,
+            "business-rule",
+            "Claim.billablePeriod.start",
+        ),
+        (
+            "not enrolled then",
+            Box::new(|v| v["billablePeriod"] = json!({ "start": "2025-12-31" })),
+            422,
+            "business-rule",
+            "Claim.billablePeriod.start",
+        ),
+        (
+            "unknown patient",
+            Box::new(|v| v["patient"]["reference"] = json!(format!("Patient/{}", Uuid::now_v7()))),
+            422,
+            "value",
+            "Claim.patient",
+        ),
+        (
+            "a coverage that is not theirs",
+            Box::new(
+                |v| v["insurance"] = json!([{ "sequence": 1, "focal": true, "coverage": { "reference": format!("Coverage/{}", Uuid::now_v7()) } }]),
+            ),
+            422,
+            "business-rule",
+            "Claim.insurance[0].coverage",
+        ),
+        (
+            "no transaction number",
+            Box::new(|v| {
+                v.as_object_mut().map(|o| o.remove("identifier"));
+            }),
+            422,
+            "required",
+            "Claim.identifier",
+        ),
+        ("an unknown element", Box::new(|v| v["bill"] = json!(1)), 400, "structure", "Claim.bill"),
+        (
+            "another facility as provider",
+            Box::new(|v| v["provider"] = json!({ "reference": "Organization/0193a1b2-0000-7000-8000-000000000003" })),
+            403,
+            "forbidden",
+            "Claim.provider",
+        ),
+    ];
+    for (name, edit, status, code, expression) in cases {
+        let mut v = good.clone();
+        edit(&mut v);
+        let r = submit(&s, &clerk, &v).await;
+        assert_eq!(r.status.as_u16(), status, "{name}: {}", r.text);
+        assert_outcome(&r, status, code, Some(expression));
+    }
+    // unreadable JSON, not JSON
+    let rb = s
+        .client
+        .post(s.url("/fhir/Claim/$submit"))
+        .header("content-type", "application/fhir+json")
+        .bearer_auth(&clerk)
+        .body("{");
+    assert_outcome(&s.send(rb).await, 400, "structure", None);
+    let rb = s
+        .client
+        .post(s.url("/fhir/Claim/$submit"))
+        .header("content-type", "text/plain")
+        .bearer_auth(&clerk)
+        .body(good.to_string());
+    assert_outcome(&s.send(rb).await, 415, "not-supported", None);
+    let r = s.call(Method::GET, "/fhir/Claim/$submit", Some(&clerk), None).await;
+    assert_outcome(&r, 405, "not-supported", None);
+
+    assert_eq!(settlements_of(&s, p).await, 0, "nothing was settled");
+    // and the good one still goes through, also with the `$` percent-encoded
+    submit(&s, &clerk, &good).await.expect_status(201);
+    assert_eq!(settlements_of(&s, p).await, 1);
+    let rb = s
+        .client
+        .post(s.url("/fhir/Claim/%24submit"))
+        .header("content-type", "application/fhir+json")
+        .bearer_auth(&clerk)
+        .body(good.to_string());
+    let r = s.send(rb).await;
+    r.expect_status(200);
+    assert_eq!(settlements_of(&s, p).await, 1, "a replay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolments_are_coverages_searched_by_patient() {
+    let mut s = TestServer::start().await;
+    let (clerk, p, enrolment) = insured(&mut s).await;
+    let r = s.get(&format!("/fhir/Coverage?patient=Patient/{p}"), &clerk).await;
+    assert_searchset(&r, &[enrolment.to_string().as_str()]);
+    let c = &r.json["entry"][0]["resource"];
+    assert_eq!(c["resourceType"], "Coverage");
+    assert_eq!(c["status"], "active");
+    assert_eq!(c["type"]["coding"][0]["code"], "resident");
+    assert_eq!(c["beneficiary"]["reference"], format!("Patient/{p}"));
+    assert_eq!(c["payor"][0]["display"], "四川省广安市医疗保障局");
+    assert_eq!(c["period"]["start"], "2026-01-01");
+    assert!(c["period"].get("end").is_none());
+    // by bare id and as beneficiary
+    assert_searchset(
+        &s.get(&format!("/fhir/Coverage?beneficiary={p}"), &clerk).await,
+        &[enrolment.to_string().as_str()],
+    );
+    // an unknown patient: no match
+    assert_searchset(&s.get(&format!("/fhir/Coverage?patient={}", Uuid::now_v7()), &clerk).await, &[]);
+    // the read is logged
+    let log = s
+        .store
+        .query_access_log(&tiercare_store::AccessLogFilter { patient_id: Some(p), limit: 100, ..Default::default() })
+        .await;
+    assert!(log.expect("access log").iter().any(|e| e.action == "read_coverage"));
+    // no relationship: 403; no patient: 400; no token: 401
+    let outsider = s.login("clin_b").await;
+    assert_outcome(&s.get(&format!("/fhir/Coverage?patient={p}"), &outsider).await, 403, "forbidden", None);
+    // a desk elsewhere that identified the patient (the patient is there) may see it, as it
+    // may settle
+    s.add_user("clerk_city", s.seed.city_hospital, tiercare_domain::role::Role::SettlementClerk).await;
+    let city = s.login("clerk_city").await;
+    assert_outcome(&s.get(&format!("/fhir/Coverage?patient={p}"), &city).await, 403, "forbidden", None);
+    s.post("/api/v1/patients/lookup", &city, json!({ "type": "resident_id", "value": WANG_ID }))
+        .await
+        .expect_status(200);
+    assert_searchset(&s.get(&format!("/fhir/Coverage?patient={p}"), &city).await, &[enrolment.to_string().as_str()]);
+    let r = s.get("/fhir/Coverage", &clerk).await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.text);
+    assert_outcome(&s.call(Method::GET, &format!("/fhir/Coverage?patient={p}"), None, None).await, 401, "login", None);
+}
