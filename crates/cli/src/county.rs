@@ -9,11 +9,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use tiercare_domain::billing::CatalogueSet;
 use tiercare_domain::encounter::Encounter;
 use tiercare_domain::facility::Tier;
 use tiercare_domain::role::Role;
-use tiercare_sim::{Config, County, GeneratedReferral};
-use tiercare_store::{ReferralBundle, Store};
+use tiercare_domain::settlement::{DEFAULT_POLICY_TOML, PolicySet};
+use tiercare_sim::settlements::in_force_for_year;
+use tiercare_sim::{Config, County, GeneratedReferral, GeneratedSettlement, Settler, YearSettlements};
+use tiercare_store::{ReferralBundle, SettlementRecord, SettlementStatus, Store};
 
 pub fn bar(len: u64, what: &str, visible: bool) -> ProgressBar {
     let b = if visible { ProgressBar::new(len) } else { ProgressBar::hidden() };
@@ -37,7 +40,7 @@ pub fn generate(config: Config, progress: bool) -> County {
 }
 
 /// Residents per batch when loading or writing encounters.
-const RESIDENTS_PER_BATCH: usize = 20_000;
+const RESIDENTS_PER_BATCH: usize = 10_000;
 
 /// What a load wrote.
 #[derive(Debug, Default)]
@@ -47,6 +50,75 @@ pub struct LoadStats {
     pub encounters: u64,
     pub referrals: u64,
     pub seconds: f64,
+}
+
+/// What settling the generated year left unsettled, and why.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SettleStats {
+    pub settlements: u64,
+    pub reversed: u64,
+    pub not_enrolled: u64,
+    pub in_hospital: u64,
+    /// Refusals by the engine, by code (none expected).
+    pub refused: std::collections::BTreeMap<String, u64>,
+}
+
+impl SettleStats {
+    fn add(&mut self, y: &YearSettlements) {
+        self.settlements += y.settlements.len() as u64;
+        self.reversed += y.settlements.iter().filter(|s| s.reversal.is_some()).count() as u64;
+        self.not_enrolled += u64::from(y.not_enrolled);
+        self.in_hospital += u64::from(y.in_hospital);
+        for code in &y.refused {
+            *self.refused.entry(code.clone()).or_default() += 1;
+        }
+    }
+
+    /// One line for the console.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} settlements ({} of them reversed, each followed by the same bill settled again); not settled: {} encounters without an enrolment on the day, {} stays not yet discharged at the end of the year",
+            self.settlements, self.reversed, self.not_enrolled, self.in_hospital
+        );
+        if !self.refused.is_empty() {
+            let r: Vec<String> = self.refused.iter().map(|(c, n)| format!("{n} {c}")).collect();
+            s.push_str(&format!(", refused: {}", r.join(", ")));
+        }
+        s
+    }
+}
+
+/// The rules the generated year is settled by: the default policy set (in force from 1
+/// January of the generated year, see [`in_force_for_year`]) and the default catalogues.
+pub fn settlement_rules(year: i32) -> Result<(PolicySet, CatalogueSet)> {
+    let policies: PolicySet = toml::from_str(DEFAULT_POLICY_TOML).context("the default policy set")?;
+    policies.validate().map_err(|e| anyhow::anyhow!("the default policy set: {e}"))?;
+    let catalogues = CatalogueSet::load_toml(tiercare_domain::billing::DEFAULT_CATALOGUE_TOML)
+        .map_err(|e| anyhow::anyhow!("the default catalogue: {e}"))?;
+    Ok((in_force_for_year(&policies, year), catalogues))
+}
+
+/// A generated settlement as the store's bulk import takes it.
+pub fn settlement_record(g: GeneratedSettlement) -> SettlementRecord {
+    let (status, reversal_txn_no, reversed_at) = match g.reversal {
+        Some((no, at)) => (SettlementStatus::Reversed, Some(no), Some(at)),
+        None => (SettlementStatus::Settled, None, None),
+    };
+    SettlementRecord {
+        id: g.id,
+        region_key: g.region_key,
+        facility_id: g.facility_id,
+        txn_no: g.txn_no,
+        patient_id: g.patient_id,
+        encounter_id: Some(g.encounter_id),
+        claim: g.claim,
+        split: g.split,
+        status,
+        created_at: g.settled_at,
+        reversed_at,
+        reversal_txn_no,
+        replayed: false,
+    }
 }
 
 /// A generated referral as the store's bulk import takes it.
@@ -80,32 +152,45 @@ pub async fn load(store: &Arc<dyn Store>, county: Arc<County>, progress: bool) -
     }
     b.finish_and_clear();
 
-    // care and referrals: drawn on a second thread while the store writes the previous batch
+    // care, referrals and settlements: drawn on a second thread while the store writes the
+    // previous batch
     let b = bar(n as u64, "care", progress);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Vec<Encounter>, Vec<ReferralBundle>)>(2);
+    type Batch = (usize, Vec<Encounter>, Vec<ReferralBundle>, Vec<SettlementRecord>);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(2);
     let gen_county = county.clone();
+    let (policies, catalogues) = settlement_rules(county.config.year)?;
     let producer = std::thread::spawn(move || {
+        let settler = Settler::new(&gen_county, &policies, &catalogues);
+        let mut stats = SettleStats::default();
         for start in (0..n).step_by(RESIDENTS_PER_BATCH) {
             let end = (start + RESIDENTS_PER_BATCH).min(n);
-            let (mut encounters, mut referrals) = (Vec::new(), Vec::new());
+            let (mut encounters, mut referrals, mut settlements) = (Vec::new(), Vec::new(), Vec::new());
             for i in start..end {
                 let (e, r) = gen_county.year_of(i);
+                let settled = gen_county.settle_year(i, &e, &r, &settler);
+                stats.add(&settled);
+                settlements.extend(settled.settlements.into_iter().map(settlement_record));
                 encounters.extend(e);
                 referrals.extend(r.into_iter().map(bundle));
             }
-            if tx.blocking_send((end - start, encounters, referrals)).is_err() {
-                return;
+            if tx.blocking_send((end - start, encounters, referrals, settlements)).is_err() {
+                break;
             }
         }
+        stats
     });
     let (mut encounters, mut referrals) = (0, 0);
-    while let Some((residents, batch, bundles)) = rx.recv().await {
+    while let Some((residents, batch, bundles, settled)) = rx.recv().await {
         encounters += store.import_encounters(&batch).await?;
         referrals += store.import_referrals(&bundles).await?;
+        store.import_settlements(&settled).await?;
         b.inc(residents as u64);
     }
-    producer.join().map_err(|_| anyhow::anyhow!("the care generator panicked"))?;
+    let stats = producer.join().map_err(|_| anyhow::anyhow!("the care generator panicked"))?;
     b.finish_and_clear();
+    if progress {
+        eprintln!("settled the year through the engine: {}", stats.summary());
+    }
     Ok(LoadStats {
         facilities: county.facilities.len(),
         residents: n as u64,
@@ -185,6 +270,9 @@ pub fn write_ndjson(county: &County, out: &Path, progress: bool) -> Result<Vec<(
         (open("Patient")?, open("Coverage")?, open("Condition")?, open("Encounter")?);
     let (mut sw, mut tw) = (open("ServiceRequest")?, open("Task")?);
     let (mut conditions, mut encounters, mut referrals) = (0u64, 0u64, 0u64);
+    let (policies, catalogues) = settlement_rules(county.config.year)?;
+    let settler = Settler::new(county, &policies, &catalogues);
+    let mut stats = SettleStats::default();
     let facility: std::collections::HashMap<uuid::Uuid, &tiercare_domain::facility::Facility> =
         county.facilities.iter().map(|f| (f.id, f)).collect();
     let b = bar(county.residents.len() as u64, "residents", progress);
@@ -198,6 +286,10 @@ pub fn write_ndjson(county: &County, out: &Path, progress: bool) -> Result<Vec<(
             }
         }
         let (year, referred) = county.year_of(i);
+        // every encounter settled through the engine (checked, counted; the ClaimResponses
+        // are not written: about 7 KB each, some 10 GB for the default county)
+        let settled = county.settle_year(i, &year, &referred, &settler);
+        stats.add(&settled);
         for e in year {
             line(&mut ew, &tiercare_fhir::encounter(&e))?;
             encounters += 1;
@@ -216,6 +308,9 @@ pub fn write_ndjson(county: &County, out: &Path, progress: bool) -> Result<Vec<(
         }
     }
     b.finish_and_clear();
+    if progress {
+        eprintln!("settled the year through the engine: {}", stats.summary());
+    }
     for w in [&mut pw, &mut cw, &mut dw, &mut ew, &mut sw, &mut tw] {
         w.flush()?;
     }

@@ -268,3 +268,60 @@ async fn demo_loads_once_and_reuses() {
     assert_eq!(count_patients(&dir).await, 1500);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `demo` settles every generated encounter through the engine and loads the settlements:
+/// the fund report covers the year, the settled fund adds up across the reports, and each
+/// person's accumulators are the sum of their settled fund (inpatient and outpatient apart).
+#[tokio::test]
+async fn demo_settles_the_generated_year() {
+    let dir = temp_dir("demo-settle");
+    let args = ["demo", "--no-serve", "--residents", "1200", "--data-dir", dir.to_str().expect("utf-8")];
+    let out = run(bin().args(args));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let line = stderr.lines().find(|l| l.contains("settled the year through the engine")).expect("a settle summary");
+    assert!(!line.contains("refused"), "nothing refused: {line}");
+    let store = tiercare_store::open(&dir.join("tiercare.sqlite").to_string_lossy()).await.expect("open");
+    let (from, to) = (date!(2025 - 01 - 01), date!(2026 - 01 - 01));
+    let by_tier = store.fund_report(from, to, false, None).await.expect("fund report");
+    let months: std::collections::BTreeSet<_> = by_tier.iter().map(|r| r.month.clone()).collect();
+    assert_eq!(months.len(), 12, "every month of the year: {months:?}");
+    let count: i64 = by_tier.iter().map(|r| r.count).sum();
+    let n: i64 = line.split_whitespace().find_map(|w| w.parse().ok()).expect("a count");
+    assert!(count > 0 && count <= n, "{count} settled of {n} settlement rows");
+    assert!(by_tier.iter().all(|r| r.fund_fen + r.patient_fen == r.total_fen), "fund + patient = total");
+    let by_facility = store.fund_report(from, to, true, None).await.expect("by facility");
+    let fund = |rows: &[tiercare_store::FundReportRow]| rows.iter().map(|r| r.fund_fen).sum::<i64>();
+    assert_eq!(fund(&by_facility), fund(&by_tier), "the same money by facility");
+    let outflow = store.outflow_report("511621", from, to).await.expect("outflow");
+    assert!(outflow.iter().any(|r| r.destination == "out_of_province"), "重庆 stays are outflow out of the province");
+    assert!(outflow.iter().any(|r| r.destination == "out_of_county_in_province"));
+    let clearing = store.clearing_report(from, to).await.expect("clearing");
+    assert!(clearing.iter().all(|r| r.insured_province == "510000" && r.treatment_province == "500000"));
+    // the accumulator invariant for the people of the newest settlements
+    let recent = store
+        .list_settlements(&tiercare_store::SettlementFilter { limit: 200, ..Default::default() })
+        .await
+        .expect("journal");
+    let people: std::collections::BTreeSet<_> = recent.iter().map(|s| s.patient_id).collect();
+    for p in people {
+        let rows = store
+            .list_settlements(&tiercare_store::SettlementFilter {
+                patient_id: Some(p),
+                limit: 1_000,
+                ..Default::default()
+            })
+            .await
+            .expect("a person's settlements");
+        let (mut inpatient, mut outpatient) = (0, 0);
+        for s in rows.iter().filter(|s| s.status == tiercare_store::SettlementStatus::Settled) {
+            match s.claim.setting {
+                tiercare_domain::settlement::Setting::Inpatient => inpatient += s.split.fund_fen,
+                tiercare_domain::settlement::Setting::Outpatient => outpatient += s.split.fund_fen,
+            }
+        }
+        let acc = store.accumulators(p, 2025).await.expect("accumulators");
+        assert_eq!((acc.inpatient_fund_paid_fen, acc.outpatient_fund_paid_fen), (inpatient, outpatient));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -19,6 +19,7 @@ mod live;
 mod names;
 pub mod referrals;
 mod rng;
+pub mod settlements;
 
 use std::collections::HashMap;
 
@@ -34,6 +35,7 @@ use uuid::Uuid;
 pub use live::live_referrals;
 pub use referrals::GeneratedReferral;
 pub use rng::Rng;
+pub use settlements::{GeneratedSettlement, Settler, YearSettlements};
 
 /// 四川省广安市岳池县: the county the synthetic community serves.
 pub const COUNTY_REGION: &str = "511621";
