@@ -321,6 +321,148 @@
     'err.follow_up.other_facility': 'This task belongs to another facility.',
   });
 
+  // settlement desk, journal, policies, reports (issue 6)
+  Object.assign(DICT.zh, {
+    'nav.settle': '结算窗口', 'nav.journal': '日结', 'nav.policies': '医保政策', 'nav.reports': '医保报表',
+    'st.title': '结算窗口', 'st.patient': '1. 患者', 'st.scan': '扫码或输入身份证号', 'st.scan_hint': '可用扫码枪读取身份证或医保码，读取后自动查询',
+    'st.find': '查询', 'st.by_name': '按姓名查询', 'st.name': '姓名', 'st.choose': '选择', 'st.choose_label': '选择 {name}',
+    'st.change_patient': '更换患者', 'st.no_patient': '请先查询并选择患者。', 'st.patient_line': '{name} · {sex} · {age} · 身份证号 {id}',
+    'st.visit': '2. 就诊', 'st.encounter': '本院就诊/住院记录', 'st.encounter_none': '不关联就诊记录', 'st.encounter_hint': '只列出本机构的就诊记录；选择后按其类别和日期结算',
+    'st.no_record': '无法读取该患者的就诊记录（{why}），可不关联就诊记录直接结算。',
+    'st.setting': '门诊/住院', 'st.date': '就诊日期', 'st.arrival': '就诊方式', 'st.arrival_auto': '自动（按转诊记录判断）',
+    'st.after_stay': '上转前住院机构层级', 'st.after_stay_none': '无（门诊转诊）',
+    'st.lines': '3. 费用明细', 'st.catalogue': '医保目录查询', 'st.q': '编码或名称', 'st.kind': '类别', 'st.kind_all': '全部',
+    'st.search': '查询目录', 'st.cat_results': '目录项目（{n}）', 'st.cat_none': '目录中没有符合条件的项目。', 'st.add': '添加', 'st.add_label': '添加 {name}',
+    'st.added': '已添加：{name}', 'st.col.code': '编码', 'st.col.name': '名称', 'st.col.kind': '类别', 'st.col.class': '医保类别', 'st.col.unit': '单位',
+    'st.col.limit': '限价', 'st.col.qty': '数量', 'st.col.price': '单价（元）', 'st.col.amount': '金额', 'st.col.action': '操作',
+    'st.remove': '删除', 'st.remove_label': '删除 {name}', 'st.no_lines': '尚未添加费用明细。', 'st.bill_total': '合计：{amount}（{n} 项）',
+    'st.qty_label': '{name} 数量', 'st.price_label': '{name} 单价（元）', 'st.no_limit': '不限',
+    'st.txn': '交易流水号', 'st.txn_hint': '同一流水号重复提交只返回首次结算结果',
+    'st.preview': '预结算', 'st.settle': '结算', 'st.new': '新的结算', 'st.print': '打印结算单',
+    'st.split': '费用分割', 'st.split_preview': '预结算结果（未保存）', 'st.split_settled': '结算结果', 'st.replayed': '该流水号已结算过，以下为首次结算的结果。',
+    'st.settled_ok': '结算成功，流水号 {txn}。', 'st.preview_ok': '预结算完成：基金支付 {fund}，个人支付 {patient}。',
+    'st.total': '医疗费用总额', 'st.fund': '统筹基金支付', 'st.patient_pay': '个人支付', 'st.of_which': '其中',
+    'st.self_pay': '自费', 'st.class_b': '乙类先行自付', 'st.deductible': '起付线', 'st.coinsurance': '按比例自付', 'st.above': '超限额自付',
+    'st.rate': '报销比例', 'st.policy': '适用政策', 'st.scheme': '险种', 'st.insured': '参保地', 'st.place': '就医地类型',
+    'st.explanation': '计算说明（可读给患者听）', 'st.amount': '金额',
+    'st.errors': '请更正：', 'st.line_error': '第 {n} 行', 'st.err.qty': '数量须为 1 以上的整数。', 'st.err.price': '单价须为不小于 0 的金额，最多两位小数。',
+    'st.err.no_lines': '请至少添加一项费用。', 'st.err.txn': '请填写交易流水号。',
+    'st.acc': '本年度累计（{year}）', 'st.acc_in': '住院统筹已支付', 'st.acc_out': '门诊统筹已支付', 'st.acc_ceiling': '年度封顶线', 'st.acc_cap': '门诊统筹限额',
+    'st.acc_left': '剩余 {left}', 'st.acc_none': '无法读取年度累计：{why}',
+    'setting.outpatient': '门诊', 'setting.inpatient': '住院',
+    'arrival.self_referred': '自行就诊', 'arrival.upward_referral': '上转', 'arrival.downward_referral': '下转', 'arrival.emergency': '急诊',
+    'place.home': '参保地就医', 'place.filed_long_term': '异地就医（长期备案）', 'place.filed_temporary': '异地就医（临时备案）', 'place.unfiled': '异地就医（未备案）',
+    'kind.drug': '药品', 'kind.service': '诊疗项目', 'kind.material': '医用耗材',
+    'iclass.a': '甲类', 'iclass.b': '乙类', 'iclass.self_pay': '自费',
+    'sstatus.settled': '已结算', 'sstatus.reversed': '已冲正', 'sstatus.preview': '预结算',
+    'step.self_pay': '自费项目（目录外），由个人支付', 'step.class_b_share': '乙类项目个人先行自付 {pct}，由个人支付',
+    'step.eligible': '纳入统筹支付范围的费用', 'step.not_pooled': '{tier}{setting}不在统筹支付范围内（比例 0%），由个人支付',
+    'step.continuous_deductible': '上转连续计算起付线：只补两级起付线的差额', 'step.no_deductible_after_downward': '下转后不再另付起付线',
+    'step.deductible': '{tier}{setting}起付线，由个人支付', 'step.rate': '按{tier}{setting}报销比例 {pct} 计算的费用',
+    'step.no_referral_reduction': '未经转诊住院：报销比例下调至 {rate}', 'step.out_of_region_reduction': '参保地外就医：报销比例下调至 {rate}',
+    'step.fund': '统筹基金按 {rate} 支付', 'step.coinsurance': '其余按比例由个人支付', 'step.above_ceiling': '超过年度封顶线或门诊统筹限额的部分，由个人支付',
+    'rc.title': '医疗费用结算单', 'rc.facility': '结算机构', 'rc.patient': '患者', 'rc.id': '身份证号', 'rc.txn': '交易流水号', 'rc.time': '结算时间',
+    'rc.date': '就诊日期', 'rc.setting': '就诊类别', 'rc.status': '状态', 'rc.reversed': '已于 {t} 冲正（冲正流水号 {txn}）', 'rc.lines': '费用明细', 'rc.split': '费用分割',
+    'rc.sign': '患者签字：', 'rc.clerk': '经办人：{name}',
+    'jr.title': '日结', 'jr.filters': '查询条件', 'jr.date': '结算日期', 'jr.facility': '机构', 'jr.status': '状态', 'jr.all': '全部', 'jr.apply': '查询',
+    'jr.totals': '{date} 合计', 'jr.count': '笔数', 'jr.reversed_count': '冲正笔数', 'jr.reversed_fund': '冲正基金金额',
+    'jr.rows': '结算记录（{n}）', 'jr.none': '当日没有结算记录。', 'jr.time': '时间', 'jr.txn': '流水号', 'jr.patient': '患者',
+    'jr.reverse': '冲正', 'jr.reverse_label': '冲正 {txn}', 'jr.reverse_title': '冲正结算 {txn}', 'jr.reason': '冲正原因', 'jr.reversal_txn': '冲正流水号',
+    'jr.reversed_ok': '已冲正：{txn}。', 'jr.capped': '只显示最新的 {n} 条；合计仍为全天。', 'jr.open': '查看',
+    'sd.title': '结算详情 · {txn}', 'sd.back': '返回日结',
+    'pol.title': '医保政策', 'pol.source': '政策来源：{src}', 'pol.default': '系统默认政策（domain.md 默认值）', 'pol.none': '没有配置政策。',
+    'pol.region': '参保地', 'pol.effective': '有效期', 'pol.open_end': '至今', 'pol.inpatient': '住院（每次住院）', 'pol.outpatient': '门诊统筹（每次就诊）',
+    'pol.tier': '机构层级', 'pol.deductible': '起付线', 'pol.rate': '报销比例', 'pol.not_listed': '未列出的层级不予支付。',
+    'pol.ceiling': '年度封顶线', 'pol.cap': '门诊统筹年度限额', 'pol.class_b': '乙类先行自付比例', 'pol.no_ref': '未转诊住院比例下调',
+    'pol.no_ref_from': '（{tier}及以上）', 'pol.filed_tmp': '异地临时备案比例下调', 'pol.unfiled': '异地未备案比例下调', 'pol.points': '{n} 个百分点',
+    'rp.title': '医保报表', 'rp.tabs': '报表', 'rp.fund': '基金支付', 'rp.outflow': '县外就医流出', 'rp.clearing': '跨省清算',
+    'rp.from': '起始月份', 'rp.to': '截止月份', 'rp.month': '月份', 'rp.group': '分组', 'rp.by_facility': '按机构', 'rp.by_tier': '按层级',
+    'rp.region': '参保县（行政区划代码）', 'rp.apply': '查询', 'rp.none': '所选期间没有数据。', 'rp.count': '笔数', 'rp.total': '医疗费用',
+    'rp.fund_col': '基金支付', 'rp.patient_col': '个人支付', 'rp.facility': '机构', 'rp.tier': '层级', 'rp.destination': '去向',
+    'rp.insured': '参保地', 'rp.treatment': '就医地', 'rp.direction': '方向', 'rp.chart': '{what}：基金支付（元）', 'rp.sum': '合计',
+    'dest.out_of_county_in_province': '省内县外', 'dest.out_of_province': '省外', 'cdir.inbound': '异地患者来本地就医', 'cdir.outbound': '本地参保人外出就医', 'cdir.other': '其他',
+    'ps.title': '医保结算', 'ps.none': '没有结算记录。', 'ps.rows': '结算记录', 'ps.today_only': '仅显示本机构今日的结算。',
+    'err.settlement.not_enrolled': '该患者在就诊日期没有有效的参保记录。', 'err.settlement.txn_conflict': '该流水号已用于另一笔不同的结算，请换一个流水号。',
+    'err.settlement.encounter_settled': '该次就诊已结算过，不能重复结算（如需更正请先冲正）。', 'err.settlement.no_policy': '参保地没有在该日期生效的医保政策。',
+    'err.settlement.policy_expired': '适用的医保政策已过期。', 'err.settlement.no_lines': '请至少添加一项费用。', 'err.settlement.amount': '金额不正确。',
+    'err.settlement.unknown_item': '本地医保目录中没有该编码。', 'err.settlement.price_above_limit': '单价超过目录限价。', 'err.settlement.quantity': '数量须为 1 以上的整数。',
+    'err.settlement.price_negative': '单价不能为负数。', 'err.settlement.amount_overflow': '金额过大。', 'err.settlement.too_many_lines': '费用明细行数过多。',
+    'err.settlement.other_facility': '该结算不属于您可查看的机构。', 'err.settlement.reversal_conflict': '该结算已用另一个冲正流水号冲正。',
+    'err.settlement.date_future': '就诊日期不能晚于今天。', 'err.settlement.no_catalogue': '本机构所在地区没有加载医保目录。',
+    'err.settlement.no_facility': '您所在的机构未登记。', 'err.settlement.no_relationship': '本机构与该患者没有诊疗关系，请先通过身份证号识别患者。',
+    'err.settlement.patient_merged': '该档案已合并到另一档案，请在保留的档案上结算。', 'err.settlement.txn_no': '请填写交易流水号。',
+  });
+  Object.assign(DICT.en, {
+    'nav.settle': 'Settlement desk', 'nav.journal': 'Daily journal', 'nav.policies': 'Insurance policies', 'nav.reports': 'Insurance reports',
+    'st.title': 'Settlement desk', 'st.patient': '1. Patient', 'st.scan': 'Scan or type the identity number', 'st.scan_hint': 'A scanner reading the identity card or insurance code searches as soon as it has read',
+    'st.find': 'Find', 'st.by_name': 'Find by name', 'st.name': 'Name', 'st.choose': 'Choose', 'st.choose_label': 'Choose {name}',
+    'st.change_patient': 'Another patient', 'st.no_patient': 'Find and choose the patient first.', 'st.patient_line': '{name} · {sex} · {age} · identity number {id}',
+    'st.visit': '2. Visit or stay', 'st.encounter': 'Visit or stay at this facility', 'st.encounter_none': 'No recorded visit', 'st.encounter_hint': 'Only this facility\u2019s encounters are listed; choosing one settles it by its class and date',
+    'st.no_record': 'The patient\u2019s encounters cannot be read ({why}); you can settle without linking one.',
+    'st.setting': 'Outpatient or inpatient', 'st.date': 'Day of care', 'st.arrival': 'How the patient came', 'st.arrival_auto': 'Automatic (from the referral records)',
+    'st.after_stay': 'Tier of the stay before the upward referral', 'st.after_stay_none': 'None (referred from a visit)',
+    'st.lines': '3. Bill lines', 'st.catalogue': 'Search the insurance catalogue', 'st.q': 'Code or name', 'st.kind': 'Kind', 'st.kind_all': 'All',
+    'st.search': 'Search the catalogue', 'st.cat_results': 'Catalogue items ({n})', 'st.cat_none': 'No catalogue item matches.', 'st.add': 'Add', 'st.add_label': 'Add {name}',
+    'st.added': 'Added: {name}', 'st.col.code': 'Code', 'st.col.name': 'Name', 'st.col.kind': 'Kind', 'st.col.class': 'Class', 'st.col.unit': 'Unit',
+    'st.col.limit': 'Price limit', 'st.col.qty': 'Quantity', 'st.col.price': 'Unit price (yuan)', 'st.col.amount': 'Amount', 'st.col.action': 'Action',
+    'st.remove': 'Remove', 'st.remove_label': 'Remove {name}', 'st.no_lines': 'No bill line yet.', 'st.bill_total': 'Total: {amount} ({n} lines)',
+    'st.qty_label': '{name} quantity', 'st.price_label': '{name} unit price (yuan)', 'st.no_limit': 'none',
+    'st.txn': 'Transaction number', 'st.txn_hint': 'Sending the same number again returns the first result',
+    'st.preview': 'Preview', 'st.settle': 'Settle', 'st.new': 'New settlement', 'st.print': 'Print the receipt',
+    'st.split': 'Split', 'st.split_preview': 'Preview (not stored)', 'st.split_settled': 'Settled', 'st.replayed': 'This transaction number was already settled; this is the first result.',
+    'st.settled_ok': 'Settled, transaction {txn}.', 'st.preview_ok': 'Preview: the fund pays {fund}, the patient {patient}.',
+    'st.total': 'Total', 'st.fund': 'Fund pays', 'st.patient_pay': 'Patient pays', 'st.of_which': 'of which',
+    'st.self_pay': 'Self-pay', 'st.class_b': 'Class-B first share', 'st.deductible': 'Deductible', 'st.coinsurance': 'Coinsurance', 'st.above': 'Above the ceiling',
+    'st.rate': 'Rate', 'st.policy': 'Policy', 'st.scheme': 'Scheme', 'st.insured': 'Insured region', 'st.place': 'Place of care',
+    'st.explanation': 'How it was computed (to read to the patient)', 'st.amount': 'Amount',
+    'st.errors': 'Please correct:', 'st.line_error': 'Line {n}', 'st.err.qty': 'The quantity is a whole number, at least 1.', 'st.err.price': 'The unit price is an amount of at least 0 with at most two decimals.',
+    'st.err.no_lines': 'Add at least one bill line.', 'st.err.txn': 'Give the transaction number.',
+    'st.acc': 'This year so far ({year})', 'st.acc_in': 'Inpatient fund paid', 'st.acc_out': 'Outpatient pool paid', 'st.acc_ceiling': 'Annual ceiling', 'st.acc_cap': 'Outpatient pool cap',
+    'st.acc_left': '{left} left', 'st.acc_none': 'The year\u2019s accumulators cannot be read: {why}',
+    'setting.outpatient': 'Outpatient', 'setting.inpatient': 'Inpatient',
+    'arrival.self_referred': 'Came on their own', 'arrival.upward_referral': 'Referred up', 'arrival.downward_referral': 'Referred down', 'arrival.emergency': 'Emergency',
+    'place.home': 'In the insured region', 'place.filed_long_term': 'Elsewhere, long-term filing', 'place.filed_temporary': 'Elsewhere, temporary filing', 'place.unfiled': 'Elsewhere, not filed',
+    'kind.drug': 'Drug', 'kind.service': 'Service', 'kind.material': 'Material',
+    'iclass.a': 'Class A', 'iclass.b': 'Class B', 'iclass.self_pay': 'Self-pay',
+    'sstatus.settled': 'Settled', 'sstatus.reversed': 'Reversed', 'sstatus.preview': 'Preview',
+    'step.self_pay': 'Self-pay items (outside the catalogue), paid by the patient', 'step.class_b_share': 'Class-B first share of {pct}, paid by the patient',
+    'step.eligible': 'Eligible for the fund', 'step.not_pooled': '{setting} care at a {tier} is not paid by the fund (rate 0 %); the patient pays',
+    'step.continuous_deductible': 'Continuous deductible after an upward referral: only the difference between the two tiers', 'step.no_deductible_after_downward': 'No new deductible after a downward referral',
+    'step.deductible': 'Deductible ({setting}, {tier}), paid by the patient', 'step.rate': 'Amount the {setting} rate at a {tier} ({pct}) applies to',
+    'step.no_referral_reduction': 'A stay without a referral: the rate is reduced to {rate}', 'step.out_of_region_reduction': 'Care outside the insured region: the rate is reduced to {rate}',
+    'step.fund': 'The fund pays {rate}', 'step.coinsurance': 'The rest, paid by the patient (coinsurance)', 'step.above_ceiling': 'Above the annual ceiling or the outpatient pool cap, paid by the patient',
+    'rc.title': 'Medical bill settlement receipt', 'rc.facility': 'Facility', 'rc.patient': 'Patient', 'rc.id': 'Identity number', 'rc.txn': 'Transaction number', 'rc.time': 'Settled at',
+    'rc.date': 'Day of care', 'rc.setting': 'Setting', 'rc.status': 'Status', 'rc.reversed': 'Reversed at {t} (reversal number {txn})', 'rc.lines': 'Bill lines', 'rc.split': 'Split',
+    'rc.sign': 'Patient\u2019s signature:', 'rc.clerk': 'Clerk: {name}',
+    'jr.title': 'Daily journal', 'jr.filters': 'Filters', 'jr.date': 'Day', 'jr.facility': 'Facility', 'jr.status': 'Status', 'jr.all': 'All', 'jr.apply': 'Show',
+    'jr.totals': 'Totals of {date}', 'jr.count': 'Settlements', 'jr.reversed_count': 'Reversed', 'jr.reversed_fund': 'Fund reversed',
+    'jr.rows': 'Settlements ({n})', 'jr.none': 'No settlement on this day.', 'jr.time': 'Time', 'jr.txn': 'Transaction', 'jr.patient': 'Patient',
+    'jr.reverse': 'Reverse', 'jr.reverse_label': 'Reverse {txn}', 'jr.reverse_title': 'Reverse settlement {txn}', 'jr.reason': 'Reason for the reversal', 'jr.reversal_txn': 'Reversal number',
+    'jr.reversed_ok': 'Reversed: {txn}.', 'jr.capped': 'Only the newest {n} are listed.', 'jr.open': 'Open',
+    'sd.title': 'Settlement · {txn}', 'sd.back': 'Back to the journal',
+    'pol.title': 'Insurance policies', 'pol.source': 'Source: {src}', 'pol.default': 'built-in defaults (domain.md)', 'pol.none': 'No policy configured.',
+    'pol.region': 'Insured region', 'pol.effective': 'In force', 'pol.open_end': 'until changed', 'pol.inpatient': 'Inpatient (per stay)', 'pol.outpatient': 'Outpatient pool (per visit)',
+    'pol.tier': 'Tier', 'pol.deductible': 'Deductible', 'pol.rate': 'Rate', 'pol.not_listed': 'Tiers not listed are not paid.',
+    'pol.ceiling': 'Annual ceiling', 'pol.cap': 'Outpatient pool cap per year', 'pol.class_b': 'Class-B first share', 'pol.no_ref': 'Stay without referral: rate reduced by',
+    'pol.no_ref_from': ' (from {tier} up)', 'pol.filed_tmp': 'Elsewhere, temporary filing: reduced by', 'pol.unfiled': 'Elsewhere, not filed: reduced by', 'pol.points': '{n} points',
+    'rp.title': 'Insurance reports', 'rp.tabs': 'Reports', 'rp.fund': 'Fund payments', 'rp.outflow': 'Out-of-county outflow', 'rp.clearing': 'Cross-province clearing',
+    'rp.from': 'From (month)', 'rp.to': 'To (month)', 'rp.month': 'Month', 'rp.group': 'Group by', 'rp.by_facility': 'Facility', 'rp.by_tier': 'Tier',
+    'rp.region': 'Insured county (region code)', 'rp.apply': 'Show', 'rp.none': 'No data for this period.', 'rp.count': 'Count', 'rp.total': 'Total',
+    'rp.fund_col': 'Fund', 'rp.patient_col': 'Patient', 'rp.facility': 'Facility', 'rp.tier': 'Tier', 'rp.destination': 'Destination',
+    'rp.insured': 'Insured region', 'rp.treatment': 'Treated in', 'rp.direction': 'Direction', 'rp.chart': '{what}: fund payments (yuan)', 'rp.sum': 'Total',
+    'dest.out_of_county_in_province': 'Out of the county, in the province', 'dest.out_of_province': 'Out of the province', 'cdir.inbound': 'Patients from elsewhere treated here', 'cdir.outbound': 'Our insured treated elsewhere', 'cdir.other': 'Other',
+    'ps.title': 'Insurance settlements', 'ps.none': 'No settlement.', 'ps.rows': 'Settlements', 'ps.today_only': 'Only today\u2019s settlements at this facility are listed.',
+    'err.settlement.not_enrolled': 'The patient has no insurance enrolment valid on the day of care.', 'err.settlement.txn_conflict': 'This transaction number was used for another bill; use a new number.',
+    'err.settlement.encounter_settled': 'This visit is already settled; reverse that settlement first to correct it.', 'err.settlement.no_policy': 'No policy of the insured region is in force on that day.',
+    'err.settlement.policy_expired': 'The policy that applies has expired.', 'err.settlement.no_lines': 'Add at least one bill line.', 'err.settlement.amount': 'The amount is not right.',
+    'err.settlement.unknown_item': 'The local catalogue has no item with this code.', 'err.settlement.price_above_limit': 'The unit price is above the catalogue limit.', 'err.settlement.quantity': 'The quantity is a whole number, at least 1.',
+    'err.settlement.price_negative': 'A unit price cannot be negative.', 'err.settlement.amount_overflow': 'The amount is too large.', 'err.settlement.too_many_lines': 'Too many bill lines.',
+    'err.settlement.other_facility': 'This settlement is of a facility outside your scope.', 'err.settlement.reversal_conflict': 'This settlement was reversed under another reversal number.',
+    'err.settlement.date_future': 'The day of care cannot be after today.', 'err.settlement.no_catalogue': 'No insurance catalogue is loaded for the region of your facility.',
+    'err.settlement.no_facility': 'Your facility is not registered.', 'err.settlement.no_relationship': 'Your facility has no care relationship with this patient; identify the patient by the identity number first.',
+    'err.settlement.patient_merged': 'This record was merged into another; settle on the surviving record.', 'err.settlement.txn_no': 'Give the transaction number.',
+  });
+
   let lang = localStorage.getItem(LANG_KEY) === 'en' ? 'en' : 'zh';
   function t(key, params) {
     let s = DICT[lang][key];
@@ -420,12 +562,21 @@
   const READ_ROLES = ['village_doctor', 'township_clinician', 'referral_centre', 'specialist', 'lab', 'settlement_clerk', 'insurance_officer'];
   const ADMIN_ROLES = ['community_admin', 'system_admin'];
   const REFER_ROLES = ['village_doctor', 'township_clinician', 'referral_centre', 'specialist'];
+  // settlement (issue 6): the clerk settles at its desk; officers and admins read journals and reports
+  const SETTLE_ROLES = ['settlement_clerk'];
+  const JOURNAL_ROLES = ['settlement_clerk', 'insurance_officer', 'community_admin', 'system_admin'];
+  const REPORT_ROLES = ['insurance_officer', 'community_admin', 'system_admin'];
+  const PATIENT_SETTLEMENT_ROLES = ['settlement_clerk', 'insurance_officer'];
   const hasAny = (roles) => !!me && me.roles.some((r) => roles.includes(r));
   const canRefer = () => hasAny(REFER_ROLES);
   const PAGES = [
     { hash: '#/patients', key: 'nav.patients', allowed: () => hasAny(READ_ROLES) },
     { hash: '#/referrals', key: 'nav.referrals', allowed: canRefer },
     { hash: '#/follow-ups', key: 'nav.follow_ups', allowed: canRefer },
+    { hash: '#/settle', key: 'nav.settle', allowed: () => hasAny(SETTLE_ROLES) },
+    { hash: '#/journal', key: 'nav.journal', allowed: () => hasAny(JOURNAL_ROLES) },
+    { hash: '#/reports', key: 'nav.reports', allowed: () => hasAny(REPORT_ROLES) },
+    { hash: '#/policies', key: 'nav.policies', allowed: () => hasAny(JOURNAL_ROLES) },
     { hash: '#/directory', key: 'nav.directory', allowed: () => true },
     { hash: '#/referrals-community', key: 'nav.community_referrals', allowed: () => hasAny(['community_admin']) },
     { hash: '#/users', key: 'nav.users', allowed: () => hasAny(ADMIN_ROLES) },
@@ -434,6 +585,7 @@
   /** Where a user lands: the referral centre on its inbox, everyone else on their first page. */
   function home() {
     if (hasAny(['referral_centre'])) return '#/referrals';
+    if (hasAny(SETTLE_ROLES)) return '#/settle';
     const first = PAGES.find((p) => p.allowed());
     return first ? first.hash : '#/directory';
   }
@@ -661,7 +813,10 @@
   async function viewRecord(id) {
     const fac = await facilities();
     const back = h('p', {}, h('a', { href: '#/patients' }, '← ' + t('rec.back')));
-    const show = (rec) => { page(t('rec.title') + ' · ' + rec.patient.name, back, recordView(fac, rec)); };
+    const show = (rec) => {
+      page(t('rec.title') + ' · ' + rec.patient.name, back, recordView(fac, rec));
+      if (hasAny(PATIENT_SETTLEMENT_ROLES)) document.getElementById('main').append(patientSettlements(rec.patient));
+    };
     try {
       show(await api('GET', '/api/v1/patients/' + encodeURIComponent(id)));
     } catch (e) {
@@ -799,8 +954,10 @@
   function fieldErrors(summary) {
     const slots = [];
     function register(name, input, container) {
-      const slot = h('p', { class: 'field-error', id: (input.id || ('f' + (++uid))) + '-err', hidden: true });
-      if (!input.id) input.id = slot.id.slice(0, -4);
+      if (!input.id) input.id = 'f' + (++uid);
+      // one input may carry several fields' errors (a bill line: its code, quantity, price)
+      const k = slots.filter((x) => x.input === input).length;
+      const slot = h('p', { class: 'field-error', id: input.id + (k ? '-' + k : '') + '-err', hidden: true });
       (container || input.closest('.field') || input.parentNode).append(slot);
       slots.push({ name, input, slot, described: input.getAttribute('aria-describedby') });
       return slot;
@@ -1378,6 +1535,687 @@
       h('div', {}, h('a', { href: '#/referrals/' + r.id }, t('rec.referral_open'))));
   }
 
+  // ---------------------------------------------------------------- settlement (issue 6)
+  // Money comes from the API in integer fen and is only ever added or multiplied as
+  // integers here; it is shown as ¥12.34 by integer division (BigInt), never via floats.
+  function money(fen) {
+    if (fen == null || fen === '') return '';
+    let b;
+    try { b = BigInt(fen); } catch (e) { return String(fen); }
+    const neg = b < 0n;
+    if (neg) b = -b;
+    const whole = (b / 100n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+    return (neg ? '-¥' : '¥') + whole + '.' + (b % 100n).toString().padStart(2, '0');
+  }
+  /** A money amount with its exact fen kept in `data-fen` (for tests and copy-paste). */
+  function moneyEl(fen) { return h('span', { class: 'money', 'data-fen': fen == null ? null : String(fen) }, money(fen)); }
+  /** Fen as the text of a yuan input: 1235 → "12.35". */
+  function fenToInput(fen) { const s = money(fen); return s.replace(/[¥,]/g, ''); }
+  /** "12.35" (yuan, at most two decimals) → 1235 fen; null if not such an amount. */
+  function parseYuan(s) {
+    const m = /^\s*¥?\s*(\d{1,11})(?:\.(\d{0,2}))?\s*$/.exec(String(s || '').replace(/,/g, ''));
+    if (!m) return null;
+    return Number(m[1]) * 100 + Number((m[2] || '').padEnd(2, '0'));
+  }
+  /** Basis points as a percentage: 5000 → "50%", 8050 → "80.5%". */
+  function pct(bp) {
+    if (bp == null) return '';
+    const n = Number(bp);
+    const frac = n % 100;
+    return Math.trunc(n / 100) + (frac ? '.' + String(frac).padStart(2, '0').replace(/0$/, '') : '') + '%';
+  }
+  function chinaToday() { return new Date(Date.now() + 8 * 3600e3).toISOString().slice(0, 10); }
+  const kindOf = (x) => (x && typeof x === 'object' ? x.kind : x);
+  const SETTLE_KINDS = ['drug', 'service', 'material'];
+  const STEP_CODES = ['self_pay', 'class_b_share', 'eligible', 'not_pooled', 'continuous_deductible', 'no_deductible_after_downward', 'deductible',
+    'rate', 'no_referral_reduction', 'out_of_region_reduction', 'fund', 'coinsurance', 'above_ceiling'];
+  function statusTag(s) { return h('span', { class: 'tag sstatus sstatus-' + s }, word('sstatus', s)); }
+  function classTag(c) { return c ? h('span', { class: 'tag iclass iclass-' + c }, word('iclass', c)) : null; }
+
+  /** One explanation step in words: translated by its code, with the figures of the view. */
+  function stepText(step, v) {
+    const code = step.code;
+    if (!STEP_CODES.includes(code)) return step.message || code;
+    const lower = (s) => (lang === 'en' ? s.toLowerCase() : s);
+    // the tier's own rate (before a reduction) and the class-B share are in the engine's
+    // message (e.g. "rate for a county hospital outpatient visit: 50 %")
+    const inMsg = /(\d+(?:\.\d+)?) %/.exec(step.message || '');
+    const msgPct = inMsg ? inMsg[1] + '%' : pct(v.rate_bp);
+    return t('step.' + code, {
+      tier: lower(word('tier', v.facility && v.facility.tier)), setting: lower(word('setting', v.setting)),
+      pct: msgPct, rate: pct(v.rate_bp),
+    });
+  }
+  function explanationList(v) {
+    return h('ol', { class: 'explanation' }, (v.explanation || []).map((s) => h('li', { 'data-code': s.code },
+      h('span', { class: 'step-text' }, stepText(s, v)), h('span', { class: 'step-amount' }, moneyEl(s.amount_fen)))));
+  }
+  /** The split: total, fund, patient and the patient's five parts. */
+  function splitFacts(v) {
+    const part = (key, fen, cls) => [h('dt', { class: cls }, t(key)), h('dd', { class: cls }, moneyEl(fen))];
+    return h('dl', { class: 'facts split' },
+      part('st.total', v.total_fen, 'total'), part('st.fund', v.fund_fen, 'fund'), part('st.patient_pay', v.patient_fen, 'patient'),
+      part('st.self_pay', v.self_pay_fen, 'sub'), part('st.class_b', v.class_b_share_fen, 'sub'), part('st.deductible', v.deductible_fen, 'sub'),
+      part('st.coinsurance', v.coinsurance_fen, 'sub'), part('st.above', v.above_ceiling_fen, 'sub'),
+      h('dt', {}, t('st.rate')), h('dd', {}, pct(v.rate_bp)),
+      h('dt', {}, t('st.policy')), h('dd', {}, v.policy || ''),
+      v.scheme ? [h('dt', {}, t('st.scheme')), h('dd', {}, word('scheme', v.scheme))] : null,
+      v.insured_region ? [h('dt', {}, t('st.insured')), h('dd', {}, [v.insured_region_name || '', ' ', h('span', { class: 'mono' }, v.insured_region)])] : null,
+      v.place ? [h('dt', {}, t('st.place')), h('dd', {}, word('place', kindOf(v.place)))] : null,
+      v.arrival ? [h('dt', {}, t('st.arrival')), h('dd', {}, word('arrival', kindOf(v.arrival)))] : null);
+  }
+  /** The printable receipt (the print stylesheet shows only this). */
+  function receipt(v) {
+    const f = v.facility || {};
+    const p = v.patient || {};
+    return h('section', { class: 'receipt card', 'aria-labelledby': 'rc-h' },
+      h('h2', { id: 'rc-h' }, t('rc.title')),
+      h('p', { class: 'rc-facility' }, f.name || '', f.tier ? ' · ' + word('tier', f.tier) : ''),
+      h('dl', { class: 'facts' },
+        h('dt', {}, t('rc.patient')), h('dd', {}, p.name || ''),
+        h('dt', {}, t('rc.id')), h('dd', { class: 'mono' }, p.masked_id || ''),
+        h('dt', {}, t('rc.txn')), h('dd', { class: 'mono rc-txn' }, v.txn_no || ''),
+        h('dt', {}, t('rc.time')), h('dd', {}, timeEl(v.created_at)),
+        h('dt', {}, t('rc.date')), h('dd', {}, v.date || ''),
+        h('dt', {}, t('rc.setting')), h('dd', {}, word('setting', v.setting)),
+        h('dt', {}, t('rc.status')), h('dd', {}, statusTag(v.status),
+          v.status === 'reversed' ? ' ' + t('rc.reversed', { t: dateTime(v.reversed_at), txn: v.reversal_txn_no || '' }) : '')),
+      h('h3', {}, t('rc.lines')),
+      table('rc-lines', [t('st.col.code'), t('st.col.name'), t('st.col.class'), t('st.col.qty'), t('st.col.price'), t('st.col.amount')],
+        (v.lines || []).map((l) => [{ cell: l.code, cls: 'mono' }, l.name || '', word('iclass', l.class), { cell: String(l.quantity), cls: 'num' },
+          { cell: moneyEl(l.unit_price_fen), cls: 'num' }, { cell: moneyEl(l.amount_fen), cls: 'num' }])),
+      h('h3', {}, t('rc.split')), splitFacts(v),
+      h('p', { class: 'rc-sign' }, t('rc.sign'), h('span', { class: 'sign-line' }), me ? ' ' + t('rc.clerk', { name: me.display_name }) : ''));
+  }
+  function printButton() {
+    const b = h('button', { type: 'button', class: 'secondary no-print' }, t('st.print'));
+    b.addEventListener('click', () => window.print());
+    return b;
+  }
+  /** A year's accumulators of one person, as a small fact list. */
+  async function accumulatorsCard(patientId, year) {
+    const box = h('section', { class: 'card accumulators', 'aria-labelledby': 'acc-h' + patientId.slice(0, 8) });
+    const head = h('h3', { id: 'acc-h' + patientId.slice(0, 8) }, t('st.acc', { year }));
+    try {
+      const a = await api('GET', '/api/v1/patients/' + encodeURIComponent(patientId) + '/accumulators?year=' + year);
+      const left = (limit, used) => (limit == null ? '' : ' · ' + t('st.acc_left', { left: money(Math.max(0, limit - used)) }));
+      box.replaceChildren(head, h('dl', { class: 'facts' },
+        h('dt', {}, t('st.acc_in')), h('dd', {}, moneyEl(a.inpatient_fund_paid_fen), ' / ', t('st.acc_ceiling'), ' ', moneyEl(a.annual_ceiling_fen),
+          left(a.annual_ceiling_fen, a.inpatient_fund_paid_fen)),
+        h('dt', {}, t('st.acc_out')), h('dd', {}, moneyEl(a.outpatient_fund_paid_fen), ' / ', t('st.acc_cap'), ' ', moneyEl(a.outpatient_cap_fen),
+          left(a.outpatient_cap_fen, a.outpatient_fund_paid_fen)),
+        a.policy ? [h('dt', {}, t('st.policy')), h('dd', {}, a.policy)] : null));
+    } catch (e) {
+      box.replaceChildren(head, h('p', { class: 'hint' }, t('st.acc_none', { why: errText(e) })));
+    }
+    return box;
+  }
+
+  // ---------------------------------------------------------------- settlement desk
+  function newTxnNo() {
+    const d = chinaToday().replaceAll('-', '');
+    const r = Array.from(crypto.getRandomValues(new Uint8Array(4)), (x) => x.toString(16).padStart(2, '0')).join('');
+    return 'WEB-' + d + '-' + r.toUpperCase();
+  }
+  async function viewSettle() {
+    const summary = h('div', {});
+    const errs = fieldErrors(summary);
+    const state = { patient: null, encounters: [], lines: [], result: null };
+
+    // ---- 1. patient
+    const patBox = h('div', { id: 'st-patient', 'aria-live': 'polite' });
+    const idIn = h('input', { name: 'identity_number', autocomplete: 'off', maxlength: '18', spellcheck: 'false', class: 'mono', 'data-autofocus': true });
+    const idBtn = h('button', { type: 'submit', class: 'primary' }, t('st.find'));
+    const idForm = h('form', { role: 'search', 'aria-label': t('pat.by_id') }, h('div', { class: 'row' }, field(t('st.scan'), idIn, t('st.scan_hint')), idBtn));
+    const nameIn = h('input', { name: 'name', autocomplete: 'off' });
+    const nameBtn = h('button', { type: 'submit', class: 'secondary' }, t('st.find'));
+    const nameForm = h('form', { role: 'search', 'aria-label': t('st.by_name') }, h('div', { class: 'row' }, field(t('st.name'), nameIn), nameBtn));
+    const finders = h('div', { class: 'finders' }, idForm, nameForm);
+    const patCard = h('section', { class: 'card', 'aria-labelledby': 'stp-h' }, h('h2', { id: 'stp-h' }, t('st.patient')), finders, patBox);
+
+    // ---- 2. visit or stay
+    const encSel = h('select', { name: 'encounter_id' }, h('option', { value: '' }, t('st.encounter_none')));
+    const settingSel = h('select', { name: 'setting' }, ['outpatient', 'inpatient'].map((s) => h('option', { value: s }, word('setting', s))));
+    const dateIn = h('input', { name: 'date', type: 'date', value: chinaToday(), max: chinaToday() });
+    const arrSel = h('select', { name: 'arrival' }, h('option', { value: '' }, t('st.arrival_auto')),
+      ['self_referred', 'upward_referral', 'downward_referral', 'emergency'].map((a) => h('option', { value: a }, word('arrival', a))));
+    const afterSel = h('select', { name: 'after_stay_at', disabled: true }, h('option', { value: '' }, t('st.after_stay_none')),
+      ['village', 'township', 'county', 'city', 'provincial'].map((x) => h('option', { value: x }, word('tier', x))));
+    const recNote = h('p', { class: 'hint', hidden: true });
+    const accBox = h('div', {});
+    arrSel.addEventListener('change', () => { afterSel.disabled = arrSel.value !== 'upward_referral'; if (afterSel.disabled) afterSel.value = ''; });
+    encSel.addEventListener('change', () => {
+      const e = state.encounters.find((x) => x.id === encSel.value);
+      if (!e) return;
+      settingSel.value = e.class === 'inpatient' ? 'inpatient' : 'outpatient';
+      const day = new Date(new Date(e.ended_at || e.started_at).getTime() + 8 * 3600e3).toISOString().slice(0, 10);
+      dateIn.value = day;
+      invalidate();
+    });
+    const visitCard = h('section', { class: 'card', 'aria-labelledby': 'stv-h', hidden: true }, h('h2', { id: 'stv-h' }, t('st.visit')),
+      field(t('st.encounter'), encSel, t('st.encounter_hint')), recNote,
+      h('div', { class: 'row' }, field(t('st.setting'), settingSel), field(t('st.date'), dateIn), field(t('st.arrival'), arrSel), field(t('st.after_stay'), afterSel)),
+      accBox);
+
+    // ---- 3. bill lines
+    const qIn = h('input', { name: 'q', autocomplete: 'off', spellcheck: 'false' });
+    const kindSel = h('select', { name: 'kind' }, h('option', { value: '' }, t('st.kind_all')), SETTLE_KINDS.map((k) => h('option', { value: k }, word('kind', k))));
+    const catBtn = h('button', { type: 'submit', class: 'secondary' }, t('st.search'));
+    const catForm = h('form', { role: 'search', 'aria-label': t('st.catalogue') }, h('div', { class: 'row' }, field(t('st.q'), qIn), field(t('st.kind'), kindSel), catBtn));
+    const catOut = h('div', { id: 'st-catalogue' });
+    const linesBox = h('div', { id: 'st-lines' });
+    const totalOut = h('p', { class: 'bill-total', 'aria-live': 'polite' });
+    const txnIn = h('input', { name: 'txn_no', value: newTxnNo(), class: 'mono', autocomplete: 'off', spellcheck: 'false', maxlength: '64' });
+    const previewBtn = h('button', { type: 'button', class: 'secondary' }, t('st.preview'));
+    const settleBtn = h('button', { type: 'button', class: 'primary' }, t('st.settle'));
+    const newBtn = h('button', { type: 'button', class: 'secondary', hidden: true }, t('st.new'));
+    const resultBox = h('div', { id: 'st-result' });
+    const linesCard = h('section', { class: 'card', 'aria-labelledby': 'stl-h', hidden: true }, h('h2', { id: 'stl-h' }, t('st.lines')),
+      h('h3', {}, t('st.catalogue')), catForm, catOut, linesBox, totalOut,
+      h('div', { class: 'row' }, field(t('st.txn'), txnIn, t('st.txn_hint'))), summary,
+      h('div', { class: 'buttons' }, previewBtn, settleBtn, newBtn));
+    errs.register('patient_id', idIn, patCard); // (the finders hide once a patient is chosen)
+    errs.register('encounter_id', encSel);
+    errs.register('setting', settingSel);
+    errs.register('date', dateIn);
+    errs.register('arrival', arrSel);
+    errs.register('txn_no', txnIn);
+    errs.register('lines', qIn, linesBox);
+
+    function invalidate() {
+      // a bill changed after a preview: the preview no longer applies
+      if (state.result && state.result.status === 'preview') { state.result = null; resultBox.replaceChildren(); }
+    }
+    for (const el of [settingSel, dateIn, arrSel, afterSel]) el.addEventListener('change', invalidate);
+
+    function showPatient(p) {
+      state.patient = p;
+      const change = h('button', { type: 'button', class: 'secondary' }, t('st.change_patient'));
+      change.addEventListener('click', () => { reset(true); idIn.focus(); });
+      patBox.replaceChildren(h('p', { class: 'patient-line' }, h('strong', {}, p.name), ' · ', word('sex', p.sex),
+        p.age != null ? ' · ' + t('age.years', { n: p.age }) : '', p.masked_id ? [' · ', h('span', { class: 'mono' }, p.masked_id)] : null, ' ', change));
+      finders.hidden = true;
+      visitCard.hidden = false; linesCard.hidden = false;
+    }
+    async function choose(p) {
+      showPatient(p);
+      encSel.replaceChildren(h('option', { value: '' }, t('st.encounter_none')));
+      recNote.hidden = true;
+      const year = Number((dateIn.value || chinaToday()).slice(0, 4));
+      const [rec, acc] = await Promise.all([
+        api('GET', '/api/v1/patients/' + encodeURIComponent(p.id)).catch((e) => e),
+        accumulatorsCard(p.id, year),
+      ]);
+      accBox.replaceChildren(acc);
+      if (rec instanceof Error) { recNote.textContent = t('st.no_record', { why: errText(rec) }); recNote.hidden = false; state.encounters = []; }
+      else {
+        state.encounters = (rec.encounters || []).filter((e) => e.facility_id === me.facility_id)
+          .sort((a, b) => new Date(b.started_at) - new Date(a.started_at)).slice(0, 30);
+        encSel.append(...state.encounters.map((e) => h('option', { value: e.id },
+          [dateTime(e.started_at), word('class', e.class), e.department, (e.diagnoses || []).join(', ')].filter(Boolean).join(' · '))));
+      }
+      qIn.focus();
+    }
+    async function find(btn, call) {
+      btn.disabled = true; patBox.replaceChildren(h('p', {}, t('loading')));
+      try {
+        const list = await call();
+        if (list.length === 1 && btn === idBtn) { await choose(list[0]); return; }
+        if (!list.length) { patBox.replaceChildren(alertBox('info', t('pat.no_results'))); return; }
+        patBox.replaceChildren(table('st-found', [t('pat.name'), t('pat.sex'), t('pat.birth_date'), t('pat.identity_masked'), ''],
+          list.map((p) => {
+            const b = h('button', { type: 'button', class: 'secondary', 'aria-label': t('st.choose_label', { name: p.name + ' ' + (p.masked_id || '') }) }, t('st.choose'));
+            b.addEventListener('click', () => choose(p));
+            return [p.name, word('sex', p.sex), p.birth_date || '', { cell: p.masked_id || '', cls: 'mono' }, b];
+          })));
+        announce(t('pat.results', { n: list.length }));
+      } catch (e) {
+        patBox.replaceChildren(alertBox(e.code === 'patient.not_registered' ? 'info' : 'error', errText(e)));
+      } finally { btn.disabled = false; }
+    }
+    idForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      find(idBtn, async () => {
+        const p = await api('POST', '/api/v1/patients/lookup', { type: 'resident_id', value: idIn.value.trim().toUpperCase() });
+        const rid = (p.identifiers || []).find((i) => (i.type || i.kind) === 'resident_id');
+        return [{ id: p.id, name: p.name, sex: p.sex, age: p.age, birth_date: p.birth_date, masked_id: rid ? rid.value_masked || maskId(rid.value) : '' }];
+      });
+    });
+    nameForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      find(nameBtn, async () => ((await api('POST', '/api/v1/patients/search', { name: nameIn.value.trim() })).patients || [])
+        .map((p) => ({ id: p.patient_id, name: p.name, sex: p.sex, age: p.age, birth_date: p.birth_date, masked_id: p.identity_number_masked || '' })));
+    });
+
+    // ---- catalogue and lines
+    catForm.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      catBtn.disabled = true;
+      const q = new URLSearchParams({ q: qIn.value.trim(), limit: '20' });
+      if (kindSel.value) q.set('kind', kindSel.value);
+      try {
+        const r = await api('GET', '/api/v1/settlement/catalogue?' + q);
+        const items = r.items || [];
+        catOut.replaceChildren(items.length ? h('section', { 'aria-labelledby': 'cat-h' }, h('h4', { id: 'cat-h', class: 'h4' }, t('st.cat_results', { n: items.length })),
+          table('catalogue', [t('st.col.code'), t('st.col.name'), t('st.col.kind'), t('st.col.class'), t('st.col.unit'), t('st.col.limit'), ''],
+            items.map((it) => {
+              const b = h('button', { type: 'button', class: 'secondary', 'aria-label': t('st.add_label', { name: it.name }) }, t('st.add'));
+              b.addEventListener('click', () => addLine(it));
+              return [{ cell: it.code, cls: 'mono' }, it.name, word('kind', it.kind), classTag(it.class), it.unit || '',
+                { cell: it.price_limit_fen == null ? t('st.no_limit') : moneyEl(it.price_limit_fen), cls: 'num' }, b];
+            }))) : h('p', { class: 'empty' }, t('st.cat_none')));
+        announce(items.length ? t('st.cat_results', { n: items.length }) : t('st.cat_none'));
+      } catch (e) { catOut.replaceChildren(alertBox('error', errText(e))); } finally { catBtn.disabled = false; }
+    });
+    function addLine(it) {
+      invalidate();
+      const line = { item: it };
+      const idx = () => state.lines.indexOf(line);
+      line.qty = h('input', { name: 'quantity', type: 'number', min: '1', step: '1', value: '1', inputmode: 'numeric', class: 'qty', 'aria-label': t('st.qty_label', { name: it.name }) });
+      line.price = h('input', { name: 'unit_price', inputmode: 'decimal', autocomplete: 'off', class: 'price', value: it.price_limit_fen == null ? '' : fenToInput(it.price_limit_fen),
+        'aria-label': t('st.price_label', { name: it.name }) });
+      line.amount = h('output', { class: 'amount' });
+      const remove = h('button', { type: 'button', class: 'secondary', 'aria-label': t('st.remove_label', { name: it.name }) }, t('st.remove'));
+      line.qtyCell = h('div', { class: 'cell-input' }, line.qty);
+      line.priceCell = h('div', { class: 'cell-input' }, line.price);
+      line.nameCell = h('div', {}, it.name, ' ', classTag(it.class), it.unit ? h('span', { class: 'tl-meta' }, ' / ' + it.unit) : null);
+      line.row = h('tr', { class: 'bill-line' },
+        h('td', { 'data-label': t('st.col.code'), class: 'mono' }, it.code), h('td', { 'data-label': t('st.col.name') }, line.nameCell),
+        h('td', { 'data-label': t('st.col.qty') }, line.qtyCell), h('td', { 'data-label': t('st.col.price') }, line.priceCell),
+        h('td', { 'data-label': t('st.col.amount'), class: 'num' }, line.amount), h('td', { 'data-label': t('st.col.action') }, remove));
+      for (const el of [line.qty, line.price]) {
+        el.addEventListener('input', () => { invalidate(); recompute(); });
+        // Enter in a line previews the bill (the keyboard path of the desk: scan, search, add, type, Enter)
+        el.addEventListener('keydown', (ev) => { if (ev.key === 'Enter' && !previewBtn.hidden) { ev.preventDefault(); send(previewBtn, false); } });
+      }
+      remove.addEventListener('click', () => {
+        invalidate();
+        const i = idx();
+        state.lines.splice(i, 1); line.row.remove(); renderLines();
+        const next = state.lines[Math.min(i, state.lines.length - 1)];
+        (next ? next.qty : qIn).focus();
+      });
+      errs.register(() => 'lines[' + idx() + '].quantity', line.qty, line.qtyCell);
+      errs.register(() => 'lines[' + idx() + '].unit_price_fen', line.price, line.priceCell);
+      errs.register(() => 'lines[' + idx() + '].code', line.qty, line.nameCell);
+      errs.register(() => 'lines[' + idx() + '].amount_fen', line.price, line.priceCell);
+      errs.register(() => 'lines[' + idx() + ']', line.qty, line.nameCell);
+      state.lines.push(line);
+      renderLines();
+      announce(t('st.added', { name: it.name }));
+      line.qty.focus();
+      line.qty.select();
+    }
+    let linesTbody = null;
+    function renderLines() {
+      if (!state.lines.length) { linesBox.replaceChildren(h('p', { class: 'empty' }, t('st.no_lines'))); linesTbody = null; recompute(); return; }
+      if (!linesTbody || !linesTbody.isConnected) {
+        linesTbody = h('tbody', {});
+        linesBox.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { class: 'stack bill' },
+          h('caption', { class: 'visually-hidden' }, t('st.lines')),
+          h('thead', {}, h('tr', {}, [t('st.col.code'), t('st.col.name'), t('st.col.qty'), t('st.col.price'), t('st.col.amount'), t('st.col.action')].map((x) => h('th', { scope: 'col' }, x)))),
+          linesTbody)));
+      }
+      linesTbody.replaceChildren(...state.lines.map((l) => l.row));
+      recompute();
+    }
+    const lineQty = (l) => (/^\s*\d{1,6}\s*$/.test(l.qty.value) && Number(l.qty.value) >= 1 ? Number(l.qty.value) : null);
+    function recompute() {
+      let total = 0; let ok = true;
+      for (const l of state.lines) {
+        const q = lineQty(l); const p = parseYuan(l.price.value);
+        if (q == null || p == null) { l.amount.replaceChildren('—'); ok = false; continue; }
+        l.amount.replaceChildren(moneyEl(q * p));
+        total += q * p;
+      }
+      totalOut.replaceChildren(state.lines.length ? t('st.bill_total', { amount: ok ? money(total) : '—', n: state.lines.length }) : '');
+    }
+    renderLines();
+
+    /** The bill as the API takes it; null (with the problems shown) if a line is not right. */
+    function bill(withTxn) {
+      const problems = [];
+      if (!state.lines.length) problems.push({ field: 'lines', code: 'st.err.no_lines', message: t('st.err.no_lines') });
+      const lines = state.lines.map((l, i) => {
+        const q = lineQty(l); const p = parseYuan(l.price.value);
+        if (q == null) problems.push({ field: 'lines[' + i + '].quantity', code: 'st.err.qty', message: t('st.err.qty') });
+        // (the catalogue's price limit is the server's to check: it answers next to the line)
+        if (p == null) problems.push({ field: 'lines[' + i + '].unit_price_fen', code: 'st.err.price', message: t('st.err.price') });
+        return { code: l.item.code, quantity: q, unit_price_fen: p };
+      });
+      if (withTxn && !txnIn.value.trim()) problems.push({ field: 'txn_no', code: 'st.err.txn', message: t('st.err.txn') });
+      if (problems.length) { errs.show(problems, (d) => d.message); return null; }
+      const body = { patient_id: state.patient.id, encounter_id: encSel.value || null, setting: settingSel.value, date: dateIn.value || null, lines };
+      if (arrSel.value === 'upward_referral') body.arrival = { kind: 'upward_referral', after_stay_at: afterSel.value || null };
+      else if (arrSel.value) body.arrival = { kind: arrSel.value };
+      else body.arrival = null;
+      if (withTxn) body.txn_no = txnIn.value.trim();
+      return body;
+    }
+    /** Server errors next to what they are about: a line, the transaction number, the visit. */
+    function showError(e) {
+      if (e instanceof ApiError && e.status === 409 && !(e.details && e.details.length)) {
+        const fieldName = e.code === 'settlement.encounter_settled' ? 'encounter_id' : 'txn_no';
+        errs.show([{ field: fieldName, code: e.code, message: e.message }]);
+      } else if (e instanceof ApiError && e.status === 422 && !(e.details && e.details.length) && e.code.startsWith('settlement.')) {
+        errs.show([{ field: e.code === 'settlement.not_enrolled' ? 'patient_id' : '', code: e.code, message: e.message }]);
+      } else errs.show(e);
+    }
+    function showResult(v, settled) {
+      state.result = v;
+      const kids = [
+        v.replayed ? alertBox('warn', t('st.replayed')) : null,
+        h('section', { class: 'card split-card', 'aria-labelledby': 'sts-h' },
+          h('h2', { id: 'sts-h' }, settled ? t('st.split_settled') : t('st.split_preview'), ' ', statusTag(v.status || (settled ? 'settled' : 'preview'))),
+          splitFacts(v), h('h3', {}, t('st.explanation')), explanationList(v)),
+      ];
+      resultBox.replaceChildren(...kids.filter(Boolean));
+      // the receipt is a direct child of <main> so that the print stylesheet can show it alone
+      const main = document.getElementById('main');
+      main.querySelectorAll(':scope > .receipt').forEach((x) => x.remove());
+      if (settled) {
+        main.append(receipt(v));
+        const actions = h('p', { class: 'buttons no-print' }, printButton(), v.id ? h('a', { href: '#/journal/' + v.id }, t('jr.open')) : null);
+        resultBox.append(actions);
+      }
+    }
+    /** A settled bill is not edited any more: the next one starts with "new settlement". */
+    function lock(on) {
+      for (const el of [encSel, settingSel, dateIn, arrSel, txnIn, qIn, kindSel, catBtn]) el.disabled = on;
+      if (!on) afterSel.disabled = arrSel.value !== 'upward_referral'; else afterSel.disabled = true;
+      linesBox.querySelectorAll('input, button').forEach((el) => { el.disabled = on; });
+      catOut.querySelectorAll('button').forEach((el) => { el.disabled = on; });
+    }
+    async function send(btn, settled) {
+      errs.clear();
+      if (!state.patient) { errs.show([{ field: 'patient_id', code: 'st.no_patient', message: t('st.no_patient') }], (d) => d.message); return; }
+      const body = bill(settled);
+      if (!body) return;
+      btn.disabled = true;
+      try {
+        const v = await api('POST', settled ? '/api/v1/settlements' : '/api/v1/settlements/preview', body);
+        showResult(v, settled);
+        if (settled) {
+          for (const el of [settleBtn, previewBtn]) el.hidden = true;
+          newBtn.hidden = false;
+          lock(true);
+          announce(t('st.settled_ok', { txn: v.txn_no }));
+          accBox.replaceChildren(await accumulatorsCard(state.patient.id, Number(String(v.date || chinaToday()).slice(0, 4))));
+          newBtn.focus();
+        } else announce(t('st.preview_ok', { fund: money(v.fund_fen), patient: money(v.patient_fen) }));
+      } catch (e) { showError(e); } finally { btn.disabled = false; }
+    }
+    previewBtn.addEventListener('click', () => send(previewBtn, false));
+    settleBtn.addEventListener('click', () => send(settleBtn, true));
+    function reset(patientToo) {
+      state.lines = []; state.result = null;
+      renderLines(); resultBox.replaceChildren(); catOut.replaceChildren(); errs.clear();
+      document.getElementById('main').querySelectorAll(':scope > .receipt').forEach((x) => x.remove());
+      lock(false);
+      txnIn.value = newTxnNo();
+      settleBtn.hidden = false; previewBtn.hidden = false; newBtn.hidden = true;
+      encSel.value = ''; arrSel.value = ''; afterSel.value = ''; afterSel.disabled = true;
+      if (patientToo) {
+        state.patient = null; patBox.replaceChildren(); finders.hidden = false; visitCard.hidden = true; linesCard.hidden = true; idIn.value = ''; nameIn.value = '';
+      }
+    }
+    newBtn.addEventListener('click', () => { reset(false); qIn.focus(); });
+
+    page(t('st.title'), patCard, visitCard, linesCard, resultBox);
+    idIn.focus();
+  }
+
+  // ---------------------------------------------------------------- journal (日结) and reversal
+  function reverseDialog(v, done) {
+    const reason = h('textarea', { name: 'reason', rows: '3', maxlength: '500', 'aria-required': 'true' });
+    const rtxn = h('input', { name: 'txn_no', value: 'R-' + v.txn_no, class: 'mono', autocomplete: 'off', maxlength: '64' });
+    let result = null;
+    const m = modal(t('jr.reverse_title', { txn: v.txn_no }), [field(t('jr.reason'), reason), field(t('jr.reversal_txn'), rtxn)], t('jr.reverse'), async () => {
+      result = await api('POST', '/api/v1/settlements/' + encodeURIComponent(v.id) + '/reversal', { txn_no: rtxn.value.trim(), reason: reason.value.trim() });
+      return true;
+    });
+    m.errors.register('reason', reason);
+    m.errors.register('txn_no', rtxn);
+    m.dlg.addEventListener('close', () => { if (result) done(result); });
+    reason.focus();
+  }
+  const mayReverse = () => hasAny(SETTLE_ROLES);
+  async function viewJournal(params) {
+    const fac = await facilities();
+    const date = /^\d{4}-\d{2}-\d{2}$/.test(params.get('date') || '') ? params.get('date') : chinaToday();
+    const clerkOnly = hasAny(SETTLE_ROLES) && !hasAny(REPORT_ROLES);
+    const facId = clerkOnly ? me.facility_id : (params.get('facility_id') || me.facility_id);
+    const status = ['settled', 'reversed'].includes(params.get('status')) ? params.get('status') : '';
+    const dateIn = h('input', { name: 'date', type: 'date', value: date });
+    const facSel = h('select', { name: 'facility_id', disabled: clerkOnly }, fac.map((f) => h('option', { value: f.id, selected: f.id === facId }, f.name)));
+    const stSel = h('select', { name: 'status' }, h('option', { value: '' }, t('jr.all')), ['settled', 'reversed'].map((s) => h('option', { value: s, selected: s === status }, word('sstatus', s))));
+    const form = h('form', { class: 'card', role: 'search', 'aria-labelledby': 'jf-h' }, h('h2', { id: 'jf-h' }, t('jr.filters')),
+      h('div', { class: 'row' }, field(t('jr.date'), dateIn), field(t('jr.facility'), facSel), field(t('jr.status'), stSel), h('button', { type: 'submit', class: 'primary' }, t('jr.apply'))));
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const q = new URLSearchParams();
+      if (dateIn.value) q.set('date', dateIn.value);
+      if (!clerkOnly && facSel.value) q.set('facility_id', facSel.value);
+      if (stSel.value) q.set('status', stSel.value);
+      location.hash = '#/journal?' + q;
+    });
+    const LIMIT = 1000; // the API's most; a day's journal of one desk is far below it
+    const q = new URLSearchParams({ date, limit: String(LIMIT) });
+    if (facId) q.set('facility_id', facId);
+    if (status) q.set('status', status);
+    let body;
+    try {
+      const r = await api('GET', '/api/v1/settlements?' + q);
+      const rows = r.rows || [];
+      const tot = r.totals || {};
+      const totals = h('section', { class: 'card', 'aria-labelledby': 'jt-h' }, h('h2', { id: 'jt-h' }, t('jr.totals', { date: r.date || date })),
+        h('dl', { class: 'facts totals' },
+          h('dt', {}, t('jr.count')), h('dd', { 'data-total': 'count' }, String(tot.count == null ? rows.length : tot.count)),
+          h('dt', {}, t('st.total')), h('dd', { 'data-total': 'total' }, moneyEl(tot.total_fen)),
+          h('dt', {}, t('st.fund')), h('dd', { 'data-total': 'fund' }, moneyEl(tot.fund_fen)),
+          h('dt', {}, t('st.patient_pay')), h('dd', { 'data-total': 'patient' }, moneyEl(tot.patient_fen)),
+          h('dt', {}, t('jr.reversed_count')), h('dd', { 'data-total': 'reversed_count' }, String(tot.reversed_count || 0)),
+          h('dt', {}, t('jr.reversed_fund')), h('dd', { 'data-total': 'reversed_fund' }, moneyEl(tot.reversed_fund_fen || 0))));
+      const tbl = rows.length ? table('journal', [t('jr.time'), t('jr.txn'), t('jr.patient'), t('st.setting'), t('st.total'), t('st.fund'), t('st.patient_pay'), t('jr.status'), ''],
+        rows.map((v) => {
+          let act = null;
+          if (mayReverse() && v.status === 'settled') {
+            act = h('button', { type: 'button', class: 'secondary', 'aria-label': t('jr.reverse_label', { txn: v.txn_no }) }, t('jr.reverse'));
+            act.addEventListener('click', () => reverseDialog(v, async (nv) => {
+              await viewJournal(params).catch(() => null);
+              announce(t('jr.reversed_ok', { txn: nv.txn_no || v.txn_no }));
+              const main = document.getElementById('main');
+              main.insertBefore(alertBox('info', t('jr.reversed_ok', { txn: nv.txn_no || v.txn_no })), main.children[1] || null);
+              main.focus();
+            }));
+          }
+          return [timeEl(v.created_at), h('a', { href: '#/journal/' + v.id, class: 'mono' }, v.txn_no),
+            [(v.patient && v.patient.name) || '', v.patient && v.patient.masked_id ? h('span', { class: 'tl-meta mono' }, ' ' + v.patient.masked_id) : null],
+            word('setting', v.setting), { cell: moneyEl(v.total_fen), cls: 'num' }, { cell: moneyEl(v.fund_fen), cls: 'num' }, { cell: moneyEl(v.patient_fen), cls: 'num' },
+            statusTag(v.status), act];
+        })) : h('p', { class: 'empty' }, t('jr.none'));
+      if (rows.length) tbl.querySelectorAll('tbody tr').forEach((tr, i) => { tr.dataset.txn = rows[i].txn_no; if (rows[i].status === 'reversed') tr.classList.add('reversed'); });
+      body = [totals, h('section', { 'aria-labelledby': 'jr-h' }, h('h2', { id: 'jr-h' }, t('jr.rows', { n: rows.length })), tbl,
+        rows.length >= LIMIT ? alertBox('warn', t('jr.capped', { n: LIMIT })) : null)];
+    } catch (e) { body = alertBox('error', errText(e)); }
+    page(t('jr.title'), form, body);
+  }
+  async function viewSettlement(id, notice) {
+    const v = await api('GET', '/api/v1/settlements/' + encodeURIComponent(id));
+    const actions = h('p', { class: 'buttons no-print' }, printButton());
+    if (mayReverse() && v.status === 'settled') {
+      const b = h('button', { type: 'button', class: 'secondary' }, t('jr.reverse'));
+      b.addEventListener('click', () => reverseDialog(v, async (nv) => {
+        await viewSettlement(id, alertBox('info', t('jr.reversed_ok', { txn: nv.txn_no || v.txn_no })));
+        announce(t('jr.reversed_ok', { txn: nv.txn_no || v.txn_no }));
+        document.getElementById('main').focus();
+      }));
+      actions.append(b);
+    }
+    page(t('sd.title', { txn: v.txn_no }), h('p', { class: 'no-print' }, h('a', { href: '#/journal' + (v.date ? '?date=' + v.date : '') }, '← ' + t('sd.back'))),
+      notice, actions,
+      h('section', { class: 'card split-card', 'aria-labelledby': 'sdx-h' }, h('h2', { id: 'sdx-h' }, t('st.explanation')), explanationList(v)),
+      receipt(v));
+  }
+
+  // ---------------------------------------------------------------- policy viewer
+  async function viewPolicies() {
+    const r = await api('GET', '/api/v1/settlement/policies');
+    const pols = r.policies || [];
+    const rules = (title, list) => [h('h3', {}, title), list && list.length
+      ? table('policy-rules', [t('pol.tier'), t('pol.deductible'), t('pol.rate')], list.map((x) => [word('tier', x.tier), { cell: moneyEl(x.deductible_fen), cls: 'num' }, { cell: pct(x.rate_bp), cls: 'num' }]))
+      : h('p', { class: 'empty' }, '—'), h('p', { class: 'hint' }, t('pol.not_listed'))];
+    const points = (bp) => t('pol.points', { n: pct(bp).replace('%', '') });
+    page(t('pol.title'), h('p', { class: 'hint' }, t('pol.source', { src: r.source === 'default' || !r.source ? t('pol.default') : r.source })),
+      pols.length ? pols.map((p, i) => h('section', { class: 'card policy', 'aria-labelledby': 'pol-h' + i }, h('h2', { id: 'pol-h' + i }, p.name),
+        h('dl', { class: 'facts' },
+          h('dt', {}, t('pol.region')), h('dd', { class: 'mono' }, p.insured_region),
+          h('dt', {}, t('st.scheme')), h('dd', {}, word('scheme', p.scheme)),
+          h('dt', {}, t('pol.effective')), h('dd', {}, p.effective_from + ' – ' + (p.effective_to || t('pol.open_end'))),
+          h('dt', {}, t('pol.ceiling')), h('dd', {}, moneyEl(p.annual_ceiling_fen)),
+          h('dt', {}, t('pol.cap')), h('dd', {}, moneyEl(p.outpatient_cap_fen)),
+          h('dt', {}, t('pol.class_b')), h('dd', {}, pct(p.class_b_share_bp)),
+          h('dt', {}, t('pol.no_ref')), h('dd', {}, points(p.no_referral_reduction_bp), t('pol.no_ref_from', { tier: word('tier', p.no_referral_from_tier) })),
+          h('dt', {}, t('pol.filed_tmp')), h('dd', {}, points(p.filed_temporary_reduction_bp)),
+          h('dt', {}, t('pol.unfiled')), h('dd', {}, points(p.unfiled_reduction_bp))),
+        rules(t('pol.inpatient'), p.inpatient), rules(t('pol.outpatient'), p.outpatient)))
+        : h('p', { class: 'empty' }, t('pol.none')));
+  }
+
+  // ---------------------------------------------------------------- reports (fund, outflow, clearing)
+  // the SVG namespace as the HTML parser assigns it to an inline <svg> (no URL in this file:
+  // the app references nothing outside the server)
+  const SVGNS = (() => { const d = document.createElement('div'); d.innerHTML = '<svg></svg>'; return d.firstChild.namespaceURI; })();
+  function svg(tag, attrs, ...kids) {
+    const el = document.createElementNS(SVGNS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) if (v != null) el.setAttribute(k, String(v));
+    for (const kid of kids.flat(Infinity)) if (kid != null) el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+    return el;
+  }
+  /** A horizontal bar chart of fen amounts; the table next to it carries the same figures. */
+  function barChart(title, items) {
+    const cid = 'chart' + (++uid);
+    const max = Math.max(1, ...items.map((i) => Number(i.value) || 0));
+    const rowH = 26; const labelW = 190; const barW = 330; const width = labelW + barW + 120; const height = items.length * rowH + 8;
+    const short = (s) => (Array.from(s).length > 13 ? Array.from(s).slice(0, 12).join('') + '…' : s);
+    return h('figure', { class: 'chart' },
+      svg('svg', { viewBox: '0 0 ' + width + ' ' + height, role: 'img', 'aria-labelledby': cid, class: 'bars' },
+        svg('title', { id: cid }, title),
+        items.map((it, i) => {
+          const y = 4 + i * rowH;
+          // pixels, not money: the bar's length may be fractional
+          const w = it.value > 0 ? Math.max(1, Math.round((Number(it.value) * barW) / max)) : 0;
+          return svg('g', { class: 'bar' },
+            svg('title', {}, it.label + '：' + money(it.value)),
+            svg('text', { x: labelW - 8, y: y + rowH / 2 + 4, 'text-anchor': 'end', class: 'label' }, short(it.label)),
+            svg('rect', { x: labelW, y: y + 3, width: w, height: rowH - 8, rx: 2 }),
+            svg('text', { x: labelW + w + 6, y: y + rowH / 2 + 4, class: 'value' }, money(it.value)));
+        })),
+      h('figcaption', {}, title));
+  }
+  function sumBy(rows, keyOf, valueOf) {
+    const m = new Map();
+    for (const r of rows) { const k = keyOf(r); m.set(k, (m.get(k) || 0) + (Number(valueOf(r)) || 0)); }
+    return Array.from(m, ([label, value]) => ({ label, value }));
+  }
+  async function viewReports(params) {
+    const fac = await facilities();
+    const kind = ['fund', 'outflow', 'clearing'].includes(params.get('kind')) ? params.get('kind') : 'fund';
+    const month = chinaToday().slice(0, 7);
+    const from = params.get('from') || month.slice(0, 4) + '-01';
+    const to = params.get('to') || month;
+    const tabs = h('div', { class: 'tabs', role: 'group', 'aria-label': t('rp.tabs') }, h('ul', {}, ['fund', 'outflow', 'clearing'].map((k) =>
+      h('li', {}, h('a', { href: '#/reports?kind=' + k, 'aria-current': k === kind ? 'page' : null }, t('rp.' + k))))));
+    const fromIn = h('input', { name: 'from', type: 'month', value: from, pattern: '\\d{4}-\\d{2}', placeholder: 'YYYY-MM' });
+    const toIn = h('input', { name: 'to', type: 'month', value: to, pattern: '\\d{4}-\\d{2}', placeholder: 'YYYY-MM' });
+    const groupSel = h('select', { name: 'group' }, ['facility', 'tier'].map((g) => h('option', { value: g, selected: (params.get('group') || 'facility') === g }, t('rp.by_' + g))));
+    const mine = fac.find((f) => f.id === me.facility_id);
+    const regionIn = h('input', { name: 'region', value: params.get('region') || (mine ? mine.region_code : ''), class: 'mono', maxlength: '6', inputmode: 'numeric' });
+    const monthIn = h('input', { name: 'month', type: 'month', value: params.get('month') || month, placeholder: 'YYYY-MM' });
+    const summary = h('div', {});
+    const errs = fieldErrors(summary);
+    const fields = kind === 'clearing' ? [field(t('rp.month'), monthIn)]
+      : [field(t('rp.from'), fromIn), field(t('rp.to'), toIn), kind === 'fund' ? field(t('rp.group'), groupSel) : field(t('rp.region'), regionIn)];
+    const form = h('form', { class: 'card', role: 'search', 'aria-label': t('rp.' + kind), novalidate: true },
+      h('div', { class: 'row' }, fields, h('button', { type: 'submit', class: 'primary' }, t('rp.apply'))), summary);
+    for (const el of kind === 'clearing' ? [monthIn] : kind === 'fund' ? [fromIn, toIn, groupSel] : [fromIn, toIn, regionIn]) errs.register(el.name, el);
+    const q = new URLSearchParams();
+    if (kind === 'clearing') q.set('month', params.get('month') || month);
+    else { q.set('from', from); q.set('to', to); if (kind === 'fund') q.set('group', params.get('group') || 'facility'); else if (regionIn.value) q.set('region', regionIn.value); }
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const nq = new URLSearchParams({ kind });
+      const els = kind === 'clearing' ? [monthIn] : kind === 'fund' ? [fromIn, toIn, groupSel] : [fromIn, toIn, regionIn];
+      for (const el of els) if (el.value.trim()) nq.set(el.name, el.value.trim());
+      location.hash = '#/reports?' + nq;
+    });
+    let body;
+    try {
+      const r = await api('GET', '/api/v1/settlement/reports/' + kind + '?' + q);
+      const rows = r.rows || [];
+      const facName = (x) => x.facility_name || (x.facility_id ? facilityName(fac, x.facility_id) : '');
+      const n = (x) => ({ cell: String(x.count), cls: 'num' });
+      const m = (fen) => ({ cell: moneyEl(fen), cls: 'num' });
+      let tbl; let chart;
+      if (!rows.length) body = h('p', { class: 'empty' }, t('rp.none'));
+      else if (kind === 'fund') {
+        const byFacility = q.get('group') === 'facility';
+        tbl = table('report', [t('rp.month'), byFacility ? t('rp.facility') : null, t('rp.tier'), t('rp.count'), t('rp.total'), t('rp.fund_col'), t('rp.patient_col')].filter(Boolean),
+          rows.map((x) => [x.month, byFacility ? facName(x) : null, word('tier', x.tier), n(x), m(x.total_fen), m(x.fund_fen), m(x.patient_fen)].filter((c) => c !== null)));
+        chart = barChart(t('rp.chart', { what: byFacility ? t('rp.by_facility') : t('rp.by_tier') }),
+          sumBy(rows, (x) => (byFacility ? facName(x) : word('tier', x.tier)), (x) => x.fund_fen));
+      } else if (kind === 'outflow') {
+        tbl = table('report', [t('rp.month'), t('rp.destination'), t('rp.tier'), t('rp.count'), t('rp.total'), t('rp.fund_col')],
+          rows.map((x) => [x.month, word('dest', x.destination), word('tier', x.tier), n(x), m(x.total_fen), m(x.fund_fen)]));
+        chart = barChart(t('rp.chart', { what: t('rp.outflow') }), sumBy(rows, (x) => x.month + ' ' + word('dest', x.destination), (x) => x.fund_fen));
+      } else {
+        const ins = (x) => x.insured_region || x.insured_province || '';
+        const trt = (x) => x.treatment_region || x.treatment_province || '';
+        tbl = table('report', [t('rp.insured'), t('rp.treatment'), t('rp.direction'), t('rp.count'), t('rp.total'), t('rp.fund_col')],
+          rows.map((x) => [{ cell: ins(x), cls: 'mono' }, { cell: trt(x), cls: 'mono' }, x.direction ? word('cdir', x.direction) : '', n(x), m(x.total_fen), m(x.fund_fen)]));
+        chart = barChart(t('rp.chart', { what: t('rp.clearing') }), sumBy(rows, (x) => ins(x) + ' → ' + trt(x), (x) => x.fund_fen));
+      }
+      if (rows.length) {
+        const total = rows.reduce((a, x) => a + (Number(x.fund_fen) || 0), 0);
+        body = h('section', { 'aria-labelledby': 'rp-h' }, h('h2', { id: 'rp-h' }, t('rp.' + kind)), chart, tbl,
+          h('p', { class: 'report-total' }, t('rp.sum') + '：' + t('rp.fund_col') + ' ', moneyEl(total)));
+      }
+    } catch (e) {
+      if (e instanceof ApiError && e.details && e.details.length) { errs.show(e); body = null; } else body = alertBox('error', errText(e));
+    }
+    page(t('rp.title'), tabs, form, body);
+  }
+
+  // ---------------------------------------------------------------- patient page: settlements, accumulators
+  function patientSettlements(p) {
+    const box = h('section', { class: 'patient-settlements', 'aria-labelledby': 'ps-h' }, h('h2', { id: 'ps-h' }, t('ps.title')), h('p', {}, t('loading')));
+    (async () => {
+      const year = Number(chinaToday().slice(0, 4));
+      const [acc, first] = await Promise.all([accumulatorsCard(p.id, year),
+        api('GET', '/api/v1/settlements?patient_id=' + encodeURIComponent(p.id) + '&limit=100').catch((e) => e)]);
+      let list = first;
+      let scopeNote = null;
+      if (list instanceof ApiError && list.status === 400) {
+        // a server whose journal takes no patient filter: this facility's journal of today
+        list = await api('GET', '/api/v1/settlements?limit=1000').catch((e) => e);
+        scopeNote = h('p', { class: 'hint' }, t('ps.today_only'));
+      }
+      let rows;
+      if (list instanceof ApiError && list.status === 403) rows = null;
+      else if (list instanceof Error) rows = alertBox('error', errText(list));
+      else {
+        // only this person's rows, whatever else the journal answered
+        const mine = (list.rows || []).filter((v) => v.patient && v.patient.id === p.id);
+        rows = mine.length ? table('patient-settlements', [t('jr.time'), t('jr.txn'), t('jr.facility'), t('st.setting'), t('st.total'), t('st.fund'), t('st.patient_pay'), t('jr.status')],
+          mine.map((v) => [timeEl(v.created_at), h('a', { href: '#/journal/' + v.id, class: 'mono' }, v.txn_no), (v.facility && v.facility.name) || '',
+            word('setting', v.setting), { cell: moneyEl(v.total_fen), cls: 'num' }, { cell: moneyEl(v.fund_fen), cls: 'num' }, { cell: moneyEl(v.patient_fen), cls: 'num' },
+            statusTag(v.status)])) : h('p', { class: 'empty' }, t('ps.none'));
+      }
+      box.replaceChildren(h('h2', { id: 'ps-h' }, t('ps.title')), acc, ...(rows ? [h('h3', {}, t('ps.rows')), scopeNote, rows].filter(Boolean) : []));
+    })().catch(() => null);
+    return box;
+  }
+
   // ------------------------------------------------------------------ router
   let routing = 0;
   async function route() {
@@ -1403,11 +2241,18 @@
     try {
       const m = path.match(/^#\/patients\/([0-9a-fA-F-]{36})$/);
       const rm = path.match(/^#\/referrals\/([0-9a-fA-F-]{36})$/);
-      const pageDef = PAGES.find((p) => p.hash === path || (m && p.hash === '#/patients') || ((rm || path === '#/referrals/new') && p.hash === '#/referrals'));
+      const jm = path.match(/^#\/journal\/([0-9a-fA-F-]{36})$/);
+      const pageDef = PAGES.find((p) => p.hash === path || (m && p.hash === '#/patients') || ((rm || path === '#/referrals/new') && p.hash === '#/referrals')
+        || (jm && p.hash === '#/journal'));
       if (!pageDef) { page(t('notfound.title'), h('p', {}, t('notfound.body'))); }
       else if (!pageDef.allowed()) { page(t('notfound.title'), alertBox('error', t('forbidden.page'))); }
       else if (m) await viewRecord(m[1]);
       else if (rm) await viewReferral(rm[1]);
+      else if (jm) await viewSettlement(jm[1]);
+      else if (path === '#/settle') await viewSettle();
+      else if (path === '#/journal') await viewJournal(params);
+      else if (path === '#/reports') await viewReports(params);
+      else if (path === '#/policies') await viewPolicies();
       else if (path === '#/referrals/new') await viewNewReferral(params);
       else if (path === '#/referrals') await viewReferrals(params, false);
       else if (path === '#/referrals-community') await viewReferrals(params, true);
@@ -1420,7 +2265,8 @@
       if (!token()) { renderShell(); viewLogin(); return; }
       page(t('notfound.title'), alertBox('error', errText(e)));
     }
-    if (my === routing) { main.focus({ preventScroll: true }); window.scrollTo(0, 0); }
+    // a page whose work starts in one field (the settlement desk's scan field) marks it
+    if (my === routing) { (main.querySelector('[data-autofocus]') || main).focus({ preventScroll: true }); window.scrollTo(0, 0); }
   }
 
   function init() {
