@@ -1,0 +1,709 @@
+//! The SQLite driver: rusqlite, run on the calling thread, behind the few names of sqlx's
+//! API that the shared queries use (`query`, `raw_sql`, `QueryBuilder`, `Row::try_get`,
+//! `AssertSqlSafe`, an `Executor`, a `Transaction` that derefs to the connection). `sqlite.rs`
+//! imports these where `postgres.rs` imports sqlx's, so `queries*.rs` stay one text.
+//!
+//! Why: sqlx's SQLite driver runs every statement on the connection's own worker thread, one
+//! thread hand-off per statement each way; SQLite itself answers most of our statements in a
+//! few microseconds, far less than the hand-off. Here a statement runs where it is called:
+//! the `async fn`s below never suspend. The writer is one connection behind an async mutex
+//! (writes queue there, not in SQLite's busy handler); readers are a small pool of
+//! connections taken and returned around each statement.
+//!
+//! Values are encoded exactly as sqlx-sqlite did, so files written before still read: UUID as
+//! a 16-byte BLOB, bool as INTEGER 0/1, `None` as NULL, integers, reals, text and blobs as
+//! themselves. Parameters are `$N` (or `?N`) and bind the N-th argument, as in sqlx.
+
+use std::borrow::Cow;
+use std::fmt::{Display, Write as _};
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OpenFlags, ffi};
+use uuid::Uuid;
+
+/// Prepared statements kept per connection (the queries use about 150 distinct texts).
+const STATEMENT_CACHE: usize = 256;
+/// How long a connection waits for another process's lock before failing busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The database marker, for `QueryBuilder<Db>` and `Executor<Database = Db>`.
+pub struct Sqlite;
+
+/// A failed statement, or a value that could not be read as the type asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("no rows returned by a query that expected to return at least one row")]
+    RowNotFound,
+    #[error("no column found for name: {0}")]
+    ColumnNotFound(String),
+    #[error("error occurred while decoding column {column}: {message}")]
+    Decode { column: String, message: String },
+}
+
+impl Error {
+    fn extended_code(&self) -> Option<i32> {
+        match self {
+            Error::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => Some(e.extended_code),
+            _ => None,
+        }
+    }
+
+    /// Busy or locked (SQLITE_BUSY, SQLITE_LOCKED and their extended codes): retry the transaction.
+    pub fn is_busy(&self) -> bool {
+        matches!(self.extended_code().map(|c| c & 0xff), Some(ffi::SQLITE_BUSY | ffi::SQLITE_LOCKED))
+    }
+
+    /// A UNIQUE or PRIMARY KEY constraint failed (what sqlx calls a unique violation).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self.extended_code(), Some(ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY))
+    }
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+// --- SQL text
+
+/// SQL text built at run time, asserted to contain no user input (as sqlx's `AssertSqlSafe`).
+pub struct AssertSqlSafe<T>(pub T);
+
+/// SQL text a statement may be made from: a literal, or text wrapped in [`AssertSqlSafe`].
+pub trait SqlSafeStr {
+    fn into_sql(self) -> Cow<'static, str>;
+}
+
+impl SqlSafeStr for &'static str {
+    fn into_sql(self) -> Cow<'static, str> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl SqlSafeStr for AssertSqlSafe<&'static str> {
+    fn into_sql(self) -> Cow<'static, str> {
+        Cow::Borrowed(self.0)
+    }
+}
+
+impl SqlSafeStr for AssertSqlSafe<String> {
+    fn into_sql(self) -> Cow<'static, str> {
+        Cow::Owned(self.0)
+    }
+}
+
+// --- values
+
+/// A value that can be bound to a parameter.
+pub trait Encode {
+    fn encode(self) -> Value;
+}
+
+impl Encode for i64 {
+    fn encode(self) -> Value {
+        Value::Integer(self)
+    }
+}
+impl Encode for i32 {
+    fn encode(self) -> Value {
+        Value::Integer(i64::from(self))
+    }
+}
+impl Encode for f64 {
+    fn encode(self) -> Value {
+        Value::Real(self)
+    }
+}
+impl Encode for bool {
+    fn encode(self) -> Value {
+        Value::Integer(i64::from(self))
+    }
+}
+impl Encode for String {
+    fn encode(self) -> Value {
+        Value::Text(self)
+    }
+}
+impl Encode for &str {
+    fn encode(self) -> Value {
+        Value::Text(self.to_owned())
+    }
+}
+impl Encode for &String {
+    fn encode(self) -> Value {
+        Value::Text(self.clone())
+    }
+}
+impl Encode for Vec<u8> {
+    fn encode(self) -> Value {
+        Value::Blob(self)
+    }
+}
+impl Encode for &[u8] {
+    fn encode(self) -> Value {
+        Value::Blob(self.to_vec())
+    }
+}
+impl Encode for Uuid {
+    fn encode(self) -> Value {
+        Value::Blob(self.as_bytes().to_vec())
+    }
+}
+impl<T: Encode> Encode for Option<T> {
+    fn encode(self) -> Value {
+        self.map_or(Value::Null, Encode::encode)
+    }
+}
+
+/// A type a column can be read as. `Err` says why not.
+pub trait Decode: Sized {
+    fn decode(v: &Value) -> Result<Self, String>;
+}
+
+fn mismatch(want: &str, v: &Value) -> String {
+    let got = match v {
+        Value::Null => "NULL",
+        Value::Integer(_) => "INTEGER",
+        Value::Real(_) => "REAL",
+        Value::Text(_) => "TEXT",
+        Value::Blob(_) => "BLOB",
+    };
+    if got == "NULL" {
+        format!("unexpected null; try decoding as an `Option` ({want})")
+    } else {
+        format!("{want} from {got}")
+    }
+}
+
+impl Decode for i64 {
+    fn decode(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Integer(i) => Ok(*i),
+            _ => Err(mismatch("i64", v)),
+        }
+    }
+}
+impl Decode for i32 {
+    fn decode(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Integer(i) => i32::try_from(*i).map_err(|_| format!("{i} does not fit an i32")),
+            _ => Err(mismatch("i32", v)),
+        }
+    }
+}
+impl Decode for f64 {
+    fn decode(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Real(f) => Ok(*f),
+            Value::Integer(i) => Ok(*i as f64),
+            _ => Err(mismatch("f64", v)),
+        }
+    }
+}
+impl Decode for bool {
+    fn decode(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Integer(i) => Ok(*i != 0),
+            _ => Err(mismatch("bool", v)),
+        }
+    }
+}
+impl Decode for String {
+    fn decode(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Text(s) => Ok(s.clone()),
+            _ => Err(mismatch("String", v)),
+        }
+    }
+}
+impl Decode for Vec<u8> {
+    fn decode(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Blob(b) => Ok(b.clone()),
+            Value::Text(s) => Ok(s.as_bytes().to_vec()),
+            _ => Err(mismatch("bytes", v)),
+        }
+    }
+}
+impl Decode for Uuid {
+    fn decode(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Blob(b) => Uuid::from_slice(b).map_err(|e| e.to_string()),
+            Value::Text(s) => Uuid::parse_str(s).map_err(|e| e.to_string()),
+            _ => Err(mismatch("UUID", v)),
+        }
+    }
+}
+impl<T: Decode> Decode for Option<T> {
+    fn decode(v: &Value) -> Result<Self, String> {
+        match v {
+            Value::Null => Ok(None),
+            v => T::decode(v).map(Some),
+        }
+    }
+}
+
+// --- rows
+
+/// One result row, read out of the statement (column names shared by the rows of a result).
+#[derive(Debug)]
+pub struct Row {
+    columns: Arc<[Box<str>]>,
+    values: Vec<Value>,
+}
+
+/// A column by name (the last of that name, as in sqlx) or by position.
+pub trait ColumnIndex {
+    fn index(&self, row: &Row) -> Result<usize>;
+}
+
+impl ColumnIndex for &str {
+    fn index(&self, row: &Row) -> Result<usize> {
+        row.columns.iter().rposition(|c| &**c == *self).ok_or_else(|| Error::ColumnNotFound((*self).to_owned()))
+    }
+}
+
+impl ColumnIndex for usize {
+    fn index(&self, row: &Row) -> Result<usize> {
+        if *self < row.values.len() { Ok(*self) } else { Err(Error::ColumnNotFound(self.to_string())) }
+    }
+}
+
+impl Row {
+    pub fn try_get<T: Decode, I: ColumnIndex>(&self, index: I) -> Result<T> {
+        let i = index.index(self)?;
+        T::decode(&self.values[i]).map_err(|message| Error::Decode { column: self.columns[i].to_string(), message })
+    }
+}
+
+// --- executing
+
+/// The outcome of a statement run for its effect.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryResult {
+    rows_affected: u64,
+}
+
+impl QueryResult {
+    pub fn rows_affected(&self) -> u64 {
+        self.rows_affected
+    }
+}
+
+/// Where a statement runs: a connection (`&mut **tx` inside a write transaction) or the
+/// read pool. `Database` is there so `E: Executor<'e, Database = Db>` reads as with sqlx.
+pub trait Executor<'e>: Send {
+    type Database;
+    fn run<R>(self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R>;
+}
+
+impl<'e> Executor<'e> for &'e mut Connection {
+    type Database = Sqlite;
+    fn run<R>(self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        f(self)
+    }
+}
+
+impl<'e> Executor<'e> for &'e ReadPool {
+    type Database = Sqlite;
+    fn run<R>(self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        let conn = self.take()?;
+        let out = f(&conn);
+        self.give_back(conn);
+        out
+    }
+}
+
+/// Bind `args` to the statement's parameters: `$N`/`?N` takes the N-th argument, an
+/// anonymous `?` the next one; a parameter beyond the arguments stays NULL (as in sqlx).
+fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Value]) -> Result<()> {
+    let mut next = 0;
+    for i in 1..=stmt.parameter_count() {
+        let n = match stmt.parameter_name(i) {
+            Some(name) => {
+                let digits = name.strip_prefix('$').or_else(|| name.strip_prefix('?')).unwrap_or(name);
+                digits.parse::<usize>().map_err(|_| {
+                    Error::Sqlite(rusqlite::Error::InvalidParameterName(format!("{name}: parameters are $N or ?N")))
+                })?
+            }
+            None => {
+                next += 1;
+                next
+            }
+        };
+        match n.checked_sub(1).and_then(|k| args.get(k)) {
+            Some(v) => stmt.raw_bind_parameter(i, v)?,
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+/// Run one statement, handing each row to `each` until it answers `false`.
+fn run_statement(conn: &Connection, sql: &str, args: &[Value], mut each: impl FnMut(Row) -> bool) -> Result<u64> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    bind(&mut stmt, args)?;
+    let n = stmt.column_count();
+    let columns: Arc<[Box<str>]> =
+        if n == 0 { Arc::from(Vec::new()) } else { stmt.column_names().into_iter().map(Box::from).collect() };
+    let mut rows = stmt.raw_query();
+    while let Some(row) = rows.next()? {
+        let mut values = Vec::with_capacity(n);
+        for i in 0..n {
+            values.push(value_of(row.get_ref(i)?));
+        }
+        if !each(Row { columns: columns.clone(), values }) {
+            break;
+        }
+    }
+    drop(rows);
+    Ok(conn.changes())
+}
+
+fn value_of(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+/// One statement and its arguments, as `sqlx::query`.
+pub struct Query {
+    sql: Cow<'static, str>,
+    args: Vec<Value>,
+}
+
+pub fn query(sql: impl SqlSafeStr) -> Query {
+    Query { sql: sql.into_sql(), args: Vec::new() }
+}
+
+impl Query {
+    pub fn bind(mut self, v: impl Encode) -> Self {
+        self.args.push(v.encode());
+        self
+    }
+
+    pub async fn execute<'e, E: Executor<'e>>(self, e: E) -> Result<QueryResult> {
+        let rows_affected = e.run(|c| run_statement(c, &self.sql, &self.args, |_| true))?;
+        Ok(QueryResult { rows_affected })
+    }
+
+    pub async fn fetch_all<'e, E: Executor<'e>>(self, e: E) -> Result<Vec<Row>> {
+        e.run(|c| {
+            let mut out = Vec::new();
+            run_statement(c, &self.sql, &self.args, |r| {
+                out.push(r);
+                true
+            })?;
+            Ok(out)
+        })
+    }
+
+    pub async fn fetch_optional<'e, E: Executor<'e>>(self, e: E) -> Result<Option<Row>> {
+        e.run(|c| {
+            let mut out = None;
+            run_statement(c, &self.sql, &self.args, |r| {
+                out = Some(r);
+                false
+            })?;
+            Ok(out)
+        })
+    }
+
+    pub async fn fetch_one<'e, E: Executor<'e>>(self, e: E) -> Result<Row> {
+        self.fetch_optional(e).await?.ok_or(Error::RowNotFound)
+    }
+}
+
+/// Several statements without arguments (a migration), as `sqlx::raw_sql`.
+pub struct RawSql(Cow<'static, str>);
+
+pub fn raw_sql(sql: impl SqlSafeStr) -> RawSql {
+    RawSql(sql.into_sql())
+}
+
+impl RawSql {
+    pub async fn execute<'e, E: Executor<'e>>(self, e: E) -> Result<QueryResult> {
+        e.run(|c| {
+            let before = c.total_changes();
+            c.execute_batch(&self.0)?;
+            Ok(QueryResult { rows_affected: c.total_changes() - before })
+        })
+    }
+}
+
+// --- building statements
+
+/// SQL assembled piece by piece with bound values, as `sqlx::QueryBuilder` (placeholders `$N`).
+pub struct QueryBuilder<DB> {
+    sql: String,
+    args: Vec<Value>,
+    db: PhantomData<DB>,
+}
+
+impl<DB> QueryBuilder<DB> {
+    pub fn new(init: impl Into<String>) -> Self {
+        QueryBuilder { sql: init.into(), args: Vec::new(), db: PhantomData }
+    }
+
+    pub fn push(&mut self, sql: impl Display) -> &mut Self {
+        let _ = write!(self.sql, "{sql}");
+        self
+    }
+
+    pub fn push_bind(&mut self, v: impl Encode) -> &mut Self {
+        self.args.push(v.encode());
+        let _ = write!(self.sql, "${}", self.args.len());
+        self
+    }
+
+    pub fn separated<Sep: Display>(&mut self, separator: Sep) -> Separated<'_, DB, Sep> {
+        Separated { qb: self, separator, first: true }
+    }
+
+    /// `VALUES (…), (…)`: `push` binds one tuple's values through the separator `, `.
+    pub fn push_values<I: IntoIterator>(
+        &mut self,
+        tuples: I,
+        mut push: impl FnMut(Separated<'_, DB, &'static str>, I::Item),
+    ) -> &mut Self {
+        self.push("VALUES ");
+        for (i, t) in tuples.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.push("(");
+            push(self.separated(", "), t);
+            self.push(")");
+        }
+        self
+    }
+
+    /// The statement built so far; the builder is left empty.
+    pub fn build(&mut self) -> Query {
+        Query { sql: Cow::Owned(std::mem::take(&mut self.sql)), args: std::mem::take(&mut self.args) }
+    }
+}
+
+/// Pieces pushed with a separator between them, as `sqlx::query_builder::Separated`.
+pub struct Separated<'qb, DB, Sep> {
+    qb: &'qb mut QueryBuilder<DB>,
+    separator: Sep,
+    first: bool,
+}
+
+impl<DB, Sep: Display> Separated<'_, DB, Sep> {
+    fn separate(&mut self) {
+        if !self.first {
+            let _ = write!(self.qb.sql, "{}", self.separator);
+        }
+        self.first = false;
+    }
+
+    pub fn push_bind(&mut self, v: impl Encode) -> &mut Self {
+        self.separate();
+        self.qb.push_bind(v);
+        self
+    }
+}
+
+// --- connections
+
+/// Settings of every connection: what sqlx's connect options set before.
+fn open_connection(path: &Path, cache_size_kib: i64, extra: &str) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;
+         PRAGMA temp_store = memory; PRAGMA cache_size = -{cache_size_kib}; {extra}"
+    ))?;
+    Ok(conn)
+}
+
+/// Reader connections, opened as needed and kept for reuse. A statement holds one only while
+/// it runs (on the calling thread), so about as many are open as threads read at once.
+pub struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    max_idle: usize,
+}
+
+/// Page cache of each reader (KiB): 64 MiB, allocated as used.
+const READ_CACHE_KIB: i64 = 65_536;
+/// Page cache of the writer (KiB): up to 1 GiB; bulk imports touch every index.
+const WRITE_CACHE_KIB: i64 = 1_048_576;
+
+impl ReadPool {
+    fn take(&self) -> Result<Connection> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match idle {
+            Some(c) => Ok(c),
+            None => open_connection(&self.path, READ_CACHE_KIB, ""),
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(conn);
+        }
+    }
+}
+
+/// The write connection, behind an async mutex: a transaction holds it from BEGIN to
+/// COMMIT, and the next writer waits for it without holding a thread.
+pub type Writer = Arc<tokio::sync::Mutex<Connection>>;
+
+/// Open the writer and the read pool on the file at `path` (created if missing).
+pub fn open(path: &Path, max_readers: usize) -> Result<(Writer, ReadPool)> {
+    // checkpoint less often (40 MB of WAL), so bulk writes are not copied twice as often
+    let writer = open_connection(path, WRITE_CACHE_KIB, "PRAGMA wal_autocheckpoint = 10000;")?;
+    let read = ReadPool { path: path.to_owned(), idle: Mutex::new(Vec::new()), max_idle: max_readers };
+    // one reader now, so a file that cannot be read fails here
+    let first = read.take()?;
+    read.give_back(first);
+    Ok((Arc::new(tokio::sync::Mutex::new(writer)), read))
+}
+
+fn exec_cached(conn: &Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql)?.raw_execute()?;
+    Ok(())
+}
+
+/// A write transaction: holds the writer from `BEGIN IMMEDIATE` to commit or rollback
+/// (rolled back when dropped open). Derefs to the connection, so `&mut **tx` is an executor.
+pub struct Transaction {
+    conn: tokio::sync::OwnedMutexGuard<Connection>,
+}
+
+impl Transaction {
+    pub async fn begin(writer: &Writer, begin: &str) -> Result<Transaction> {
+        let conn = writer.clone().lock_owned().await;
+        exec_cached(&conn, begin)?;
+        Ok(Transaction { conn })
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        exec_cached(&self.conn, "COMMIT")
+    }
+
+    pub async fn rollback(self) -> Result<()> {
+        if self.conn.is_autocommit() { Ok(()) } else { exec_cached(&self.conn, "ROLLBACK") }
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        // after a commit or rollback this is a no-op; otherwise (an error, a failed COMMIT,
+        // a cancelled future) the connection goes back clean
+        if !self.conn.is_autocommit() {
+            let _ = exec_cached(&self.conn, "ROLLBACK");
+        }
+    }
+}
+
+impl Deref for Transaction {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl DerefMut for Transaction {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Connection {
+        let c = Connection::open_in_memory().expect("in-memory database");
+        c.execute_batch("CREATE TABLE t (id BLOB PRIMARY KEY, n INTEGER, flag INTEGER, s TEXT, b BLOB)")
+            .expect("table");
+        c
+    }
+
+    fn block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(f)
+    }
+
+    #[test]
+    fn encodes_as_sqlx_sqlite_did() {
+        let mut c = conn();
+        let id = Uuid::now_v7();
+        block(async {
+            query("INSERT INTO t (id, n, flag, s, b) VALUES ($1, $2, $3, $4, $5)")
+                .bind(id)
+                .bind(7i32)
+                .bind(true)
+                .bind(None::<&str>)
+                .bind(vec![1u8, 2])
+                .execute(&mut c)
+                .await
+        })
+        .expect("insert");
+        let (ty_id, len_id, ty_flag, flag, ty_s): (String, i64, String, i64, String) = c
+            .query_row("SELECT typeof(id), length(id), typeof(flag), flag, typeof(s) FROM t", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .expect("row");
+        // a UUID is its 16 bytes, a bool 0/1, None NULL
+        assert_eq!((ty_id.as_str(), len_id, ty_flag.as_str(), flag, ty_s.as_str()), ("blob", 16, "integer", 1, "null"));
+        let row = block(query("SELECT * FROM t WHERE id = $1").bind(id).fetch_one(&mut c)).expect("read back");
+        assert_eq!(row.try_get::<Uuid, _>("id").expect("id"), id);
+        assert_eq!(row.try_get::<i64, _>("n").expect("n as i64"), 7);
+        assert_eq!(row.try_get::<i32, _>("n").expect("n as i32"), 7);
+        assert!(row.try_get::<bool, _>("flag").expect("flag"));
+        assert_eq!(row.try_get::<Option<String>, _>("s").expect("s"), None);
+        assert!(row.try_get::<String, _>("s").is_err(), "NULL into a non-Option is an error");
+        assert_eq!(row.try_get::<Vec<u8>, _>("b").expect("b"), vec![1, 2]);
+        assert!(matches!(row.try_get::<i64, _>("nope"), Err(Error::ColumnNotFound(_))));
+    }
+
+    #[test]
+    fn dollar_n_binds_the_nth_argument_wherever_it_stands() {
+        let mut c = conn();
+        // $2 before $1, and $1 twice
+        let row = block(query("SELECT $2 AS a, $1 AS b, $1 + 1 AS c").bind(10i64).bind("x").fetch_one(&mut c))
+            .expect("select");
+        assert_eq!(row.try_get::<String, _>("a").expect("a"), "x");
+        assert_eq!(row.try_get::<i64, _>("b").expect("b"), 10);
+        assert_eq!(row.try_get::<i64, _>("c").expect("c"), 11);
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT ");
+        let mut sep = qb.separated(" + ");
+        sep.push_bind(1i64).push_bind(2i64).push_bind(3i64);
+        let row = block(qb.push(" AS total").build().fetch_one(&mut c)).expect("built");
+        assert_eq!(row.try_get::<i64, _>("total").expect("total"), 6);
+    }
+
+    #[test]
+    fn unique_violations_and_rows_affected() {
+        let mut c = conn();
+        let id = Uuid::now_v7();
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO t (id, n) ");
+        qb.push_values([(id, 1i64), (Uuid::now_v7(), 2)], |mut b, (id, n)| {
+            b.push_bind(id).push_bind(n);
+        });
+        let done = block(qb.build().execute(&mut c)).expect("two rows");
+        assert_eq!(done.rows_affected(), 2);
+        let again = block(query("INSERT INTO t (id, n) VALUES ($1, 3)").bind(id).execute(&mut c));
+        let e = again.expect_err("the key is taken");
+        assert!(e.is_unique_violation() && !e.is_busy(), "{e:?}");
+        let none = block(query("UPDATE t SET n = 9 WHERE n = 42").execute(&mut c)).expect("update");
+        assert_eq!(none.rows_affected(), 0);
+    }
+}
