@@ -12,7 +12,7 @@
 //!
 //! Values are encoded exactly as sqlx-sqlite did, so files written before still read: UUID as
 //! a 16-byte BLOB, bool as INTEGER 0/1, `None` as NULL, integers, reals, text and blobs as
-//! themselves. Parameters are `$N` (or `?N`) and bind the N-th argument, as in sqlx.
+//! themselves. Parameters are `$N` and bind the N-th argument, as in sqlx (run as `?N`).
 
 use std::borrow::Cow;
 use std::fmt::{Display, Write as _};
@@ -80,19 +80,22 @@ pub trait SqlSafeStr {
 
 impl SqlSafeStr for &'static str {
     fn into_sql(self) -> Cow<'static, str> {
-        Cow::Borrowed(self)
+        Cow::Borrowed(numbered_static(self))
     }
 }
 
 impl SqlSafeStr for AssertSqlSafe<&'static str> {
     fn into_sql(self) -> Cow<'static, str> {
-        Cow::Borrowed(self.0)
+        Cow::Borrowed(numbered_static(self.0))
     }
 }
 
 impl SqlSafeStr for AssertSqlSafe<String> {
     fn into_sql(self) -> Cow<'static, str> {
-        Cow::Owned(self.0)
+        match numbered(&self.0) {
+            Cow::Borrowed(_) => Cow::Owned(self.0),
+            Cow::Owned(s) => Cow::Owned(s),
+        }
     }
 }
 
@@ -318,29 +321,55 @@ impl<'e> Executor<'e> for &'e ReadPool {
     }
 }
 
-/// Bind `args` to the statement's parameters: `$N`/`?N` takes the N-th argument, an
-/// anonymous `?` the next one; a parameter beyond the arguments stays NULL (as in sqlx).
+/// Bind `args` to the statement's parameters. The text has `?N` parameters (see
+/// [`numbered`]), so parameter N is the N-th argument; one beyond the arguments stays NULL
+/// (as in sqlx). No parameter names are read: SQLite looks a name up by a linear scan, so
+/// naming each of a 13,000-parameter insert's parameters took quadratic time.
 fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Value]) -> Result<()> {
-    let mut next = 0;
-    for i in 1..=stmt.parameter_count() {
-        let n = match stmt.parameter_name(i) {
-            Some(name) => {
-                let digits = name.strip_prefix('$').or_else(|| name.strip_prefix('?')).unwrap_or(name);
-                digits.parse::<usize>().map_err(|_| {
-                    Error::Sqlite(rusqlite::Error::InvalidParameterName(format!("{name}: parameters are $N or ?N")))
-                })?
-            }
-            None => {
-                next += 1;
-                next
-            }
-        };
-        match n.checked_sub(1).and_then(|k| args.get(k)) {
-            Some(v) => stmt.raw_bind_parameter(i, v)?,
-            None => break,
-        }
+    let n = stmt.parameter_count();
+    for (i, v) in args.iter().enumerate().take(n) {
+        stmt.raw_bind_parameter(i + 1, v)?;
     }
     Ok(())
+}
+
+/// `$N` → `?N` outside quotes: SQLite numbers a `?N` parameter N itself, where `$N` is a
+/// name (numbered by first appearance, and found again only by a linear scan of names).
+fn numbered(sql: &str) -> Cow<'_, str> {
+    let b = sql.as_bytes();
+    if !b.windows(2).any(|w| w[0] == b'$' && w[1].is_ascii_digit()) {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '$') if chars.peek().is_some_and(char::is_ascii_digit) => {
+                out.push('?');
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    Cow::Owned(out)
+}
+
+/// The `?N` form of a literal statement, made once per text (statements written in the
+/// code are a fixed set) and kept for the life of the process.
+fn numbered_static(sql: &'static str) -> &'static str {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    static DONE: OnceLock<Mutex<HashMap<(usize, usize), &'static str>>> = OnceLock::new();
+    let key = (sql.as_ptr() as usize, sql.len());
+    let mut done = DONE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    done.entry(key).or_insert_with(|| match numbered(sql) {
+        Cow::Borrowed(s) => s,
+        Cow::Owned(s) => Box::leak(s.into_boxed_str()),
+    })
 }
 
 /// Run one statement, handing each row to `each` until it answers `false`.
@@ -441,7 +470,8 @@ impl RawSql {
 
 // --- building statements
 
-/// SQL assembled piece by piece with bound values, as `sqlx::QueryBuilder` (placeholders `$N`).
+/// SQL assembled piece by piece with bound values, as `sqlx::QueryBuilder` (placeholders
+/// `?N`; `$N` pushed as text is renumbered by `build`).
 pub struct QueryBuilder<DB> {
     sql: String,
     args: Vec<Value>,
@@ -460,7 +490,7 @@ impl<DB> QueryBuilder<DB> {
 
     pub fn push_bind(&mut self, v: impl Encode) -> &mut Self {
         self.args.push(v.encode());
-        let _ = write!(self.sql, "${}", self.args.len());
+        let _ = write!(self.sql, "?{}", self.args.len());
         self
     }
 
@@ -488,7 +518,12 @@ impl<DB> QueryBuilder<DB> {
 
     /// The statement built so far; the builder is left empty.
     pub fn build(&mut self) -> Query {
-        Query { sql: Cow::Owned(std::mem::take(&mut self.sql)), args: std::mem::take(&mut self.args) }
+        let sql = std::mem::take(&mut self.sql);
+        let sql = match numbered(&sql) {
+            Cow::Borrowed(_) => sql,
+            Cow::Owned(s) => s,
+        };
+        Query { sql: Cow::Owned(sql), args: std::mem::take(&mut self.args) }
     }
 }
 
@@ -677,9 +712,11 @@ mod tests {
     #[test]
     fn dollar_n_binds_the_nth_argument_wherever_it_stands() {
         let mut c = conn();
-        // $2 before $1, and $1 twice
-        let row = block(query("SELECT $2 AS a, $1 AS b, $1 + 1 AS c").bind(10i64).bind("x").fetch_one(&mut c))
-            .expect("select");
+        // $2 before $1, $1 twice, and a '$1' that is text
+        let row =
+            block(query("SELECT $2 AS a, $1 AS b, $1 + 1 AS c, '$1' AS d").bind(10i64).bind("x").fetch_one(&mut c))
+                .expect("select");
+        assert_eq!(row.try_get::<String, _>("d").expect("d"), "$1");
         assert_eq!(row.try_get::<String, _>("a").expect("a"), "x");
         assert_eq!(row.try_get::<i64, _>("b").expect("b"), 10);
         assert_eq!(row.try_get::<i64, _>("c").expect("c"), 11);
