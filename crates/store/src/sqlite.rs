@@ -26,7 +26,7 @@ const MAX_READERS: usize = 8;
 #[derive(Clone)]
 pub struct SqliteStore {
     read: std::sync::Arc<crate::lite::ReadPool>,
-    write: crate::lite::Writer,
+    write: std::sync::Arc<crate::lite::Writer>,
 }
 
 impl SqliteStore {
