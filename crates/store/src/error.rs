@@ -31,6 +31,9 @@ pub enum StoreError {
     Rejected(Vec<crate::RowRejection>),
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
+    /// An error of the SQLite backend's driver (`lite.rs`).
+    #[error("database error: {0}")]
+    Sqlite(#[source] crate::lite::Error),
 }
 
 impl StoreError {
@@ -43,7 +46,17 @@ impl StoreError {
             StoreError::Database(sqlx::Error::Database(db)) => {
                 matches!(db.code().as_deref(), Some("40001" | "40P01" | "5" | "6" | "517" | "261" | "262"))
             }
+            StoreError::Sqlite(e) => e.is_busy(),
             StoreError::Busy => true,
+            _ => false,
+        }
+    }
+
+    /// A UNIQUE or PRIMARY KEY constraint refused the write, on either backend.
+    pub(crate) fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => db.is_unique_violation(),
+            StoreError::Sqlite(e) => e.is_unique_violation(),
             _ => false,
         }
     }
@@ -52,5 +65,11 @@ impl StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Database(e)
+    }
+}
+
+impl From<crate::lite::Error> for StoreError {
+    fn from(e: crate::lite::Error) -> Self {
+        StoreError::Sqlite(e)
     }
 }

@@ -32,6 +32,7 @@ use tiercare_domain::settlement::{Accumulators, Claim, PolicySet, Split};
 #[cfg(feature = "contract")]
 pub mod contract;
 mod error;
+mod lite;
 mod migrate;
 pub mod postgres;
 pub mod sqlite;

@@ -5,10 +5,13 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Pool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::query_builder::Separated;
+use sqlx::{AssertSqlSafe, Executor, Pool, QueryBuilder, Row, query, raw_sql};
 
 type Db = sqlx::Postgres;
+type Tx = sqlx::Transaction<'static, Db>;
+type DbRow = <Db as sqlx::Database>::Row;
 type This = PgStore;
 const BACKEND: Backend = Backend::Postgres;
 const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::POSTGRES;

@@ -1,15 +1,18 @@
 // The Store implementation shared by both backends. This file is compiled twice, by
 // `include!` in `sqlite.rs` and `postgres.rs`, each of which defines:
-//   type Db (the sqlx database), type This (the store struct), const BACKEND,
-//   const MIGRATIONS, fn read(&self) -> &Pool<Db>, async fn begin(&self) -> Tx,
-//   fn busy_retry_delay(attempt) -> Duration.
-//   const BULK_INSERT (how a multi-row insert begins).
+//   type Db (the database marker), type Tx (a write transaction, deref to a connection),
+//   type DbRow (a result row), type This (the store struct), const BACKEND,
+//   const MIGRATIONS, fn read(&self) -> &<read pool>, async fn begin(&self) -> Tx,
+//   fn busy_retry_delay(attempt) -> Duration,
+//   const BULK_INSERT (how a multi-row insert begins),
+// and imports the driver's `query`, `raw_sql`, `QueryBuilder`, `Separated`, `Row`,
+// `Executor` and `AssertSqlSafe`: sqlx's on PostgreSQL, `lite.rs`'s (the same names and
+// calls over rusqlite) on SQLite.
 // SQL here must therefore be valid on both SQLite and PostgreSQL.
 
 use std::collections::{HashMap, HashSet};
 
 use futures::future::BoxFuture;
-use sqlx::{AssertSqlSafe, QueryBuilder, Row};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
@@ -40,8 +43,6 @@ mod settlement {
     include!("queries_settlement.rs");
 }
 
-type Tx = sqlx::Transaction<'static, Db>;
-type DbRow = <Db as sqlx::Database>::Row;
 
 /// Rows per multi-row INSERT in bulk imports (13 columns × 1,000 = 13,000 parameters,
 /// under SQLite's 32,766 and PostgreSQL's 65,535).
@@ -265,7 +266,7 @@ impl This {
     }
 
     async fn fetch_patients(&self, sql: String, binds: Vec<String>) -> Result<Vec<Patient>> {
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = query(AssertSqlSafe(sql));
         for b in binds {
             q = q.bind(b);
         }
@@ -278,7 +279,7 @@ impl This {
         let mut out = Vec::new();
         let mut frontier = vec![survivor];
         while let Some(id) = frontier.pop() {
-            let rows = sqlx::query("SELECT id FROM patient WHERE merged_into = $1 AND status = 'merged'")
+            let rows = query("SELECT id FROM patient WHERE merged_into = $1 AND status = 'merged'")
                 .bind(id)
                 .fetch_all(self.read())
                 .await?;
@@ -294,8 +295,8 @@ impl This {
     }
 
     async fn run_migrations(&self) -> Result<Vec<String>> {
-        sqlx::raw_sql(crate::migrate::CREATE_TABLE).execute(self.read()).await?;
-        let applied: HashMap<i64, String> = sqlx::query("SELECT version, checksum FROM schema_migration")
+        raw_sql(crate::migrate::CREATE_TABLE).execute(self.read()).await?;
+        let applied: HashMap<i64, String> = query("SELECT version, checksum FROM schema_migration")
             .fetch_all(self.read())
             .await?
             .iter()
@@ -313,8 +314,8 @@ impl This {
             let args = (*version, *name, *sql, sum);
             self.transact(&args, |tx, (version, name, sql, sum)| {
                 Box::pin(async move {
-                    sqlx::raw_sql(AssertSqlSafe(*sql)).execute(&mut **tx).await?;
-                    sqlx::query(
+                    raw_sql(AssertSqlSafe(*sql)).execute(&mut **tx).await?;
+                    query(
                         "INSERT INTO schema_migration (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
                     )
                     .bind(*version)
@@ -336,7 +337,7 @@ impl This {
 /// Insert one patient and its identifiers inside a transaction; refuses a taken identifier.
 async fn insert_patient(tx: &mut Tx, p: &Patient) -> Result<()> {
     for idf in &p.identifiers {
-        let existing = sqlx::query("SELECT patient_id FROM patient_identifier WHERE kind = $1 AND value = $2")
+        let existing = query("SELECT patient_id FROM patient_identifier WHERE kind = $1 AND value = $2")
             .bind(idf.kind.as_str())
             .bind(idf.value.as_str())
             .fetch_optional(&mut **tx)
@@ -426,7 +427,7 @@ async fn claim_identifiers(
         }
         for (p, i) in chunk {
             let owner: Option<Uuid> =
-                sqlx::query("SELECT patient_id FROM patient_identifier WHERE kind = $1 AND value = $2")
+                query("SELECT patient_id FROM patient_identifier WHERE kind = $1 AND value = $2")
                     .bind(i.kind.as_str())
                     .bind(i.value.as_str())
                     .fetch_optional(&mut **tx)
@@ -527,7 +528,7 @@ async fn import_chunk(
         });
         // give back what this row did claim (a person with two identifiers, one taken)
         for i in p.identifiers.iter().filter(|i| !taken.contains(i)) {
-            sqlx::query("DELETE FROM patient_identifier WHERE kind = $1 AND value = $2 AND patient_id = $3")
+            query("DELETE FROM patient_identifier WHERE kind = $1 AND value = $2 AND patient_id = $3")
                 .bind(i.kind.as_str())
                 .bind(i.value.as_str())
                 .bind(p.id)
@@ -540,7 +541,7 @@ async fn import_chunk(
 }
 
 async fn get_patient_tx(tx: &mut Tx, id: Uuid) -> Result<Option<Patient>> {
-    let row = sqlx::query(AssertSqlSafe(format!("SELECT {PATIENT_COLS} FROM patient WHERE id = $1")))
+    let row = query(AssertSqlSafe(format!("SELECT {PATIENT_COLS} FROM patient WHERE id = $1")))
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?;
@@ -552,7 +553,7 @@ async fn set_patient_status(tx: &mut Tx, p: &Patient, status: PatientStatus) -> 
         PatientStatus::Active => ("active", None),
         PatientStatus::Merged(i) => ("merged", Some(i)),
     };
-    let res = sqlx::query(
+    let res = query(
         "UPDATE patient SET status = $1, merged_into = $2, version = version + 1, updated_at = $3
          WHERE region_key = $4 AND id = $5 AND version = $6",
     )
@@ -574,7 +575,7 @@ async fn set_patient_status(tx: &mut Tx, p: &Patient, status: PatientStatus) -> 
 }
 
 async fn require_exists(tx: &mut Tx, sql: &'static str, id: Uuid, what: &str) -> Result<()> {
-    if sqlx::query(sql).bind(id).fetch_optional(&mut **tx).await?.is_none() {
+    if query(sql).bind(id).fetch_optional(&mut **tx).await?.is_none() {
         return Err(StoreError::not_found(format!("{what} {id}")));
     }
     Ok(())
@@ -593,7 +594,7 @@ impl Store for This {
     async fn create_alliance(&self, a: &Alliance) -> Result<()> {
         self.transact(a, |tx, a| {
             Box::pin(async move {
-                sqlx::query("INSERT INTO alliance (id, name, region_code, created_at) VALUES ($1, $2, $3, $4)")
+                query("INSERT INTO alliance (id, name, region_code, created_at) VALUES ($1, $2, $3, $4)")
                     .bind(a.id)
                     .bind(a.name.as_str())
                     .bind(a.region_code.as_str())
@@ -607,7 +608,7 @@ impl Store for This {
     }
 
     async fn list_alliances(&self) -> Result<Vec<Alliance>> {
-        sqlx::query("SELECT id, name, region_code FROM alliance ORDER BY name")
+        query("SELECT id, name, region_code FROM alliance ORDER BY name")
             .fetch_all(self.read())
             .await?
             .iter()
@@ -623,7 +624,7 @@ impl Store for This {
                 if let Some(a) = c.alliance_id {
                     require_exists(tx, "SELECT id FROM alliance WHERE id = $1", a, "alliance").await?;
                 }
-                sqlx::query(
+                query(
                     "INSERT INTO community (id, alliance_id, name, region_code, community_wide_read, created_at)
                      VALUES ($1, $2, $3, $4, $5, $6)",
                 )
@@ -642,7 +643,7 @@ impl Store for This {
     }
 
     async fn get_community(&self, id: Uuid) -> Result<Option<Community>> {
-        sqlx::query("SELECT id, alliance_id, name, region_code, community_wide_read FROM community WHERE id = $1")
+        query("SELECT id, alliance_id, name, region_code, community_wide_read FROM community WHERE id = $1")
             .bind(id)
             .fetch_optional(self.read())
             .await?
@@ -652,7 +653,7 @@ impl Store for This {
     }
 
     async fn list_communities(&self) -> Result<Vec<Community>> {
-        sqlx::query("SELECT id, alliance_id, name, region_code, community_wide_read FROM community ORDER BY name")
+        query("SELECT id, alliance_id, name, region_code, community_wide_read FROM community ORDER BY name")
             .fetch_all(self.read())
             .await?
             .iter()
@@ -666,13 +667,13 @@ impl Store for This {
                 if let Some(c) = f.community_id {
                     require_exists(tx, "SELECT id FROM community WHERE id = $1", c, "community").await?;
                 }
-                if sqlx::query("SELECT id FROM facility WHERE code = $1").bind(f.code.as_str()).fetch_optional(&mut **tx).await?.is_some() {
+                if query("SELECT id FROM facility WHERE code = $1").bind(f.code.as_str()).fetch_optional(&mut **tx).await?.is_some() {
                     return Err(StoreError::Duplicate { what: format!("facility code {}", f.code), existing: None });
                 }
                 let caps = serde_json::to_string(&f.capabilities).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 let location = f.location.map(|l| serde_json::to_string(&l).unwrap_or_default());
                 let policy = serde_json::to_string(&f.referral_policy).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                sqlx::query(
+                query(
                     "INSERT INTO facility (id, code, name, tier, grade, region_code, insurance_region, community_id, capabilities,
                        created_at, location, referral_policy)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -698,7 +699,7 @@ impl Store for This {
     }
 
     async fn get_facility(&self, id: Uuid) -> Result<Option<Facility>> {
-        sqlx::query("SELECT * FROM facility WHERE id = $1")
+        query("SELECT * FROM facility WHERE id = $1")
             .bind(id)
             .fetch_optional(self.read())
             .await?
@@ -708,7 +709,7 @@ impl Store for This {
     }
 
     async fn get_facility_by_code(&self, code: &str) -> Result<Option<Facility>> {
-        sqlx::query("SELECT * FROM facility WHERE code = $1")
+        query("SELECT * FROM facility WHERE code = $1")
             .bind(code)
             .fetch_optional(self.read())
             .await?
@@ -736,7 +737,7 @@ impl Store for This {
         self.transact(p, |tx, p| {
             Box::pin(async move {
                 if let Some(l) = &p.licence_number
-                    && sqlx::query("SELECT id FROM practitioner WHERE licence_number = $1")
+                    && query("SELECT id FROM practitioner WHERE licence_number = $1")
                         .bind(l.as_str())
                         .fetch_optional(&mut **tx)
                         .await?
@@ -744,7 +745,7 @@ impl Store for This {
                 {
                     return Err(StoreError::Duplicate { what: format!("practitioner with licence {l}"), existing: None });
                 }
-                sqlx::query("INSERT INTO practitioner (id, name, licence_number, phone, created_at) VALUES ($1, $2, $3, $4, $5)")
+                query("INSERT INTO practitioner (id, name, licence_number, phone, created_at) VALUES ($1, $2, $3, $4, $5)")
                     .bind(p.id)
                     .bind(p.name.as_str())
                     .bind(p.licence_number.as_deref())
@@ -759,7 +760,7 @@ impl Store for This {
     }
 
     async fn get_practitioner(&self, id: Uuid) -> Result<Option<Practitioner>> {
-        let row = sqlx::query("SELECT id, name, licence_number, phone FROM practitioner WHERE id = $1")
+        let row = query("SELECT id, name, licence_number, phone FROM practitioner WHERE id = $1")
             .bind(id)
             .fetch_optional(self.read())
             .await?;
@@ -804,7 +805,7 @@ impl Store for This {
                 require_exists(tx, "SELECT id FROM practitioner WHERE id = $1", r.practitioner_id, "practitioner").await?;
                 require_exists(tx, "SELECT id FROM facility WHERE id = $1", r.facility_id, "facility").await?;
                 let role = serde_json::to_value(r.role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-                sqlx::query(
+                query(
                     "INSERT INTO practitioner_role (id, practitioner_id, facility_id, role, department, active, created_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
@@ -824,7 +825,7 @@ impl Store for This {
     }
 
     async fn list_practitioner_roles(&self, practitioner_id: Uuid) -> Result<Vec<PractitionerRole>> {
-        sqlx::query(
+        query(
             "SELECT id, practitioner_id, facility_id, role, department, active FROM practitioner_role
              WHERE practitioner_id = $1 ORDER BY created_at, id",
         )
@@ -886,7 +887,7 @@ impl Store for This {
     }
 
     async fn get_patient(&self, id: Uuid) -> Result<Option<Patient>> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {PATIENT_COLS} FROM patient WHERE id = $1")))
+        let row = query(AssertSqlSafe(format!("SELECT {PATIENT_COLS} FROM patient WHERE id = $1")))
             .bind(id)
             .fetch_optional(self.read())
             .await?;
@@ -930,7 +931,7 @@ impl Store for This {
     }
 
     async fn find_by_identifier(&self, kind: IdentifierType, value: &str) -> Result<Option<Patient>> {
-        let row = sqlx::query("SELECT patient_id FROM patient_identifier WHERE kind = $1 AND value = $2")
+        let row = query("SELECT patient_id FROM patient_identifier WHERE kind = $1 AND value = $2")
             .bind(kind.as_str())
             .bind(value)
             .fetch_optional(self.read())
@@ -1002,7 +1003,7 @@ impl Store for This {
         let mut enrolments = Vec::new();
         let mut encounters = Vec::new();
         for pid in std::iter::once(patient.id).chain(merged_ids.iter().copied()) {
-            for r in sqlx::query("SELECT * FROM enrolment WHERE patient_id = $1 ORDER BY valid_from, id")
+            for r in query("SELECT * FROM enrolment WHERE patient_id = $1 ORDER BY valid_from, id")
                 .bind(pid)
                 .fetch_all(self.read())
                 .await?
@@ -1010,7 +1011,7 @@ impl Store for This {
                 enrolments.push(enrolment_from_row(&r)?);
             }
             for r in
-                sqlx::query("SELECT * FROM encounter WHERE patient_id = $1").bind(pid).fetch_all(self.read()).await?
+                query("SELECT * FROM encounter WHERE patient_id = $1").bind(pid).fetch_all(self.read()).await?
             {
                 encounters.push(encounter_from_row(&r)?);
             }
@@ -1027,7 +1028,7 @@ impl Store for This {
     }
 
     async fn count_patients(&self) -> Result<u64> {
-        let r = sqlx::query("SELECT COUNT(*) AS n FROM patient").fetch_one(self.read()).await?;
+        let r = query("SELECT COUNT(*) AS n FROM patient").fetch_one(self.read()).await?;
         Ok(r.try_get::<i64, _>("n")? as u64)
     }
 
@@ -1061,7 +1062,7 @@ impl Store for This {
                     undone_at: None,
                     undo_reason: None,
                 };
-                sqlx::query(
+                query(
                     "INSERT INTO patient_merge (region_key, id, survivor_id, merged_id, reason, merged_by, merged_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
@@ -1084,7 +1085,7 @@ impl Store for This {
         let args = (merge_id, by, reason.to_owned(), at);
         self.transact(&args, |tx, (merge_id, by, reason, at)| {
             Box::pin(async move {
-                let row = sqlx::query("SELECT * FROM patient_merge WHERE id = $1")
+                let row = query("SELECT * FROM patient_merge WHERE id = $1")
                     .bind(*merge_id)
                     .fetch_optional(&mut **tx)
                     .await?
@@ -1104,7 +1105,7 @@ impl Store for This {
                     .into());
                 }
                 set_patient_status(tx, &merged, PatientStatus::Active).await?;
-                sqlx::query(
+                query(
                     "UPDATE patient_merge SET undone_by = $1, undone_at = $2, undo_reason = $3 WHERE region_key = $4 AND id = $5",
                 )
                 .bind(*by)
@@ -1124,7 +1125,7 @@ impl Store for This {
     }
 
     async fn merge_history(&self, patient_id: Uuid) -> Result<Vec<MergeRecord>> {
-        sqlx::query("SELECT * FROM patient_merge WHERE survivor_id = $1 OR merged_id = $1 ORDER BY merged_at, id")
+        query("SELECT * FROM patient_merge WHERE survivor_id = $1 OR merged_id = $1 ORDER BY merged_at, id")
             .bind(patient_id)
             .fetch_all(self.read())
             .await?
@@ -1134,7 +1135,7 @@ impl Store for This {
     }
 
     async fn get_merge(&self, merge_id: Uuid) -> Result<Option<MergeRecord>> {
-        sqlx::query("SELECT * FROM patient_merge WHERE id = $1")
+        query("SELECT * FROM patient_merge WHERE id = $1")
             .bind(merge_id)
             .fetch_optional(self.read())
             .await?
@@ -1147,7 +1148,7 @@ impl Store for This {
         self.transact(e, |tx, e| {
             Box::pin(async move {
                 let p = get_patient_tx(tx, e.patient_id).await?.ok_or_else(|| StoreError::not_found(format!("patient {}", e.patient_id)))?;
-                sqlx::query(
+                query(
                     "INSERT INTO enrolment (region_key, id, patient_id, scheme, insured_region, filing_status, filed_region, valid_from, valid_to, created_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
@@ -1170,7 +1171,7 @@ impl Store for This {
     }
 
     async fn enrolments(&self, patient_id: Uuid) -> Result<Vec<Enrolment>> {
-        sqlx::query("SELECT * FROM enrolment WHERE patient_id = $1 ORDER BY valid_from, id")
+        query("SELECT * FROM enrolment WHERE patient_id = $1 ORDER BY valid_from, id")
             .bind(patient_id)
             .fetch_all(self.read())
             .await?
@@ -1192,7 +1193,7 @@ impl Store for This {
                 if p.region_key != e.region_key {
                     return Err(StoreError::Corrupt("encounter region key differs from its patient's".into()));
                 }
-                sqlx::query(
+                query(
                     "INSERT INTO encounter (region_key, id, patient_id, facility_id, department, practitioner_id, class,
                        started_at, ended_at, diagnoses, procedures, total_cost_fen, created_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
@@ -1295,10 +1296,10 @@ impl Store for This {
         self.transact(u, |tx, u| {
             Box::pin(async move {
                 require_exists(tx, "SELECT id FROM facility WHERE id = $1", u.facility_id, "facility").await?;
-                if sqlx::query("SELECT id FROM app_user WHERE username = $1").bind(u.username.as_str()).fetch_optional(&mut **tx).await?.is_some() {
+                if query("SELECT id FROM app_user WHERE username = $1").bind(u.username.as_str()).fetch_optional(&mut **tx).await?.is_some() {
                     return Err(StoreError::Duplicate { what: format!("user {}", u.username), existing: None });
                 }
-                sqlx::query(
+                query(
                     "INSERT INTO app_user (id, username, display_name, facility_id, roles, password_hash, active, created_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
@@ -1319,7 +1320,7 @@ impl Store for This {
     }
 
     async fn get_user(&self, id: Uuid) -> Result<Option<User>> {
-        sqlx::query("SELECT * FROM app_user WHERE id = $1")
+        query("SELECT * FROM app_user WHERE id = $1")
             .bind(id)
             .fetch_optional(self.read())
             .await?
@@ -1329,7 +1330,7 @@ impl Store for This {
     }
 
     async fn get_user_by_username(&self, username: &str) -> Result<Option<User>> {
-        sqlx::query("SELECT * FROM app_user WHERE username = $1")
+        query("SELECT * FROM app_user WHERE username = $1")
             .bind(username)
             .fetch_optional(self.read())
             .await?
@@ -1339,7 +1340,7 @@ impl Store for This {
     }
 
     async fn list_users(&self) -> Result<Vec<User>> {
-        sqlx::query("SELECT * FROM app_user ORDER BY username")
+        query("SELECT * FROM app_user ORDER BY username")
             .fetch_all(self.read())
             .await?
             .iter()
@@ -1351,7 +1352,7 @@ impl Store for This {
         self.transact(t, |tx, t| {
             Box::pin(async move {
                 require_exists(tx, "SELECT id FROM app_user WHERE id = $1", t.user_id, "user").await?;
-                sqlx::query(
+                query(
                     "INSERT INTO auth_token (token_hash, user_id, kind, label, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(t.token_hash.clone())
@@ -1369,7 +1370,7 @@ impl Store for This {
     }
 
     async fn find_token(&self, token_hash: &[u8], now: OffsetDateTime) -> Result<Option<(TokenRecord, User)>> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT t.kind, t.label, t.created_at AS t_created, t.expires_at, u.* FROM auth_token t JOIN app_user u ON u.id = t.user_id
              WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)",
         )
@@ -1395,7 +1396,7 @@ impl Store for This {
         let args = (token_hash.to_vec(), at);
         self.transact(&args, |tx, (h, at)| {
             Box::pin(async move {
-                sqlx::query("UPDATE auth_token SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
+                query("UPDATE auth_token SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL")
                     .bind(ms(*at))
                     .bind(h.clone())
                     .execute(&mut **tx)
@@ -1414,7 +1415,7 @@ impl Store for This {
         records.extend(self.get_patients(&merged).await?);
         let ids: Vec<Uuid> = records.iter().map(|p| p.id).collect();
         // the user's community and its policy, in one read
-        let row = sqlx::query(
+        let row = query(
             "SELECT f.community_id, c.community_wide_read FROM facility f LEFT JOIN community c ON c.id = f.community_id
              WHERE f.id = $1",
         )
@@ -1475,7 +1476,7 @@ impl Store for This {
     async fn record_access(&self, e: &AccessLogEntry) -> Result<()> {
         self.transact(e, |tx, e| {
             Box::pin(async move {
-                sqlx::query(
+                query(
                     "INSERT INTO access_log (region_key, id, at, user_id, facility_id, patient_id, action, basis, reason, client_addr)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )

@@ -208,10 +208,7 @@ fn outbox_payload(n: &Notification) -> String {
 
 /// A unique violation (the referral_event version index, a taken key) as its own error.
 fn on_unique_violation(e: StoreError, then: impl FnOnce() -> StoreError) -> StoreError {
-    match &e {
-        StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => then(),
-        _ => e,
-    }
+    if e.is_unique_violation() { then() } else { e }
 }
 
 fn conflict(state: &str, version: i64) -> StoreError {
@@ -221,7 +218,7 @@ fn conflict(state: &str, version: i64) -> StoreError {
 }
 
 /// Bind one referral's columns, in [`REFERRAL_COLS`] order.
-fn push_referral(mut b: sqlx::query_builder::Separated<'_, Db, &'static str>, r: &Referral) -> Result<()> {
+fn push_referral(mut b: Separated<'_, Db, &'static str>, r: &Referral) -> Result<()> {
     b.push_bind(r.region_key.as_str())
         .push_bind(r.id)
         .push_bind(r.patient_id)
@@ -253,7 +250,7 @@ fn push_referral(mut b: sqlx::query_builder::Separated<'_, Db, &'static str>, r:
     Ok(())
 }
 
-fn push_event(mut b: sqlx::query_builder::Separated<'_, Db, &'static str>, e: &ReferralEvent) {
+fn push_event(mut b: Separated<'_, Db, &'static str>, e: &ReferralEvent) {
     b.push_bind(e.region_key.as_str())
         .push_bind(e.id)
         .push_bind(e.referral_id)
@@ -270,7 +267,7 @@ fn push_event(mut b: sqlx::query_builder::Separated<'_, Db, &'static str>, e: &R
         .push_bind(e.timepoint.map(Timepoint::as_str));
 }
 
-fn push_follow_up(mut b: sqlx::query_builder::Separated<'_, Db, &'static str>, t: &FollowUpTask) {
+fn push_follow_up(mut b: Separated<'_, Db, &'static str>, t: &FollowUpTask) {
     b.push_bind(t.region_key.as_str())
         .push_bind(t.id)
         .push_bind(t.patient_id)
@@ -283,7 +280,7 @@ fn push_follow_up(mut b: sqlx::query_builder::Separated<'_, Db, &'static str>, t
         .push_bind(t.note.as_deref());
 }
 
-fn push_filing(mut b: sqlx::query_builder::Separated<'_, Db, &'static str>, f: &Filing) {
+fn push_filing(mut b: Separated<'_, Db, &'static str>, f: &Filing) {
     b.push_bind(f.region_key.as_str())
         .push_bind(f.id)
         .push_bind(f.patient_id)
@@ -414,7 +411,7 @@ pub(super) async fn apply_referral_change(s: &This, c: &Change) -> Result<()> {
     s.transact(c, |tx, c| {
         Box::pin(async move {
             let r = &c.referral;
-            let res = sqlx::query(
+            let res = query(
                 "UPDATE referral SET direction = $1, reach = $2, to_facility_id = $3, to_department = $4, urgency = $5,
                    green_channel = $6, reason = $7, diagnoses = $8, clinical_summary = $9, discharge_summary = $10,
                    follow_up_plan = $11, encounter_ids = $12, state = $13, version = $14, acknowledged_at = $15,
@@ -448,7 +445,7 @@ pub(super) async fn apply_referral_change(s: &This, c: &Change) -> Result<()> {
             .execute(&mut **tx)
             .await?;
             if res.rows_affected() != 1 {
-                let current = sqlx::query("SELECT state, version FROM referral WHERE region_key = $1 AND id = $2")
+                let current = query("SELECT state, version FROM referral WHERE region_key = $1 AND id = $2")
                     .bind(r.region_key.as_str())
                     .bind(r.id)
                     .fetch_optional(&mut **tx)
@@ -464,7 +461,7 @@ pub(super) async fn apply_referral_change(s: &This, c: &Change) -> Result<()> {
 }
 
 pub(super) async fn get_referral(s: &This, id: Uuid) -> Result<Option<Referral>> {
-    sqlx::query("SELECT * FROM referral WHERE id = $1")
+    query("SELECT * FROM referral WHERE id = $1")
         .bind(id)
         .fetch_optional(s.read())
         .await?
@@ -475,7 +472,7 @@ pub(super) async fn get_referral(s: &This, id: Uuid) -> Result<Option<Referral>>
 
 pub(super) async fn referral_history(s: &This, id: Uuid) -> Result<Vec<ReferralEvent>> {
     // the referral's region key in a subquery, so the history is read by its unique index
-    sqlx::query(
+    query(
         "SELECT * FROM referral_event
          WHERE region_key = (SELECT region_key FROM referral WHERE id = $1) AND referral_id = $1 ORDER BY version",
     )
@@ -622,7 +619,7 @@ pub(super) async fn due_referrals(s: &This, now: OffsetDateTime, limit: u32) -> 
         "SELECT * FROM referral WHERE due_at IS NOT NULL AND due_at <= $1 AND state IN {OPEN_STATES}
          ORDER BY due_at, id LIMIT $2"
     );
-    sqlx::query(AssertSqlSafe(sql))
+    query(AssertSqlSafe(sql))
         .bind(ms(now))
         .bind(i64::from(limit))
         .fetch_all(s.read())
@@ -700,7 +697,7 @@ pub(super) async fn list_follow_ups(s: &This, f: &FollowUpFilter) -> Result<Vec<
 }
 
 pub(super) async fn get_follow_up(s: &This, id: Uuid) -> Result<Option<FollowUpTask>> {
-    sqlx::query("SELECT * FROM follow_up_task WHERE id = $1")
+    query("SELECT * FROM follow_up_task WHERE id = $1")
         .bind(id)
         .fetch_optional(s.read())
         .await?
@@ -719,7 +716,7 @@ pub(super) async fn complete_follow_up(
     let args = (id, by, at, note.map(str::to_owned));
     s.transact(&args, |tx, (id, by, at, note)| {
         Box::pin(async move {
-            let row = sqlx::query("SELECT * FROM follow_up_task WHERE id = $1")
+            let row = query("SELECT * FROM follow_up_task WHERE id = $1")
                 .bind(*id)
                 .fetch_optional(&mut **tx)
                 .await?
@@ -731,7 +728,7 @@ pub(super) async fn complete_follow_up(
                     date_str(china_date(done))
                 )));
             }
-            sqlx::query(
+            query(
                 "UPDATE follow_up_task SET done_at = $1, done_by = $2, note = $3
                  WHERE region_key = $4 AND id = $5 AND done_at IS NULL",
             )
@@ -781,7 +778,7 @@ pub(super) async fn list_notifications(
 }
 
 pub(super) async fn notifications_seen_until(s: &This, user_id: Uuid) -> Result<Option<OffsetDateTime>> {
-    sqlx::query("SELECT seen_until FROM notification_seen WHERE user_id = $1")
+    query("SELECT seen_until FROM notification_seen WHERE user_id = $1")
         .bind(user_id)
         .fetch_optional(s.read())
         .await?
@@ -794,7 +791,7 @@ pub(super) async fn mark_notifications_seen(s: &This, user_id: Uuid, until: Offs
     s.transact(&args, |tx, (user_id, until)| {
         Box::pin(async move {
             // the marker never moves back: keep the later of the two
-            sqlx::query(
+            query(
                 "INSERT INTO notification_seen (user_id, seen_until) VALUES ($1, $2)
                  ON CONFLICT (user_id) DO UPDATE SET seen_until = CASE
                    WHEN excluded.seen_until > notification_seen.seen_until THEN excluded.seen_until
@@ -812,7 +809,7 @@ pub(super) async fn mark_notifications_seen(s: &This, user_id: Uuid, until: Offs
 
 pub(super) async fn pending_outbox(s: &This, limit: u32) -> Result<Vec<OutboxMessage>> {
     let limit = if limit == 0 { 100 } else { limit.min(1000) };
-    sqlx::query("SELECT * FROM outbox WHERE delivered_at IS NULL ORDER BY created_at, id LIMIT $1")
+    query("SELECT * FROM outbox WHERE delivered_at IS NULL ORDER BY created_at, id LIMIT $1")
         .bind(i64::from(limit))
         .fetch_all(s.read())
         .await?

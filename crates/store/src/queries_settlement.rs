@@ -84,10 +84,7 @@ fn settlement_from_row(r: &DbRow) -> Result<SettlementRecord> {
 
 /// A unique violation: a concurrent transaction wrote first; run again (see the top).
 fn retry_on_unique_violation(e: StoreError) -> StoreError {
-    match &e {
-        StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => StoreError::Busy,
-        _ => e,
-    }
+    if e.is_unique_violation() { StoreError::Busy } else { e }
 }
 
 fn check_txn_no(field: &str, v: &str) -> Result<()> {
@@ -102,8 +99,8 @@ fn check_txn_no(field: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
-async fn by_id<'e, E: sqlx::Executor<'e, Database = Db>>(e: E, id: Uuid) -> Result<Option<SettlementRecord>> {
-    sqlx::query(AssertSqlSafe(format!("SELECT {SETTLEMENT_COLS} FROM settlement WHERE id = $1")))
+async fn by_id<'e, E: Executor<'e, Database = Db>>(e: E, id: Uuid) -> Result<Option<SettlementRecord>> {
+    query(AssertSqlSafe(format!("SELECT {SETTLEMENT_COLS} FROM settlement WHERE id = $1")))
         .bind(id)
         .fetch_optional(e)
         .await?
@@ -114,12 +111,12 @@ async fn by_id<'e, E: sqlx::Executor<'e, Database = Db>>(e: E, id: Uuid) -> Resu
 
 /// By the facility's transaction number. The unique key includes the region (the
 /// distribution key); on one node this finds the number whatever the patient's region.
-async fn by_txn<'e, E: sqlx::Executor<'e, Database = Db>>(
+async fn by_txn<'e, E: Executor<'e, Database = Db>>(
     e: E,
     facility_id: Uuid,
     txn_no: &str,
 ) -> Result<Option<SettlementRecord>> {
-    sqlx::query(AssertSqlSafe(format!(
+    query(AssertSqlSafe(format!(
         "SELECT {SETTLEMENT_COLS} FROM settlement WHERE facility_id = $1 AND txn_no = $2 ORDER BY created_at, id LIMIT 1"
     )))
     .bind(facility_id)
@@ -133,7 +130,7 @@ async fn by_txn<'e, E: sqlx::Executor<'e, Database = Db>>(
 
 /// The person's accumulator row of `year` (zeros when none), read inside the transaction.
 async fn accumulators_tx(tx: &mut Tx, region_key: &str, patient_id: Uuid, year: i32) -> Result<Accumulators> {
-    let row = sqlx::query(
+    let row = query(
         "SELECT inpatient_fund_paid_fen, outpatient_fund_paid_fen FROM insurance_accumulator
          WHERE region_key = $1 AND patient_id = $2 AND year = $3",
     )
@@ -160,7 +157,7 @@ async fn set_accumulators(
     acc: &Accumulators,
     at: OffsetDateTime,
 ) -> Result<()> {
-    sqlx::query(
+    query(
         "INSERT INTO insurance_accumulator
            (region_key, patient_id, year, inpatient_fund_paid_fen, outpatient_fund_paid_fen, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6)
@@ -249,7 +246,7 @@ async fn settle_tx(tx: &mut Tx, req: &SettleRequest, policies: &PolicySet) -> Re
         )
         .into());
     }
-    let facility = sqlx::query("SELECT tier FROM facility WHERE id = $1")
+    let facility = query("SELECT tier FROM facility WHERE id = $1")
         .bind(req.facility_id)
         .fetch_optional(&mut **tx)
         .await?
@@ -268,7 +265,7 @@ async fn settle_tx(tx: &mut Tx, req: &SettleRequest, policies: &PolicySet) -> Re
         .into());
     }
     if let Some(encounter_id) = req.encounter_id {
-        let e = sqlx::query("SELECT patient_id, facility_id FROM encounter WHERE region_key = $1 AND id = $2")
+        let e = query("SELECT patient_id, facility_id FROM encounter WHERE region_key = $1 AND id = $2")
             .bind(req.region_key.as_str())
             .bind(encounter_id)
             .fetch_optional(&mut **tx)
@@ -291,7 +288,7 @@ async fn settle_tx(tx: &mut Tx, req: &SettleRequest, policies: &PolicySet) -> Re
             )
             .into());
         }
-        let settled = sqlx::query(
+        let settled = query(
             "SELECT id, txn_no FROM settlement
              WHERE region_key = $1 AND encounter_id = $2 AND status = 'settled' AND encounter_id IS NOT NULL",
         )
@@ -350,7 +347,7 @@ async fn reverse_tx(tx: &mut Tx, id: Uuid, txn_no: &str, at: OffsetDateTime) -> 
             s.reversal_txn_no.as_deref().unwrap_or("?")
         )));
     }
-    let used = sqlx::query("SELECT id FROM settlement WHERE facility_id = $1 AND reversal_txn_no = $2")
+    let used = query("SELECT id FROM settlement WHERE facility_id = $1 AND reversal_txn_no = $2")
         .bind(s.facility_id)
         .bind(txn_no)
         .fetch_optional(&mut **tx)
@@ -372,7 +369,7 @@ async fn reverse_tx(tx: &mut Tx, id: Uuid, txn_no: &str, at: OffsetDateTime) -> 
             s.patient_id
         )));
     }
-    let done = sqlx::query(
+    let done = query(
         "UPDATE settlement SET status = 'reversed', reversal_txn_no = $1, reversed_at = $2
          WHERE region_key = $3 AND id = $4 AND status = 'settled'",
     )
@@ -419,7 +416,7 @@ pub(super) async fn find_settlement_by_txn(
 }
 
 pub(super) async fn accumulators(s: &This, patient_id: Uuid, year: i32) -> Result<Accumulators> {
-    let row = sqlx::query(
+    let row = query(
         "SELECT inpatient_fund_paid_fen, outpatient_fund_paid_fen FROM insurance_accumulator
          WHERE patient_id = $1 AND year = $2",
     )

@@ -1,15 +1,17 @@
 //! SQLite backend: the embedded default. One file in the data directory, WAL mode,
-//! `synchronous=NORMAL`, foreign keys on. Writes go through a single-connection pool and
-//! `BEGIN IMMEDIATE`, so writers queue instead of failing busy; reads use their own pool.
+//! `synchronous=NORMAL`, foreign keys on. Statements run on the calling thread through
+//! rusqlite (`lite.rs`, which mirrors the part of sqlx's API the queries use). Writes go
+//! through the one writer connection and `BEGIN IMMEDIATE`, so writers queue on its lock
+//! instead of failing busy; reads use a small pool of their own connections.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Pool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use crate::lite::{AssertSqlSafe, Executor, QueryBuilder, Row, Separated, query, raw_sql};
 
-type Db = sqlx::Sqlite;
+type Db = crate::lite::Sqlite;
+type Tx = crate::lite::Transaction;
+type DbRow = Row;
 type This = SqliteStore;
 const BACKEND: Backend = Backend::Sqlite;
 const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::SQLITE;
@@ -17,12 +19,14 @@ const MIGRATIONS: &[crate::migrate::Migration] = crate::migrate::SQLITE;
 /// SQLite needs no statement journal (a copy of every page a 1,000-row insert touches).
 /// The enclosing transaction is rolled back on any error, so nothing partial remains.
 const BULK_INSERT: &str = "INSERT OR FAIL INTO";
+/// Reader connections kept open (about one per thread that reads at once is used).
+const MAX_READERS: usize = 8;
 
 /// The SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
-    read: Pool<Db>,
-    write: Pool<Db>,
+    read: std::sync::Arc<crate::lite::ReadPool>,
+    write: std::sync::Arc<crate::lite::Writer>,
 }
 
 impl SqliteStore {
@@ -32,29 +36,16 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let opts = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
-            .pragma("temp_store", "memory");
-        // the writer keeps more pages (up to 1 GiB, allocated as used): bulk imports touch every index
-        // and checkpoints less often (40 MB of WAL), so bulk writes are not copied twice as often
-        let write_opts = opts.clone().pragma("cache_size", "-1048576").pragma("wal_autocheckpoint", "10000");
-        let write = SqlitePoolOptions::new().max_connections(1).connect_with(write_opts).await?;
-        let read =
-            SqlitePoolOptions::new().max_connections(8).connect_with(opts.pragma("cache_size", "-65536")).await?;
-        Ok(SqliteStore { read, write })
+        let (write, read) = crate::lite::open(path, MAX_READERS)?;
+        Ok(SqliteStore { read: std::sync::Arc::new(read), write })
     }
 
-    fn read(&self) -> &Pool<Db> {
+    fn read(&self) -> &crate::lite::ReadPool {
         &self.read
     }
 
     async fn begin(&self) -> Result<Tx> {
-        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(crate::lite::Transaction::begin(&self.write, "BEGIN IMMEDIATE").await?)
     }
 }
 
