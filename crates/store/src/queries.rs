@@ -47,7 +47,10 @@ mod settlement {
 /// Rows per multi-row INSERT in bulk imports (13 columns × 1,000 = 13,000 parameters,
 /// under SQLite's 32,766 and PostgreSQL's 65,535).
 const IMPORT_CHUNK: usize = 1_000;
-const MAX_TX_ATTEMPTS: u32 = 8;
+/// Serialization failures among concurrent writers of one row (say 16 settlements of one
+/// person at once on PostgreSQL) resolve one winner per round, so a writer may need as many
+/// attempts as there are writers; with the backoff this gives up after about 2 s.
+const MAX_TX_ATTEMPTS: u32 = 32;
 /// Merges are followed at most this far (a chain longer than this is corrupt data).
 const MAX_MERGE_HOPS: usize = 16;
 

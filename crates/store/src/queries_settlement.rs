@@ -111,13 +111,15 @@ async fn by_id<'e, E: Executor<'e, Database = Db>>(e: E, id: Uuid) -> Result<Opt
 
 /// By the facility's transaction number. The unique key includes the region (the
 /// distribution key); on one node this finds the number whatever the patient's region.
+/// `created_at + 0`: ordered by the bare column, SQLite walks `settlement_journal` (every
+/// settlement of the facility, growing with the table) instead of `settlement_by_txn`.
 async fn by_txn<'e, E: Executor<'e, Database = Db>>(
     e: E,
     facility_id: Uuid,
     txn_no: &str,
 ) -> Result<Option<SettlementRecord>> {
     query(AssertSqlSafe(format!(
-        "SELECT {SETTLEMENT_COLS} FROM settlement WHERE facility_id = $1 AND txn_no = $2 ORDER BY created_at, id LIMIT 1"
+        "SELECT {SETTLEMENT_COLS} FROM settlement WHERE facility_id = $1 AND txn_no = $2 ORDER BY created_at + 0, id LIMIT 1"
     )))
     .bind(facility_id)
     .bind(txn_no)
@@ -526,7 +528,7 @@ pub(super) async fn outflow_report(
     to_exclusive: Date,
 ) -> Result<Vec<crate::OutflowRow>> {
     let province: String = insured_county.chars().take(2).collect();
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT month, destination, tier, COUNT(*) AS n,
            CAST(SUM(total_fen) AS BIGINT) AS total_fen, CAST(SUM(fund_fen) AS BIGINT) AS fund_fen
          FROM (
@@ -565,7 +567,7 @@ pub(super) async fn outflow_report(
 }
 
 pub(super) async fn clearing_report(s: &This, from: Date, to_exclusive: Date) -> Result<Vec<crate::ClearingRow>> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT substr(s.service_date, 1, 7) AS month,
            substr(s.insured_region, 1, 2) || '0000' AS insured_province,
            substr(f.region_code, 1, 2) || '0000' AS treatment_province,
