@@ -210,6 +210,15 @@ test('the clerk finds a patient, previews and settles a bill, prints the receipt
   await page.locator(`table.journal tbody tr[data-txn="${txn}"]`).getByRole('link', { name: txn }).click();
   await page.getByRole('heading', { level: 1, name: `结算详情 · ${txn}` }).waitFor();
   assert.ok(squash(await page.locator('main > .receipt').innerText()).includes('已冲正'));
+  // …after a reload too (read back from the store): the bill's lines with their items,
+  // quantities and prices, and the reversal's reason
+  await page.reload();
+  await page.getByRole('heading', { level: 1, name: `结算详情 · ${txn}` }).waitFor();
+  const back = squash(await page.locator('main > .receipt').innerText());
+  for (const s of [amox.name, valsartan.name, amox.code, valsartan.code, '冲正原因', '收费项目录入错误，患者同意冲正后重新结算']) {
+    assert.ok(back.includes(s), `${s} on the reloaded receipt: ${back}`);
+  }
+  assert.equal(await page.locator('main > .receipt table.rc-lines tbody tr').count(), 2, 'both lines');
   // the explanation in English too (translated by step code)
   await page.getByRole('button', { name: 'Switch to English' }).click();
   await page.getByRole('heading', { level: 1, name: `Settlement · ${txn}` }).waitFor();

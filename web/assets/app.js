@@ -362,7 +362,7 @@
     'step.no_referral_reduction': '未经转诊住院：报销比例下调至 {rate}', 'step.out_of_region_reduction': '参保地外就医：报销比例下调至 {rate}',
     'step.fund': '统筹基金按 {rate} 支付', 'step.coinsurance': '其余按比例由个人支付', 'step.above_ceiling': '超过年度封顶线或门诊统筹限额的部分，由个人支付',
     'rc.title': '医疗费用结算单', 'rc.facility': '结算机构', 'rc.patient': '患者', 'rc.id': '身份证号', 'rc.txn': '交易流水号', 'rc.time': '结算时间',
-    'rc.date': '就诊日期', 'rc.setting': '就诊类别', 'rc.status': '状态', 'rc.reversed': '已于 {t} 冲正（冲正流水号 {txn}）', 'rc.lines': '费用明细', 'rc.split': '费用分割',
+    'rc.date': '就诊日期', 'rc.setting': '就诊类别', 'rc.status': '状态', 'rc.reversed': '已于 {t} 冲正（冲正流水号 {txn}）', 'rc.reversal_reason': '冲正原因', 'rc.lines': '费用明细', 'rc.split': '费用分割',
     'rc.sign': '患者签字：', 'rc.clerk': '经办人：{name}',
     'jr.title': '日结', 'jr.filters': '查询条件', 'jr.date': '结算日期', 'jr.facility': '机构', 'jr.status': '状态', 'jr.all': '全部', 'jr.apply': '查询',
     'jr.totals': '{date} 合计', 'jr.count': '笔数', 'jr.reversed_count': '冲正笔数', 'jr.reversed_fund': '冲正基金金额',
@@ -387,7 +387,7 @@
     'err.settlement.policy_expired': '适用的医保政策已过期。', 'err.settlement.no_lines': '请至少添加一项费用。', 'err.settlement.amount': '金额不正确。',
     'err.settlement.unknown_item': '本地医保目录中没有该编码。', 'err.settlement.price_above_limit': '单价超过目录限价。', 'err.settlement.quantity': '数量须为 1 以上的整数。',
     'err.settlement.price_negative': '单价不能为负数。', 'err.settlement.amount_overflow': '金额过大。', 'err.settlement.too_many_lines': '费用明细行数过多。',
-    'err.settlement.other_facility': '该结算不属于您可查看的机构。', 'err.settlement.reversal_conflict': '该结算已用另一个冲正流水号冲正。',
+    'err.settlement.other_facility': '该结算不属于您可查看的机构。', 'err.settlement.reversal_reason': '请填写冲正原因（1 至 200 字）。', 'err.settlement.reversal_conflict': '该结算已用另一个冲正流水号冲正。',
     'err.settlement.date_future': '就诊日期不能晚于今天。', 'err.settlement.no_catalogue': '本机构所在地区没有加载医保目录。',
     'err.settlement.no_facility': '您所在的机构未登记。', 'err.settlement.no_relationship': '本机构与该患者没有诊疗关系，请先通过身份证号识别患者。',
     'err.settlement.patient_merged': '该档案已合并到另一档案，请在保留的档案上结算。', 'err.settlement.txn_no': '请填写交易流水号。',
@@ -432,7 +432,7 @@
     'step.no_referral_reduction': 'A stay without a referral: the rate is reduced to {rate}', 'step.out_of_region_reduction': 'Care outside the insured region: the rate is reduced to {rate}',
     'step.fund': 'The fund pays {rate}', 'step.coinsurance': 'The rest, paid by the patient (coinsurance)', 'step.above_ceiling': 'Above the annual ceiling or the outpatient pool cap, paid by the patient',
     'rc.title': 'Medical bill settlement receipt', 'rc.facility': 'Facility', 'rc.patient': 'Patient', 'rc.id': 'Identity number', 'rc.txn': 'Transaction number', 'rc.time': 'Settled at',
-    'rc.date': 'Day of care', 'rc.setting': 'Setting', 'rc.status': 'Status', 'rc.reversed': 'Reversed at {t} (reversal number {txn})', 'rc.lines': 'Bill lines', 'rc.split': 'Split',
+    'rc.date': 'Day of care', 'rc.setting': 'Setting', 'rc.status': 'Status', 'rc.reversed': 'Reversed at {t} (reversal number {txn})', 'rc.reversal_reason': 'Reason for the reversal', 'rc.lines': 'Bill lines', 'rc.split': 'Split',
     'rc.sign': 'Patient\u2019s signature:', 'rc.clerk': 'Clerk: {name}',
     'jr.title': 'Daily journal', 'jr.filters': 'Filters', 'jr.date': 'Day', 'jr.facility': 'Facility', 'jr.status': 'Status', 'jr.all': 'All', 'jr.apply': 'Show',
     'jr.totals': 'Totals of {date}', 'jr.count': 'Settlements', 'jr.reversed_count': 'Reversed', 'jr.reversed_fund': 'Fund reversed',
@@ -457,7 +457,7 @@
     'err.settlement.policy_expired': 'The policy that applies has expired.', 'err.settlement.no_lines': 'Add at least one bill line.', 'err.settlement.amount': 'The amount is not right.',
     'err.settlement.unknown_item': 'The local catalogue has no item with this code.', 'err.settlement.price_above_limit': 'The unit price is above the catalogue limit.', 'err.settlement.quantity': 'The quantity is a whole number, at least 1.',
     'err.settlement.price_negative': 'A unit price cannot be negative.', 'err.settlement.amount_overflow': 'The amount is too large.', 'err.settlement.too_many_lines': 'Too many bill lines.',
-    'err.settlement.other_facility': 'This settlement is of a facility outside your scope.', 'err.settlement.reversal_conflict': 'This settlement was reversed under another reversal number.',
+    'err.settlement.other_facility': 'This settlement is of a facility outside your scope.', 'err.settlement.reversal_reason': 'Give the reason for the reversal (1 to 200 characters).', 'err.settlement.reversal_conflict': 'This settlement was reversed under another reversal number.',
     'err.settlement.date_future': 'The day of care cannot be after today.', 'err.settlement.no_catalogue': 'No insurance catalogue is loaded for the region of your facility.',
     'err.settlement.no_facility': 'Your facility is not registered.', 'err.settlement.no_relationship': 'Your facility has no care relationship with this patient; identify the patient by the identity number first.',
     'err.settlement.patient_merged': 'This record was merged into another; settle on the surviving record.', 'err.settlement.txn_no': 'Give the transaction number.',
@@ -1619,11 +1619,12 @@
         h('dt', {}, t('rc.date')), h('dd', {}, v.date || ''),
         h('dt', {}, t('rc.setting')), h('dd', {}, word('setting', v.setting)),
         h('dt', {}, t('rc.status')), h('dd', {}, statusTag(v.status),
-          v.status === 'reversed' ? ' ' + t('rc.reversed', { t: dateTime(v.reversed_at), txn: v.reversal_txn_no || '' }) : '')),
+          v.status === 'reversed' ? ' ' + t('rc.reversed', { t: dateTime(v.reversed_at), txn: v.reversal_txn_no || '' }) : ''),
+        v.reversal_reason ? [h('dt', {}, t('rc.reversal_reason')), h('dd', { class: 'rc-reason' }, v.reversal_reason)] : null),
       h('h3', {}, t('rc.lines')),
       table('rc-lines', [t('st.col.code'), t('st.col.name'), t('st.col.class'), t('st.col.qty'), t('st.col.price'), t('st.col.amount')],
-        (v.lines || []).map((l) => [{ cell: l.code, cls: 'mono' }, l.name || '', word('iclass', l.class), { cell: String(l.quantity), cls: 'num' },
-          { cell: moneyEl(l.unit_price_fen), cls: 'num' }, { cell: moneyEl(l.amount_fen), cls: 'num' }])),
+        (v.lines || []).map((l) => [{ cell: l.code || '', cls: 'mono' }, l.name || '', word('iclass', l.class), { cell: l.quantity == null ? '' : String(l.quantity), cls: 'num' },
+          { cell: l.unit_price_fen == null ? '' : moneyEl(l.unit_price_fen), cls: 'num' }, { cell: moneyEl(l.amount_fen), cls: 'num' }])),
       h('h3', {}, t('rc.split')), splitFacts(v),
       h('p', { class: 'rc-sign' }, t('rc.sign'), h('span', { class: 'sign-line' }), me ? ' ' + t('rc.clerk', { name: me.display_name }) : ''));
   }
@@ -1967,7 +1968,7 @@
 
   // ---------------------------------------------------------------- journal (日结) and reversal
   function reverseDialog(v, done) {
-    const reason = h('textarea', { name: 'reason', rows: '3', maxlength: '500', 'aria-required': 'true' });
+    const reason = h('textarea', { name: 'reason', rows: '3', maxlength: '200', 'aria-required': 'true' });
     const rtxn = h('input', { name: 'txn_no', value: 'R-' + v.txn_no, class: 'mono', autocomplete: 'off', maxlength: '64' });
     let result = null;
     const m = modal(t('jr.reverse_title', { txn: v.txn_no }), [field(t('jr.reason'), reason), field(t('jr.reversal_txn'), rtxn)], t('jr.reverse'), async () => {

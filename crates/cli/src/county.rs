@@ -112,10 +112,12 @@ pub fn settlement_record(g: GeneratedSettlement) -> SettlementRecord {
         patient_id: g.patient_id,
         encounter_id: Some(g.encounter_id),
         claim: g.claim,
+        items: g.items,
         split: g.split,
         status,
         created_at: g.settled_at,
         reversed_at,
+        reversal_reason: reversal_txn_no.is_some().then(|| tiercare_sim::settlements::REVERSAL_REASON.to_owned()),
         reversal_txn_no,
         replayed: false,
     }

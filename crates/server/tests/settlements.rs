@@ -205,6 +205,24 @@ async fn a_county_bill_is_split_to_the_fen_and_previews_store_nothing() {
     let read = s.get(&format!("/api/v1/settlements/{id}"), &clerk).await;
     read.expect_status(200);
     assert_eq!(money(&read.json), expected);
+    // …with the lines as billed (the receipt can be printed again)
+    assert_eq!(read.json["lines"], done.json["lines"], "read back with the settle answer's lines");
+    assert_eq!(read.json["lines"].as_array().map(Vec::len), Some(4));
+    let l1 = &read.json["lines"][1];
+    assert_eq!(
+        (l1["code"].as_str(), l1["quantity"].as_i64(), l1["unit_price_fen"].as_i64(), l1["amount_fen"].as_i64()),
+        (Some(BED), Some(4), Some(3_500), Some(14_000)),
+        "{l1}"
+    );
+    assert!(l1["name"].as_str().is_some_and(|n| !n.is_empty()), "the catalogue's name: {l1}");
+    assert!(l1["kind"].is_string() && l1["class"].is_string(), "{l1}");
+    let l2 = &read.json["lines"][2];
+    assert_eq!(
+        (l2["code"].as_str(), l2["quantity"].as_i64(), l2["class"].as_str()),
+        (Some(CEFTRIAXONE), Some(10), Some("b"))
+    );
+    assert_eq!(read.json["reversal_reason"], Value::Null);
+    assert_eq!(again.json["lines"], done.json["lines"], "a replay answers the same lines");
     let log = s
         .store
         .query_access_log(&AccessLogFilter { patient_id: Some(p), limit: 100, ..Default::default() })
@@ -216,27 +234,50 @@ async fn a_county_bill_is_split_to_the_fen_and_previews_store_nothing() {
     let j = s.get("/api/v1/settlements", &clerk).await;
     j.expect_status(200);
     assert_eq!(j.json["totals"]["count"], 1);
+    assert_eq!(j.json["rows"][0]["lines"], done.json["lines"], "the journal row has the lines");
     assert_eq!(j.json["totals"]["fund_fen"], 68_880);
     let a = s.get(&format!("/api/v1/patients/{p}/accumulators?year=2026"), &clerk).await;
     a.expect_status(200);
     assert_eq!(a.json["inpatient_fund_paid_fen"], 68_880);
     assert_eq!(a.json["annual_ceiling_fen"], 30_000_000);
 
+    // a reversal needs a reason (1 to 200 characters): refused, nothing written
+    for body in [
+        json!({"txn_no": "R-1"}),
+        json!({"txn_no": "R-1", "reason": "   "}),
+        json!({"txn_no": "R-1", "reason": "错".repeat(201)}),
+    ] {
+        s.post(&format!("/api/v1/settlements/{id}/reversal"), &clerk, body)
+            .await
+            .expect_error(422, "settlement.reversal_reason");
+    }
+    assert_eq!(inpatient_fund(&s, p).await, 68_880, "not reversed");
     // reversal restores the accumulators exactly and is idempotent
     let rev = s
         .post(&format!("/api/v1/settlements/{id}/reversal"), &clerk, json!({"txn_no": "R-1", "reason": "录入错误"}))
         .await;
     rev.expect_status(200);
     assert_eq!(rev.json["status"], "reversed");
+    assert_eq!(rev.json["reversal_reason"], "录入错误");
+    assert_eq!(rev.json["lines"], done.json["lines"], "the reversal answer has the lines");
     assert_eq!(inpatient_fund(&s, p).await, 0);
-    let rev2 = s.post(&format!("/api/v1/settlements/{id}/reversal"), &clerk, json!({"txn_no": "R-1"})).await;
+    let back = s.get(&format!("/api/v1/settlements/{id}"), &clerk).await;
+    back.expect_status(200);
+    assert_eq!(
+        (back.json["status"].as_str(), back.json["reversal_reason"].as_str()),
+        (Some("reversed"), Some("录入错误"))
+    );
+    let rev2 = s
+        .post(&format!("/api/v1/settlements/{id}/reversal"), &clerk, json!({"txn_no": "R-1", "reason": "重复提交"}))
+        .await;
     rev2.expect_status(200);
     assert_eq!(rev2.json["status"], "reversed");
+    assert_eq!(rev2.json["reversal_reason"], "录入错误", "the first reversal's reason");
     assert_eq!(inpatient_fund(&s, p).await, 0);
-    s.post(&format!("/api/v1/settlements/{id}/reversal"), &clerk, json!({"txn_no": "R-2"}))
+    s.post(&format!("/api/v1/settlements/{id}/reversal"), &clerk, json!({"txn_no": "R-2", "reason": "再次冲正"}))
         .await
         .expect_error(409, "settlement.reversal_conflict");
-    s.post(&format!("/api/v1/settlements/{}/reversal", new_id()), &clerk, json!({"txn_no": "R-3"}))
+    s.post(&format!("/api/v1/settlements/{}/reversal", new_id()), &clerk, json!({"txn_no": "R-3", "reason": "x"}))
         .await
         .expect_error(404, "not_found");
 
@@ -306,7 +347,9 @@ async fn concurrent_settlements_of_one_person_never_pass_the_ceiling() {
 
     // reversing the big one gives back exactly its 29,912,000
     let id = first.id();
-    s.post(&format!("/api/v1/settlements/{id}/reversal"), &clerk, json!({"txn_no": "R-BIG"})).await.expect_status(200);
+    s.post(&format!("/api/v1/settlements/{id}/reversal"), &clerk, json!({"txn_no": "R-BIG", "reason": "超限测试"}))
+        .await
+        .expect_status(200);
     assert_eq!(inpatient_fund(&s, p).await, 88_000);
 }
 
@@ -629,7 +672,7 @@ async fn bad_bills_are_refused_and_nothing_is_written() {
     // nor read one, nor reverse one
     let id = s.store.list_settlements(&SettlementFilter { limit: 10, ..Default::default() }).await.expect("list")[0].id;
     s.get(&format!("/api/v1/settlements/{id}"), &spec).await.expect_error(403, "role.forbidden");
-    s.post(&format!("/api/v1/settlements/{id}/reversal"), &spec, json!({"txn_no": "R-9"}))
+    s.post(&format!("/api/v1/settlements/{id}/reversal"), &spec, json!({"txn_no": "R-9", "reason": "无权"}))
         .await
         .expect_error(403, "role.forbidden");
     s.call(Method::GET, "/api/v1/settlements/not-a-uuid", Some(&clerk), None).await.expect_error(404, "not_found");

@@ -43,6 +43,8 @@ pub struct GeneratedSettlement {
     pub encounter_id: Uuid,
     /// The claim as adjudicated, with the accumulators before it.
     pub claim: Claim,
+    /// The bill as the desk sent it (code, quantity, unit price), one per claim line.
+    pub items: Vec<PricedLine>,
     pub split: Split,
     /// When the desk settled it (the visit's end, or the discharge).
     pub settled_at: OffsetDateTime,
@@ -50,6 +52,9 @@ pub struct GeneratedSettlement {
     /// followed by the same bill settled again under a new number.
     pub reversal: Option<(String, OffsetDateTime)>,
 }
+
+/// Why a generated settlement was reversed (the desk corrected the bill and settled it again).
+pub const REVERSAL_REASON: &str = "收费项目录入有误，冲正后重新结算";
 
 /// A resident's settlements of the year, in the order they were made, and the encounters
 /// left unsettled.
@@ -475,6 +480,14 @@ impl County {
                 continue;
             };
             let place_cat = &settler.catalogues[settler.places[f].unwrap_or_default()];
+            let items: Vec<PricedLine> = lines
+                .iter()
+                .map(|&(item, quantity, unit_price_fen)| PricedLine {
+                    code: place_cat.catalogue.items[item].code.clone(),
+                    quantity,
+                    unit_price_fen,
+                })
+                .collect();
             let lines: Vec<BillLine> = lines
                 .iter()
                 .map(|&(item, q, p)| BillLine { class: place_cat.catalogue.items[item].class, amount_fen: q * p })
@@ -516,6 +529,7 @@ impl County {
                 patient_id: r.patient.id,
                 encounter_id: e.id,
                 claim,
+                items,
                 split,
                 settled_at,
                 reversal: None,

@@ -99,6 +99,12 @@ fn every_encounter_settles_and_every_split_adds_up() {
             let (fen, class) = cost[&s.encounter_id];
             assert_eq!(sp.total_fen, fen, "{}: the bill is the encounter's cost", s.txn_no);
             assert_eq!(s.claim.lines.iter().map(|l| l.amount_fen).sum::<i64>(), fen);
+            // the bill as sent is kept with it: one priced line per claim line, quantity × price
+            assert_eq!(s.items.len(), s.claim.lines.len(), "{}: one priced line per claim line", s.txn_no);
+            for (item, line) in s.items.iter().zip(&s.claim.lines) {
+                assert!(item.quantity >= 1 && !item.code.is_empty(), "{}: {item:?}", s.txn_no);
+                assert_eq!(item.quantity * item.unit_price_fen, line.amount_fen, "{}: {item:?}", s.txn_no);
+            }
             assert_eq!(s.claim.setting == Setting::Inpatient, class == EncounterClass::Inpatient);
             settled += usize::from(s.reversal.is_none());
             reversed += usize::from(s.reversal.is_some());

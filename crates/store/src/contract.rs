@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use tiercare_domain::DomainError;
 use tiercare_domain::access::{AccessBasis, AccessFacts};
+use tiercare_domain::billing::PricedLine;
 use tiercare_domain::encounter::{Encounter, EncounterClass, NewEncounter};
 use tiercare_domain::facility::{
     Alliance, Capabilities, Community, EmergencyCentre, Facility, Grade, NewFacility, PractitionerRole,
@@ -144,6 +145,7 @@ macro_rules! contract_tests {
             settlement_random_sequence,
             settlement_reports,
             settlement_import_refusals,
+            settlement_items_and_reason,
         );
     };
     (@cases $open:expr; $($case:ident),+ $(,)?) => {
@@ -2638,9 +2640,20 @@ fn settle_request(
         txn_no: txn_no.into(),
         patient_id: p.id,
         encounter_id,
+        items: items_of(&claim),
         claim,
         at,
     }
+}
+
+/// One priced line per claim line: one unit at the line's amount (`T000`, `T001`, …).
+fn items_of(claim: &Claim) -> Vec<PricedLine> {
+    claim
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| PricedLine { code: format!("T{i:03}"), quantity: 1, unit_price_fen: l.amount_fen })
+        .collect()
 }
 
 fn acc(inpatient: i64, outpatient: i64) -> Accumulators {
@@ -2736,7 +2749,12 @@ pub async fn settlement_settle_and_replay(store: Arc<dyn Store>) {
     assert_eq!(s.get_settlement(again.id).await.expect("get"), None, "the retry's key is not used");
 
     // the number used for another bill: refused, nothing written
-    let other_bill = SettleRequest { id: new_id(), claim: county_stay(2_000_000), ..req.clone() };
+    let other_bill = SettleRequest {
+        id: new_id(),
+        items: items_of(&county_stay(2_000_000)),
+        claim: county_stay(2_000_000),
+        ..req.clone()
+    };
     let m = expect_store_conflict(s.settle(&other_bill, &policies).await, "the number with another bill");
     assert!(m.contains("YC20261123-0001"), "names the number: {m}");
     let other_person = SettleRequest {
@@ -2828,12 +2846,16 @@ pub async fn settlement_refusals(store: Arc<dyn Store>) {
             "no policy in force yet",
         ),
         (
-            SettleRequest { claim: Claim { lines: vec![], ..ok.claim.clone() }, ..ok.clone() },
+            SettleRequest { claim: Claim { lines: vec![], ..ok.claim.clone() }, items: vec![], ..ok.clone() },
             "settlement.no_lines",
             "no lines",
         ),
         (
-            SettleRequest { claim: Claim { lines: class_a(-1), ..ok.claim.clone() }, ..ok.clone() },
+            SettleRequest {
+                claim: Claim { lines: class_a(-1), ..ok.claim.clone() },
+                items: vec![PricedLine { code: "T000".into(), quantity: 1, unit_price_fen: -1 }],
+                ..ok.clone()
+            },
             "settlement.amount",
             "a negative line",
         ),
@@ -2851,7 +2873,7 @@ pub async fn settlement_refusals(store: Arc<dyn Store>) {
     }
     assert_eq!(s.list_settlements(&SettlementFilter::default()).await.expect("list"), vec![], "nothing written");
     assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(0, 0), "accumulators untouched");
-    expect_not_found(s.reverse_settlement(new_id(), "X-1", NOW).await, "reversing an unknown settlement");
+    expect_not_found(s.reverse_settlement(new_id(), "X-1", "录入错误", NOW).await, "reversing an unknown settlement");
 
     // after all that, the good request goes through, and its key cannot be reused
     s.settle(&ok, &policies).await.expect("settle");
@@ -2886,7 +2908,7 @@ pub async fn settlement_reversal(store: Arc<dyn Store>) {
     assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(760_000, 5_340));
 
     let at = NOW + Duration::hours(1);
-    let rev = s.reverse_settlement(stay.id, "C-1", at).await.expect("reverse");
+    let rev = s.reverse_settlement(stay.id, "C-1", "费用录入错误", at).await.expect("reverse");
     assert!(!rev.replayed);
     assert_eq!(rev.status, SettlementStatus::Reversed);
     assert_eq!((rev.reversal_txn_no.as_deref(), rev.reversed_at), (Some("C-1"), Some(at)));
@@ -2894,11 +2916,14 @@ pub async fn settlement_reversal(store: Arc<dyn Store>) {
     assert_eq!(s.get_settlement(stay.id).await.expect("get"), Some(rev.clone()), "read back as returned");
     assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), before, "exactly as before the stay");
 
-    let again = s.reverse_settlement(stay.id, "C-1", at + Duration::minutes(5)).await.expect("reverse again");
+    let again = s
+        .reverse_settlement(stay.id, "C-1", "again, other words", at + Duration::minutes(5))
+        .await
+        .expect("reverse again");
     assert!(again.replayed, "the same reversal again is a replay");
     assert_eq!(SettlementRecord { replayed: false, ..again }, rev, "the first reversal's result");
     assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), before, "not subtracted twice");
-    let m = expect_store_conflict(s.reverse_settlement(stay.id, "C-2", at).await, "another reversal number");
+    let m = expect_store_conflict(s.reverse_settlement(stay.id, "C-2", "twice", at).await, "another reversal number");
     assert!(m.contains("already reversed"), "says so: {m}");
     assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), before, "unchanged");
 
@@ -2918,14 +2943,14 @@ pub async fn settlement_reversal(store: Arc<dyn Store>) {
     assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(760_000, 5_340));
     assert_eq!(fund_in_force(s, p.id, 2026).await, acc(760_000, 5_340));
     expect_store_conflict(
-        s.reverse_settlement(resettled.id, "C-1", at).await,
+        s.reverse_settlement(resettled.id, "C-1", "reused number", at).await,
         "a reversal number the facility already used",
     );
     assert_eq!(s.get_settlement(resettled.id).await.expect("get"), Some(resettled.clone()), "still in force");
     assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(760_000, 5_340), "unchanged");
 
     // reversing the visit (outpatient) touches the outpatient pool only
-    s.reverse_settlement(visit.id, "C-3", at).await.expect("reverse the visit");
+    s.reverse_settlement(visit.id, "C-3", "patient left", at).await.expect("reverse the visit");
     assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(760_000, 0));
 
     // the journal: newest first, by facility, status, time and count
@@ -3058,13 +3083,13 @@ pub async fn settlement_random_sequence(store: Arc<dyn Store>) {
             0..=1 if !in_force.is_empty() => {
                 let id = in_force.remove(next(in_force.len() as u64) as usize);
                 let no = format!("REV-{step}");
-                let r = s.reverse_settlement(id, &no, at).await.expect("reverse");
+                let r = s.reverse_settlement(id, &no, "concurrency test", at).await.expect("reverse");
                 assert!(!r.replayed && r.status == SettlementStatus::Reversed, "step {step}");
                 reversed.push((id, no));
             }
             2 if !reversed.is_empty() => {
                 let (id, no) = reversed[next(reversed.len() as u64) as usize].clone();
-                let r = s.reverse_settlement(id, &no, at).await.expect("reverse again");
+                let r = s.reverse_settlement(id, &no, "concurrency test", at).await.expect("reverse again");
                 assert!(r.replayed, "step {step}: a repeated reversal replays");
             }
             3 if !sent.is_empty() => {
@@ -3155,6 +3180,7 @@ fn imported(
         txn_no: txn_no.into(),
         patient_id: p.id,
         encounter_id: None,
+        items: items_of(&claim),
         claim,
         split: tiercare_domain::settlement::Split {
             total_fen: total,
@@ -3174,6 +3200,7 @@ fn imported(
         created_at: NOW,
         reversed_at: reversed.then_some(NOW + Duration::hours(1)),
         reversal_txn_no: reversed.then(|| format!("{txn_no}-R")),
+        reversal_reason: reversed.then(|| "退费".to_owned()),
         replayed: false,
     }
 }
@@ -3374,7 +3401,7 @@ pub async fn settlement_reports(store: Arc<dyn Store>) {
     );
 
     // a reversal through the desk takes a settlement out of every report and the accumulator
-    s.reverse_settlement(rows[5].id, "I-6-R", NOW).await.expect("reverse (6)");
+    s.reverse_settlement(rows[5].id, "I-6-R", "import test", NOW).await.expect("reverse (6)");
     assert_eq!(
         s.clearing_report(jan, mar).await.expect("clearing"),
         vec![clearing_row("2026-01", "500000", "510000", 1, 800_000, 500_000)]
@@ -3427,4 +3454,119 @@ pub async fn settlement_import_refusals(store: Arc<dyn Store>) {
     assert!(s.import_settlements(&[more.clone(), again]).await.is_err(), "a transaction number used twice");
     assert_eq!(s.get_settlement(more.id).await.expect("get"), None, "nothing of that import written");
     assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(50_000, 0), "accumulators untouched");
+}
+
+/// The priced lines of a settlement and a reversal's reason are stored and read back; lines
+/// that do not describe the claim's, and a missing or overlong reason, are refused with
+/// nothing written; a replay answers the stored lines; an import keeps them.
+pub async fn settlement_items_and_reason(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let policies = default_policies();
+    let t = facility(s, "H51162100002", Tier::Township, YUECHI, None).await;
+    let p = resident("龚丽", Sex::Female, date!(1970 - 03 - 03), 41);
+    s.create_patient(&p).await.expect("patient");
+
+    // township_visit: 80 yuan class A, 10 class B, 10 self-pay, priced as
+    // 2 × 40.00, 1 × 10.00 and 4 × 2.50
+    let items = vec![
+        PricedLine { code: "XJ01CAA040A001010101445".into(), quantity: 2, unit_price_fen: 4_000 },
+        PricedLine { code: "XR05DAC140A001010101445".into(), quantity: 1, unit_price_fen: 1_000 },
+        PricedLine { code: "ZS-001".into(), quantity: 4, unit_price_fen: 250 },
+    ];
+    let ok = SettleRequest { items: items.clone(), ..settle_request(&p, &t, "IT-1", None, township_visit(), NOW) };
+
+    // refusals first: nothing written
+    let short = SettleRequest { items: items[..2].to_vec(), ..ok.clone() };
+    let codes = domain_codes(s.settle(&short, &policies).await, "two priced lines for three");
+    assert_eq!(codes, vec!["settlement.items".to_owned()]);
+    let mut wrong = items.clone();
+    wrong[2].quantity = 5; // 5 × 2.50 = 12.50, the line is 10.00
+    let codes = domain_codes(
+        s.settle(&SettleRequest { items: wrong, ..ok.clone() }, &policies).await,
+        "a priced line not the line's amount",
+    );
+    assert_eq!(codes, vec!["settlement.items".to_owned()]);
+    assert_eq!(s.list_settlements(&all_settlements(p.id)).await.expect("list"), vec![], "nothing written");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(0, 0), "accumulators untouched");
+
+    let first = s.settle(&ok, &policies).await.expect("settle");
+    assert_eq!(first.items, items, "answered with the priced lines");
+    let read = s.get_settlement(ok.id).await.expect("get").expect("stored");
+    assert_eq!(read.items, items, "read back with the priced lines");
+    assert_eq!(read.reversal_reason, None);
+    let listed = s.list_settlements(&all_settlements(p.id)).await.expect("list");
+    assert_eq!(listed[0].items, items, "the journal has them");
+    // a replay answers the stored lines; the same number with other items is another bill
+    let replay = s.settle(&SettleRequest { id: new_id(), ..ok.clone() }, &policies).await.expect("replay");
+    assert!(replay.replayed);
+    assert_eq!(replay.items, items);
+    let mut other = items.clone();
+    other[0] = PricedLine { code: "XJ01CAA040A001010101445".into(), quantity: 4, unit_price_fen: 2_000 };
+    expect_store_conflict(
+        s.settle(&SettleRequest { id: new_id(), items: other, ..ok.clone() }, &policies).await,
+        "the number with other items",
+    );
+
+    // a reversal needs a reason of 1 to 200 characters, trimmed
+    let at = NOW + Duration::hours(1);
+    for (reason, what) in [("", "empty"), ("   ", "blank"), (&"退".repeat(201)[..], "201 characters")] {
+        let codes = domain_codes(s.reverse_settlement(ok.id, "IT-R1", reason, at).await, what);
+        assert_eq!(codes, vec!["settlement.reversal_reason".to_owned()], "{what}");
+    }
+    let still = s.get_settlement(ok.id).await.expect("get").expect("stored");
+    assert_eq!((still.status, still.reversal_reason), (SettlementStatus::Settled, None), "nothing written");
+    assert_eq!(s.accumulators(p.id, 2026).await.expect("accumulators"), acc(0, 5_340), "accumulators untouched");
+
+    let longest = "退".repeat(200);
+    let rev = s.reverse_settlement(ok.id, "IT-R1", &format!("  {longest}\n"), at).await.expect("reverse");
+    assert_eq!(rev.reversal_reason.as_deref(), Some(longest.as_str()), "trimmed, 200 characters kept");
+    assert_eq!(rev.items, items);
+    let read = s.get_settlement(ok.id).await.expect("get").expect("stored");
+    assert_eq!(read.reversal_reason.as_deref(), Some(longest.as_str()), "read back");
+    assert_eq!(read, rev);
+    let again = s.reverse_settlement(ok.id, "IT-R1", "另一个原因", at).await.expect("reverse again");
+    assert!(again.replayed);
+    assert_eq!(again.reversal_reason.as_deref(), Some(longest.as_str()), "the first reversal's reason");
+
+    // an import keeps the lines and the reason; rows without lines read back with none
+    let mut with = imported(
+        &p,
+        &t,
+        INSURED,
+        Setting::Outpatient,
+        date!(2026 - 10 - 01),
+        10_000,
+        6_000,
+        "IM-1",
+        SettlementStatus::Reversed,
+    );
+    with.items = vec![PricedLine { code: "ZS-002".into(), quantity: 8, unit_price_fen: 1_250 }];
+    let without = SettlementRecord {
+        items: vec![],
+        ..imported(
+            &p,
+            &t,
+            INSURED,
+            Setting::Outpatient,
+            date!(2026 - 10 - 02),
+            10_000,
+            6_000,
+            "IM-2",
+            SettlementStatus::Settled,
+        )
+    };
+    s.import_settlements(&[with.clone(), without.clone()]).await.expect("import");
+    assert_eq!(s.get_settlement(with.id).await.expect("get"), Some(with.clone()));
+    assert_eq!(s.get_settlement(without.id).await.expect("get"), Some(without.clone()));
+    // lines that do not describe the claim's: refused, nothing written
+    let bad = SettlementRecord {
+        id: new_id(),
+        txn_no: "IM-3".into(),
+        items: vec![PricedLine { code: "ZS-002".into(), quantity: 1, unit_price_fen: 1 }],
+        ..without.clone()
+    };
+    let codes = domain_codes(s.import_settlements(std::slice::from_ref(&bad)).await, "imported lines not the claim's");
+    assert_eq!(codes, vec!["settlement.items".to_owned()]);
+    assert_eq!(s.get_settlement(bad.id).await.expect("get"), None, "nothing written");
 }

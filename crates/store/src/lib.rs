@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use tiercare_domain::access::{AccessBasis, AccessFacts};
+use tiercare_domain::billing::PricedLine;
 use tiercare_domain::encounter::Encounter;
 use tiercare_domain::facility::{Alliance, Community, Facility, Practitioner, PractitionerRole, Tier};
 use tiercare_domain::filing::Filing;
@@ -279,6 +280,11 @@ pub struct SettleRequest {
     /// The visit or stay settled, if recorded; it must be the patient's, at this facility.
     pub encounter_id: Option<Uuid>,
     pub claim: Claim,
+    /// The priced lines of the bill (item code, quantity, unit price), in the order of
+    /// `claim.lines` and as many: stored so a settlement read back shows what was billed.
+    /// A different count, or a line whose quantity × unit price is not the claim line's
+    /// amount, is refused (`settlement.items`).
+    pub items: Vec<PricedLine>,
     /// When the settlement is made (its `created_at`).
     pub at: OffsetDateTime,
 }
@@ -318,11 +324,16 @@ pub struct SettlementRecord {
     pub encounter_id: Option<Uuid>,
     /// The claim as adjudicated: its `accumulators` are those read in the transaction.
     pub claim: Claim,
+    /// The priced lines, one per `claim.lines` entry, in order (empty for settlements
+    /// stored before they were kept, migration 0005).
+    pub items: Vec<PricedLine>,
     pub split: Split,
     pub status: SettlementStatus,
     pub created_at: OffsetDateTime,
     pub reversed_at: Option<OffsetDateTime>,
     pub reversal_txn_no: Option<String>,
+    /// Why it was reversed (trimmed, 1 to 200 characters), when reversed.
+    pub reversal_reason: Option<String>,
     /// `true` when this call wrote nothing and answered with the record an earlier call
     /// with the same transaction number made (or reversed); never stored.
     pub replayed: bool,
@@ -547,10 +558,14 @@ pub trait Store: Send + Sync + 'static {
     /// `reversal_txn_no` returns it (`replayed: true`); with another number, or with a number
     /// the facility already used for another reversal, [`StoreError::Conflict`]. An unknown
     /// settlement is [`StoreError::NotFound`].
+    /// The `reason` is required (trimmed, 1 to 200 characters, else
+    /// `settlement.reversal_reason`, nothing written) and stored; a replay answers the first
+    /// reversal's reason.
     async fn reverse_settlement(
         &self,
         settlement_id: Uuid,
         reversal_txn_no: &str,
+        reason: &str,
         at: OffsetDateTime,
     ) -> Result<SettlementRecord>;
     async fn get_settlement(&self, id: Uuid) -> Result<Option<SettlementRecord>>;

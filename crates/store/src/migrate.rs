@@ -8,12 +8,14 @@ pub(crate) const SQLITE: &[Migration] = &[
     (2, "0002_referral", include_str!("../migrations/sqlite/0002_referral.sql")),
     (3, "0003_settlement", include_str!("../migrations/sqlite/0003_settlement.sql")),
     (4, "0004_settlement_reports", include_str!("../migrations/sqlite/0004_settlement_reports.sql")),
+    (5, "0005_settlement_items", include_str!("../migrations/sqlite/0005_settlement_items.sql")),
 ];
 pub(crate) const POSTGRES: &[Migration] = &[
     (1, "0001_foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
     (2, "0002_referral", include_str!("../migrations/postgres/0002_referral.sql")),
     (3, "0003_settlement", include_str!("../migrations/postgres/0003_settlement.sql")),
     (4, "0004_settlement_reports", include_str!("../migrations/postgres/0004_settlement_reports.sql")),
+    (5, "0005_settlement_items", include_str!("../migrations/postgres/0005_settlement_items.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -1604,9 +1604,10 @@ impl Store for This {
         &self,
         settlement_id: Uuid,
         reversal_txn_no: &str,
+        reason: &str,
         at: OffsetDateTime,
     ) -> Result<crate::SettlementRecord> {
-        settlement::reverse_settlement(self, settlement_id, reversal_txn_no, at).await
+        settlement::reverse_settlement(self, settlement_id, reversal_txn_no, reason, at).await
     }
     async fn get_settlement(&self, id: Uuid) -> Result<Option<crate::SettlementRecord>> {
         settlement::get_settlement(self, id).await

@@ -19,6 +19,7 @@
 
 use super::*;
 
+use tiercare_domain::billing::PricedLine;
 use tiercare_domain::settlement::{self, Accumulators, Claim, PolicySet, Setting, Split};
 
 use crate::{SettleRequest, SettlementFilter, SettlementRecord, SettlementStatus};
@@ -26,9 +27,72 @@ use crate::{SettleRequest, SettlementFilter, SettlementRecord, SettlementStatus}
 const SETTLEMENT_COLS: &str = "region_key, id, facility_id, txn_no, patient_id, encounter_id, scheme, insured_region,
     setting, tier, service_date, year, claim, total_fen, fund_fen, patient_fen, self_pay_fen, class_b_share_fen,
     deductible_fen, coinsurance_fen, above_ceiling_fen, rate_bp, policy, explanation, accumulators_after, status,
-    reversal_txn_no, reversed_at, created_at";
+    reversal_txn_no, reversed_at, created_at, items, reversal_reason";
 /// The longest transaction number accepted (national settlement serials are about 30).
 const MAX_TXN_NO: usize = 100;
+/// The longest reversal reason accepted, in characters.
+const MAX_REASON: usize = 200;
+
+/// The priced lines as stored: a JSON array of `[code, quantity, unit_price_fen]` (about
+/// 20 to 25 bytes a line, against about 60 for objects with names); `None` (NULL) when
+/// there are none (rows imported without them).
+fn items_json(items: &[PricedLine]) -> Result<Option<String>> {
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let triples: Vec<(&str, i64, i64)> = items.iter().map(|l| (l.code.as_str(), l.quantity, l.unit_price_fen)).collect();
+    json(&triples).map(Some)
+}
+
+fn items_from_json(s: Option<&str>) -> Result<Vec<PricedLine>> {
+    let Some(s) = s else { return Ok(Vec::new()) };
+    let triples: Vec<(String, i64, i64)> = from_json("settlement items", s)?;
+    Ok(triples.into_iter().map(|(code, quantity, unit_price_fen)| PricedLine { code, quantity, unit_price_fen }).collect())
+}
+
+/// The priced lines must describe the claim's lines one for one: as many, each
+/// quantity × unit price equal to the line's amount.
+fn check_items(items: &[PricedLine], claim: &Claim) -> Result<()> {
+    let refuse = |field: String, message: String| -> Result<()> {
+        Err(tiercare_domain::DomainError::field(&field, "settlement.items", message).into())
+    };
+    if items.len() != claim.lines.len() {
+        return refuse(
+            "items".into(),
+            format!("the bill has {} priced lines for {} claim lines; send one per line", items.len(), claim.lines.len()),
+        );
+    }
+    for (i, (item, line)) in items.iter().zip(&claim.lines).enumerate() {
+        if item.quantity.checked_mul(item.unit_price_fen) != Some(line.amount_fen) {
+            return refuse(
+                format!("items[{i}]"),
+                format!(
+                    "line {}: {} × {} fen is not the claim line's amount {} fen",
+                    i + 1,
+                    item.quantity,
+                    item.unit_price_fen,
+                    line.amount_fen
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A reversal's reason, trimmed: 1 to 200 characters.
+fn check_reason(reason: &str) -> Result<&str> {
+    let r = reason.trim();
+    let n = r.chars().count();
+    if n == 0 || n > MAX_REASON {
+        return Err(tiercare_domain::DomainError::field(
+            "reason",
+            "settlement.reversal_reason",
+            format!("say why the settlement is reversed, in 1 to {MAX_REASON} characters (got {n})"),
+        )
+        .into());
+    }
+    Ok(r)
+}
 
 fn json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -50,6 +114,7 @@ fn settlement_from_row(r: &DbRow) -> Result<SettlementRecord> {
     let explanation: String = r.try_get("explanation")?;
     let after: String = r.try_get("accumulators_after")?;
     let status: String = r.try_get("status")?;
+    let items: Option<String> = r.try_get("items")?;
     let rate: i64 = r.try_get("rate_bp")?;
     let split = Split {
         total_fen: r.try_get("total_fen")?,
@@ -73,11 +138,13 @@ fn settlement_from_row(r: &DbRow) -> Result<SettlementRecord> {
         patient_id: r.try_get("patient_id")?,
         encounter_id: r.try_get("encounter_id")?,
         claim: from_json("claim", &claim)?,
+        items: items_from_json(items.as_deref())?,
         split,
         status: SettlementStatus::parse(&status).ok_or_else(|| corrupt("settlement status", &status))?,
         created_at: from_ms(r.try_get("created_at")?)?,
         reversed_at: r.try_get::<Option<i64>, _>("reversed_at")?.map(from_ms).transpose()?,
         reversal_txn_no: r.try_get("reversal_txn_no")?,
+        reversal_reason: r.try_get("reversal_reason")?,
         replayed: false,
     })
 }
@@ -212,7 +279,9 @@ async fn insert_settlement(tx: &mut Tx, r: &SettlementRecord) -> Result<()> {
         .push_bind(r.status.as_str())
         .push_bind(r.reversal_txn_no.as_deref())
         .push_bind(r.reversed_at.map(ms))
-        .push_bind(ms(r.created_at));
+        .push_bind(ms(r.created_at))
+        .push_bind(items_json(&r.items)?)
+        .push_bind(r.reversal_reason.as_deref());
     qb.push(")");
     qb.build().execute(&mut **tx).await.map_err(|e| retry_on_unique_violation(e.into()))?;
     Ok(())
@@ -220,9 +289,13 @@ async fn insert_settlement(tx: &mut Tx, r: &SettlementRecord) -> Result<()> {
 
 async fn settle_tx(tx: &mut Tx, req: &SettleRequest, policies: &PolicySet) -> Result<SettlementRecord> {
     check_txn_no("txn_no", &req.txn_no)?;
-    // 1. idempotency
+    check_items(&req.items, &req.claim)?;
+    // 1. idempotency (rows stored before the items were kept compare by their lines only)
     if let Some(first) = by_txn(&mut **tx, req.facility_id, &req.txn_no).await? {
-        if first.patient_id == req.patient_id && first.claim.lines == req.claim.lines {
+        if first.patient_id == req.patient_id
+            && first.claim.lines == req.claim.lines
+            && (first.items.is_empty() || first.items == req.items)
+        {
             return Ok(SettlementRecord { replayed: true, ..first });
         }
         return Err(StoreError::Conflict(format!(
@@ -319,12 +392,14 @@ async fn settle_tx(tx: &mut Tx, req: &SettleRequest, policies: &PolicySet) -> Re
         patient_id: req.patient_id,
         encounter_id: req.encounter_id,
         claim,
+        items: req.items.clone(),
         split,
         status: SettlementStatus::Settled,
         // as stored (milliseconds), so the answer equals what a later read returns
         created_at: from_ms(ms(req.at))?,
         reversed_at: None,
         reversal_txn_no: None,
+        reversal_reason: None,
         replayed: false,
     };
     insert_settlement(tx, &record).await?;
@@ -337,8 +412,9 @@ pub(super) async fn settle(s: &This, req: &SettleRequest, policies: &PolicySet) 
     s.transact(&(req, policies), |tx, (req, policies)| Box::pin(settle_tx(tx, req, policies))).await
 }
 
-async fn reverse_tx(tx: &mut Tx, id: Uuid, txn_no: &str, at: OffsetDateTime) -> Result<SettlementRecord> {
+async fn reverse_tx(tx: &mut Tx, id: Uuid, txn_no: &str, reason: &str, at: OffsetDateTime) -> Result<SettlementRecord> {
     check_txn_no("reversal_txn_no", txn_no)?;
+    let reason = check_reason(reason)?;
     let s = by_id(&mut **tx, id).await?.ok_or_else(|| StoreError::not_found(format!("settlement {id}")))?;
     if s.status == SettlementStatus::Reversed {
         if s.reversal_txn_no.as_deref() == Some(txn_no) {
@@ -372,13 +448,14 @@ async fn reverse_tx(tx: &mut Tx, id: Uuid, txn_no: &str, at: OffsetDateTime) -> 
         )));
     }
     let done = query(
-        "UPDATE settlement SET status = 'reversed', reversal_txn_no = $1, reversed_at = $2
+        "UPDATE settlement SET status = 'reversed', reversal_txn_no = $1, reversed_at = $2, reversal_reason = $5
          WHERE region_key = $3 AND id = $4 AND status = 'settled'",
     )
     .bind(txn_no)
     .bind(ms(at))
     .bind(s.region_key.as_str())
     .bind(id)
+    .bind(reason)
     .execute(&mut **tx)
     .await
     .map_err(|e| retry_on_unique_violation(e.into()))?;
@@ -392,6 +469,7 @@ async fn reverse_tx(tx: &mut Tx, id: Uuid, txn_no: &str, at: OffsetDateTime) -> 
         status: SettlementStatus::Reversed,
         reversal_txn_no: Some(txn_no.to_owned()),
         reversed_at: Some(from_ms(ms(at))?),
+        reversal_reason: Some(reason.to_owned()),
         ..s
     })
 }
@@ -400,9 +478,13 @@ pub(super) async fn reverse_settlement(
     s: &This,
     id: Uuid,
     reversal_txn_no: &str,
+    reason: &str,
     at: OffsetDateTime,
 ) -> Result<SettlementRecord> {
-    s.transact(&(id, reversal_txn_no, at), |tx, (id, txn_no, at)| Box::pin(reverse_tx(tx, *id, txn_no, *at))).await
+    s.transact(&(id, reversal_txn_no, reason, at), |tx, (id, txn_no, reason, at)| {
+        Box::pin(reverse_tx(tx, *id, txn_no, reason, *at))
+    })
+    .await
 }
 
 pub(super) async fn get_settlement(s: &This, id: Uuid) -> Result<Option<SettlementRecord>> {
@@ -600,13 +682,17 @@ pub(super) async fn clearing_report(s: &This, from: Date, to_exclusive: Date) ->
 // Bulk load (the generator)
 // ---------------------------------------------------------------------------------------
 
-/// Settlement rows per multi-row INSERT (29 columns × 500 = 14,500 parameters).
+/// Settlement rows per multi-row INSERT (31 columns × 500 = 15,500 parameters).
 const SETTLEMENT_CHUNK: usize = 500;
 
 async fn import_settlements_tx(tx: &mut Tx, rows: &[SettlementRecord]) -> Result<()> {
     // fund of the settled rows per person and year, inpatient and outpatient apart (sorted,
     // so the upserts take their keys in one order)
     let mut add: std::collections::BTreeMap<(&str, Uuid, i32), (i64, i64)> = std::collections::BTreeMap::new();
+    // the priced lines, when given, describe the claim's lines (none: an older export)
+    if let Some(r) = rows.iter().find(|r| !r.items.is_empty() && check_items(&r.items, &r.claim).is_err()) {
+        check_items(&r.items, &r.claim)?;
+    }
     for chunk in rows.chunks(SETTLEMENT_CHUNK) {
         let facilities = known_facilities(tx, chunk.iter().map(|r| r.facility_id)).await?;
         if let Some(r) = chunk.iter().find(|r| !facilities.contains(&r.facility_id)) {
@@ -621,9 +707,10 @@ async fn import_settlements_tx(tx: &mut Tx, rows: &[SettlementRecord]) -> Result
         qb.push_values(chunk, |mut b, r| {
             let c = &r.claim;
             let sp = &r.split;
-            let (claim, explanation, after) = match (json(c), json(&sp.explanation), json(&sp.after)) {
-                (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            let (claim, explanation, after, items) =
+                match (json(c), json(&sp.explanation), json(&sp.after), items_json(&r.items)) {
+                    (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+                    (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
                     bad.get_or_insert(e);
                     Default::default()
                 }
@@ -656,7 +743,9 @@ async fn import_settlements_tx(tx: &mut Tx, rows: &[SettlementRecord]) -> Result
                 .push_bind(r.status.as_str())
                 .push_bind(r.reversal_txn_no.clone())
                 .push_bind(r.reversed_at.map(ms))
-                .push_bind(ms(r.created_at));
+                .push_bind(ms(r.created_at))
+                .push_bind(items)
+                .push_bind(r.reversal_reason.clone());
         });
         if let Some(e) = bad {
             return Err(e);

@@ -77,11 +77,11 @@ pub(crate) struct Settled {
     pub record: SettlementRecord,
     /// An earlier settlement answered for the same transaction number and bill.
     pub replayed: bool,
-    /// The catalogue item of each line, in order (empty when read back from the store,
-    /// which keeps the class and amount of each line but not its item).
-    pub items: Vec<CatalogueItem>,
-    /// The priced lines as sent (empty when read back).
-    pub lines: Vec<PricedLine>,
+    /// The catalogue item of each of the record's priced lines (`record.items`), in order:
+    /// from the pricing when settled now, looked up by code in the catalogue of the
+    /// facility's region when read back (`None` for a code it no longer has; empty for
+    /// settlements stored before the priced lines were kept).
+    pub items: Vec<Option<CatalogueItem>>,
     /// The patient, when already read (saves a read for the view).
     pub patient: Option<Patient>,
 }
@@ -164,7 +164,17 @@ pub(crate) async fn settle_bill(
         lines: priced.iter().map(|(_, l)| l.clone()).collect(),
         accumulators: Accumulators::default(),
     };
-    let items: Vec<CatalogueItem> = priced.into_iter().map(|(i, _)| i).collect();
+    // what was billed, under the catalogue's own code, stored with the settlement
+    let priced_lines: Vec<PricedLine> = priced
+        .iter()
+        .zip(&bill.lines)
+        .map(|((item, _), l)| PricedLine {
+            code: item.code.clone(),
+            quantity: l.quantity,
+            unit_price_fen: l.unit_price_fen,
+        })
+        .collect();
+    let items: Vec<Option<CatalogueItem>> = priced.into_iter().map(|(i, _)| Some(i)).collect();
     let record = if store_it {
         let req = SettleRequest {
             id: new_id(),
@@ -174,6 +184,7 @@ pub(crate) async fn settle_bill(
             patient_id: patient.id,
             encounter_id: bill.encounter_id,
             claim,
+            items: priced_lines,
             at: now,
         };
         state.store.settle(&req, &state.policies).await.map_err(settle_error)?
@@ -189,15 +200,26 @@ pub(crate) async fn settle_bill(
             patient_id: patient.id,
             encounter_id: bill.encounter_id,
             claim,
+            items: priced_lines,
             split,
             status: SettlementStatus::Settled,
             created_at: now,
             reversed_at: None,
             reversal_txn_no: None,
+            reversal_reason: None,
             replayed: false,
         }
     };
-    Ok(Settled { replayed: record.replayed, record, items, lines: bill.lines.clone(), patient: Some(patient) })
+    // a replay answers the first settlement's lines, which may be other items than sent
+    // only if the catalogue changed; look them up again then
+    let items = if record.items.len() == items.len()
+        && record.items.iter().zip(&items).all(|(l, i)| i.as_ref().is_some_and(|i| i.code == l.code))
+    {
+        items
+    } else {
+        catalogue_items(catalogue, &record)
+    };
+    Ok(Settled { replayed: record.replayed, record, items, patient: Some(patient) })
 }
 
 /// The JSON view of a settlement (`preview` marks a pre-settlement); `explain` adds the
@@ -211,16 +233,19 @@ pub(crate) fn settlement_json(
 ) -> Value {
     let r = &s.record;
     let sp = &r.split;
-    let lines: Vec<Value> = if s.items.len() == r.claim.lines.len() && !s.items.is_empty() {
-        s.items
+    // class and amount from the claim line (what was adjudicated); code, quantity and price
+    // from the stored priced line; name, kind and unit from the catalogue
+    let lines: Vec<Value> = if r.items.len() == r.claim.lines.len() && !r.items.is_empty() {
+        r.items
             .iter()
             .zip(&r.claim.lines)
-            .zip(s.lines.iter().map(Some).chain(std::iter::repeat(None)))
-            .map(|((item, line), sent)| {
+            .enumerate()
+            .map(|(i, (priced, line))| {
+                let item = s.items.get(i).and_then(Option::as_ref);
                 json!({
-                    "code": item.code, "name": item.name, "kind": item.kind, "class": line.class,
-                    "unit": item.unit,
-                    "quantity": sent.map(|l| l.quantity), "unit_price_fen": sent.map(|l| l.unit_price_fen),
+                    "code": priced.code, "name": item.map(|c| &c.name), "kind": item.map(|c| c.kind),
+                    "class": line.class, "unit": item.map(|c| &c.unit),
+                    "quantity": priced.quantity, "unit_price_fen": priced.unit_price_fen,
                     "amount_fen": line.amount_fen,
                 })
             })
@@ -275,6 +300,7 @@ pub(crate) fn settlement_json(
         "created_at": if preview { Value::Null } else { json!(rfc3339(r.created_at)) },
         "reversed_at": r.reversed_at.map(rfc3339),
         "reversal_txn_no": r.reversal_txn_no,
+        "reversal_reason": r.reversal_reason,
     });
     if explain {
         v["explanation"] = json!(sp.explanation);
@@ -459,8 +485,27 @@ async fn view(state: &AppState, s: &Settled, preview: bool, explain: bool) -> Ap
     Ok(settlement_json(s, fac.as_deref(), patient.as_ref(), preview, explain))
 }
 
-fn stored(record: SettlementRecord) -> Settled {
-    Settled { replayed: record.replayed, record, items: Vec::new(), lines: Vec::new(), patient: None }
+/// The catalogue item of each stored priced line (by code).
+fn catalogue_items(catalogue: &billing::Catalogue, r: &SettlementRecord) -> Vec<Option<CatalogueItem>> {
+    r.items.iter().map(|l| catalogue.get(&l.code).cloned()).collect()
+}
+
+/// A stored settlement with the items of its lines from the catalogue of the place of
+/// treatment (the settling facility's region; none when the facility is unknown).
+fn stored(state: &AppState, record: SettlementRecord, fac: Option<&Facility>) -> Settled {
+    let items = match fac.and_then(|f| state.catalogues.for_facility_region(&f.region_code)) {
+        Some(c) => catalogue_items(c, &record),
+        None => Vec::new(),
+    };
+    Settled { replayed: record.replayed, record, items, patient: None }
+}
+
+/// [`view`] of a stored settlement.
+async fn stored_view(state: &AppState, record: SettlementRecord) -> ApiResult<Value> {
+    let fac = facility(state, record.facility_id).await?;
+    let s = stored(state, record, fac.as_deref());
+    let patient = state.store.get_patient(s.record.patient_id).await?;
+    Ok(settlement_json(&s, fac.as_deref(), patient.as_ref(), false, true))
 }
 
 /// May the user see settlements of `facility_id`? Clerks their own facility; insurance
@@ -521,15 +566,15 @@ pub(crate) async fn read(
             client_addr: Some(addr.ip().to_string()),
         })
         .await?;
-    Ok(Json(view(&state, &stored(r), false, true).await?))
+    Ok(Json(stored_view(&state, r).await?))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReversalRequest {
     txn_no: String,
+    /// Why (required: trimmed, 1 to 200 characters; stored with the reversal).
     #[serde(default)]
-    #[allow(dead_code)]
     reason: Option<String>,
 }
 
@@ -553,12 +598,21 @@ pub(crate) async fn reverse(
     if txn.is_empty() {
         return Err(field_error("txn_no", "settlement.txn_no", "send the reversal's transaction number (txn_no)"));
     }
-    let done = state.store.reverse_settlement(id, txn, state.now()).await.map_err(|e| match e {
+    let reason = req.reason.as_deref().map(str::trim).unwrap_or_default();
+    let n = reason.chars().count();
+    if n == 0 || n > 200 {
+        return Err(field_error(
+            "reason",
+            "settlement.reversal_reason",
+            format!("say why the settlement is reversed, in 1 to 200 characters (got {n})"),
+        ));
+    }
+    let done = state.store.reverse_settlement(id, txn, reason, state.now()).await.map_err(|e| match e {
         StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "settlement.reversal_conflict", m),
         StoreError::NotFound { .. } => ApiError::not_found("settlement"),
         other => other.into(),
     })?;
-    Ok(Json(view(&state, &stored(done), false, true).await?))
+    Ok(Json(stored_view(&state, done).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -670,7 +724,7 @@ pub(crate) async fn journal(
             Some(f) => Some(f.clone()),
             None => facility(&state, r.facility_id).await?,
         };
-        out.push(settlement_json(&stored(r), row_fac.as_deref(), p, false, false));
+        out.push(settlement_json(&stored(&state, r, row_fac.as_deref()), row_fac.as_deref(), p, false, false));
     }
     Ok(Json(json!({
         "date": day.map(|d| d.to_string()),
