@@ -494,7 +494,8 @@ pub(super) async fn referral_history(s: &This, id: Uuid) -> Result<Vec<ReferralE
 
 pub(super) async fn referral_for_step(s: &This, id: Uuid) -> Result<Option<ReferralForStep>> {
     // one statement, so the history is of the same snapshot as the referral; the event
-    // columns are aliased `e_…` (the referral's own `id`, `version`, … keep their names)
+    // columns are aliased `e_…` (the referral's own `id`, `version`, … keep their names).
+    // Sorted here, not by an ORDER BY (SQLite would copy the rows into a sorter).
     let rows = query(
         "SELECT r.*,
            EXISTS (SELECT 1 FROM insurance_filing f WHERE f.patient_id = r.patient_id AND f.referral_id = r.id)
@@ -504,7 +505,7 @@ pub(super) async fn referral_for_step(s: &This, id: Uuid) -> Result<Option<Refer
            e.action AS e_action, e.from_state AS e_from_state, e.to_state AS e_to_state, e.reason AS e_reason,
            e.to_facility_id AS e_to_facility_id, e.time AS e_time, e.timepoint AS e_timepoint
          FROM referral r LEFT JOIN referral_event e ON e.region_key = r.region_key AND e.referral_id = r.id
-         WHERE r.id = $1 ORDER BY r.region_key, e.version",
+         WHERE r.id = $1",
     )
     .bind(id)
     .fetch_all(s.read())
@@ -520,6 +521,7 @@ pub(super) async fn referral_for_step(s: &This, id: Uuid) -> Result<Option<Refer
             history.push(event_from_columns(row, "e_")?);
         }
     }
+    history.sort_by_key(|e| e.version);
     Ok(Some(ReferralForStep { referral, history, filed }))
 }
 
