@@ -53,7 +53,7 @@ use tiercare_domain::settlement::{
 
 use crate::{
     AccessLogEntry, AccessLogFilter, ClearingRow, FacilityFilter, FollowUpFilter, FundReportRow, MergeRecord,
-    OutflowRow, ReferralBundle, ReferralFilter, Result, RowRejection, SettleRequest, SettlementFilter,
+    OutflowRow, ReferralBundle, ReferralFilter, ReferralForStep, Result, RowRejection, SettleRequest, SettlementFilter,
     SettlementRecord, SettlementStatus, Store, StoreError, TokenKind, TokenRecord, User, new_id,
 };
 
@@ -1755,9 +1755,22 @@ pub async fn referral_round_trip(store: Arc<dyn Store>) {
     let r2 = write(s, &fmc).await;
     assert_eq!(r2.timepoints, vec![(Timepoint::FirstMedicalContact, NOW - Duration::minutes(40))]);
     assert_eq!(s.get_referral(r.id).await.expect("get"), Some(r2));
-    assert_eq!(s.referral_history(r.id).await.expect("history"), vec![change.event, fmc.event]);
+    assert_eq!(s.referral_history(r.id).await.expect("history"), vec![change.event.clone(), fmc.event.clone()]);
+    // what a step reads first: the same referral and history in one statement; no filing
+    assert_eq!(
+        s.referral_for_step(r.id).await.expect("for step"),
+        Some(ReferralForStep {
+            referral: s.get_referral(r.id).await.expect("get").expect("stored"),
+            history: vec![change.event, fmc.event],
+            filed: false,
+        })
+    );
     assert_eq!(s.get_referral(new_id()).await.expect("get"), None);
     assert_eq!(s.referral_history(new_id()).await.expect("history"), vec![]);
+    assert_eq!(s.referral_for_step(new_id()).await.expect("for step"), None);
+    for refused in [&of_stranger, &to_nowhere, &from_nowhere, &elsewhere] {
+        assert_eq!(s.referral_for_step(refused.referral.id).await.expect("for step"), None);
+    }
 }
 
 /// request → accept → schedule → arrive → complete: five events in order, versions 1..5,
@@ -2343,6 +2356,9 @@ pub async fn referral_out_of_region_filing(store: Arc<dyn Store>) {
         created_at: NOW,
     };
     assert_eq!(s.list_filings(&[p.id]).await.expect("filings"), vec![first.clone()]);
+    let read = s.referral_for_step(far.id).await.expect("for step").expect("stored");
+    assert!(read.filed, "the filing names the referral");
+    assert_eq!(read.history.iter().map(|e| e.version).collect::<Vec<_>>(), vec![1, 2]);
 
     // an emergency the next day: filed as an emergency, listed first
     let emergency = NewReferral { urgency: Urgency::Emergency, ..referral_input(&p, &beijing) };

@@ -235,6 +235,16 @@ pub struct ReferralBundle {
     pub filings: Vec<Filing>,
 }
 
+/// A referral as a step reads it before acting ([`Store::referral_for_step`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferralForStep {
+    pub referral: Referral,
+    /// Oldest first; versions 1..=referral.version.
+    pub history: Vec<ReferralEvent>,
+    /// An insurance filing names this referral (its accept filed the patient out of region).
+    pub filed: bool,
+}
+
 /// Filter for the follow-up worklist.
 #[derive(Debug, Clone, Default)]
 pub struct FollowUpFilter {
@@ -496,6 +506,9 @@ pub trait Store: Send + Sync + 'static {
     async fn get_referral(&self, id: Uuid) -> Result<Option<Referral>>;
     /// The referral's events, oldest first.
     async fn referral_history(&self, id: Uuid) -> Result<Vec<ReferralEvent>>;
+    /// The referral, its events and whether a filing names it, in one statement (one
+    /// snapshot: the history ends at the referral's version). `None`: no such referral.
+    async fn referral_for_step(&self, id: Uuid) -> Result<Option<ReferralForStep>>;
     async fn list_referrals(&self, f: &ReferralFilter) -> Result<Vec<Referral>>;
     /// How many referrals match (`before` and `limit` ignored), at most `count_at_most`.
     async fn count_referrals(&self, f: &ReferralFilter) -> Result<u64>;

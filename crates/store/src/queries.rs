@@ -29,7 +29,7 @@ use tiercare_domain::referral::{Change, FollowUpTask, Notification, Referral, Re
 
 use crate::{
     AccessLogEntry, AccessLogFilter, Backend, FacilityFilter, FollowUpFilter, ImportOutcome, MergeRecord,
-    OutboxMessage, PatientRecord, ReferralBundle, ReferralFilter, Result, RowRejection, Store, StoreError, TokenKind,
+    OutboxMessage, PatientRecord, ReferralBundle, ReferralFilter, ReferralForStep, Result, RowRejection, Store, StoreError, TokenKind,
     TokenRecord, User,
 };
 
@@ -1542,6 +1542,9 @@ impl Store for This {
     }
     async fn referral_history(&self, id: Uuid) -> Result<Vec<ReferralEvent>> {
         referral::referral_history(self, id).await
+    }
+    async fn referral_for_step(&self, id: Uuid) -> Result<Option<ReferralForStep>> {
+        referral::referral_for_step(self, id).await
     }
     async fn list_referrals(&self, f: &ReferralFilter) -> Result<Vec<Referral>> {
         referral::list_referrals(self, f).await

@@ -112,23 +112,31 @@ fn referral_from_row(r: &DbRow) -> Result<Referral> {
 }
 
 fn event_from_row(r: &DbRow) -> Result<ReferralEvent> {
-    let from_state: Option<String> = r.try_get("from_state")?;
-    let to_state: String = r.try_get("to_state")?;
-    let timepoint: Option<String> = r.try_get("timepoint")?;
+    event_from_columns(r, "")
+}
+
+/// An event from the columns named `prefix` + the column name (a join aliases them).
+fn event_from_columns(r: &DbRow, prefix: &str) -> Result<ReferralEvent> {
+    let col = |c: &'static str| -> std::borrow::Cow<'static, str> {
+        if prefix.is_empty() { c.into() } else { format!("{prefix}{c}").into() }
+    };
+    let from_state: Option<String> = r.try_get(&*col("from_state"))?;
+    let to_state: String = r.try_get(&*col("to_state"))?;
+    let timepoint: Option<String> = r.try_get(&*col("timepoint"))?;
     Ok(ReferralEvent {
-        id: r.try_get("id")?,
-        region_key: r.try_get("region_key")?,
-        referral_id: r.try_get("referral_id")?,
-        version: r.try_get("version")?,
-        at: from_ms(r.try_get("at")?)?,
-        actor_user_id: r.try_get("actor_user_id")?,
-        actor_facility_id: r.try_get("actor_facility_id")?,
-        action: r.try_get("action")?,
+        id: r.try_get(&*col("id"))?,
+        region_key: r.try_get(&*col("region_key"))?,
+        referral_id: r.try_get(&*col("referral_id"))?,
+        version: r.try_get(&*col("version"))?,
+        at: from_ms(r.try_get(&*col("at"))?)?,
+        actor_user_id: r.try_get(&*col("actor_user_id"))?,
+        actor_facility_id: r.try_get(&*col("actor_facility_id"))?,
+        action: r.try_get(&*col("action"))?,
         from_state: from_state.as_deref().map(state_of).transpose()?,
         to_state: state_of(&to_state)?,
-        reason: r.try_get("reason")?,
-        to_facility_id: r.try_get("to_facility_id")?,
-        time: opt_ms(r, "time")?,
+        reason: r.try_get(&*col("reason"))?,
+        to_facility_id: r.try_get(&*col("to_facility_id"))?,
+        time: opt_ms(r, &col("time"))?,
         timepoint: timepoint
             .as_deref()
             .map(|t| Timepoint::parse(t).ok_or_else(|| corrupt("timepoint", t)))
@@ -482,6 +490,39 @@ pub(super) async fn referral_history(s: &This, id: Uuid) -> Result<Vec<ReferralE
     .iter()
     .map(event_from_row)
     .collect()
+}
+
+pub(super) async fn referral_for_step(s: &This, id: Uuid) -> Result<Option<ReferralForStep>> {
+    // one statement, so the history is of the same snapshot as the referral; the event
+    // columns are aliased `e_…` (the referral's own `id`, `version`, … keep their names).
+    // Sorted here, not by an ORDER BY (SQLite would copy the rows into a sorter).
+    let rows = query(
+        "SELECT r.*,
+           EXISTS (SELECT 1 FROM insurance_filing f WHERE f.patient_id = r.patient_id AND f.referral_id = r.id)
+             AS e_filed,
+           e.region_key AS e_region_key, e.id AS e_id, e.referral_id AS e_referral_id, e.version AS e_version,
+           e.at AS e_at, e.actor_user_id AS e_actor_user_id, e.actor_facility_id AS e_actor_facility_id,
+           e.action AS e_action, e.from_state AS e_from_state, e.to_state AS e_to_state, e.reason AS e_reason,
+           e.to_facility_id AS e_to_facility_id, e.time AS e_time, e.timepoint AS e_timepoint
+         FROM referral r LEFT JOIN referral_event e ON e.region_key = r.region_key AND e.referral_id = r.id
+         WHERE r.id = $1",
+    )
+    .bind(id)
+    .fetch_all(s.read())
+    .await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let referral = referral_from_row(first)?;
+    let filed: bool = first.try_get("e_filed")?;
+    let mut history = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let region: Option<String> = row.try_get("e_region_key")?;
+        // no event (a LEFT JOIN's empty side), or a row of another region's referral
+        if region.as_deref() == Some(referral.region_key.as_str()) {
+            history.push(event_from_columns(row, "e_")?);
+        }
+    }
+    history.sort_by_key(|e| e.version);
+    Ok(Some(ReferralForStep { referral, history, filed }))
 }
 
 /// The WHERE clause of a worklist (everything but paging).

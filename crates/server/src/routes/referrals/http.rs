@@ -39,7 +39,7 @@ pub(crate) async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let (change, patient) = super::create_change(&state, &me, input).await?;
     let history = std::slice::from_ref(&change.event);
-    let body = detail_json(&state, &change.referral, history, Some(Party::Sender), Some(patient)).await?;
+    let body = detail_json(&state, &change.referral, history, Some(Party::Sender), Some(patient), true).await?;
     Ok((StatusCode::CREATED, Json(body)))
 }
 
@@ -53,7 +53,7 @@ pub(crate) async fn read(
     let id = parse_id(&id, "referral")?;
     let (r, history) = super::read_logged(&state, &me, id, Some(addr.ip().to_string())).await?;
     let party = party_of(&me, &r)?;
-    Ok(Json(detail_json(&state, &r, &history, Some(party), None).await?))
+    Ok(Json(detail_json(&state, &r, &history, Some(party), None, true).await?))
 }
 
 /// Split a transition body into the optional `version` and the command.
@@ -91,11 +91,11 @@ pub(crate) async fn transitions(
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id, "referral")?;
     let (cmd, version) = parse_transition(body)?;
-    let r = super::transition(&state, &me, id, cmd, version).await?;
-    let history = state.store.referral_history(r.id).await?;
+    let step = super::transition(&state, &me, id, cmd, version).await?;
+    let r = &step.change.referral;
     // after a redirect the user's facility is no longer a party
-    let party = party_of(&me, &r).ok();
-    Ok(Json(detail_json(&state, &r, &history, party, None).await?))
+    let party = party_of(&me, r).ok();
+    Ok(Json(detail_json(&state, r, &step.history, party, None, step.filed).await?))
 }
 
 /// Which worklist.

@@ -16,7 +16,7 @@ use tiercare_domain::facility::Facility;
 use tiercare_domain::patient::{Patient, PatientStatus};
 use tiercare_domain::referral::{self as rules, Change, Context, Party, Refusal, china_date};
 use tiercare_domain::role::Action;
-use tiercare_store::{AccessLogEntry, FacilityFilter, new_id};
+use tiercare_store::{AccessLogEntry, FacilityFilter, ReferralForStep, new_id};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -38,6 +38,17 @@ pub(crate) async fn create_referral(state: &AppState, me: &CurrentUser, input: N
     Ok(create_change(state, me, input).await?.0.referral)
 }
 
+/// A step taken, with what its answer needs: the referral's history after the step (the
+/// history read before it, in the same statement as the referral, and the step's event) and
+/// whether an insurance filing may name the referral.
+pub(crate) struct Step {
+    pub change: Change,
+    /// Oldest first, ending with `change.event` as the store keeps it.
+    pub history: Vec<ReferralEvent>,
+    /// A filing named the referral before the step, or the step filed one.
+    pub filed: bool,
+}
+
 /// One step of the life cycle by the user's side. `version`, when given, must be the stored
 /// version (else 409). `expire` and `escalate` are the deadline sweeper's (403).
 pub(crate) async fn transition(
@@ -46,7 +57,7 @@ pub(crate) async fn transition(
     id: Uuid,
     cmd: Command,
     version: Option<i64>,
-) -> ApiResult<Referral> {
+) -> ApiResult<Step> {
     me.require(Action::Refer)?;
     if matches!(cmd, Command::Expire | Command::Escalate { .. }) {
         return Err(ApiError::forbidden(
@@ -54,7 +65,8 @@ pub(crate) async fn transition(
             format!("{} is done by the deadline sweeper, not by a user", cmd.code()),
         ));
     }
-    let r = state.store.get_referral(id).await?.ok_or_else(|| ApiError::not_found("referral"))?;
+    let ReferralForStep { referral: r, mut history, filed } =
+        state.store.referral_for_step(id).await?.ok_or_else(|| ApiError::not_found("referral"))?;
     let party = party_of(me, &r)?;
     if let Some(v) = version
         && v != r.version
@@ -90,7 +102,20 @@ pub(crate) async fn transition(
     };
     let change = rules::apply(&r, &cmd, ctx).map_err(refusal)?;
     state.store.apply_referral_change(&change).await?;
-    Ok(change.referral)
+    // the write checked the version read, so no step came between: the stored history is
+    // the one read and this step's event
+    history.push(as_stored(&change.event));
+    let filed = filed || change.filing.is_some();
+    Ok(Step { change, history, filed })
+}
+
+/// An event as the store gives it back: its times to the millisecond (the store keeps
+/// Unix milliseconds).
+fn as_stored(e: &ReferralEvent) -> ReferralEvent {
+    let ms = |t: OffsetDateTime| {
+        OffsetDateTime::from_unix_timestamp_nanos(t.unix_timestamp_nanos() / 1_000_000 * 1_000_000).unwrap_or(t)
+    };
+    ReferralEvent { at: ms(e.at), time: e.time.map(ms), ..e.clone() }
 }
 
 /// Referrals where the user's facility is the sender or the receiver, matching `filter`.
@@ -176,7 +201,8 @@ pub(crate) async fn read_logged(
     client_addr: Option<String>,
 ) -> ApiResult<(Referral, Vec<ReferralEvent>)> {
     me.require(Action::Refer)?;
-    let r = state.store.get_referral(id).await?.ok_or_else(|| ApiError::not_found("referral"))?;
+    let ReferralForStep { referral: r, history, .. } =
+        state.store.referral_for_step(id).await?.ok_or_else(|| ApiError::not_found("referral"))?;
     party_of(me, &r)?;
     state
         .store
@@ -193,7 +219,6 @@ pub(crate) async fn read_logged(
             client_addr,
         })
         .await?;
-    let history = state.store.referral_history(id).await?;
     Ok((r, history))
 }
 

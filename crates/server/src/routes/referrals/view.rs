@@ -203,13 +203,15 @@ pub(crate) fn actions(r: &Referral, party: Party) -> Vec<&'static str> {
 
 /// The whole referral as one of its parties sees it (api.md ReferralDetail). `party` is
 /// `None` for a user who just handed it on (a redirect): no side, nothing left to do.
-/// `patient`: the patient when already read.
+/// `patient`: the patient when already read. `may_be_filed`: false when the caller knows
+/// that no insurance filing names the referral (its `filing` is then null, unread).
 pub(crate) async fn detail_json(
     state: &AppState,
     r: &Referral,
     history: &[ReferralEvent],
     party: Option<Party>,
     patient: Option<Patient>,
+    may_be_filed: bool,
 ) -> ApiResult<Value> {
     let now = state.now();
     let today = china_date(now);
@@ -271,7 +273,7 @@ pub(crate) async fn detail_json(
     } else {
         Vec::new()
     };
-    let filing = if accepted {
+    let filing = if accepted && may_be_filed {
         let filings = state.store.list_filings(&[r.patient_id]).await?;
         filings.into_iter().find(|f| f.referral_id == Some(r.id)).map_or(Value::Null, |f| json!(f))
     } else {
