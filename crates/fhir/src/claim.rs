@@ -89,6 +89,7 @@ use uuid::Uuid;
 
 use crate::ext;
 use crate::outcome::{Issue, IssueType};
+use crate::read::{CODING_KEYS, CONCEPT_KEYS, Reader};
 
 /// Code system of the item codes on `Claim.item.productOrService`.
 pub const ITEM_SYSTEM: &str = "http://tiercare.org/fhir/CodeSystem/nhsa-item";
@@ -295,100 +296,12 @@ const INSURANCE_KEYS: &[&str] = &[
     "claimResponse",
 ];
 const IDENTIFIER_KEYS: &[&str] = &["id", "extension", "use", "type", "system", "value", "period", "assigner"];
-const REFERENCE_KEYS: &[&str] = &["id", "extension", "reference", "type", "identifier", "display"];
-const CONCEPT_KEYS: &[&str] = &["id", "extension", "coding", "text"];
-const CODING_KEYS: &[&str] = &["id", "extension", "system", "version", "code", "display", "userSelected"];
 const MONEY_KEYS: &[&str] = &["id", "extension", "value", "currency"];
 const QUANTITY_KEYS: &[&str] = &["id", "extension", "value", "comparator", "unit", "system", "code"];
 const PERIOD_KEYS: &[&str] = &["id", "extension", "start", "end"];
 
-/// Collects issues while reading a Claim.
-#[derive(Default)]
-struct Reader {
-    issues: Vec<Issue>,
-}
-
+/// The Claim-specific readings; the shared ones are in [`crate::read`].
 impl Reader {
-    fn add(&mut self, code: IssueType, path: &str, msg: impl Into<String>) {
-        self.issues.push(Issue::error(code, Some(path), msg));
-    }
-
-    fn object<'a>(&mut self, v: &'a Value, path: &str, allowed: &[&str]) -> Option<&'a Map<String, Value>> {
-        let Some(o) = v.as_object() else {
-            self.add(IssueType::Structure, path, "expected a JSON object");
-            return None;
-        };
-        for k in o.keys().filter(|k| !allowed.contains(&k.as_str())) {
-            self.add(IssueType::Structure, &format!("{path}.{k}"), format!("unknown element {k:?}"));
-        }
-        Some(o)
-    }
-
-    fn array<'a>(&mut self, v: &'a Value, path: &str) -> Option<&'a [Value]> {
-        let a = v.as_array();
-        if a.is_none() {
-            self.add(IssueType::Structure, path, "expected a JSON array");
-        }
-        a.map(Vec::as_slice)
-    }
-
-    fn string<'a>(&mut self, v: &'a Value, path: &str) -> Option<&'a str> {
-        let s = v.as_str();
-        if s.is_none() {
-            self.add(IssueType::Structure, path, "expected a string");
-        }
-        s
-    }
-
-    fn code<'a>(&mut self, v: &'a Value, path: &str, allowed: &[&str]) -> Option<&'a str> {
-        let s = self.string(v, path)?;
-        if allowed.contains(&s) {
-            Some(s)
-        } else {
-            self.add(IssueType::CodeInvalid, path, format!("{s:?} is not one of {}", allowed.join(", ")));
-            None
-        }
-    }
-
-    /// A Reference to `kind/{uuid}`.
-    fn reference(&mut self, v: &Value, path: &str, kind: &str) -> Option<Uuid> {
-        let o = self.object(v, path, REFERENCE_KEYS)?;
-        if o.contains_key("identifier") {
-            self.add(
-                IssueType::NotSupported,
-                &format!("{path}.identifier"),
-                format!("refer by id: {kind}/<id> in reference"),
-            );
-            return None;
-        }
-        if let Some(t) = o.get("type") {
-            let t = self.string(t, &format!("{path}.type"))?;
-            if t != kind {
-                self.add(IssueType::Value, &format!("{path}.type"), format!("expected a reference to a {kind}"));
-                return None;
-            }
-        }
-        let Some(raw) = o.get("reference") else {
-            self.add(IssueType::Required, path, format!("expected reference: {kind}/<id>"));
-            return None;
-        };
-        let raw = self.string(raw, &format!("{path}.reference"))?;
-        match raw.split_once('/') {
-            Some((k, id)) if k == kind => match Uuid::parse_str(id) {
-                Ok(u) => Some(u),
-                Err(_) => {
-                    // not echoed: it might be an identity number
-                    self.add(IssueType::Value, path, format!("the {kind} id is not a tiercare id (a UUID)"));
-                    None
-                }
-            },
-            _ => {
-                self.add(IssueType::Value, path, format!("expected a reference of the form {kind}/<id>"));
-                None
-            }
-        }
-    }
-
     /// The codes of a CodeableConcept in `system`.
     fn codes_in<'a>(&mut self, v: &'a Value, path: &str, system: &str) -> Option<Vec<(String, &'a str)>> {
         let o = self.object(v, path, CONCEPT_KEYS)?;

@@ -19,7 +19,11 @@ pub mod bundle;
 pub mod claim;
 pub mod coverage;
 pub mod outcome;
+mod read;
 pub mod referral;
+#[cfg(test)]
+#[path = "../tests/support/mod.rs"]
+mod test_support;
 
 use serde_json::{Value, json};
 use tiercare_domain::encounter::{Encounter, EncounterClass};

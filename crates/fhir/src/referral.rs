@@ -69,6 +69,7 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::outcome::{Issue, IssueType};
+use crate::read::{CODING_KEYS, CONCEPT_KEYS, Reader};
 use crate::{BASE, ICD10, coding, ext};
 
 pub const SNOMED: &str = "http://snomed.info/sct";
@@ -397,9 +398,6 @@ const INTENTS: [&str; 9] = [
     "option",
 ];
 
-const REFERENCE_KEYS: &[&str] = &["id", "extension", "reference", "type", "identifier", "display"];
-const CONCEPT_KEYS: &[&str] = &["id", "extension", "coding", "text"];
-const CODING_KEYS: &[&str] = &["id", "extension", "system", "version", "code", "display", "userSelected"];
 const ANNOTATION_KEYS: &[&str] = &["id", "extension", "authorReference", "authorString", "time", "text"];
 
 /// A CodeableConcept as read: its codings and its text.
@@ -415,88 +413,8 @@ struct Coded<'a> {
     code: &'a str,
 }
 
-/// Collects issues while reading a resource.
-#[derive(Default)]
-struct Reader {
-    issues: Vec<Issue>,
-}
-
+/// The ServiceRequest/Task readings; the shared ones are in [`crate::read`].
 impl Reader {
-    fn add(&mut self, code: IssueType, path: &str, msg: impl Into<String>) {
-        self.issues.push(Issue::error(code, Some(path), msg));
-    }
-
-    /// An object whose keys are all in `allowed`.
-    fn object<'a>(&mut self, v: &'a Value, path: &str, allowed: &[&str]) -> Option<&'a Map<String, Value>> {
-        let Some(o) = v.as_object() else {
-            self.add(IssueType::Structure, path, "expected a JSON object");
-            return None;
-        };
-        for k in o.keys().filter(|k| !allowed.contains(&k.as_str())) {
-            self.add(IssueType::Structure, &format!("{path}.{k}"), format!("unknown element {k:?}"));
-        }
-        Some(o)
-    }
-
-    fn array<'a>(&mut self, v: &'a Value, path: &str) -> Option<&'a [Value]> {
-        match v.as_array() {
-            Some(a) => Some(a),
-            None => {
-                self.add(IssueType::Structure, path, "expected a JSON array");
-                None
-            }
-        }
-    }
-
-    fn string<'a>(&mut self, v: &'a Value, path: &str) -> Option<&'a str> {
-        match v.as_str() {
-            Some(s) => Some(s),
-            None => {
-                self.add(IssueType::Structure, path, "expected a string");
-                None
-            }
-        }
-    }
-
-    /// A Reference to `kind/{uuid}`.
-    fn reference(&mut self, v: &Value, path: &str, kind: &str) -> Option<Uuid> {
-        let o = self.object(v, path, REFERENCE_KEYS)?;
-        if o.contains_key("identifier") {
-            self.add(
-                IssueType::NotSupported,
-                &format!("{path}.identifier"),
-                format!("refer by id: {kind}/<id> in reference"),
-            );
-            return None;
-        }
-        if let Some(t) = o.get("type") {
-            let t = self.string(t, &format!("{path}.type"))?;
-            if t != kind {
-                self.add(IssueType::Value, &format!("{path}.type"), format!("expected a reference to a {kind}"));
-                return None;
-            }
-        }
-        let Some(raw) = o.get("reference") else {
-            self.add(IssueType::Required, path, format!("expected reference: {kind}/<id>"));
-            return None;
-        };
-        let raw = self.string(raw, &format!("{path}.reference"))?;
-        match raw.split_once('/') {
-            Some((k, id)) if k == kind => match Uuid::parse_str(id) {
-                Ok(u) => Some(u),
-                Err(_) => {
-                    // the value is not echoed: it might be an identity number
-                    self.add(IssueType::Value, path, format!("the {kind} id is not a tiercare id (a UUID)"));
-                    None
-                }
-            },
-            _ => {
-                self.add(IssueType::Value, path, format!("expected a reference of the form {kind}/<id>"));
-                None
-            }
-        }
-    }
-
     /// A CodeableConcept: its codings with their paths, and its text.
     fn concept<'a>(&mut self, v: &'a Value, path: &str) -> Option<Concept<'a>> {
         let o = self.object(v, path, CONCEPT_KEYS)?;
@@ -526,17 +444,6 @@ impl Reader {
                 path,
                 format!("this server takes referrals: expected SNOMED CT {SNOMED_REFERRAL} (Patient referral)"),
             );
-        }
-    }
-
-    /// A code from `allowed`.
-    fn code<'a>(&mut self, v: &'a Value, path: &str, allowed: &[&str]) -> Option<&'a str> {
-        let s = self.string(v, path)?;
-        if allowed.contains(&s) {
-            Some(s)
-        } else {
-            self.add(IssueType::CodeInvalid, path, format!("{s:?} is not one of {}", allowed.join(", ")));
-            None
         }
     }
 
@@ -1653,33 +1560,7 @@ mod tests {
     // -----------------------------------------------------------------------------------
     // conformance: the official R4 JSON Schema and examples (../shared/data/fhir-r4)
 
-    fn fhir_data() -> Option<PathBuf> {
-        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/fhir-r4");
-        if p.join("fhir.schema.json").is_file() {
-            Some(p)
-        } else {
-            eprintln!("SKIPPED: the official FHIR R4 schema is not at {} (../shared is absent)", p.display());
-            None
-        }
-    }
-
-    fn read_json(p: &std::path::Path) -> Value {
-        let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", p.display()))
-    }
-
-    /// Validate `resource` against the schema's definition of its resourceType; the
-    /// error messages, empty when it conforms.
-    fn schema_errors(schema: &Value, resource: &Value) -> Vec<String> {
-        let kind = resource["resourceType"].as_str().expect("a resourceType");
-        let root = json!({
-            "$schema": "http://json-schema.org/draft-06/schema#",
-            "$ref": format!("#/definitions/{kind}"),
-            "definitions": schema["definitions"].clone(),
-        });
-        let validator = jsonschema::draft6::new(&root).expect("the R4 schema compiles");
-        validator.iter_errors(resource).map(|e| format!("{e} at {}", e.instance_path())).collect()
-    }
+    use crate::test_support::{fhir_data, read_json, schema_errors};
 
     #[test]
     fn resources_conform_to_the_official_r4_schema() {

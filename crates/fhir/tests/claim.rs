@@ -28,31 +28,8 @@ const FACILITY: &str = "0193a1b2-0000-7000-8000-000000000003";
 // ---------------------------------------------------------------------------------------
 // the oracle: the official R4 JSON Schema
 
-fn fhir_data() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/fhir-r4");
-    if p.join("fhir.schema.json").is_file() {
-        Some(p)
-    } else {
-        eprintln!("SKIPPED: the official FHIR R4 schema is not at {} (../shared is absent)", p.display());
-        None
-    }
-}
-
-fn read_json(p: &std::path::Path) -> Value {
-    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", p.display()))
-}
-
-fn schema_errors(schema: &Value, resource: &Value) -> Vec<String> {
-    let kind = resource["resourceType"].as_str().expect("a resourceType");
-    let root = json!({
-        "$schema": "http://json-schema.org/draft-06/schema#",
-        "$ref": format!("#/definitions/{kind}"),
-        "definitions": schema["definitions"].clone(),
-    });
-    let validator = jsonschema::draft6::new(&root).expect("the R4 schema compiles");
-    validator.iter_errors(resource).map(|e| format!("{e} at {}", e.instance_path())).collect()
-}
+mod support;
+use support::{fhir_data, read_json, schema_errors};
 
 // ---------------------------------------------------------------------------------------
 // yuan ⇄ fen
