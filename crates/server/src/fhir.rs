@@ -52,7 +52,7 @@ use tiercare_domain::role::Action;
 use tiercare_fhir::claim::{self as fhir_claim, SettlementView, claim_response};
 use tiercare_fhir::outcome::{Issue, IssueType, operation_outcome};
 use tiercare_fhir::referral as fhir;
-use tiercare_store::{AccessLogEntry, SettlementRecord, SettlementStatus};
+use tiercare_store::{SettlementRecord, SettlementStatus};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -279,14 +279,10 @@ fn json_content_type(headers: &HeaderMap) -> bool {
         .is_some_and(|m| m == "application/fhir+json" || m == "application/json")
 }
 
-async fn create_service_request(
-    State(state): State<AppState>,
-    me: Result<CurrentUser, ApiError>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> FhirResult<Response> {
-    let me = me?;
-    if !json_content_type(&headers) {
+/// The posted resource as JSON: 415 unless the content type is JSON, 400 when the body is
+/// not JSON (or too large).
+fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> FhirResult<Value> {
+    if !json_content_type(headers) {
         return Err(FhirError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IssueType::NotSupported,
@@ -294,15 +290,29 @@ async fn create_service_request(
         ));
     }
     let body = body.map_err(bytes_rejection)?;
-    let v: Value = serde_json::from_slice(&body).map_err(|e| {
+    serde_json::from_slice(&body).map_err(|e| {
         // serde_json's syntax messages give the position, never the content
         FhirError::new(StatusCode::BAD_REQUEST, IssueType::Structure, format!("the body is not valid JSON: {e}"))
-    })?;
-    let input = fhir::parse_service_request(&v).map_err(|issues| {
-        let malformed = issues.iter().any(|i| matches!(i.code, IssueType::Structure | IssueType::Invalid));
-        let status = if malformed { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
-        FhirError { status, issues }
-    })?;
+    })
+}
+
+/// A resource the strict reader refused: 400 when it is malformed, 422 when it is well
+/// formed but its values are not acceptable.
+fn refused(issues: Vec<Issue>) -> FhirError {
+    let malformed = issues.iter().any(|i| matches!(i.code, IssueType::Structure | IssueType::Invalid));
+    let status = if malformed { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
+    FhirError { status, issues }
+}
+
+async fn create_service_request(
+    State(state): State<AppState>,
+    me: Result<CurrentUser, ApiError>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> FhirResult<Response> {
+    let me = me?;
+    let v = json_body(&headers, body)?;
+    let input = fhir::parse_service_request(&v).map_err(refused)?;
     let r = referrals::create_referral(&state, &me, input).await?;
     let sr = Facilities::default().service_request(&state, &r).await?;
     let mut resp = resource(StatusCode::CREATED, &r, &sr);
@@ -538,34 +548,18 @@ fn china_today(state: &AppState) -> time::Date {
     (state.clock)().to_offset(CHINA_TIME).date()
 }
 
-/// Write an access-log row for reading `patient_id`'s insurance data.
+/// Write an access-log row for reading the insurance data of `patient_id` (of `region_key`).
 async fn log_read(
     state: &AppState,
     me: &CurrentUser,
-    patient_id: Uuid,
+    (region_key, patient_id): (&str, Uuid),
     action: &str,
     basis: AccessBasis,
     addr: SocketAddr,
 ) -> FhirResult<()> {
-    let Some(p) = state.store.get_patient(patient_id).await.map_err(ApiError::from)? else {
-        return Err(FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, "patient not found"));
-    };
-    state
-        .store
-        .record_access(&AccessLogEntry {
-            id: tiercare_store::new_id(),
-            region_key: p.region_key.clone(),
-            at: (state.clock)(),
-            user_id: me.user.id,
-            facility_id: me.user.facility_id,
-            patient_id: p.id,
-            action: action.to_owned(),
-            basis,
-            reason: None,
-            client_addr: Some(addr.ip().to_string()),
-        })
-        .await
-        .map_err(ApiError::from)?;
+    let entry =
+        crate::routes::patients::access_entry(me, region_key, patient_id, action, basis, Some(addr.ip().to_string()));
+    state.store.record_access(&entry).await.map_err(ApiError::from)?;
     Ok(())
 }
 
@@ -597,7 +591,7 @@ async fn search_coverage(
     };
     let mut entries = Vec::new();
     if let Some(&id) = patient.first()
-        && state.store.get_patient(id).await.map_err(ApiError::from)?.is_some()
+        && let Some(person) = state.store.get_patient(id).await.map_err(ApiError::from)?
     {
         // the rule of reading the record, or the patient is at the desk (identified by this
         // user within the last day), as for settling
@@ -611,7 +605,7 @@ async fn search_coverage(
         };
         let today = china_today(&state);
         let enrolments = state.store.enrolments(id).await.map_err(ApiError::from)?;
-        log_read(&state, &me, id, "read_coverage", basis, addr).await?;
+        log_read(&state, &me, (&person.region_key, id), "read_coverage", basis, addr).await?;
         entries = enrolments.iter().map(|e| tiercare_fhir::coverage::coverage(e, today)).collect();
     }
     let n = entries.len() as u64;
@@ -653,23 +647,8 @@ async fn read_claim_response(
     let Some(rec) = state.store.get_settlement(id).await.map_err(ApiError::from)? else {
         return Err(FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, "ClaimResponse not found"));
     };
-    let own = rec.facility_id == me.user.facility_id;
-    let allowed =
-        own || me.user.roles.iter().any(|r| {
-            matches!(r, tiercare_domain::role::Role::InsuranceOfficer | tiercare_domain::role::Role::SystemAdmin)
-        }) || (me.user.roles.contains(&tiercare_domain::role::Role::CommunityAdmin) && {
-            let mine = referrals::facility(&state, me.user.facility_id).await?.and_then(|f| f.community_id);
-            let theirs = referrals::facility(&state, rec.facility_id).await?.and_then(|f| f.community_id);
-            mine.is_some() && mine == theirs
-        });
-    if !allowed {
-        return Err(FhirError::from(ApiError::forbidden(
-            "settlement.other_facility",
-            "this settlement was made at another facility",
-        )));
-    }
-    let basis = if own { AccessBasis::CareRelationship } else { AccessBasis::SameCommunity };
-    log_read(&state, &me, rec.patient_id, "read_settlement", basis, addr).await?;
+    let basis = crate::routes::settlements::may_read_facility(&state, &me, rec.facility_id).await?;
+    log_read(&state, &me, (&rec.region_key, rec.patient_id), "read_settlement", basis, addr).await?;
     let body = claim_response_of(&state, &rec, false).await?;
     Ok(fhir_json(StatusCode::OK, &body))
 }
@@ -714,22 +693,8 @@ async fn submit_claim(
 ) -> FhirResult<Response> {
     let me = me?;
     me.require(Action::Settle)?;
-    if !json_content_type(&headers) {
-        return Err(FhirError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            IssueType::NotSupported,
-            "send the resource as JSON: Content-Type: application/fhir+json",
-        ));
-    }
-    let body = body.map_err(bytes_rejection)?;
-    let v: Value = serde_json::from_slice(&body).map_err(|e| {
-        FhirError::new(StatusCode::BAD_REQUEST, IssueType::Structure, format!("the body is not valid JSON: {e}"))
-    })?;
-    let input = fhir_claim::parse_claim(&v).map_err(|issues| {
-        let malformed = issues.iter().any(|i| matches!(i.code, IssueType::Structure | IssueType::Invalid));
-        let status = if malformed { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
-        FhirError { status, issues }
-    })?;
+    let v = json_body(&headers, body)?;
+    let input = fhir_claim::parse_claim(&v).map_err(refused)?;
     if input.provider_id.is_some_and(|p| p != me.user.facility_id) {
         return Err(FhirError {
             status: StatusCode::FORBIDDEN,

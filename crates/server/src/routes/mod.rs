@@ -9,7 +9,7 @@ use crate::AppState;
 mod access_log;
 mod auth;
 pub(crate) mod encounters;
-mod patients;
+pub(crate) mod patients;
 pub(crate) mod referrals;
 mod registry;
 pub(crate) mod settlements;

@@ -108,6 +108,30 @@ async fn record_json(state: &AppState, r: &PatientRecord, basis: AccessBasis) ->
     }))
 }
 
+/// The access-log row of `me` reading patient `patient_id` (of `region_key`) now, on
+/// `basis`; every read of patient data writes one before anything is served.
+pub(crate) fn access_entry(
+    me: &CurrentUser,
+    region_key: &str,
+    patient_id: uuid::Uuid,
+    action: &str,
+    basis: AccessBasis,
+    client_addr: Option<String>,
+) -> AccessLogEntry {
+    AccessLogEntry {
+        id: new_id(),
+        region_key: region_key.to_owned(),
+        at: OffsetDateTime::now_utc(),
+        user_id: me.user.id,
+        facility_id: me.user.facility_id,
+        patient_id,
+        action: action.to_owned(),
+        basis,
+        reason: None,
+        client_addr,
+    }
+}
+
 /// Write the access-log entry; a read that cannot be logged is not served.
 async fn log_access(
     state: &AppState,
@@ -121,16 +145,8 @@ async fn log_access(
     state
         .store
         .record_access(&AccessLogEntry {
-            id: new_id(),
-            region_key: patient.region_key.clone(),
-            at: OffsetDateTime::now_utc(),
-            user_id: me.user.id,
-            facility_id: me.user.facility_id,
-            patient_id: patient.id,
-            action: action.to_owned(),
-            basis,
             reason: reason.map(str::to_owned),
-            client_addr: Some(addr.ip().to_string()),
+            ..access_entry(me, &patient.region_key, patient.id, action, basis, Some(addr.ip().to_string()))
         })
         .await?;
     Ok(())

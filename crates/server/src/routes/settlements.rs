@@ -33,8 +33,8 @@ use tiercare_domain::referral::{CHINA_TIME, Direction, ReferralState, china_date
 use tiercare_domain::role::{Action, Role};
 use tiercare_domain::settlement::{Accumulators, Arrival, Claim, Place, Policy, Setting};
 use tiercare_store::{
-    AccessLogEntry, FacilityFilter, ReferralFilter, SettleRequest, SettlementFilter, SettlementRecord,
-    SettlementStatus, StoreError, new_id,
+    FacilityFilter, ReferralFilter, SettleRequest, SettlementFilter, SettlementRecord, SettlementStatus, StoreError,
+    new_id,
 };
 use time::{Date, Month, OffsetDateTime, Time};
 use uuid::Uuid;
@@ -511,7 +511,7 @@ async fn stored_view(state: &AppState, record: SettlementRecord) -> ApiResult<Va
 /// May the user see settlements of `facility_id`? Clerks their own facility; insurance
 /// officers and system admins all; community admins their community's. Returns the
 /// access-log basis.
-async fn may_read_facility(state: &AppState, me: &CurrentUser, facility_id: Uuid) -> ApiResult<AccessBasis> {
+pub(crate) async fn may_read_facility(state: &AppState, me: &CurrentUser, facility_id: Uuid) -> ApiResult<AccessBasis> {
     if me.may(Action::Settle) && me.user.facility_id == facility_id {
         return Ok(AccessBasis::CareRelationship);
     }
@@ -553,18 +553,14 @@ pub(crate) async fn read(
     let basis = may_read_facility(&state, &me, r.facility_id).await?;
     state
         .store
-        .record_access(&AccessLogEntry {
-            id: new_id(),
-            region_key: r.region_key.clone(),
-            at: OffsetDateTime::now_utc(),
-            user_id: me.user.id,
-            facility_id: me.user.facility_id,
-            patient_id: r.patient_id,
-            action: "read_settlement".into(),
+        .record_access(&super::patients::access_entry(
+            &me,
+            &r.region_key,
+            r.patient_id,
+            "read_settlement",
             basis,
-            reason: None,
-            client_addr: Some(addr.ip().to_string()),
-        })
+            Some(addr.ip().to_string()),
+        ))
         .await?;
     Ok(Json(stored_view(&state, r).await?))
 }

@@ -16,7 +16,7 @@ use tiercare_domain::facility::Facility;
 use tiercare_domain::patient::{Patient, PatientStatus};
 use tiercare_domain::referral::{self as rules, Change, Context, Party, Refusal, china_date};
 use tiercare_domain::role::Action;
-use tiercare_store::{AccessLogEntry, FacilityFilter, ReferralForStep, new_id};
+use tiercare_store::{FacilityFilter, ReferralForStep, new_id};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -206,18 +206,14 @@ pub(crate) async fn read_logged(
     party_of(me, &r)?;
     state
         .store
-        .record_access(&AccessLogEntry {
-            id: new_id(),
-            region_key: r.region_key.clone(),
-            at: OffsetDateTime::now_utc(),
-            user_id: me.user.id,
-            facility_id: me.user.facility_id,
-            patient_id: r.patient_id,
-            action: "read_referral".into(),
-            basis: AccessBasis::CareRelationship,
-            reason: None,
+        .record_access(&super::patients::access_entry(
+            me,
+            &r.region_key,
+            r.patient_id,
+            "read_referral",
+            AccessBasis::CareRelationship,
             client_addr,
-        })
+        ))
         .await?;
     Ok((r, history))
 }
