@@ -2245,7 +2245,11 @@
       const jm = path.match(/^#\/journal\/([0-9a-fA-F-]{36})$/);
       const pageDef = PAGES.find((p) => p.hash === path || (m && p.hash === '#/patients') || ((rm || path === '#/referrals/new') && p.hash === '#/referrals')
         || (jm && p.hash === '#/journal'));
-      if (!pageDef) { page(t('notfound.title'), h('p', {}, t('notfound.body'))); }
+      const part = pageDef ? null : partPage(path);
+      if (part) {
+        if (!part.def.allowed()) page(t('notfound.title'), alertBox('error', t('forbidden.page')));
+        else await part.def.view(params, part.match);
+      } else if (!pageDef) { page(t('notfound.title'), h('p', {}, t('notfound.body'))); }
       else if (!pageDef.allowed()) { page(t('notfound.title'), alertBox('error', t('forbidden.page'))); }
       else if (m) await viewRecord(m[1]);
       else if (rm) await viewReferral(rm[1]);
@@ -2270,6 +2274,39 @@
     if (my === routing) { (main.querySelector('[data-autofocus]') || main).focus({ preventScroll: true }); window.scrollTo(0, 0); }
   }
 
+  // ------------------------------------------------------------------ capability parts
+  // Pages of the later capabilities live in their own scripts (results.js, case-payment.js,
+  // indicators.js), loaded after this one; each calls `tiercare.define({ dict, pages })`.
+  // A page: { hash, key (its navigation label), allowed(), view(params, match), before?
+  // (the hash of the page it is listed before in the navigation), pattern? (a RegExp for
+  // its sub-pages, e.g. /^#\/results\/([0-9a-f-]{36})$/; match is the RegExp's match) }.
+  function partPage(path) {
+    for (const def of PAGES) {
+      if (!def.view) continue;
+      if (def.hash === path) return { def, match: null };
+      const m = def.pattern ? path.match(def.pattern) : null;
+      if (m) return { def, match: m };
+    }
+    return null;
+  }
+  function definePart(part) {
+    for (const l of ['zh', 'en']) Object.assign(DICT[l], (part.dict || {})[l] || {});
+    for (const p of part.pages || []) {
+      const at = p.before ? PAGES.findIndex((x) => x.hash === p.before) : -1;
+      if (at >= 0) PAGES.splice(at, 0, p); else PAGES.push(p);
+    }
+  }
+  window.tiercare = {
+    define: definePart,
+    // the shell's toolkit, for the parts' pages
+    kit: {
+      t, has, word, h, field, table, alertBox, announce, api, ApiError, errText, page, hasAny,
+      me: () => me, lang: () => lang, facilities, communities, facilityName, yuan, money, moneyEl, pct, dateTime,
+      timeEl, chinaToday, dayStart, maskId, grade, fieldErrors, modal, printButton, svg, barChart, sumBy, patientBrief,
+      READ_ROLES, ADMIN_ROLES, REFER_ROLES, REPORT_ROLES,
+    },
+  };
+
   function init() {
     document.getElementById('lang-toggle').addEventListener('click', () => {
       lang = lang === 'en' ? 'zh' : 'en';
@@ -2285,5 +2322,6 @@
     window.addEventListener('hashchange', () => { route(); });
     route();
   }
-  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init); else init();
+  // after DOMContentLoaded: the parts' scripts (deferred, after this one) have defined their pages
+  if (document.readyState === 'complete') init(); else document.addEventListener('DOMContentLoaded', init);
 })();

@@ -28,6 +28,15 @@ const BENCH_FACILITY: &str = "H51162100001";
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Results and mutual recognition (issue 5).
+    #[command(subcommand)]
+    Results(crate::bench_results::ResultsBench),
+    /// Case-based payment: DIP, DRG, budget (issue 9).
+    #[command(subcommand)]
+    CasePayment(crate::bench_case_payment::CasePaymentBench),
+    /// Reform indicators (issue 8).
+    #[command(subcommand)]
+    Indicators(crate::bench_indicators::IndicatorsBench),
     /// Bulk patient import throughput.
     Import {
         #[command(flatten)]
@@ -119,6 +128,9 @@ pub enum BenchCommand {
 
 pub async fn run(cmd: BenchCommand, settings: &Settings) -> Result<()> {
     match cmd {
+        BenchCommand::Results(b) => crate::bench_results::run(b, settings).await,
+        BenchCommand::CasePayment(b) => crate::bench_case_payment::run(b, settings).await,
+        BenchCommand::Indicators(b) => crate::bench_indicators::run(b, settings).await,
         BenchCommand::Import { store, patients, work_dir } => bench_import(store, patients, &work_dir, settings).await,
         BenchCommand::Lookup { patients, requests, work_dir } => bench_lookup(patients, requests, &work_dir).await,
         BenchCommand::Coldstart { patients, runs, work_dir } => bench_coldstart(patients, runs, &work_dir).await,

@@ -193,6 +193,9 @@ pub async fn load(store: &Arc<dyn Store>, county: Arc<County>, progress: bool) -
     if progress {
         eprintln!("settled the year through the engine: {}", stats.summary());
     }
+    // the capability parts' data, each from the county and what is stored so far
+    crate::county_results::load(store, &county, progress).await?;
+    crate::county_case_payment::load(store, &county, progress).await?;
     Ok(LoadStats {
         facilities: county.facilities.len(),
         residents: n as u64,

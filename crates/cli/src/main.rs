@@ -8,8 +8,13 @@ use clap::{Args, Parser, Subcommand};
 use tiercare_store::Store;
 
 mod bench;
+mod bench_case_payment;
+mod bench_indicators;
+mod bench_results;
 mod config;
 mod county;
+mod county_case_payment;
+mod county_results;
 mod import;
 mod synth;
 

@@ -31,11 +31,13 @@ pub mod error;
 pub mod facility;
 pub mod filing;
 pub mod identity;
+pub mod indicators;
 pub mod matching;
 pub mod patient;
 pub mod recognition;
 pub mod referral;
 pub mod region;
+pub mod results;
 pub mod role;
 pub mod settlement;
 

@@ -331,10 +331,20 @@ fn schema_of(t: &str) -> Value {
     }
 }
 
+/// Every documented route: [`ROUTES`] and the tables the capability parts keep beside their
+/// handlers (`routes::results`, `routes::case_payment`, `routes::indicators`).
+pub fn all_routes() -> impl Iterator<Item = &'static RouteDoc> {
+    ROUTES
+        .iter()
+        .chain(crate::routes::results::OPENAPI)
+        .chain(crate::routes::case_payment::OPENAPI)
+        .chain(crate::routes::indicators::OPENAPI)
+}
+
 /// Build the document.
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for (method, path, summary, body, auth) in ROUTES {
+    for (method, path, summary, body, auth) in all_routes() {
         let mut op = json!({
             "summary": summary,
             "responses": {

@@ -38,6 +38,21 @@ const ASSETS: &[Asset] = &[
         content_type: "text/css; charset=utf-8",
         bytes: include_bytes!("../../../web/assets/app.css"),
     },
+    Asset {
+        name: "results.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../../web/assets/results.js"),
+    },
+    Asset {
+        name: "case-payment.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../../web/assets/case-payment.js"),
+    },
+    Asset {
+        name: "indicators.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../../web/assets/indicators.js"),
+    },
     Asset { name: "icon.svg", content_type: "image/svg+xml", bytes: include_bytes!("../../../web/assets/icon.svg") },
 ];
 

@@ -18,8 +18,10 @@
 mod live;
 mod names;
 pub mod referrals;
+pub mod results;
 mod rng;
 pub mod settlements;
+pub mod stays;
 
 use std::collections::HashMap;
 

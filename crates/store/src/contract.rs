@@ -148,13 +148,21 @@ macro_rules! contract_tests {
             settlement_items_and_reason,
         );
     };
-    (@cases $open:expr; $($case:ident),+ $(,)?) => {
+    (@cases $open:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 $crate::contract::run(($open)(stringify!($case)).await, stringify!($case), $crate::contract::$case).await;
             }
-        )+
+        )*
+    };
+    (@cases_in $part:ident, $open:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                $crate::contract::run(($open)(stringify!($case)).await, stringify!($case), $crate::contract::$part::$case).await;
+            }
+        )*
     };
 }
 
@@ -3586,3 +3594,8 @@ pub async fn settlement_items_and_reason(store: Arc<dyn Store>) {
     assert_eq!(codes, vec!["settlement.items".to_owned()]);
     assert_eq!(s.get_settlement(bad.id).await.expect("get"), None, "nothing written");
 }
+
+// the capability parts' cases (see each module's macro)
+pub mod case_payment;
+pub mod indicators;
+pub mod results;

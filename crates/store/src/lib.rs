@@ -38,6 +38,15 @@ mod migrate;
 pub mod postgres;
 pub mod sqlite;
 
+// Capability parts of the store: each declares its records and a part trait that
+// [`Store`] requires, implemented per backend in `queries_<part>.rs`.
+mod case_payment;
+mod indicators;
+mod results;
+pub use case_payment::*;
+pub use indicators::*;
+pub use results::*;
+
 pub use error::StoreError;
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -411,8 +420,11 @@ pub struct ClearingRow {
 
 /// Everything tiercare keeps. One trait, two backends; the contract suite defines the
 /// behaviour both must have.
+///
+/// The capabilities added after settlement keep their methods in part traits of their own
+/// ([`ResultStore`], [`CasePaymentStore`], [`IndicatorStore`]); a `dyn Store` has them all.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ResultStore + CasePaymentStore + IndicatorStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Apply pending migrations; returns the names applied now.
     async fn migrate(&self) -> Result<Vec<String>>;

@@ -9,6 +9,10 @@ pub(crate) const SQLITE: &[Migration] = &[
     (3, "0003_settlement", include_str!("../migrations/sqlite/0003_settlement.sql")),
     (4, "0004_settlement_reports", include_str!("../migrations/sqlite/0004_settlement_reports.sql")),
     (5, "0005_settlement_items", include_str!("../migrations/sqlite/0005_settlement_items.sql")),
+    (6, "0006_write_path", include_str!("../migrations/sqlite/0006_write_path.sql")),
+    (7, "0007_results", include_str!("../migrations/sqlite/0007_results.sql")),
+    (8, "0008_case_payment", include_str!("../migrations/sqlite/0008_case_payment.sql")),
+    (9, "0009_indicators", include_str!("../migrations/sqlite/0009_indicators.sql")),
 ];
 pub(crate) const POSTGRES: &[Migration] = &[
     (1, "0001_foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -16,6 +20,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
     (3, "0003_settlement", include_str!("../migrations/postgres/0003_settlement.sql")),
     (4, "0004_settlement_reports", include_str!("../migrations/postgres/0004_settlement_reports.sql")),
     (5, "0005_settlement_items", include_str!("../migrations/postgres/0005_settlement_items.sql")),
+    (6, "0006_write_path", include_str!("../migrations/postgres/0006_write_path.sql")),
+    (7, "0007_results", include_str!("../migrations/postgres/0007_results.sql")),
+    (8, "0008_case_payment", include_str!("../migrations/postgres/0008_case_payment.sql")),
+    (9, "0009_indicators", include_str!("../migrations/postgres/0009_indicators.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -43,6 +43,21 @@ mod settlement {
     include!("queries_settlement.rs");
 }
 
+/// Results and recognition (issue 5), compiled with this file for each backend.
+mod results {
+    include!("queries_results.rs");
+}
+
+/// Case-based payment (issue 9), compiled with this file for each backend.
+mod case_payment {
+    include!("queries_case_payment.rs");
+}
+
+/// Indicator aggregates (issue 8), compiled with this file for each backend.
+mod indicators {
+    include!("queries_indicators.rs");
+}
+
 
 /// Rows per multi-row INSERT in bulk imports (13 columns × 1,000 = 13,000 parameters,
 /// under SQLite's 32,766 and PostgreSQL's 65,535).

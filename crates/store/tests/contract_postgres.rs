@@ -74,3 +74,6 @@ fn database_url_rewriting() {
 }
 
 tiercare_store::contract_tests!(open);
+tiercare_store::results_contract_tests!(open);
+tiercare_store::case_payment_contract_tests!(open);
+tiercare_store::indicators_contract_tests!(open);

@@ -19,3 +19,6 @@ async fn open(case: &'static str) -> Option<Fixture> {
 }
 
 tiercare_store::contract_tests!(open);
+tiercare_store::results_contract_tests!(open);
+tiercare_store::case_payment_contract_tests!(open);
+tiercare_store::indicators_contract_tests!(open);

@@ -8,10 +8,13 @@ use crate::AppState;
 
 mod access_log;
 mod auth;
+pub(crate) mod case_payment;
 pub(crate) mod encounters;
+pub(crate) mod indicators;
 pub(crate) mod patients;
 pub(crate) mod referrals;
 mod registry;
+pub(crate) mod results;
 pub(crate) mod settlements;
 pub(crate) mod users;
 
@@ -65,6 +68,9 @@ pub(crate) fn api_router() -> Router<AppState> {
         .route("/api/v1/settlements/preview", post(settlements::preview))
         .route("/api/v1/settlements/{id}", get(settlements::read))
         .route("/api/v1/settlements/{id}/reversal", post(settlements::reverse))
+        .merge(results::router())
+        .merge(case_payment::router())
+        .merge(indicators::router())
         .fallback(|| async {
             crate::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

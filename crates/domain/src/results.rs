@@ -1,0 +1,1 @@
+//! Lab and imaging results (issue 5): reports, observations and their validation.

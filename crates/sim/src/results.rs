@@ -1,0 +1,1 @@
+//! Generated results and orders with realistic repeat behaviour (issue 5).

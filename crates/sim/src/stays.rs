@@ -1,0 +1,1 @@
+//! What case-based payment needs of the generated stays (issue 9).

@@ -1,0 +1,1 @@
+-- 0006_write_path: reserved; filled in by the issue that owns it.

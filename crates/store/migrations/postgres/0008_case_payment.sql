@@ -1,0 +1,1 @@
+-- 0008_case_payment: reserved; filled in by the issue that owns it.

@@ -1,0 +1,1 @@
+-- 0009_indicators: reserved; filled in by the issue that owns it.

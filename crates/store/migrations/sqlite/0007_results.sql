@@ -1,0 +1,1 @@
+-- 0007_results: reserved; filled in by the issue that owns it.
