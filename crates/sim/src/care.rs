@@ -224,3 +224,38 @@ fn facility_for(county: &County, r: &crate::Resident, place: Place, rng: &mut Rn
         Place::Outside => county.outside[rng.below(2) as usize],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tiercare_domain::facility::Tier;
+
+    use super::*;
+    use crate::Config;
+
+    /// issue 8: the demo county's indicators look like a real county's (domain.md M14):
+    /// in-county visit rate near 90% and grassroots visit share 50–65%, counted over the
+    /// visits (outpatient and emergency) of 3,000 residents' years, the way
+    /// `indicators-default.toml` defines them (in county: a facility of the community).
+    #[test]
+    fn the_demo_county_has_plausible_indicators() {
+        let county = County::generate(Config { residents: 3_000, ..Default::default() });
+        let (mut visits, mut in_county, mut grassroots) = (0u32, 0u32, 0u32);
+        for i in 0..county.residents.len() {
+            for e in year_of_care(&county, i).0.iter().filter(|e| e.class != EncounterClass::Inpatient) {
+                let f = county.facilities.iter().find(|f| f.id == e.facility_id).expect("a generated facility");
+                visits += 1;
+                if f.community_id.is_some() {
+                    in_county += 1;
+                    if matches!(f.tier, Tier::Village | Tier::Township) {
+                        grassroots += 1;
+                    }
+                }
+            }
+        }
+        let rate = f64::from(in_county) / f64::from(visits);
+        let share = f64::from(grassroots) / f64::from(in_county);
+        eprintln!("in-county visit rate {rate:.3}, grassroots visit share {share:.3} ({visits} visits)");
+        assert!((0.86..=0.94).contains(&rate), "in-county visit rate {rate:.3} of {visits} visits");
+        assert!((0.50..=0.65).contains(&share), "grassroots visit share {share:.3}");
+    }
+}

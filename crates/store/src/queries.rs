@@ -1231,6 +1231,7 @@ impl Store for This {
                 .bind(now_ms())
                 .execute(&mut **tx)
                 .await?;
+                indicators::on_encounter(tx, e).await?; // issue 8: indicator counters
                 Ok(())
             })
         })
@@ -1271,6 +1272,7 @@ impl Store for This {
                     });
                     qb.build().execute(&mut **tx).await?;
                 }
+                indicators::on_encounters_imported(tx, rows).await?; // issue 8: indicator counters
                 Ok(rows.len() as u64)
             })
         })

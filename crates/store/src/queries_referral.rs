@@ -403,6 +403,7 @@ pub(super) async fn create_referral(s: &This, c: &Change) -> Result<()> {
             }
             require_exists(tx, "SELECT id FROM facility WHERE id = $1", r.from_facility_id, "sending facility").await?;
             require_exists(tx, "SELECT id FROM facility WHERE id = $1", r.to_facility_id, "receiving facility").await?;
+            super::indicators::on_referral_created(tx, r).await?; // issue 8: indicator counters
             insert_referrals(tx, "INSERT INTO", &[r]).await.map_err(|e| {
                 on_unique_violation(e, || StoreError::Duplicate {
                     what: format!("referral {}", r.id),
@@ -418,6 +419,7 @@ pub(super) async fn create_referral(s: &This, c: &Change) -> Result<()> {
 pub(super) async fn apply_referral_change(s: &This, c: &Change) -> Result<()> {
     s.transact(c, |tx, c| {
         Box::pin(async move {
+            super::indicators::on_referral_change(tx, c).await?; // issue 8: indicator counters
             let r = &c.referral;
             let res = query(
                 "UPDATE referral SET direction = $1, reach = $2, to_facility_id = $3, to_department = $4, urgency = $5,
@@ -696,6 +698,7 @@ pub(super) async fn import_referrals(s: &This, rows: &[ReferralBundle]) -> Resul
                 }
                 let referrals: Vec<&Referral> = chunk.iter().map(|b| &b.referral).collect();
                 insert_referrals(tx, BULK_INSERT, &referrals).await?;
+                super::indicators::on_referrals_imported(tx, &referrals).await?; // issue 8: indicator counters
                 let events: Vec<&ReferralEvent> = chunk.iter().flat_map(|b| &b.events).collect();
                 insert_events(tx, BULK_INSERT, &events).await?;
                 let tasks: Vec<&FollowUpTask> = chunk.iter().flat_map(|b| &b.follow_ups).collect();

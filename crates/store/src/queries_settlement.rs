@@ -403,6 +403,7 @@ async fn settle_tx(tx: &mut Tx, req: &SettleRequest, policies: &PolicySet) -> Re
         replayed: false,
     };
     insert_settlement(tx, &record).await?;
+    super::indicators::on_settled(tx, &record).await?; // issue 8: indicator counters
     let after = Accumulators { stay_deductible_paid_fen: 0, ..record.split.after };
     set_accumulators(tx, &record.region_key, record.patient_id, year, &after, req.at).await?;
     Ok(record)
@@ -463,6 +464,7 @@ async fn reverse_tx(tx: &mut Tx, id: Uuid, txn_no: &str, reason: &str, at: Offse
         // unreachable under the write transaction; answered like any concurrent change
         return Err(StoreError::Busy);
     }
+    super::indicators::on_reversed(tx, &s).await?; // issue 8: indicator counters
     let before = Accumulators { stay_deductible_paid_fen: 0, ..before };
     set_accumulators(tx, &s.region_key, s.patient_id, year, &before, at).await?;
     Ok(SettlementRecord {
@@ -750,6 +752,7 @@ async fn import_settlements_tx(tx: &mut Tx, rows: &[SettlementRecord]) -> Result
         if let Some(e) = bad {
             return Err(e);
         }
+        super::indicators::on_settlements_imported(tx, chunk).await?; // issue 8: indicator counters
         qb.build().execute(&mut **tx).await?;
         for r in chunk.iter().filter(|r| r.status == SettlementStatus::Settled) {
             let e = add.entry((r.region_key.as_str(), r.patient_id, r.claim.date.year())).or_default();
