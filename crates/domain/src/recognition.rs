@@ -716,3 +716,199 @@ pub fn monthly_savings<'a>(
         acc
     })
 }
+
+// ---------------------------------------------------------------------------------------
+// Regional configuration (the catalogue file)
+// ---------------------------------------------------------------------------------------
+
+/// The shipped sample configuration (`data/recognition-default.toml`).
+pub const DEFAULT_RECOGNITION_TOML: &str = include_str!("../data/recognition-default.toml");
+
+/// A named cross-region agreement: its `HR` mark is recognised in each of its provinces.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agreement {
+    pub name: String,
+    /// 2-digit GB/T 2260 province codes.
+    pub provinces: BTreeSet<String>,
+}
+
+/// One `[[items]]` entry of the file: an item whose window may be left to its kind's default.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemEntry {
+    code: String,
+    #[serde(default)]
+    loinc: Option<String>,
+    name: String,
+    kind: ItemKind,
+    #[serde(default)]
+    validity_days: Option<u32>,
+    price_fen: i64,
+    #[serde(default)]
+    unit: Option<String>,
+    #[serde(default)]
+    numeric: bool,
+    #[serde(default)]
+    reference_low: Option<f64>,
+    #[serde(default)]
+    reference_high: Option<f64>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    defaults: RecognitionDefaults,
+    #[serde(default)]
+    agreements: Vec<Agreement>,
+    items: Vec<ItemEntry>,
+}
+
+/// A reference range `[low, high]` in the item's unit.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReferenceRange {
+    pub low: f64,
+    pub high: f64,
+}
+
+/// A region's recognition configuration: the catalogue, the agreements, the default reference
+/// ranges. Lab qualifications change over time and are data (the store keeps them).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecognitionConfig {
+    pub defaults: RecognitionDefaults,
+    pub catalogue: Catalogue,
+    pub agreements: Vec<Agreement>,
+    reference: BTreeMap<String, ReferenceRange>,
+}
+
+impl RecognitionConfig {
+    /// Parse and validate a configuration file (see `data/recognition-default.toml`).
+    pub fn load_toml(text: &str) -> Result<Self, DomainError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| {
+            DomainError::field("recognition", "recognition.syntax", format!("the recognition file is not valid: {e}"))
+        })?;
+        let mut p = Problems::default();
+        let mut reference = BTreeMap::new();
+        let mut items = Vec::with_capacity(file.items.len());
+        for (i, e) in file.items.into_iter().enumerate() {
+            match (e.reference_low, e.reference_high) {
+                (Some(low), Some(high)) if low.is_finite() && high.is_finite() && low <= high => {
+                    reference.insert(e.code.clone(), ReferenceRange { low, high });
+                }
+                (None, None) => {}
+                _ => p.add(
+                    &format!("items[{i}].reference_low"),
+                    "recognition.reference_range",
+                    "give both reference_low and reference_high, low ≤ high",
+                ),
+            }
+            let validity = e.validity_days.map_or(file.defaults.validity(e.kind), |d| Duration::days(i64::from(d)));
+            let item = RecognitionItem {
+                code: e.code,
+                loinc: e.loinc,
+                name: e.name,
+                kind: e.kind,
+                validity,
+                price_fen: e.price_fen,
+                unit: e.unit,
+                numeric: e.numeric,
+            };
+            items.push(item);
+        }
+        let mut names = BTreeSet::new();
+        for (i, a) in file.agreements.iter().enumerate() {
+            if a.name.trim().is_empty() || !names.insert(a.name.trim()) {
+                p.add(&format!("agreements[{i}].name"), "recognition.agreement", "an agreement has a unique name");
+            }
+            if a.provinces.is_empty()
+                || a.provinces.iter().any(|pr| pr.len() != 2 || !pr.bytes().all(|c| c.is_ascii_digit()))
+            {
+                p.add(
+                    &format!("agreements[{i}].provinces"),
+                    "recognition.agreement",
+                    "list the agreement's provinces as 2-digit codes",
+                );
+            }
+        }
+        let catalogue = match Catalogue::new(items) {
+            Ok(c) => Some(c),
+            Err(DomainError::Invalid(errs)) => {
+                errs.into_iter().for_each(|e| p.push(e));
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        p.into_result()?;
+        Ok(Self {
+            defaults: file.defaults,
+            catalogue: catalogue.unwrap_or_default(),
+            agreements: file.agreements,
+            reference,
+        })
+    }
+
+    /// The shipped sample configuration (checked by the tests; an empty one if it were broken).
+    pub fn default_config() -> Self {
+        Self::load_toml(DEFAULT_RECOGNITION_TOML).unwrap_or_default()
+    }
+
+    /// The agreement of this name.
+    pub fn agreement(&self, name: &str) -> Option<&Agreement> {
+        self.agreements.iter().find(|a| a.name == name.trim())
+    }
+
+    /// The default reference range of the item with this local code.
+    pub fn reference(&self, code: &str) -> Option<ReferenceRange> {
+        self.reference.get(code).copied()
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_file_loads_with_domain_md_windows() {
+        let c = RecognitionConfig::load_toml(DEFAULT_RECOGNITION_TOML).expect("the default file is valid");
+        // domain.md M6: dynamic lab 7 days, stable 30, imaging 30-90; the example region's HbA1c 60
+        assert_eq!(c.catalogue.get("K").expect("K").validity, Duration::days(7));
+        assert_eq!(c.catalogue.get("CREA").expect("CREA").validity, Duration::days(30));
+        assert_eq!(c.catalogue.get("4548-4").expect("HbA1c by LOINC").validity, Duration::days(60));
+        assert_eq!(c.catalogue.get("XR-CHEST").expect("XR").validity, Duration::days(30));
+        assert_eq!(c.catalogue.get("CT-HEAD").expect("CT").validity, Duration::days(90));
+        for item in c.catalogue.items().filter(|i| i.kind == ItemKind::Imaging) {
+            assert!((30..=90).contains(&item.validity.whole_days()), "{}", item.code);
+        }
+        let cc = c.agreement("川渝").expect("the Chengdu–Chongqing agreement");
+        assert!(cc.provinces.contains("51") && cc.provinces.contains("50"));
+        assert_eq!(c.reference("K"), Some(ReferenceRange { low: 3.5, high: 5.3 }));
+    }
+
+    #[test]
+    fn a_bad_file_names_each_problem() {
+        let text = r#"
+            [[agreements]]
+            name = "川渝"
+            provinces = ["5"]
+            [[items]]
+            code = "K"
+            name = "K"
+            kind = "lab_dynamic"
+            price_fen = -1
+            reference_low = 5.0
+            [[items]]
+            code = "K"
+            name = "K again"
+            kind = "lab_dynamic"
+            price_fen = 1
+        "#;
+        let Err(DomainError::Invalid(errs)) = RecognitionConfig::load_toml(text) else { panic!("refused") };
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert!(fields.contains(&"agreements[0].provinces"), "{fields:?}");
+        assert!(fields.contains(&"items[0].reference_low"), "{fields:?}");
+        assert!(fields.contains(&"items[0].price_fen"), "{fields:?}");
+        assert!(fields.contains(&"items[1].code"), "{fields:?}");
+        assert!(RecognitionConfig::load_toml("items = 3").is_err());
+    }
+}

@@ -1,8 +1,139 @@
 //! Shared lab and imaging results with mutual recognition (issue 5): the records and the part of the [`Store`](crate::Store)
 //! trait for them. Implemented per backend in `queries_results.rs`.
+//!
+//! A stored result is one recognisable unit (an observation of a lab report, or the exam of an
+//! imaging report) with its report's facility, lab, times and `HR` mark: [`ResultRecord`]. The
+//! order-time check reads a patient's results of the ordered items through the index
+//! `(patient_id, item_code, specimen_time)`; orders are kept per item with their outcome
+//! (reused, repeated with a reason, performed), and the reused ones are the savings ledger.
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use tiercare_domain::facility::Tier;
+use tiercare_domain::recognition::{LabQualification, PriorResult, RepeatReason, Scope};
+use tiercare_domain::results::{Category, Decision, Entry, ImagingReport, Outcome, Report};
+
+use crate::Result;
+
+/// One stored result: an entry with its report's fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultRecord {
+    pub region_key: String,
+    pub report_id: Uuid,
+    pub patient_id: Uuid,
+    pub category: Category,
+    pub facility_id: Uuid,
+    pub facility_tier: Tier,
+    pub lab_id: Uuid,
+    pub specimen_time: OffsetDateTime,
+    pub report_time: OffsetDateTime,
+    pub mark: Option<Scope>,
+    pub imaging: Option<ImagingReport>,
+    pub entry: Entry,
+}
+
+impl ResultRecord {
+    /// The rows of a validated report, one per entry.
+    pub fn of_report(r: &Report) -> impl Iterator<Item = ResultRecord> + '_ {
+        r.entries.iter().map(|e| ResultRecord {
+            region_key: r.region_key.clone(),
+            report_id: r.id,
+            patient_id: r.patient_id,
+            category: r.category,
+            facility_id: r.facility_id,
+            facility_tier: r.facility_tier,
+            lab_id: r.lab_id,
+            specimen_time: r.specimen_time,
+            report_time: r.report_time,
+            mark: r.mark.clone(),
+            imaging: r.imaging.clone(),
+            entry: e.clone(),
+        })
+    }
+
+    /// The result as the order-time check sees it.
+    pub fn prior(&self) -> PriorResult {
+        PriorResult {
+            id: self.entry.id,
+            item_code: self.entry.item_code.clone(),
+            facility_id: self.facility_id,
+            facility_tier: self.facility_tier,
+            lab_id: self.lab_id,
+            specimen_time: self.specimen_time,
+            report_time: self.report_time,
+            mark: self.mark.clone(),
+            value: self.entry.value.clone(),
+            unit: self.entry.unit.clone(),
+        }
+    }
+}
+
+/// Which results of which patients to read.
+#[derive(Debug, Clone, Default)]
+pub struct ResultQuery {
+    /// The patient and the records merged into them.
+    pub patient_ids: Vec<Uuid>,
+    /// Local item codes; empty: every item.
+    pub item_codes: Vec<String>,
+    /// Specimen time at or after this.
+    pub since: Option<OffsetDateTime>,
+    /// At most this many, newest specimen first (0: no limit).
+    pub limit: u32,
+}
+
+/// One ordered item as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub id: Uuid,
+    /// The order the item belongs to (the items ordered together share it).
+    pub order_id: Uuid,
+    pub region_key: String,
+    pub patient_id: Uuid,
+    /// The ordering facility.
+    pub facility_id: Uuid,
+    pub ordered_by: Option<Uuid>,
+    pub ordered_at: OffsetDateTime,
+    pub decision: Decision,
+}
+
+/// One line of the savings report: per facility, China-time month, outcome and repeat reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRow {
+    pub facility_id: Uuid,
+    /// `YYYY-MM`.
+    pub month: String,
+    pub outcome: Outcome,
+    pub repeat_reason: Option<RepeatReason>,
+    pub count: i64,
+    /// Sum of the items' prices (for `reused`: money saved).
+    pub price_fen: i64,
+}
 
 /// Shared lab and imaging results with mutual recognition (issue 5).
 #[async_trait]
-pub trait ResultStore: Send + Sync {}
+pub trait ResultStore: Send + Sync {
+    /// Store validated reports, all or nothing (multi-row inserts). Refuses a report of an
+    /// unknown patient (or one whose region key is not the patient's) or facility.
+    async fn insert_results(&self, reports: &[Report]) -> Result<u64>;
+    /// Results by patient (and items, and since), newest specimen first.
+    async fn find_results(&self, q: &ResultQuery) -> Result<Vec<ResultRecord>>;
+    /// The order-time check's look-up: the patients' results of these items with only what
+    /// the rule needs (no findings, ranges or flags), newest specimen first.
+    async fn prior_results(&self, patient_ids: &[Uuid], item_codes: &[String]) -> Result<Vec<PriorResult>>;
+    /// The qualification periods of these labs.
+    async fn lab_qualifications(&self, lab_ids: &[Uuid]) -> Result<Vec<LabQualification>>;
+    /// Record a new qualification period (a lab gaining status).
+    async fn add_lab_qualification(&self, q: &LabQualification, note: Option<&str>) -> Result<()>;
+    /// End the open qualification period of `lab_id` at `at` (a lab losing status); false
+    /// when none was open.
+    async fn end_lab_qualification(&self, lab_id: Uuid, at: OffsetDateTime) -> Result<bool>;
+    /// Record the items of orders, all or nothing.
+    async fn record_orders(&self, rows: &[OrderRecord]) -> Result<()>;
+    /// The orders of a patient, newest first.
+    async fn patient_orders(&self, patient_id: Uuid, limit: u32) -> Result<Vec<OrderRecord>>;
+    /// The ledger from month `from` to month `to` inclusive (`YYYY-MM`), for some facilities
+    /// (`None`: all).
+    async fn results_ledger(&self, from: &str, to: &str, facility_ids: Option<&[Uuid]>) -> Result<Vec<LedgerRow>>;
+}
