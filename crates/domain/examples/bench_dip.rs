@@ -69,10 +69,17 @@ fn make_stay(rng: &mut Rng, diagnoses: &[&str], procedures: &[&str], hospitals: 
     }
 }
 
+#[allow(dead_code)] // not used where the CLI includes this file (`tiercare bench case-payment dip`)
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let year_stays: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(5_000_000);
     let history_stays: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(5_000_000);
+    run(year_stays, history_stays)
+}
+
+/// Make the synthetic province, then time the catalogue build, scoring and settlement; prints
+/// each stage and the total.
+pub fn run(year_stays: usize, history_stays: usize) -> Result<(), Box<dyn std::error::Error>> {
     let hospitals = 400;
 
     // every 5th code of the table: about 6,000 diagnoses across all chapters

@@ -22,9 +22,15 @@ fn codes(s: &str) -> Vec<String> {
     s.split(['|', ',']).map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect()
 }
 
+#[allow(dead_code)] // not used where the CLI includes this file (`tiercare bench case-payment drg`)
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(200);
-    let data = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"));
+    run(rounds, &PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")))
+}
+
+/// Load CHS-DRG 1.1 from `data/chs-drg-1.1`, group the regression stays of
+/// `data/drg-regression/chsdrg11_dev.csv` `rounds` times on this thread and print stays/s.
+pub fn run(rounds: usize, data: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let dir = data.join("chs-drg-1.1");
     let csv = data.join("drg-regression/chsdrg11_dev.csv");
     if !dir.join("scheme.json").exists() || !csv.exists() {

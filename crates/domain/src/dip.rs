@@ -723,3 +723,329 @@ pub fn settle(
         .collect::<Result<Vec<_>, _>>()?;
     Ok((value, payments))
 }
+
+// ---------------------------------------------------------------------------------------------
+// The year-end settlement of a region: DIP and DRG together (what the store keeps and the pages
+// show). Pure: the caller reads the stays and writes the outcome.
+
+/// A stay of the region as the year's settlement reads it: what DIP and the DRG grouper need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseStay {
+    /// The stay's key (the encounter id).
+    pub id: String,
+    pub facility_id: String,
+    /// The year of discharge.
+    pub year: i32,
+    /// Sex, age, newborn age and weight, diagnoses (principal first) and procedures.
+    pub grouping: crate::drg::Stay,
+    pub cost_fen: i64,
+    /// What the patient paid of the stay (the settlement's patient part), fen.
+    pub patient_paid_fen: i64,
+}
+
+impl CaseStay {
+    /// The stay as DIP sees it (treatment kind from its procedures).
+    pub fn dip_stay(&self) -> DipStay {
+        DipStay {
+            facility_id: self.facility_id.clone(),
+            principal_diagnosis: self.grouping.diagnoses.first().cloned().unwrap_or_default(),
+            procedures: self.grouping.procedures.clone(),
+            procedure_kind: classify_procedures(&self.grouping.procedures),
+            cost_fen: self.cost_fen,
+        }
+    }
+}
+
+/// The terms of a region-year's settlement, as data.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct YearTerms {
+    pub year: i32,
+    /// The history years the catalogue is built from, oldest first, at most three; the last
+    /// weighs `year_weights[2]`. Empty: the three years before `year`.
+    #[serde(default)]
+    pub history_years: Vec<i32>,
+    #[serde(default)]
+    pub params: DipParameters,
+    /// The fund available for the region's inpatient stays of the year (fen).
+    pub fund_available_fen: i64,
+    /// The fund's share of the stays' cost (bp), for the settlement point value.
+    pub reimbursement_ratio_bp: u32,
+    /// Facility-level coefficients (bp) by facility id; missing: 10,000.
+    #[serde(default)]
+    pub facility_coefficients_bp: std::collections::BTreeMap<String, u32>,
+}
+
+impl YearTerms {
+    /// The history years, defaulted and checked (1–3 distinct years, ascending, none after `year`).
+    pub fn history(&self) -> Result<Vec<i32>, DomainError> {
+        let years = if self.history_years.is_empty() {
+            vec![self.year - 3, self.year - 2, self.year - 1]
+        } else {
+            self.history_years.clone()
+        };
+        let mut p = Problems::default();
+        if !(2000..=2100).contains(&self.year) {
+            p.add("year", "dip.year.range", format!("{} is not a settlement year (2000–2100)", self.year));
+        }
+        if years.len() > 3 {
+            p.add("history_years", "dip.history_years.count", "at most three history years (weights 1:2:7)");
+        }
+        if years.windows(2).any(|w| w[0] >= w[1]) || years.iter().any(|y| *y > self.year) {
+            p.add(
+                "history_years",
+                "dip.history_years.order",
+                "history years are distinct, ascending and not after the settlement year",
+            );
+        }
+        for (id, c) in &self.facility_coefficients_bp {
+            if !(1..=30_000).contains(c) {
+                p.add(
+                    &format!("facility_coefficients_bp.{id}"),
+                    "dip.coefficient.range",
+                    format!("a facility coefficient is 1–30,000 bp, not {c}"),
+                );
+            }
+        }
+        p.into_result()?;
+        self.params.validate()?;
+        Ok(years)
+    }
+
+    fn coefficient(&self, facility_id: &str) -> u32 {
+        self.facility_coefficients_bp.get(facility_id).copied().unwrap_or(10_000)
+    }
+}
+
+/// One stay's DIP and DRG result, with their explanations.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StayResult {
+    pub id: String,
+    pub facility_id: String,
+    pub cost_fen: i64,
+    /// The DIP score and its explanation; `None` when no packet fits (see `dip_refusal`).
+    pub dip: Option<StayScore>,
+    pub dip_refusal: Option<String>,
+    /// `grouped`, `check_failed` or `ungroupable`.
+    pub drg_status: String,
+    pub mdc: Option<String>,
+    pub adrg: Option<String>,
+    pub drg: Option<String>,
+    /// The DRG's weight from the history (1/10,000), when the DRG has one.
+    pub drg_weight_e4: Option<i64>,
+    /// The rules that placed the stay.
+    pub drg_trace: Vec<String>,
+}
+
+/// A hospital's position in the year: DIP points, outliers, payment, DRG CMI.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HospitalPosition {
+    pub facility_id: String,
+    pub stays: u64,
+    pub points_e4: i64,
+    pub outliers_low: u64,
+    pub outliers_high: u64,
+    pub expert_review: u64,
+    /// Stays no packet fits (not paid by points).
+    pub unscored: u64,
+    /// points × point value.
+    pub gross_fen: i64,
+    pub patients_paid_fen: i64,
+    /// gross − what patients paid.
+    pub payment_fen: i64,
+    pub drg_grouped: u64,
+    /// Σ weights ÷ grouped stays with a weight (1/10,000); `None` without weights.
+    pub cmi_e4: Option<i64>,
+}
+
+/// The region-year's settlement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YearOutcome {
+    pub catalogue: Catalogue,
+    pub value: PointValue,
+    pub stays: Vec<StayResult>,
+    /// In order of facility id.
+    pub hospitals: Vec<HospitalPosition>,
+}
+
+/// Build the catalogue from `history` (stays of `terms.history()` years; others are ignored),
+/// score and group the year's stays, and settle: point value and each hospital's position.
+/// A stay no packet fits is kept with its reason and earns no points.
+pub fn settle_year(
+    terms: &YearTerms,
+    history: &[CaseStay],
+    year: &[CaseStay],
+    scheme: &crate::drg::Scheme,
+) -> Result<YearOutcome, DomainError> {
+    let years = terms.history()?;
+    let offset = 3 - years.len();
+    let weighted: Vec<HistoricalStay> = history
+        .iter()
+        .filter_map(|s| {
+            let i = years.iter().position(|y| *y == s.year)?;
+            Some(HistoricalStay { stay: s.dip_stay(), year_index: (offset + i) as u8 })
+        })
+        .collect();
+    if weighted.is_empty() {
+        return Err(DomainError::field(
+            "history_years",
+            "dip.history.empty",
+            format!("no stays in the history years {years:?}: the catalogue needs history"),
+        ));
+    }
+    let catalogue = build_catalogue(&weighted, &terms.params)?;
+    let drg_history: Vec<(String, String, i64)> = history
+        .iter()
+        .filter(|s| years.contains(&s.year))
+        .filter_map(|s| scheme.group(&s.grouping).drg.map(|d| (d, s.facility_id.clone(), s.cost_fen)))
+        .collect();
+    let table = crate::drg::weights::weights(&drg_history, &crate::drg::weights::WeightParams::default()).ok();
+    let stays: Vec<StayResult> =
+        year.iter().map(|s| stay_result(&catalogue, terms, table.as_ref(), scheme, s)).collect();
+    let total: i64 = stays.iter().filter_map(|s| s.dip.as_ref()).map(|d| d.score_e4).sum();
+    let value = point_value(terms.fund_available_fen, terms.reimbursement_ratio_bp, total)?;
+    let hospitals = positions(year, &stays, &value);
+    Ok(YearOutcome { catalogue, value, stays, hospitals })
+}
+
+fn stay_result(
+    catalogue: &Catalogue,
+    terms: &YearTerms,
+    table: Option<&crate::drg::weights::WeightTable>,
+    scheme: &crate::drg::Scheme,
+    s: &CaseStay,
+) -> StayResult {
+    let (dip, dip_refusal) = match score_stay(catalogue, &s.dip_stay(), terms.coefficient(&s.facility_id)) {
+        Ok(score) => (Some(score), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let g = scheme.group(&s.grouping);
+    StayResult {
+        id: s.id.clone(),
+        facility_id: s.facility_id.clone(),
+        cost_fen: s.cost_fen,
+        dip,
+        dip_refusal,
+        drg_status: g.status.outcome_key().to_owned(),
+        drg_weight_e4: g.drg.as_deref().and_then(|d| table?.weight_e4(d)),
+        mdc: g.mdc,
+        adrg: g.adrg,
+        drg: g.drg,
+        drg_trace: g.trace,
+    }
+}
+
+fn positions(year: &[CaseStay], stays: &[StayResult], value: &PointValue) -> Vec<HospitalPosition> {
+    let mut by: std::collections::BTreeMap<&str, (HospitalPosition, i64, u64)> = std::collections::BTreeMap::new();
+    for (s, r) in year.iter().zip(stays) {
+        let (h, weights, weighted) = by.entry(&s.facility_id).or_default();
+        h.stays += 1;
+        h.patients_paid_fen += s.patient_paid_fen;
+        match &r.dip {
+            Some(d) => {
+                h.points_e4 += d.score_e4;
+                h.outliers_low += u64::from(d.outlier == Outlier::Low);
+                h.outliers_high += u64::from(d.outlier == Outlier::High);
+                h.expert_review += u64::from(d.expert_review);
+            }
+            None => h.unscored += 1,
+        }
+        h.drg_grouped += u64::from(r.drg.is_some());
+        if let Some(w) = r.drg_weight_e4 {
+            *weights += w;
+            *weighted += 1;
+        }
+    }
+    by.into_iter()
+        .map(|(id, (mut h, weights, weighted))| {
+            h.facility_id = id.to_owned();
+            h.gross_fen = value.amount_fen(h.points_e4);
+            h.payment_fen = h.gross_fen - h.patients_paid_fen;
+            h.cmi_e4 = (weighted > 0).then(|| to_i64(div_round(i128::from(weights), i128::from(weighted))));
+            h
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod year_tests {
+    use super::*;
+
+    fn stay(id: &str, facility: &str, year: i32, dx: &str, cost_fen: i64, paid: i64) -> CaseStay {
+        CaseStay {
+            id: id.into(),
+            facility_id: facility.into(),
+            year,
+            grouping: crate::drg::Stay { sex: 1, age: Some(50), diagnoses: vec![dx.into()], ..Default::default() },
+            cost_fen,
+            patient_paid_fen: paid,
+        }
+    }
+
+    fn terms(history: Vec<i32>) -> YearTerms {
+        YearTerms {
+            year: 2025,
+            history_years: history,
+            params: DipParameters { core_threshold: 2, ..DipParameters::default() },
+            fund_available_fen: 1_450_000,
+            reimbursement_ratio_bp: 10_000,
+            facility_coefficients_bp: [("H1".to_owned(), 12_000)].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn a_year_is_settled_from_its_history_years_only() -> Result<(), DomainError> {
+        let scheme = crate::drg::sample_scheme().map_err(|e| DomainError::field("scheme", "scheme", e.to_string()))?;
+        // history 2024: J18.900 at 300,000 and 500,000 → core packet, mean 400,000 = the mean of
+        // all → 100 points. The 2023 stay (9,000,000) is not a history year and changes nothing.
+        let history = [
+            stay("a", "H1", 2024, "J18.900", 300_000, 0),
+            stay("b", "H1", 2024, "J18.900", 500_000, 0),
+            stay("c", "H1", 2023, "J18.900", 9_000_000, 0),
+        ];
+        // 2025: H1 400,000 → 100 points × coefficient 1.2 = 120; H2 100,000 → 0.25 of the mean,
+        // a low outlier: 100 × 0.25 = 25 points; H2 I63.900 → no packet. Σ 145 points;
+        // 1,450,000 fen at 100 % → 10,000 fen a point: H1 1,200,000; H2 250,000 − 50,000 paid.
+        let year = [
+            stay("y1", "H1", 2025, "J18.900", 400_000, 0),
+            stay("y2", "H2", 2025, "J18.900", 100_000, 50_000),
+            stay("y3", "H2", 2025, "I63.900", 600_000, 0),
+        ];
+        let out = settle_year(&terms(vec![2024]), &history, &year, &scheme)?;
+        assert_eq!(out.catalogue.total_cases, 2);
+        assert_eq!(out.value.total_points_e4, 1_450_000);
+        assert_eq!(out.value.fen_per_point_e4(), 100_000_000);
+        let s: Vec<(Option<i64>, Option<Outlier>)> =
+            out.stays.iter().map(|s| (s.dip.as_ref().map(|d| d.score_e4), s.dip.as_ref().map(|d| d.outlier))).collect();
+        assert_eq!(
+            s,
+            vec![(Some(1_200_000), Some(Outlier::Normal)), (Some(250_000), Some(Outlier::Low)), (None, None)]
+        );
+        assert!(out.stays[2].dip_refusal.is_some());
+        let h: Vec<(&str, i64, i64, u64)> =
+            out.hospitals.iter().map(|h| (h.facility_id.as_str(), h.gross_fen, h.payment_fen, h.unscored)).collect();
+        assert_eq!(h, vec![("H1", 1_200_000, 1_200_000, 0), ("H2", 250_000, 200_000, 1)]);
+        // ES25 (J18.900 without CC) is the only DRG of the history: weight 1.0 (its mean is the
+        // overall mean); H2's I63.900 groups to BR25, which has no weight, so H2's CMI is ES25's.
+        assert_eq!(out.hospitals[1].cmi_e4, Some(10_000));
+        assert_eq!(out.stays[2].drg.as_deref(), Some("BR25"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_year_without_history_or_with_bad_terms_is_refused() {
+        let scheme = crate::drg::sample_scheme().ok();
+        let Some(scheme) = scheme else { panic!("the sample scheme loads") };
+        let year = [stay("y1", "H1", 2025, "J18.900", 400_000, 0)];
+        let e = settle_year(&terms(vec![2022]), &year, &year, &scheme).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("catalogue needs history"), "{e}");
+        let mut t = terms(vec![2024, 2023]);
+        assert!(t.history().is_err(), "history years must ascend");
+        t.history_years = vec![2026];
+        assert!(t.history().is_err(), "no history after the year");
+        let mut t = terms(vec![2024]);
+        t.facility_coefficients_bp.insert("H2".into(), 0);
+        assert!(t.history().is_err(), "a zero coefficient");
+        assert_eq!(terms(vec![]).history().ok(), Some(vec![2022, 2023, 2024]), "default: the three years before");
+    }
+}

@@ -328,6 +328,26 @@ struct Complications {
     cc_excluded: Option<usize>,
 }
 
+/// tiercare's own small sample scheme (`data/drg-sample/`): shaped like CHS-DRG but written by us
+/// for tests and the demo (its groups cover the generated county's stays). The real CHS-DRG tables
+/// are loaded by users.
+pub const SAMPLE_SCHEME_JSON: &str = include_str!("../../data/drg-sample/scheme.json");
+
+/// The sample scheme's tables, by file name.
+pub const SAMPLE_TABLES: [(&str, &str); 5] = [
+    ("MCC.dat", include_str!("../../data/drg-sample/MCC.dat")),
+    ("CC.dat", include_str!("../../data/drg-sample/CC.dat")),
+    ("CCE.dat", include_str!("../../data/drg-sample/CCE.dat")),
+    ("SS_VALID.dat", include_str!("../../data/drg-sample/SS_VALID.dat")),
+    ("DRG.dat", include_str!("../../data/drg-sample/DRG.dat")),
+];
+
+/// Load the embedded sample scheme ([`SAMPLE_SCHEME_JSON`]).
+pub fn sample_scheme() -> Result<Scheme, SchemeError> {
+    let tables = SAMPLE_TABLES.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    Scheme::load(SAMPLE_SCHEME_JSON, &tables)
+}
+
 impl Scheme {
     /// Parse and validate a scheme; `tables` maps a table's name (`MCC`) or its file name
     /// (`MCC.dat`, as given in the scheme's `files`) to the file's text.
@@ -636,5 +656,40 @@ impl Scheme {
             Split::HasMccOrCc => format!("has MCC or CC: {cc}"),
             Split::Always => format!("always ({mcc}; {cc})"),
         }
+    }
+}
+
+#[cfg(test)]
+mod sample_tests {
+    use super::*;
+
+    fn stay(dx: &[&str], px: &[&str]) -> Stay {
+        Stay {
+            sex: 1,
+            age: Some(60),
+            age_days: None,
+            weight_g: None,
+            diagnoses: dx.iter().map(|s| (*s).to_owned()).collect(),
+            procedures: px.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn sample_scheme_groups_the_generated_stays() -> Result<(), SchemeError> {
+        let s = sample_scheme()?;
+        // K80.200 enters MDCH; 51.2300 is HC2's procedure; I10.x00 is a CC (group 10) and
+        // K80.200 has no exclusion group, so the CC counts: HC23.
+        let g = s.group(&stay(&["K80.200", "I10.x00"], &["51.2300"]));
+        assert_eq!((g.mdc.as_deref(), g.adrg.as_deref(), g.drg.as_deref()), (Some("MDCH"), Some("HC2"), Some("HC23")));
+        // I25.100's exclusion group is 10, the same as the CC I10.x00's: excluded, so FU15.
+        let g = s.group(&stay(&["I25.100", "I10.x00"], &[]));
+        assert_eq!(g.drg.as_deref(), Some("FU15"));
+        // E11.900 (group 11) is not excluded for I25.100: FU13.
+        let g = s.group(&stay(&["I25.100", "E11.900"], &[]));
+        assert_eq!(g.drg.as_deref(), Some("FU13"));
+        // No MDC takes Z99.999: an explicit ungroupable result, not a group.
+        let g = s.group(&stay(&["Z99.999"], &[]));
+        assert!(matches!(g.status, GroupingStatus::Ungroupable { .. }) && g.drg.is_none(), "{g:?}");
+        Ok(())
     }
 }
