@@ -15,6 +15,7 @@ mod config;
 mod county;
 mod county_case_payment;
 mod county_results;
+mod fhir_export;
 mod import;
 mod synth;
 
@@ -117,6 +118,11 @@ enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// Bulk exports.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
     /// Benchmarks that print the figures the issues ask for.
     Bench {
         #[command(subcommand)]
@@ -183,6 +189,12 @@ enum FacilitiesCommand {
 enum ImportCommand {
     /// Import patients from CSV (header row) or NDJSON (one registration per line).
     Patients(import::ImportPatientsArgs),
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// Write the store as FHIR R4 NDJSON into DIR, one file per resource type.
+    Fhir(fhir_export::ExportFhirArgs),
 }
 
 fn main() -> Result<()> {
@@ -256,6 +268,7 @@ async fn run(command: Command, settings: Settings) -> Result<()> {
         Command::Users { command } => users(command, &settings).await,
         Command::Facilities { command } => facilities(command, &settings).await,
         Command::Import { command: ImportCommand::Patients(args) } => import::run(args, &settings).await,
+        Command::Export { command: ExportCommand::Fhir(args) } => fhir_export::run(args, &settings).await,
         Command::Bench { command } => bench::run(command, &settings).await,
     }
 }

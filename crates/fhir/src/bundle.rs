@@ -1,4 +1,5 @@
-//! Bundles: the searchset a FHIR search answers with.
+//! Bundles: the searchset a FHIR search answers with (links for paging, an outcome entry
+//! for what a lenient search ignored).
 
 use serde_json::{Value, json};
 
@@ -40,6 +41,23 @@ pub fn searchset(entries: Vec<Value>, total: Option<u64>, self_link: &str) -> Va
     v
 }
 
+/// Add a link (`next`, `previous`) to a Bundle.
+pub fn add_link(bundle: &mut Value, relation: &str, url: &str) {
+    if let Some(links) = bundle["link"].as_array_mut() {
+        links.push(json!({ "relation": relation, "url": url }));
+    }
+}
+
+/// Add an OperationOutcome entry (`search.mode` `outcome`): what the search ignored or
+/// warns about, before the matches.
+pub fn add_outcome(bundle: &mut Value, outcome: Value) {
+    let entry = json!({ "resource": outcome, "search": { "mode": "outcome" } });
+    match bundle["entry"].as_array_mut() {
+        Some(entries) => entries.insert(0, entry),
+        None => bundle["entry"] = json!([entry]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +84,18 @@ mod tests {
         assert!(b.get("entry").is_none());
         assert_eq!(b["total"], 0);
         assert!(searchset(vec![], None, "http://h/fhir/ServiceRequest").get("total").is_none());
+    }
+
+    #[test]
+    fn links_and_an_outcome_entry_are_added() {
+        let mut b = searchset(vec![json!({ "resourceType": "Patient", "id": "a" })], Some(3), "http://h/fhir/Patient");
+        add_link(&mut b, "next", "http://h/fhir/Patient?_offset=1");
+        add_outcome(&mut b, json!({ "resourceType": "OperationOutcome" }));
+        assert_eq!(b["link"][1]["relation"], "next");
+        assert_eq!(b["entry"][0]["search"]["mode"], "outcome");
+        assert_eq!(b["entry"][1]["resource"]["id"], "a");
+        let mut empty = searchset(vec![], Some(0), "http://h/fhir/Patient");
+        add_outcome(&mut empty, json!({ "resourceType": "OperationOutcome" }));
+        assert_eq!(empty["entry"].as_array().map(Vec::len), Some(1));
     }
 }

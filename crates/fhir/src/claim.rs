@@ -58,8 +58,11 @@
 //! | above the ceiling / pool | `above_ceiling` |
 //! | the patient's total | `patient_total` |
 //!
-//! `item[i]` (`itemSequence` `i + 1`) has the line's amount as `submitted` and its class
-//! in the extension [`EXT_ITEM_CLASS`]; `processNote[]` is the explanation, one note per
+//! `item[i]` (`itemSequence` `i + 1`) has its class in the extension [`EXT_ITEM_CLASS`] and
+//! the bill's split apportioned to the line ([`crate::apportion`]: each category's item
+//! amounts add up to its total) as `adjudication[]`: `submitted` (the line's amount),
+//! `eligible`, `deductible`, `copay`, `benefit` (HL7) and `self_pay`, `class_b_share`,
+//! `above_ceiling`, `patient_total` ([`SPLIT_SYSTEM`]); `processNote[]` is the explanation, one note per
 //! rule applied, its code and amount in the extensions [`EXT_STEP_CODE`] and
 //! [`EXT_STEP_AMOUNT`]. Money is CNY yuan, a JSON decimal written from fen exactly
 //! ([`yuan`]).
@@ -87,6 +90,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, OffsetDateTime};
 use uuid::Uuid;
 
+use crate::apportion::{LineSplit, line_splits};
 use crate::ext;
 use crate::outcome::{Issue, IssueType};
 use crate::read::{CODING_KEYS, CONCEPT_KEYS, Reader};
@@ -892,7 +896,7 @@ pub struct SettlementView<'a> {
 }
 
 /// A FHIR instant in UTC, to the millisecond.
-fn instant(t: OffsetDateTime) -> String {
+pub(crate) fn instant(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     let t = t.replace_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(t);
     t.format(&Rfc3339).unwrap_or_default()
@@ -941,7 +945,7 @@ pub fn insurer_display(region: &str) -> String {
     }
 }
 
-fn category(system: &str, code: &str) -> Value {
+pub(crate) fn category(system: &str, code: &str) -> Value {
     json!({ "coding": [{ "system": system, "code": code }] })
 }
 
@@ -956,6 +960,25 @@ pub fn split_categories(s: &Split) -> [(&'static str, &'static str, i64); 8] {
         (SPLIT_SYSTEM, "class_b_share", s.class_b_share_fen),
         (SPLIT_SYSTEM, "above_ceiling", s.above_ceiling_fen),
         (SPLIT_SYSTEM, "patient_total", s.patient_fen),
+    ]
+}
+
+/// One line's split as (category system, code, fen), in the order of
+/// `ClaimResponse.item.adjudication`: HL7's `submitted`, `eligible`, `deductible`, `copay`
+/// (coinsurance), `benefit` (the fund), then ours (`self_pay`, `class_b_share`,
+/// `above_ceiling`, `patient_total`). See [`crate::apportion`] for how a line's parts are
+/// derived from the bill's.
+pub fn item_categories(l: &LineSplit) -> [(&'static str, &'static str, i64); 9] {
+    [
+        (ADJUDICATION_SYSTEM, "submitted", l.submitted_fen),
+        (ADJUDICATION_SYSTEM, "eligible", l.eligible_fen),
+        (ADJUDICATION_SYSTEM, "deductible", l.deductible_fen),
+        (ADJUDICATION_SYSTEM, "copay", l.copay_fen),
+        (ADJUDICATION_SYSTEM, "benefit", l.benefit_fen),
+        (SPLIT_SYSTEM, "self_pay", l.self_pay_fen),
+        (SPLIT_SYSTEM, "class_b_share", l.class_b_share_fen),
+        (SPLIT_SYSTEM, "above_ceiling", l.above_ceiling_fen),
+        (SPLIT_SYSTEM, "patient_total", l.patient_fen),
     ]
 }
 
@@ -1026,17 +1049,18 @@ pub fn claim_response(v: &SettlementView<'_>) -> Value {
             claim
                 .lines
                 .iter()
+                .zip(line_splits(claim, split))
                 .enumerate()
-                .map(|(i, l)| json!({
+                .map(|(i, (l, parts))| json!({
                     "extension": [{
                         "url": ext(EXT_ITEM_CLASS),
                         "valueCoding": { "system": ITEM_CLASS_SYSTEM, "code": class_code(l.class) },
                     }],
                     "itemSequence": i + 1,
-                    "adjudication": [{
-                        "category": category(ADJUDICATION_SYSTEM, "submitted"),
-                        "amount": money(l.amount_fen),
-                    }],
+                    "adjudication": item_categories(&parts)
+                        .iter()
+                        .map(|(sys, code, fen)| json!({ "category": category(sys, code), "amount": money(*fen) }))
+                        .collect::<Vec<_>>(),
                 }))
                 .collect::<Vec<_>>()
         );

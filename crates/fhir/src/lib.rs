@@ -15,12 +15,19 @@
 //!   [`referral`]; OperationOutcome issue details use
 //!   `http://tiercare.org/fhir/CodeSystem/error` ([`outcome`]).
 
+pub mod apportion;
+pub mod bulk;
 pub mod bundle;
+pub mod capability;
 pub mod claim;
 pub mod coverage;
 pub mod outcome;
 mod read;
 pub mod referral;
+pub mod registration;
+pub mod registry;
+pub mod search;
+pub mod stored_claim;
 #[cfg(test)]
 #[path = "../tests/support/mod.rs"]
 mod test_support;
@@ -37,11 +44,12 @@ pub const RESIDENT_ID_SYSTEM: &str = "urn:oid:2.16.156.10011.1.3";
 const ICD10: &str = "http://hl7.org/fhir/sid/icd-10";
 const ICD9CM: &str = "http://hl7.org/fhir/sid/icd-9-cm";
 
-fn ext(name: &str) -> String {
+pub(crate) fn ext(name: &str) -> String {
     format!("{BASE}/StructureDefinition/{name}")
 }
 
-fn identifier_system(kind: IdentifierType) -> String {
+/// The identifier system of an identifier type (the resident identity number: its OID).
+pub fn identifier_system(kind: IdentifierType) -> String {
     match kind {
         IdentifierType::ResidentId => RESIDENT_ID_SYSTEM.to_owned(),
         other => format!("{BASE}/sid/{}", other.as_str().replace('_', "-")),

@@ -695,3 +695,233 @@ fn the_engines_split_under_the_default_policy_is_written_exactly() {
         assert_eq!(schema_errors(&schema, &r), Vec::<String>::new(), "{r}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// the split per line (ClaimResponse.item.adjudication) and the stored Claim
+
+/// The amount of category `code` (of `system`) of one adjudication list, in fen.
+fn adjudicated(list: &Value, system: &str, code: &str) -> i64 {
+    let a = list
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|x| x["category"]["coding"][0]["system"] == system && x["category"]["coding"][0]["code"] == code)
+        })
+        .unwrap_or_else(|| panic!("{code} in {list}"));
+    assert_eq!(a["amount"]["currency"], "CNY");
+    fen_from_yuan(&a["amount"]["value"]).expect("an amount in yuan")
+}
+
+/// Every item category: (system, code, the ClaimResponse.total it adds up to, if any).
+const ITEM_CATEGORIES: [(&str, &str, bool); 9] = [
+    (ADJ, "submitted", true),
+    (ADJ, "eligible", false),
+    (ADJ, "deductible", true),
+    (ADJ, "copay", true),
+    (ADJ, "benefit", true),
+    (SPLIT, "self_pay", true),
+    (SPLIT, "class_b_share", true),
+    (SPLIT, "above_ceiling", true),
+    (SPLIT, "patient_total", true),
+];
+
+/// Each category's item amounts add up to its total; each item's parts add up to the line
+/// (submitted = benefit + patient; patient = self-pay + class-B share + deductible + copay
+/// + above the ceiling); no part is negative.
+fn assert_items_add_up(r: &Value) {
+    let items = r["item"].as_array().expect("items");
+    for (system, code, has_total) in ITEM_CATEGORIES {
+        let sum: i64 = items.iter().map(|i| adjudicated(&i["adjudication"], system, code)).sum();
+        if has_total {
+            let total = fen_from_yuan(&total_of(r, system, code)["value"]).expect("a total");
+            assert_eq!(sum, total, "{code}: items {sum} fen, total {total} fen");
+        }
+    }
+    for i in items {
+        let a = |code: &str| {
+            let system =
+                if ["submitted", "eligible", "deductible", "copay", "benefit"].contains(&code) { ADJ } else { SPLIT };
+            adjudicated(&i["adjudication"], system, code)
+        };
+        assert_eq!(a("submitted"), a("benefit") + a("patient_total"), "{i}");
+        let parts = a("self_pay") + a("class_b_share") + a("deductible") + a("copay") + a("above_ceiling");
+        assert_eq!(a("patient_total"), parts, "{i}");
+        assert_eq!(a("eligible"), a("submitted") - a("self_pay") - a("class_b_share"), "{i}");
+        assert!(ITEM_CATEGORIES.iter().all(|(_, c, _)| a(c) >= 0), "{i}");
+    }
+}
+
+/// The stay of [`settled`], per line (fen), by the apportioning rule of `apportion.rs`
+/// (line k gets round(X·cum_k/W) − round(X·cum_{k−1}/W), half-up):
+///   class-B share 10,000 over the class-B lines: line 2 all of it.
+///   eligible: 470,000; 100,000 − 10,000 = 90,000; 0 (self-pay).
+///   deductible 50,000 over 470,000 : 90,000 (W 560,000): 50,000 × 470,000 / 560,000 =
+///   41,964.29 → 41,964; line 2 50,000 − 41,964 = 8,036.
+///   bases: 428,036; 81,964 (sum 510,000). fund 382,500 over them (382,500 / 510,000 is
+///   exactly 75 %): 321,027; 61,473. copay: 107,009; 20,491 (sum 127,500).
+///   patient: 470,000 − 321,027 = 148,973; 100,000 − 61,473 = 38,527; 30,000 (sum 217,500).
+#[test]
+fn each_item_carries_its_share_of_the_split() {
+    let (claim, split) = settled();
+    let r = claim_response(&view(&claim, &split, Some(uuid(ENCOUNTER)), false));
+    let items = r["item"].as_array().expect("items");
+    let expected: [[i64; 9]; 3] = [
+        // submitted, eligible, deductible, copay, benefit, self_pay, class_b_share, above_ceiling, patient
+        [470_000, 470_000, 41_964, 107_009, 321_027, 0, 0, 0, 148_973],
+        [100_000, 90_000, 8_036, 20_491, 61_473, 0, 10_000, 0, 38_527],
+        [30_000, 0, 0, 0, 0, 30_000, 0, 0, 30_000],
+    ];
+    for (item, want) in items.iter().zip(expected) {
+        let got: Vec<i64> =
+            ITEM_CATEGORIES.iter().map(|(sys, code, _)| adjudicated(&item["adjudication"], sys, code)).collect();
+        assert_eq!(got, want, "{item}");
+    }
+    // in yuan as written: 419.64 of the deductible on the class-A line
+    assert_eq!(items[0]["adjudication"][2]["amount"], json!({ "value": 419.64, "currency": "CNY" }));
+    assert_items_add_up(&r);
+    if let Some(dir) = fhir_data() {
+        let schema = read_json(&dir.join("fhir.schema.json"));
+        assert_eq!(schema_errors(&schema, &r), Vec::<String>::new(), "{r}");
+    }
+}
+
+/// Above the ceiling, per line: an outpatient visit of two class-A lines, 100.00 and 300.00,
+/// no deductible, rate 50 %: the fund's share 200.00, of which the pool has 50.00 left
+/// (150.00 above it). Over the bases 10,000 : 30,000 (fen): fund's share 5,000 and 15,000,
+/// copay the same; the fund's 5,000 over 5,000 : 15,000 → 1,250 and 3,750; above the ceiling
+/// 3,750 and 11,250; patient 10,000 − 1,250 = 8,750 and 30,000 − 3,750 = 26,250 (sum 35,000
+/// = 40,000 − 5,000).
+#[test]
+fn money_above_the_ceiling_is_apportioned_per_line() {
+    let claim = Claim {
+        scheme: Scheme::Resident,
+        insured_region: "511600".into(),
+        setting: Setting::Outpatient,
+        tier: Tier::Township,
+        arrival: Arrival::SelfReferred,
+        place: Place::Home,
+        date: date!(2026 - 12 - 03),
+        lines: vec![
+            BillLine { class: ItemClass::A, amount_fen: 10_000 },
+            BillLine { class: ItemClass::A, amount_fen: 30_000 },
+        ],
+        accumulators: Accumulators::default(),
+    };
+    let split = Split {
+        total_fen: 40_000,
+        fund_fen: 5_000,
+        patient_fen: 35_000,
+        self_pay_fen: 0,
+        class_b_share_fen: 0,
+        deductible_fen: 0,
+        coinsurance_fen: 20_000,
+        above_ceiling_fen: 15_000,
+        rate_bp: 5_000,
+        policy: String::new(),
+        explanation: Vec::new(),
+        after: Accumulators::default(),
+    };
+    let lines = tiercare_fhir::apportion::line_splits(&claim, &split);
+    let got: Vec<[i64; 4]> =
+        lines.iter().map(|l| [l.copay_fen, l.benefit_fen, l.above_ceiling_fen, l.patient_fen]).collect();
+    assert_eq!(got, vec![[5_000, 1_250, 3_750, 8_750], [15_000, 3_750, 11_250, 26_250]]);
+    assert_items_add_up(&claim_response(&view(&claim, &split, None, false)));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+    /// Whatever the bill and the accumulators (crossing the deductible, the ceiling or the
+    /// outpatient pool), the engine's split under the default policy, written per line,
+    /// adds up to its totals.
+    #[test]
+    fn item_amounts_add_up_to_the_totals(
+        lines in proptest::collection::vec((0u8..3, 0i64..5_000_000), 1..12),
+        inpatient in proptest::bool::ANY,
+        tier in 0usize..3,
+        fund_paid in 0i64..30_000_000,
+        deductible_paid in 0i64..200_000,
+    ) {
+        let policies = tiercare_domain::settlement::PolicySet::load_toml(tiercare_domain::settlement::DEFAULT_POLICY_TOML)
+            .expect("the default policy set");
+        let classes = [ItemClass::A, ItemClass::B, ItemClass::SelfPay];
+        let claim = Claim {
+            scheme: Scheme::Resident,
+            insured_region: "511600".into(),
+            setting: if inpatient { Setting::Inpatient } else { Setting::Outpatient },
+            tier: [Tier::Township, Tier::County, Tier::City][tier],
+            arrival: Arrival::SelfReferred,
+            place: Place::Home,
+            date: date!(2026 - 12 - 03),
+            lines: lines.iter().map(|(c, a)| BillLine { class: classes[*c as usize], amount_fen: *a }).collect(),
+            accumulators: Accumulators {
+                inpatient_fund_paid_fen: fund_paid,
+                outpatient_fund_paid_fen: fund_paid / 100,
+                stay_deductible_paid_fen: deductible_paid,
+            },
+        };
+        let split = tiercare_domain::settlement::adjudicate(&policies, &claim).expect("adjudicated");
+        assert_items_add_up(&claim_response(&view(&claim, &split, Some(uuid(ENCOUNTER)), false)));
+    }
+}
+
+/// The settled stay of [`settled`] as its Claim: read back by `parse_claim` it is the same
+/// bill (2 × 2,350.00 + 4 × 250.00 + 1 × 300.00 = 6,000.00), it conforms, and once reversed
+/// it is cancelled.
+#[test]
+fn a_stored_claim_reads_back_as_the_bill_that_was_settled() {
+    use tiercare_domain::billing::PricedLine;
+    use tiercare_fhir::stored_claim::{StoredClaim, claim as stored_claim};
+    let (claim, _) = settled();
+    let items = [
+        PricedLine { code: "001107000010000".into(), quantity: 2, unit_price_fen: 235_000 },
+        PricedLine { code: "XJ01DDT098B001010100000".into(), quantity: 4, unit_price_fen: 25_000 },
+        PricedLine { code: "XL03AXX045B001010100000".into(), quantity: 1, unit_price_fen: 30_000 },
+    ];
+    let coverage = Uuid::now_v7();
+    let stored = |reversed: bool, items: &[PricedLine]| {
+        stored_claim(&StoredClaim {
+            id: uuid(ENCOUNTER),
+            txn_no: "HIS-20261203-000123",
+            reversed,
+            patient_id: uuid(PATIENT),
+            facility_id: uuid(FACILITY),
+            facility_name: Some("岳池县人民医院"),
+            encounter_id: Some(uuid(ENCOUNTER)),
+            coverage_id: Some(coverage),
+            claim: &claim,
+            items,
+            created_at: datetime!(2026-12-03 02:15:30 UTC),
+        })
+    };
+    let v = stored(false, &items);
+    assert_eq!(v["id"], ENCOUNTER);
+    assert_eq!(v["total"], json!({ "value": 6000.0, "currency": "CNY" }));
+    let back = parse_claim(&v).unwrap_or_else(|e| panic!("{v}: {e:#?}"));
+    let want = ClaimInput {
+        txn_no: Some("HIS-20261203-000123".into()),
+        preview: false,
+        patient_id: uuid(PATIENT),
+        encounter_id: Some(uuid(ENCOUNTER)),
+        provider_id: Some(uuid(FACILITY)),
+        coverage_id: Some(coverage),
+        setting: Setting::Inpatient,
+        date: Some(date!(2026 - 12 - 03)),
+        arrival: Some(Arrival::UpwardReferral { after_stay_at: None }),
+        lines: items
+            .iter()
+            .map(|p| ClaimLine { code: p.code.clone(), quantity: p.quantity, unit_price_fen: p.unit_price_fen })
+            .collect(),
+    };
+    assert_eq!(back, want);
+    let reversed = stored(true, &items);
+    assert_eq!(reversed["status"], "cancelled");
+    // a settlement stored before its priced lines were kept: each line's amount only
+    let old = stored(false, &[]);
+    assert_eq!(old["item"][2]["net"], json!({ "value": 300.0, "currency": "CNY" }));
+    if let Some(dir) = fhir_data() {
+        let schema = read_json(&dir.join("fhir.schema.json"));
+        for c in [&v, &reversed, &old] {
+            assert_eq!(schema_errors(&schema, c), Vec::<String>::new(), "{c}");
+        }
+    }
+}

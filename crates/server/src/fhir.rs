@@ -9,24 +9,37 @@
 //! - `POST /fhir/ServiceRequest` (create: 201, `Location: /fhir/ServiceRequest/{id}`)
 //! - issue 6: `POST /fhir/Claim/$submit` (settle: 201 + `Location: /fhir/ClaimResponse/{id}`,
 //!   a replay 200; `use` preauthorization/predetermination previews: 200, nothing stored),
-//!   `GET /fhir/ClaimResponse/{id}` (the settlement id), `GET /fhir/Coverage?patient=`
+//!   `GET /fhir/ClaimResponse/{id}` (the settlement id; its items carry the split per line,
+//!   `tiercare_fhir::apportion`), `GET /fhir/Claim/{id}` (the same id: the claim as stored,
+//!   `tiercare_fhir::stored_claim`), `GET /fhir/Coverage?patient=`
 //!   (the patient's enrolments; logged as `read_coverage`). The Claim is read by
 //!   `tiercare_fhir::claim::parse_claim` and settled by `routes::settlements::settle_bill`,
 //!   the function behind `POST /api/v1/settlements`; its field errors are mapped onto the
 //!   Claim by `tiercare_fhir::claim::field_expression`.
 //!
-//! Answers are `application/fhir+json`; a POST body may be `application/fhir+json` or
+//! - issue 7: `GET /fhir/metadata` (the CapabilityStatement, written from
+//!   `tiercare_fhir::capability::RESOURCES`, the same table the searches take their
+//!   parameters from); Patient (read, search, create: `patients`), Encounter (search by
+//!   patient), Organization and Practitioner (read, search), PractitionerRole (search:
+//!   `registry`).
+//!
+//! Answers are `application/fhir+json` (`format`: `_format`, `Accept` → 406 unless JSON;
+//! `_pretty=true` indents); a POST body may be `application/fhir+json` or
 //! `application/json` (else 415). Reference parameters take `Type/{id}` or the bare id;
-//! `status` takes a comma list (any of). Search is strict: an unknown parameter, a
-//! modifier, a repeated parameter or a bad value answers 400. `_count` is 1..=500 (default
-//! 50); there is no paging yet, and `Bundle.total` is given only when the page holds every
-//! match. Searches list only referrals where the user's facility is the sender or the
-//! current receiver.
+//! tokens and `status` take a comma list (any of). Search parameters (`params`): one the
+//! type does not declare is ignored and reported in the Bundle (an OperationOutcome entry)
+//! unless the request says `Prefer: handling=strict` (then 400); a modifier, a repeated
+//! parameter (dates may repeat) or a bad value answers 400. `_count` is 1..=500 (default
+//! 50). The referral searches do not page yet, and give `Bundle.total` only when the page
+//! holds every match; the others page with `_offset` (`next`/`previous` links), always give
+//! the total, and take `_summary=count`. Referral searches list only referrals where the
+//! user's facility is the sender or the current receiver.
 //!
 //! Every error is an OperationOutcome: 400 unreadable JSON, a body that is not an R4
 //! ServiceRequest (wrong resourceType, unknown element, wrong JSON type: issue types
 //! `invalid` / `structure`) or a bad search; 401 (`login`) without a valid token; 403
-//! (`forbidden`); 404 (`not-found`) for an unknown id or endpoint; 405; 409 (`conflict`);
+//! (`forbidden`); 404 (`not-found`) for an unknown id or endpoint (the latter with the
+//! detail code `fhir.unknown_endpoint`); 405; 406; 409 (`conflict`);
 //! 413 (`too-long`); 415; 422 for valid FHIR that our rules refuse (unsupported elements,
 //! unknown codes, the domain's checks), each issue with its FHIRPath `expression` where
 //! one element is at fault (the domain's field names are mapped by
@@ -40,7 +53,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, get, post};
 use serde_json::Value;
@@ -62,9 +75,14 @@ use crate::routes::encounters::require_presence;
 use crate::routes::referrals::{self, ReferralFilter};
 use crate::routes::settlements::{BillRequest, settle_bill};
 
+mod format;
+mod params;
+mod patients;
+mod registry;
+
+use params::Params;
+
 const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
-const DEFAULT_COUNT: u32 = 50;
-const MAX_COUNT: u32 = 500;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -78,10 +96,14 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/fhir/Coverage", get(search_coverage).fallback(not_allowed("GET")))
         .route("/fhir/ClaimResponse/{id}", get(read_claim_response).fallback(not_allowed("GET")))
         .route("/fhir/Claim/$submit", post(submit_claim).fallback(not_allowed("POST")))
+        .route("/fhir/Claim/{id}", get(read_claim).fallback(not_allowed("GET")))
         // the same operation with its `$` percent-encoded, as some clients send it
         .route("/fhir/Claim/%24submit", post(submit_claim).fallback(not_allowed("POST")))
+        .merge(registry::router())
+        .merge(patients::router())
         .route("/fhir", any(unknown_endpoint))
         .route("/fhir/{*rest}", any(unknown_endpoint))
+        .layer(axum::middleware::from_fn(format::negotiate))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -172,7 +194,7 @@ fn bytes_rejection(rej: BytesRejection) -> FhirError {
     }
 }
 
-fn not_allowed(allow: &'static str) -> MethodRouter<AppState> {
+pub(crate) fn not_allowed(allow: &'static str) -> MethodRouter<AppState> {
     any(move || async move {
         let mut resp = FhirError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -185,19 +207,28 @@ fn not_allowed(allow: &'static str) -> MethodRouter<AppState> {
     })
 }
 
+/// The detail code of a request to an endpoint the CapabilityStatement does not declare
+/// (as opposed to a resource that is not found).
+pub(crate) const UNKNOWN_ENDPOINT: &str = "fhir.unknown_endpoint";
+
 async fn unknown_endpoint() -> FhirError {
-    FhirError::new(
-        StatusCode::NOT_FOUND,
-        IssueType::NotFound,
-        "no such FHIR endpoint: this server offers ServiceRequest (read, search, create), Task (read, search), \
-         Claim ($submit), ClaimResponse (read) and Coverage (search by patient)",
-    )
+    FhirError {
+        status: StatusCode::NOT_FOUND,
+        issues: vec![
+            Issue::error(
+                IssueType::NotFound,
+                None,
+                "no such FHIR endpoint: GET /fhir/metadata lists what this server offers",
+            )
+            .with_detail_code(UNKNOWN_ENDPOINT),
+        ],
+    }
 }
 
 // ---------------------------------------------------------------------------------------
 // answers
 
-fn fhir_json(status: StatusCode, body: &Value) -> Response {
+pub(crate) fn fhir_json(status: StatusCode, body: &Value) -> Response {
     let mut resp = (status, body.to_string()).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     resp
@@ -233,7 +264,7 @@ impl Facilities {
     }
 }
 
-fn path_id(raw: &str, kind: &str) -> FhirResult<Uuid> {
+pub(crate) fn path_id(raw: &str, kind: &str) -> FhirResult<Uuid> {
     Uuid::parse_str(raw)
         .map_err(|_| FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, format!("{kind} not found")))
 }
@@ -325,98 +356,6 @@ async fn create_service_request(
 // ---------------------------------------------------------------------------------------
 // search
 
-/// The parameters of a search, each at most once.
-struct Params(Vec<(String, String)>);
-
-impl Params {
-    fn read(query: Result<Query<Vec<(String, String)>>, QueryRejection>, allowed: &[&str]) -> FhirResult<Params> {
-        let Query(pairs) = query.map_err(|e| {
-            FhirError::bad_search(IssueType::Structure, format!("the query string cannot be read: {}", e.body_text()))
-        })?;
-        for (i, (k, v)) in pairs.iter().enumerate() {
-            if !allowed.contains(&k.as_str()) {
-                return Err(FhirError::bad_search(
-                    IssueType::NotSupported,
-                    format!("unsupported search parameter {k:?}; supported: {}", allowed.join(", ")),
-                ));
-            }
-            if pairs[..i].iter().any(|(p, _)| p == k) {
-                return Err(FhirError::bad_search(
-                    IssueType::NotSupported,
-                    format!("search parameter {k:?} is given twice; give it once (a comma list means any of)"),
-                ));
-            }
-            if v.trim().is_empty() {
-                return Err(FhirError::bad_search(IssueType::Value, format!("search parameter {k:?} has no value")));
-            }
-        }
-        Ok(Params(pairs))
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim())
-    }
-
-    /// A reference parameter: `Kind/{id}` or the bare id.
-    fn reference(&self, name: &str, kind: &str) -> FhirResult<Option<Uuid>> {
-        let Some(v) = self.get(name) else { return Ok(None) };
-        let raw = v.strip_prefix(kind).and_then(|r| r.strip_prefix('/')).unwrap_or(v);
-        Uuid::parse_str(raw).map(Some).map_err(|_| {
-            FhirError::bad_search(IssueType::Value, format!("search parameter {name:?}: expected {kind}/<id> or <id>"))
-        })
-    }
-
-    /// `status`-like parameters: a comma list of codes, each mapped to states.
-    fn states(
-        &self,
-        name: &str,
-        map: impl Fn(&str) -> Option<Vec<ReferralState>>,
-    ) -> FhirResult<Option<Vec<ReferralState>>> {
-        let Some(v) = self.get(name) else { return Ok(None) };
-        let mut states = Vec::new();
-        for code in v.split(',').map(str::trim) {
-            let s = map(code).ok_or_else(|| {
-                FhirError::bad_search(
-                    IssueType::CodeInvalid,
-                    format!("search parameter {name:?}: unknown code {code:?}"),
-                )
-            })?;
-            states.extend(s.into_iter().filter(|s| !states.contains(s)).collect::<Vec<_>>());
-        }
-        Ok(Some(states))
-    }
-
-    fn count(&self) -> FhirResult<u32> {
-        match self.get("_count") {
-            None => Ok(DEFAULT_COUNT),
-            Some(v) => match v.parse::<u32>() {
-                Ok(n) if n >= 1 => Ok(n.min(MAX_COUNT)),
-                _ => Err(FhirError::bad_search(
-                    IssueType::Value,
-                    "_count is a whole number from 1 (at most 500 are given)",
-                )),
-            },
-        }
-    }
-
-    fn check_format(&self) -> FhirResult<()> {
-        match self.get("_format") {
-            None | Some("json" | "application/json" | "application/fhir+json") => Ok(()),
-            Some(_) => Err(FhirError::bad_search(IssueType::NotSupported, "_format: this server answers JSON only")),
-        }
-    }
-}
-
-/// The absolute URL of this request (the Bundle's self link and the base of `fullUrl`).
-fn self_link(headers: &HeaderMap, uri: &Uri) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    let scheme = match headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()) {
-        Some("https") => "https",
-        _ => "http",
-    };
-    format!("{scheme}://{host}{uri}")
-}
-
 /// Intersect a state list from `status` with one from another parameter.
 fn both(a: Option<Vec<ReferralState>>, b: Option<Vec<ReferralState>>) -> Option<Vec<ReferralState>> {
     match (a, b) {
@@ -454,12 +393,10 @@ async fn search_service_requests(
     State(state): State<AppState>,
     me: Result<CurrentUser, ApiError>,
     headers: HeaderMap,
-    uri: Uri,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> FhirResult<Response> {
     let me = me?;
-    let p = Params::read(query, &["patient", "status", "requester", "performer", "_count", "_format"])?;
-    p.check_format()?;
+    let p = Params::read(query, &headers, "ServiceRequest")?;
     let count = p.count()?;
     let filter = ReferralFilter {
         patient_ids: p.reference("patient", "Patient")?.into_iter().collect(),
@@ -475,7 +412,7 @@ async fn search_service_requests(
     for r in &found {
         entries.push(facilities.service_request(&state, r).await?);
     }
-    let bundle = tiercare_fhir::bundle::searchset(entries, total(found.len(), count), &self_link(&headers, &uri));
+    let bundle = p.bundle(entries, total(found.len(), count), None);
     Ok(fhir_json(StatusCode::OK, &bundle))
 }
 
@@ -484,15 +421,10 @@ async fn search_tasks(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     me: Result<CurrentUser, ApiError>,
     headers: HeaderMap,
-    uri: Uri,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> FhirResult<Response> {
     let me = me?;
-    let p = Params::read(
-        query,
-        &["focus", "owner", "requester", "status", "business-status", "patient", "_count", "_format"],
-    )?;
-    p.check_format()?;
+    let p = Params::read(query, &headers, "Task")?;
     let count = p.count()?;
     let patient = p.reference("patient", "Patient")?;
     let filter = ReferralFilter {
@@ -506,7 +438,6 @@ async fn search_tasks(
         p.states("status", fhir::states_for_task_status)?,
         p.states("business-status", |c| ReferralState::parse(c).map(|s| vec![s]))?,
     );
-    let link = self_link(&headers, &uri);
     let tasks = match p.reference("focus", "ServiceRequest")? {
         // one referral: read it (party check, access log), then apply the other parameters
         Some(id) => match referrals::read_logged(&state, &me, id, Some(addr.ip().to_string())).await {
@@ -536,7 +467,7 @@ async fn search_tasks(
         }
     };
     let n = tasks.len();
-    let bundle = tiercare_fhir::bundle::searchset(tasks, total(n, count), &link);
+    let bundle = p.bundle(tasks, total(n, count), None);
     Ok(fhir_json(StatusCode::OK, &bundle))
 }
 
@@ -549,7 +480,7 @@ fn china_today(state: &AppState) -> time::Date {
 }
 
 /// Write an access-log row for reading the insurance data of `patient_id` (of `region_key`).
-async fn log_read(
+pub(crate) async fn log_read(
     state: &AppState,
     me: &CurrentUser,
     (region_key, patient_id): (&str, Uuid),
@@ -572,12 +503,10 @@ async fn search_coverage(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     me: Result<CurrentUser, ApiError>,
     headers: HeaderMap,
-    uri: Uri,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> FhirResult<Response> {
     let me = me?;
-    let p = Params::read(query, &["patient", "beneficiary", "_format"])?;
-    p.check_format()?;
+    let p = Params::read(query, &headers, "Coverage")?;
     me.require(Action::ReadPatientRecord)?;
     let patient = match (p.reference("patient", "Patient")?, p.reference("beneficiary", "Patient")?) {
         (Some(a), Some(b)) if a != b => Vec::new(),
@@ -609,7 +538,7 @@ async fn search_coverage(
         entries = enrolments.iter().map(|e| tiercare_fhir::coverage::coverage(e, today)).collect();
     }
     let n = entries.len() as u64;
-    let bundle = tiercare_fhir::bundle::searchset(entries, Some(n), &self_link(&headers, &uri));
+    let bundle = p.bundle(entries, Some(n), None);
     Ok(fhir_json(StatusCode::OK, &bundle))
 }
 
@@ -629,28 +558,75 @@ async fn claim_response_of(state: &AppState, rec: &SettlementRecord, preview: bo
     }))
 }
 
-/// `GET /fhir/ClaimResponse/{id}` (the settlement id). A settlement clerk reads its own
-/// facility's settlements; insurance officers and system administrators any; community
-/// administrators those of their community's facilities. The read is logged
-/// (`read_settlement`).
+/// `GET /fhir/ClaimResponse/{id}` (the settlement id), read by [`read_settlement`]'s rule.
 async fn read_claim_response(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     me: Result<CurrentUser, ApiError>,
     Path(id): Path<String>,
 ) -> FhirResult<Response> {
+    let rec = read_settlement(&state, me, &id, "ClaimResponse", addr).await?;
+    let body = claim_response_of(&state, &rec, false).await?;
+    Ok(fhir_json(StatusCode::OK, &body))
+}
+
+/// `GET /fhir/Claim/{id}` (the settlement id): the claim as submitted and stored, with the
+/// same rule and log as its ClaimResponse (`read_settlement`). `insurance[0].coverage` is
+/// the patient's enrolment of the claim's scheme and insured region valid on the day of care.
+async fn read_claim(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    me: Result<CurrentUser, ApiError>,
+    Path(id): Path<String>,
+) -> FhirResult<Response> {
+    let rec = read_settlement(&state, me, &id, "Claim", addr).await?;
+    let c = &rec.claim;
+    let enrolments = state.store.enrolments(rec.patient_id).await.map_err(ApiError::from)?;
+    let coverage_id = enrolments
+        .iter()
+        .filter(|e| e.scheme == c.scheme && e.insured_region == c.insured_region)
+        .filter(|e| e.valid_from <= c.date && e.valid_to.is_none_or(|to| c.date <= to))
+        .max_by_key(|e| e.valid_from)
+        .map(|e| e.id);
+    let f = referrals::facility(&state, rec.facility_id).await?;
+    let body = tiercare_fhir::stored_claim::claim(&tiercare_fhir::stored_claim::StoredClaim {
+        id: rec.id,
+        txn_no: &rec.txn_no,
+        reversed: rec.status == SettlementStatus::Reversed,
+        patient_id: rec.patient_id,
+        facility_id: rec.facility_id,
+        facility_name: f.as_deref().map(|f| f.name.as_str()),
+        encounter_id: rec.encounter_id,
+        coverage_id,
+        claim: c,
+        items: &rec.items,
+        created_at: rec.created_at,
+    });
+    Ok(fhir_json(StatusCode::OK, &body))
+}
+
+/// A stored settlement read as `kind` (Claim, ClaimResponse): a settlement clerk reads its
+/// own facility's settlements; insurance officers and system administrators any; community
+/// administrators those of their community's facilities (the JSON API's rule,
+/// `routes::settlements::may_read_facility`). The read is logged (`read_settlement`).
+async fn read_settlement(
+    state: &AppState,
+    me: Result<CurrentUser, ApiError>,
+    id: &str,
+    kind: &str,
+    addr: SocketAddr,
+) -> FhirResult<SettlementRecord> {
     let me = me?;
-    let id = path_id(&id, "ClaimResponse")?;
+    let id = path_id(id, kind)?;
     if !me.may(Action::Settle) && !me.may(Action::ReadSettlementReports) {
         me.require(Action::Settle)?;
     }
     let Some(rec) = state.store.get_settlement(id).await.map_err(ApiError::from)? else {
-        return Err(FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, "ClaimResponse not found"));
+        return Err(FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, format!("{kind} not found")));
     };
-    let basis = crate::routes::settlements::may_read_facility(&state, &me, rec.facility_id).await?;
-    log_read(&state, &me, (&rec.region_key, rec.patient_id), "read_settlement", basis, addr).await?;
-    let body = claim_response_of(&state, &rec, false).await?;
-    Ok(fhir_json(StatusCode::OK, &body))
+    let basis = crate::routes::settlements::may_read_facility(state, &me, rec.facility_id).await?;
+    log_read(state, &me, (&rec.region_key, rec.patient_id), "read_settlement", basis, addr).await?;
+    Ok(rec)
 }
 
 /// The JSON API's refusal of a bill as an OperationOutcome: each field detail at its

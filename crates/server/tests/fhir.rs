@@ -5,6 +5,8 @@
 //! statuses, OperationOutcome) and the seeded facilities — not from the server's output.
 
 mod common;
+#[path = "../../fhir/tests/support/mod.rs"]
+mod support;
 
 use common::{Resp, TestServer};
 use reqwest::Method;
@@ -335,7 +337,8 @@ async fn bad_requests_answer_operation_outcomes_and_nothing_is_written() {
     assert_outcome(&s.get(&format!("/fhir/Task/{}", Uuid::now_v7()), &vdoc).await, 404, "not-found", None);
     assert_outcome(&s.get("/fhir/ServiceRequest/not-an-id", &vdoc).await, 404, "not-found", None);
 
-    // strict search: unknown parameters, modifiers, repeats and bad values are refused
+    // strict search (Prefer: handling=strict): unknown parameters, modifiers, repeats and
+    // bad values are refused
     for (query, named) in [
         ("/fhir/ServiceRequest?subject=Patient/x", "subject"),
         ("/fhir/ServiceRequest?patient:missing=true", "patient:missing"),
@@ -345,7 +348,7 @@ async fn bad_requests_answer_operation_outcomes_and_nothing_is_written() {
         ("/fhir/ServiceRequest?performer=Practitioner/1", "performer"),
         ("/fhir/Task?_count=0", "_count"),
     ] {
-        let r = s.get(query, &vdoc).await;
+        let r = s.send(s.client.get(s.url(query)).bearer_auth(&vdoc).header("prefer", "handling=strict")).await;
         assert_eq!(r.status.as_u16(), 400, "{query}: {}", r.text);
         assert_fhir_json(&r);
         assert_eq!(r.json["resourceType"], "OperationOutcome");
@@ -354,7 +357,9 @@ async fn bad_requests_answer_operation_outcomes_and_nothing_is_written() {
     }
     assert_outcome(&s.call(Method::GET, "/fhir/Task", None, None).await, 401, "login", None);
 
-    // what this server does not offer
+    // what this server does not offer: a type it does not serve, an id that is none of ours,
+    // an interaction it does not have
+    assert_outcome(&s.get("/fhir/Condition/123", &vdoc).await, 404, "not-found", None);
     assert_outcome(&s.get("/fhir/Patient/123", &vdoc).await, 404, "not-found", None);
     let r = s.call(Method::DELETE, &format!("/fhir/ServiceRequest/{id}"), Some(&vdoc), None).await;
     assert_outcome(&r, 405, "not-supported", None);
@@ -761,4 +766,122 @@ async fn enrolments_are_coverages_searched_by_patient() {
     let r = s.get("/fhir/Coverage", &clerk).await;
     assert_eq!(r.status.as_u16(), 400, "{}", r.text);
     assert_outcome(&s.call(Method::GET, &format!("/fhir/Coverage?patient={p}"), None, None).await, 401, "login", None);
+}
+
+/// The amount (fen) of category `code` of `system` in one adjudication list.
+fn adjudicated(list: &Value, system: &str, code: &str) -> i64 {
+    let a = list
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|x| x["category"]["coding"][0]["system"] == system && x["category"]["coding"][0]["code"] == code)
+        })
+        .unwrap_or_else(|| panic!("{code} in {list}"));
+    tiercare_fhir::claim::fen_from_yuan(&a["amount"]["value"]).expect("yuan")
+}
+
+/// The bill of [`LINES`], settled, read back as its Claim and its ClaimResponse. Per line
+/// (fen), by the apportioning rule (tiercare_fhir::apportion: line k gets
+/// round(X·cum_k/W) − round(X·cum_{k−1}/W), half-up), for 床位费 (line 1, class A, 10,500)
+/// and 胸腺法新 (line 6, self-pay, 24,000):
+///   eligible: 10,500; the others' 4,500 + (15,850 − 1,585) + (14,990 − 1,499) +
+///   (180,000 − 18,000) → W = 204,756 (the bill's eligible 2,047.56).
+///   deductible 50,000 × 10,500 / 204,756 = 2,564.03 → 2,564; base 10,500 − 2,564 = 7,936.
+///   fund 123,805 over the bases (W = 204,756 − 50,000 = 154,756): 123,805 × 7,936 /
+///   154,756 = 6,348.81 → 6,349; copay 7,936 − 6,349 = 1,587; patient 10,500 − 6,349 = 4,151.
+///   line 6: all self-pay, the patient's 24,000; nothing eligible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_claim_reads_back_with_its_split_per_line() {
+    let mut s = TestServer::start().await;
+    let (clerk, p, enrolment) = insured(&mut s).await;
+    let mut claim = fhir_claim(p, "HIS-0002", "claim");
+    claim["insurance"] =
+        json!([{ "sequence": 1, "focal": true, "coverage": { "reference": format!("Coverage/{enrolment}") } }]);
+    let r = submit(&s, &clerk, &claim).await;
+    r.expect_status(201);
+    let id = r.json["id"].as_str().expect("an id").to_owned();
+
+    // the Claim as stored: the bill that was sent, against the enrolment in force
+    let c = s.get(&format!("/fhir/Claim/{id}"), &clerk).await;
+    c.expect_status(200);
+    assert_fhir_json(&c);
+    assert_eq!(c.json["resourceType"], "Claim");
+    assert_eq!(c.json["id"], json!(id));
+    assert_eq!(c.json["status"], "active");
+    assert_eq!(c.json["identifier"][0]["value"], "HIS-0002");
+    assert_eq!(c.json["provider"]["reference"], format!("Organization/{}", s.seed.county_hospital));
+    assert_eq!(c.json["insurance"][0]["coverage"]["reference"], format!("Coverage/{enrolment}"));
+    assert_eq!(c.json["total"], json!({ "value": 2498.4, "currency": "CNY" }));
+    let items = c.json["item"].as_array().expect("items");
+    assert_eq!(items.len(), LINES.len());
+    for (item, (code, q, price)) in items.iter().zip(LINES) {
+        assert_eq!(item["productOrService"]["coding"][0]["code"], code);
+        assert_eq!(item["quantity"]["value"], q);
+        assert_eq!(item["unitPrice"]["value"], json!(price));
+    }
+    // read back through $submit's reader, it is the same bill
+    let input = tiercare_fhir::claim::parse_claim(&c.json).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(input.txn_no.as_deref(), Some("HIS-0002"));
+    assert_eq!(input.coverage_id, Some(enrolment));
+    assert_eq!(input.lines.len(), LINES.len());
+
+    // the ClaimResponse: each line's split; each category's items add up to its total
+    let cr = s.get(&format!("/fhir/ClaimResponse/{id}"), &clerk).await;
+    cr.expect_status(200);
+    let items = cr.json["item"].as_array().expect("items");
+    let line = |i: usize, system: &str, code: &str| adjudicated(&items[i]["adjudication"], system, code);
+    let want1 =
+        [("submitted", 10_500), ("eligible", 10_500), ("deductible", 2_564), ("copay", 1_587), ("benefit", 6_349)];
+    for (code, fen) in want1 {
+        assert_eq!(line(0, ADJ, code), fen, "line 1 {code}");
+    }
+    assert_eq!(line(0, SPLIT, "patient_total"), 4_151);
+    assert_eq!(line(5, SPLIT, "self_pay"), 24_000);
+    assert_eq!(line(5, SPLIT, "patient_total"), 24_000);
+    assert_eq!(line(5, ADJ, "eligible"), 0);
+    for (system, code) in [
+        (ADJ, "submitted"),
+        (ADJ, "deductible"),
+        (ADJ, "copay"),
+        (ADJ, "benefit"),
+        (SPLIT, "self_pay"),
+        (SPLIT, "class_b_share"),
+        (SPLIT, "above_ceiling"),
+        (SPLIT, "patient_total"),
+    ] {
+        let sum: i64 = (0..items.len()).map(|i| line(i, system, code)).sum();
+        let total = tiercare_fhir::claim::fen_from_yuan(&total(&cr.json, system, code)).expect("yuan");
+        assert_eq!(sum, total, "{code}");
+    }
+    assert_eq!((0..items.len()).map(|i| line(i, ADJ, "benefit")).sum::<i64>(), FUND_FEN);
+
+    // both conform to the R4 schema
+    if let Some(dir) = support::medplum_r4() {
+        let mut oracle = support::Oracle::new(&support::read_json(&dir.join("fhir.schema.json")));
+        for r in [&c.json, &cr.json] {
+            assert_eq!(oracle.errors(r), Vec::<String>::new(), "{r}");
+        }
+    }
+    // both reads are logged
+    let log = s
+        .store
+        .query_access_log(&tiercare_store::AccessLogFilter { patient_id: Some(p), limit: 100, ..Default::default() })
+        .await
+        .expect("access log");
+    assert_eq!(log.iter().filter(|e| e.action == "read_settlement").count(), 2, "{log:?}");
+
+    // who may read: not a clinician, not another facility's clerk; an unknown id: 404
+    let spec = s.login("spec_a").await;
+    assert_outcome(&s.get(&format!("/fhir/Claim/{id}"), &spec).await, 403, "forbidden", None);
+    s.add_user("clerk_city", s.seed.city_hospital, tiercare_domain::role::Role::SettlementClerk).await;
+    let city = s.login("clerk_city").await;
+    assert_outcome(&s.get(&format!("/fhir/Claim/{id}"), &city).await, 403, "forbidden", None);
+    assert_outcome(&s.get(&format!("/fhir/Claim/{}", Uuid::now_v7()), &clerk).await, 404, "not-found", None);
+    assert_outcome(&s.get("/fhir/Claim/not-an-id", &clerk).await, 404, "not-found", None);
+
+    // reversed: the Claim is cancelled
+    s.post(&format!("/api/v1/settlements/{id}/reversal"), &clerk, json!({ "txn_no": "R-0002", "reason": "录入错误" }))
+        .await
+        .expect_status(200);
+    assert_eq!(s.get(&format!("/fhir/Claim/{id}"), &clerk).await.json["status"], "cancelled");
 }
