@@ -629,7 +629,7 @@
     const who = document.getElementById('who');
     if (me) {
       const here = location.hash.split('?')[0];
-      for (const p of PAGES.filter((x) => x.allowed())) {
+      for (const p of PAGES.filter((x) => x.allowed() && x.nav !== false)) {
         const current = here === p.hash || here.startsWith(p.hash + '/');
         nav.append(h('a', { href: p.hash, 'data-page': p.hash, 'aria-current': current ? 'page' : null }, t(p.key)));
       }
@@ -816,6 +816,8 @@
     const show = (rec) => {
       page(t('rec.title') + ' · ' + rec.patient.name, back, recordView(fac, rec));
       if (hasAny(PATIENT_SETTLEMENT_ROLES)) document.getElementById('main').append(patientSettlements(rec.patient));
+      // the patient's results (issue 5, results.js)
+      if (window.tiercare.results && hasAny(READ_ROLES)) document.getElementById('main').append(h('p', {}, window.tiercare.results.resultsLink(rec.patient.id)));
     };
     try {
       show(await api('GET', '/api/v1/patients/' + encodeURIComponent(id)));
@@ -1374,6 +1376,11 @@
           [x.due_date, x.overdue ? h('span', { class: 'tag overdue' }, t('fu.overdue')) : null], x.what,
           x.done_at ? t('fu.done_at', { t: dateTime(x.done_at) }) + (x.note ? ' · ' + x.note : '') : t('fu.open')]))) : null,
       d.filing ? h('section', { 'aria-labelledby': 'fil-h' }, h('h2', { id: 'fil-h' }, t('rd.filing')), filingTable([d.filing], fac)) : null);
+    // the receiver sees the patient's recognisable results at a glance (issue 5, results.js)
+    if (window.tiercare.results && pt.id && d.my_side === 'receiver') {
+      const here = location.hash;
+      window.tiercare.results.recognisableCard(pt.id).then((el) => { if (el && location.hash === here) document.getElementById('main').append(el); });
+    }
   }
   async function afterTransition(nd, action) {
     renderReferral(nd, alertBox('info', t('rd.done', { action: word('act', action) })));
@@ -2243,9 +2250,9 @@
       const m = path.match(/^#\/patients\/([0-9a-fA-F-]{36})$/);
       const rm = path.match(/^#\/referrals\/([0-9a-fA-F-]{36})$/);
       const jm = path.match(/^#\/journal\/([0-9a-fA-F-]{36})$/);
-      const pageDef = PAGES.find((p) => p.hash === path || (m && p.hash === '#/patients') || ((rm || path === '#/referrals/new') && p.hash === '#/referrals')
+      const part = partPage(path);
+      const pageDef = part ? null : PAGES.find((p) => !p.view && p.hash === path || (m && p.hash === '#/patients') || ((rm || path === '#/referrals/new') && p.hash === '#/referrals')
         || (jm && p.hash === '#/journal'));
-      const part = pageDef ? null : partPage(path);
       if (part) {
         if (!part.def.allowed()) page(t('notfound.title'), alertBox('error', t('forbidden.page')));
         else await part.def.view(params, part.match);
@@ -2277,8 +2284,9 @@
   // ------------------------------------------------------------------ capability parts
   // Pages of the later capabilities live in their own scripts (results.js, case-payment.js,
   // indicators.js), loaded after this one; each calls `tiercare.define({ dict, pages })`.
-  // A page: { hash, key (its navigation label), allowed(), view(params, match), before?
-  // (the hash of the page it is listed before in the navigation), pattern? (a RegExp for
+  // A page: { hash, key (its navigation label), allowed(), view(params, match), nav? (false:
+  // reached by links only, no navigation entry), before? (the hash of the page it is listed
+  // before in the navigation), pattern? (a RegExp for
   // its sub-pages, e.g. /^#\/results\/([0-9a-f-]{36})$/; match is the RegExp's match) }.
   function partPage(path) {
     for (const def of PAGES) {

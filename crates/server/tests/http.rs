@@ -167,9 +167,12 @@ async fn web_app_shell_is_served_with_strict_headers() {
             assets.push(url.to_owned());
         }
     }
-    assert_eq!(assets.len(), 3, "script, stylesheet and icon: {assets:?}");
+    assert_eq!(assets.len(), 6, "the shell's script, the three page scripts, stylesheet and icon: {assets:?}");
     for (url, ty) in [
         ("app.js", "text/javascript; charset=utf-8"),
+        ("results.js", "text/javascript; charset=utf-8"),
+        ("case-payment.js", "text/javascript; charset=utf-8"),
+        ("indicators.js", "text/javascript; charset=utf-8"),
         ("app.css", "text/css; charset=utf-8"),
         ("icon.svg", "image/svg+xml"),
     ] {
