@@ -293,6 +293,26 @@ async fn insert_settlement(tx: &mut Tx, r: &SettlementRecord) -> Result<()> {
 async fn settle_tx(tx: &mut Tx, req: &SettleRequest, policies: &PolicySet) -> Result<SettlementRecord> {
     check_txn_no("txn_no", &req.txn_no)?;
     check_items(&req.items, &req.claim)?;
+    // 0. the person's accumulators, locked first on PostgreSQL (a row inserted to lock when
+    // the person has none for the year): a concurrent settlement of this person (the same
+    // transaction number or encounter included) then waits here until the other ends, and
+    // every check below sees what it wrote
+    let year = req.claim.date.year();
+    if BACKEND == Backend::Postgres {
+        query(
+            "INSERT INTO insurance_accumulator
+               (region_key, patient_id, year, inpatient_fund_paid_fen, outpatient_fund_paid_fen, updated_at)
+             VALUES ($1, $2, $3, 0, 0, $4)
+             ON CONFLICT (region_key, patient_id, year) DO NOTHING",
+        )
+        .bind(req.region_key.as_str())
+        .bind(req.patient_id)
+        .bind(i64::from(year))
+        .bind(ms(req.at))
+        .execute(&mut **tx)
+        .await?;
+    }
+    let accumulators = accumulators_tx(tx, &req.region_key, req.patient_id, year).await?;
     // 1. idempotency (rows stored before the items were kept compare by their lines only)
     if let Some(first) = by_txn(&mut **tx, req.facility_id, &req.txn_no).await? {
         if first.patient_id == req.patient_id
@@ -381,25 +401,9 @@ async fn settle_tx(tx: &mut Tx, req: &SettleRequest, policies: &PolicySet) -> Re
             )));
         }
     }
-    // 3. adjudicate against the accumulators as they are now, locked until the end (a row
-    // to lock first, on PostgreSQL: a person's first settlement of the year finds none)
-    let year = req.claim.date.year();
-    if BACKEND == Backend::Postgres {
-        query(
-            "INSERT INTO insurance_accumulator
-               (region_key, patient_id, year, inpatient_fund_paid_fen, outpatient_fund_paid_fen, updated_at)
-             VALUES ($1, $2, $3, 0, 0, $4)
-             ON CONFLICT (region_key, patient_id, year) DO NOTHING",
-        )
-        .bind(req.region_key.as_str())
-        .bind(req.patient_id)
-        .bind(i64::from(year))
-        .bind(ms(req.at))
-        .execute(&mut **tx)
-        .await?;
-    }
+    // 3. adjudicate against the accumulators read (and locked) at the start
     let mut claim: Claim = req.claim.clone();
-    claim.accumulators = accumulators_tx(tx, &req.region_key, req.patient_id, year).await?;
+    claim.accumulators = accumulators;
     let split = settlement::adjudicate(policies, &claim)?;
     // 4. write
     let record = SettlementRecord {
