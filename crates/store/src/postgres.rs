@@ -41,7 +41,18 @@ impl PgStore {
     async fn begin(&self) -> Result<Tx> {
         Ok(self.pool.begin_with("BEGIN ISOLATION LEVEL SERIALIZABLE").await?)
     }
+
+    /// READ COMMITTED, for a transaction whose correctness rests on the row locks it takes
+    /// (`FOR_UPDATE`): a settlement locks the person's accumulator row, so two settlements
+    /// of one person queue on it, and those of different people (at one facility, through
+    /// the same index pages) no longer fail SERIALIZABLE and retry.
+    async fn begin_row_locking(&self) -> Result<Tx> {
+        Ok(self.pool.begin_with("BEGIN ISOLATION LEVEL READ COMMITTED").await?)
+    }
 }
+
+/// Appended to a SELECT that reads a row to update it in the same transaction.
+const FOR_UPDATE: &str = " FOR UPDATE";
 
 fn busy_retry_delay(attempt: u32) -> Duration {
     // jittered backoff: two serialization failures should not retry in lockstep

@@ -249,7 +249,28 @@ fn roles_text(roles: &[Role]) -> String {
 impl This {
     /// Run `f` in a write transaction, retrying serialization failures and busy errors.
     /// `data` is handed to every attempt (a closure can't borrow it across attempts).
-    async fn transact<D, T, F>(&self, data: &D, mut f: F) -> Result<T>
+    async fn transact<D, T, F>(&self, data: &D, f: F) -> Result<T>
+    where
+        D: Sync + ?Sized,
+        T: Send,
+        F: for<'c> FnMut(&'c mut Tx, &'c D) -> BoxFuture<'c, Result<T>> + Send,
+    {
+        self.transact_in(false, data, f).await
+    }
+
+    /// [`Self::transact`] for a transaction that locks the rows it reads to write
+    /// (`FOR_UPDATE`) and needs no more isolation than that: READ COMMITTED on PostgreSQL
+    /// (`begin_row_locking`), the same single writer on SQLite.
+    async fn transact_row_locking<D, T, F>(&self, data: &D, f: F) -> Result<T>
+    where
+        D: Sync + ?Sized,
+        T: Send,
+        F: for<'c> FnMut(&'c mut Tx, &'c D) -> BoxFuture<'c, Result<T>> + Send,
+    {
+        self.transact_in(true, data, f).await
+    }
+
+    async fn transact_in<D, T, F>(&self, row_locking: bool, data: &D, mut f: F) -> Result<T>
     where
         D: Sync + ?Sized,
         T: Send,
@@ -258,7 +279,8 @@ impl This {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let outcome = match self.begin().await {
+            let begun = if row_locking { self.begin_row_locking().await } else { self.begin().await };
+            let outcome = match begun {
                 Ok(mut tx) => match f(&mut tx, data).await {
                     Ok(v) => tx.commit().await.map(|()| v).map_err(StoreError::from),
                     Err(e) => {

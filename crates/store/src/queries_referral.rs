@@ -612,7 +612,11 @@ pub(super) async fn list_referrals(s: &This, f: &ReferralFilter) -> Result<Vec<R
     states.sort();
     states.dedup();
     let mut qb: QueryBuilder<Db> = QueryBuilder::new("");
-    if states.len() > 1 {
+    // a few patients' referrals are few rows (referral_by_patient): one statement with
+    // `state IN (…)` answers them; the per-state pages below are for worklists, and SQLite
+    // prepares their UNION again on every run (perf: sqlite3Reprepare, about a fifth of the
+    // CPU of a settlement, which reads the patient's recent referrals)
+    if states.len() > 1 && f.patient_ids.is_empty() {
         // one page per state, each read in order from referral_inbox/_outbox (facility, state,
         // requested_at, id), then merged: `state IN (…)` would make SQLite either sort every
         // row of those states or walk the whole inbox for the few open ones

@@ -6,10 +6,12 @@
 // `insurance_accumulator` row holds the sum of the fund payments of that person's
 // settlements of that year in status 'settled', inpatient and outpatient apart. It holds
 // because a settlement (or its reversal) and the accumulator change are one transaction,
-// and the accumulators a bill is adjudicated against are read inside that transaction:
-// SQLite's `BEGIN IMMEDIATE` on the single writer connection serialises every write, and on
-// PostgreSQL SERIALIZABLE refuses (40001, retried by `transact`) whichever of two
-// concurrent settlements for one person would have read what the other wrote.
+// and the accumulators a bill is adjudicated against are read inside that transaction and
+// locked there: SQLite's `BEGIN IMMEDIATE` on the single writer connection serialises
+// every write; on PostgreSQL a settlement runs at READ COMMITTED, makes sure the person's
+// accumulator row exists and reads it `FOR UPDATE`, so a second settlement of that person
+// waits for the first to end and then reads what it wrote (a reversal runs SERIALIZABLE
+// and reads the row the same way: a concurrent change fails it with 40001, retried).
 //
 // Unique keys back the checks made before writing: (region_key, facility_id, txn_no), the
 // reversal number per facility, and at most one 'settled' row per encounter. A unique
@@ -197,12 +199,13 @@ async fn by_txn<'e, E: Executor<'e, Database = Db>>(
     .transpose()
 }
 
-/// The person's accumulator row of `year` (zeros when none), read inside the transaction.
+/// The person's accumulator row of `year` (zeros when none), read inside the transaction
+/// and locked until it ends (PostgreSQL; see the top).
 async fn accumulators_tx(tx: &mut Tx, region_key: &str, patient_id: Uuid, year: i32) -> Result<Accumulators> {
-    let row = query(
+    let row = query(AssertSqlSafe(format!(
         "SELECT inpatient_fund_paid_fen, outpatient_fund_paid_fen FROM insurance_accumulator
-         WHERE region_key = $1 AND patient_id = $2 AND year = $3",
-    )
+         WHERE region_key = $1 AND patient_id = $2 AND year = $3{FOR_UPDATE}"
+    )))
     .bind(region_key)
     .bind(patient_id)
     .bind(i64::from(year))
@@ -290,6 +293,26 @@ async fn insert_settlement(tx: &mut Tx, r: &SettlementRecord) -> Result<()> {
 async fn settle_tx(tx: &mut Tx, req: &SettleRequest, policies: &PolicySet) -> Result<SettlementRecord> {
     check_txn_no("txn_no", &req.txn_no)?;
     check_items(&req.items, &req.claim)?;
+    // 0. the person's accumulators, locked first on PostgreSQL (a row inserted to lock when
+    // the person has none for the year): a concurrent settlement of this person (the same
+    // transaction number or encounter included) then waits here until the other ends, and
+    // every check below sees what it wrote
+    let year = req.claim.date.year();
+    if BACKEND == Backend::Postgres {
+        query(
+            "INSERT INTO insurance_accumulator
+               (region_key, patient_id, year, inpatient_fund_paid_fen, outpatient_fund_paid_fen, updated_at)
+             VALUES ($1, $2, $3, 0, 0, $4)
+             ON CONFLICT (region_key, patient_id, year) DO NOTHING",
+        )
+        .bind(req.region_key.as_str())
+        .bind(req.patient_id)
+        .bind(i64::from(year))
+        .bind(ms(req.at))
+        .execute(&mut **tx)
+        .await?;
+    }
+    let accumulators = accumulators_tx(tx, &req.region_key, req.patient_id, year).await?;
     // 1. idempotency (rows stored before the items were kept compare by their lines only)
     if let Some(first) = by_txn(&mut **tx, req.facility_id, &req.txn_no).await? {
         if first.patient_id == req.patient_id
@@ -378,10 +401,9 @@ async fn settle_tx(tx: &mut Tx, req: &SettleRequest, policies: &PolicySet) -> Re
             )));
         }
     }
-    // 3. adjudicate against the accumulators as they are now
-    let year = req.claim.date.year();
+    // 3. adjudicate against the accumulators read (and locked) at the start
     let mut claim: Claim = req.claim.clone();
-    claim.accumulators = accumulators_tx(tx, &req.region_key, req.patient_id, year).await?;
+    claim.accumulators = accumulators;
     let split = settlement::adjudicate(policies, &claim)?;
     // 4. write
     let record = SettlementRecord {
@@ -410,7 +432,7 @@ async fn settle_tx(tx: &mut Tx, req: &SettleRequest, policies: &PolicySet) -> Re
 }
 
 pub(super) async fn settle(s: &This, req: &SettleRequest, policies: &PolicySet) -> Result<SettlementRecord> {
-    s.transact(&(req, policies), |tx, (req, policies)| Box::pin(settle_tx(tx, req, policies))).await
+    s.transact_row_locking(&(req, policies), |tx, (req, policies)| Box::pin(settle_tx(tx, req, policies))).await
 }
 
 async fn reverse_tx(tx: &mut Tx, id: Uuid, txn_no: &str, reason: &str, at: OffsetDateTime) -> Result<SettlementRecord> {

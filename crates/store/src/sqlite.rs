@@ -47,7 +47,15 @@ impl SqliteStore {
     async fn begin(&self) -> Result<Tx> {
         Ok(crate::lite::Transaction::begin(&self.write, "BEGIN IMMEDIATE").await?)
     }
+
+    /// The one writer serialises every write transaction already.
+    async fn begin_row_locking(&self) -> Result<Tx> {
+        self.begin().await
+    }
 }
+
+/// SQLite has no row locks (and no `FOR UPDATE`): the single writer holds the database.
+const FOR_UPDATE: &str = "";
 
 fn busy_retry_delay(attempt: u32) -> Duration {
     Duration::from_millis(5 * u64::from(attempt))
