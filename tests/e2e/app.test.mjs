@@ -199,7 +199,7 @@ test('the community admin sees the clinician\'s reads in the access log', async 
   const page = await newPage(t);
   await signIn(page, server.base, USERS.admin.username);
   const nav = page.getByRole('navigation');
-  assert.deepEqual(await nav.getByRole('link').allTextContents(), ['日结', '医保报表', '医保政策', '机构目录', '转诊总览', '用户', '访问日志']);
+  assert.deepEqual(await nav.getByRole('link').allTextContents(), ['日结', '医保报表', '互认节约报表', 'DIP/DRG 支付', '医保政策', '考核指标', '机构目录', '转诊总览', '用户', '访问日志']);
   await nav.getByRole('link', { name: '访问日志' }).click();
   await page.getByRole('heading', { level: 1, name: '访问日志' }).waitFor();
   await page.getByLabel('用户').selectOption({ label: `${USERS.clinician.display_name} (${USERS.clinician.username})` });

@@ -77,7 +77,7 @@ test('the clerk finds a patient, previews and settles a bill, prints the receipt
   const page = await checkedPage(browser, server, t);
   await signIn(page, server.base, CLERK.username);
   await page.getByRole('heading', { level: 1, name: '结算窗口' }).waitFor(); // the clerk lands on the desk
-  assert.deepEqual(await page.locator('#nav').getByRole('link').allTextContents(), ['患者查询', '结算窗口', '日结', '医保政策', '机构目录']);
+  assert.deepEqual(await page.locator('#nav').getByRole('link').allTextContents(), ['患者查询', '结算窗口', '日结', 'DIP/DRG 支付', '医保政策', '机构目录']);
   assert.equal(await page.locator('#nav a[data-page="#/settle"]').getAttribute('aria-current'), 'page');
 
   // ---- the patient: the identity number typed (or scanned) and Enter
@@ -269,7 +269,7 @@ test('an insurance officer sees the fund report with its chart', async (t) => {
 
   const page = await checkedPage(browser, server, t);
   await signIn(page, server.base, 'insurance');
-  assert.deepEqual(await page.locator('#nav').getByRole('link').allTextContents(), ['患者查询', '日结', '医保报表', '医保政策', '机构目录']);
+  assert.deepEqual(await page.locator('#nav').getByRole('link').allTextContents(), ['患者查询', '日结', '医保报表', '互认节约报表', 'DIP/DRG 支付', '医保政策', '考核指标', '机构目录']);
   await page.locator('#nav').getByRole('link', { name: '医保报表' }).click();
   await page.getByRole('heading', { level: 1, name: '医保报表' }).waitFor();
   assert.equal(await page.getByRole('link', { name: '基金支付' }).getAttribute('aria-current'), 'page');

@@ -151,7 +151,7 @@
     dict: { zh, en },
     pages: [
       {
-        hash: '#/case-payment', key: 'nav.case_payment', allowed: () => hasAny(POSITION_ROLES),
+        hash: '#/case-payment', key: 'nav.case_payment', before: '#/policies', allowed: () => hasAny(POSITION_ROLES),
         pattern: /^#\/case-payment(?:\/(packets|budget))?$/,
         view: (params, match) => {
           if (!match || !match[1]) return viewPosition();

@@ -219,7 +219,7 @@
       // a String object: the shell's route table compares hashes with ===, and only a
       // page it does not find that way is handed to its `view` (matched by `pattern`)
       // eslint-disable-next-line no-new-wrappers
-      { hash: '#/indicators', key: 'nav.indicators', allowed: () => hasAny(ROLES), view: viewIndicators },
+      { hash: '#/indicators', key: 'nav.indicators', before: '#/directory', allowed: () => hasAny(ROLES), view: viewIndicators },
     ],
   });
 })();

@@ -632,24 +632,36 @@ async fn read_settlement(
 /// The JSON API's refusal of a bill as an OperationOutcome: each field detail at its
 /// place in the Claim (`lines[2].unit_price_fen` → `Claim.item[2].unitPrice`).
 fn claim_error(e: ApiError) -> FhirError {
-    let code_of = |code: &str, status: StatusCode| match code {
+    let status = e.status;
+    let code_of = |code: &str| match code {
         "settlement.unknown_item" | "settlement.unknown_code" | "catalogue.unknown" => IssueType::CodeInvalid,
         "settlement.txn_conflict" | "settlement.encounter_settled" => IssueType::Conflict,
         "reference.unknown" => IssueType::Value,
         _ => issue_type(status),
     };
+    api_error_outcome(e, code_of, fhir_claim::field_expression)
+}
+
+/// A JSON API refusal as an OperationOutcome: one issue per field detail (or one for the
+/// whole refusal), typed by `code_of` (the detail's code), at the element `expression_of`
+/// names for the detail's JSON field (the field is kept in the text when it names none).
+pub(crate) fn api_error_outcome(
+    e: ApiError,
+    code_of: impl Fn(&str) -> IssueType,
+    expression_of: impl Fn(&str) -> Option<String>,
+) -> FhirError {
     let issues = if e.details.is_empty() {
-        vec![Issue::error(code_of(&e.code, e.status), None, e.message).with_detail_code(&e.code)]
+        vec![Issue::error(code_of(&e.code), None, e.message).with_detail_code(&e.code)]
     } else {
         e.details
             .iter()
             .map(|d| {
-                let expression = fhir_claim::field_expression(&d.field);
+                let expression = expression_of(&d.field);
                 let diagnostics = match expression {
                     Some(_) => d.message.clone(),
                     None => format!("{}: {}", d.field, d.message),
                 };
-                Issue::error(code_of(&d.code, e.status), expression.as_deref(), diagnostics).with_detail_code(&d.code)
+                Issue::error(code_of(&d.code), expression.as_deref(), diagnostics).with_detail_code(&d.code)
             })
             .collect()
     };

@@ -24,7 +24,7 @@ use tiercare_domain::matching::MatchQuery;
 use tiercare_domain::patient::Patient;
 use tiercare_domain::referral::CHINA_TIME;
 use tiercare_domain::role::Action;
-use tiercare_fhir::outcome::{Issue, IssueType};
+use tiercare_fhir::outcome::IssueType;
 use tiercare_fhir::registration::{ParsedPatient, parse_patient};
 use tiercare_fhir::search::{DateParam, parse_token, token_matches};
 use tiercare_store::new_id;
@@ -84,31 +84,17 @@ async fn read_patient(
 
 /// The JSON API's refusal of a registration, each field detail at its element of the Patient.
 fn registration_error(e: ApiError, parsed: &ParsedPatient) -> FhirError {
+    let status = e.status;
     let code_of = |code: &str| {
         if code.ends_with(".missing") {
             IssueType::Required
         } else if code == "reference.unknown" {
             IssueType::Value
         } else {
-            issue_type(e.status)
+            issue_type(status)
         }
     };
-    let issues = if e.details.is_empty() {
-        vec![Issue::error(code_of(&e.code), None, e.message.clone()).with_detail_code(&e.code)]
-    } else {
-        e.details
-            .iter()
-            .map(|d| {
-                let expression = parsed.expression(&d.field);
-                let diagnostics = match expression {
-                    Some(_) => d.message.clone(),
-                    None => format!("{}: {}", d.field, d.message),
-                };
-                Issue::error(code_of(&d.code), expression.as_deref(), diagnostics).with_detail_code(&d.code)
-            })
-            .collect()
-    };
-    FhirError { status: e.status, issues }
+    super::api_error_outcome(e, code_of, |field| parsed.expression(field))
 }
 
 /// `POST /fhir/Patient`: register a person, by the JSON API's rules (the role, the home

@@ -32,7 +32,7 @@ use tiercare_domain::recognition::{
 };
 use tiercare_domain::results::{Choice, Decision, NewReport, Outcome, Performer, prepare_report};
 use tiercare_domain::role::{Action, Role};
-use tiercare_store::{FacilityFilter, OrderRecord, ResultQuery, ResultRecord, new_id};
+use tiercare_store::{OrderRecord, ResultQuery, ResultRecord, new_id};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -41,7 +41,7 @@ use super::referrals::facility;
 use super::referrals::view::rfc3339;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, CurrentUser, admin_scope};
+use crate::extract::{ApiJson, CurrentUser};
 use crate::openapi::RouteDoc;
 use crate::routes::parse_id;
 
@@ -574,23 +574,7 @@ async fn savings(
     if from > to {
         return Err(query_error("from", "the period starts after it ends"));
     }
-    let scope = if me.has_role(Role::InsuranceOfficer) || me.has_role(Role::SystemAdmin) {
-        None
-    } else {
-        admin_scope(&state, &me).await?
-    };
-    let ids: Option<Vec<Uuid>> = match scope {
-        None => None,
-        Some(c) => Some(
-            state
-                .store
-                .list_facilities(&FacilityFilter { community_id: Some(c), ..Default::default() })
-                .await?
-                .into_iter()
-                .map(|f| f.id)
-                .collect(),
-        ),
-    };
+    let ids = super::settlements::report_facility_scope(&state, &me).await?;
     let ledger = state.store.results_ledger(&from, &to, ids.as_deref()).await?;
     let mut rows: BTreeMap<(String, Uuid), Value> = BTreeMap::new();
     for l in &ledger {

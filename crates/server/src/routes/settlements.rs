@@ -882,24 +882,7 @@ pub(crate) async fn report_fund(
         Some("tier") => false,
         Some(_) => return Err(query_error("group", "group is facility or tier")),
     };
-    // a community admin sees their community's facilities only
-    let scope = if me.has_role(Role::InsuranceOfficer) || me.has_role(Role::SystemAdmin) {
-        None
-    } else {
-        admin_scope(&state, &me).await?
-    };
-    let ids: Option<Vec<Uuid>> = match scope {
-        None => None,
-        Some(c) => Some(
-            state
-                .store
-                .list_facilities(&FacilityFilter { community_id: Some(c), ..Default::default() })
-                .await?
-                .into_iter()
-                .map(|f| f.id)
-                .collect(),
-        ),
-    };
+    let ids = report_facility_scope(&state, &me).await?;
     let rows = state.store.fund_report(from, to, by_facility, ids.as_deref()).await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
@@ -994,4 +977,15 @@ pub(crate) async fn report_clearing(
     Ok(Json(
         json!({"month": format!("{}-{:02}", month.year(), month.month() as u8), "home_province": home, "rows": out}),
     ))
+}
+
+/// The facilities a report may cover for this user: all (`None`) for insurance officers and
+/// system admins, else the facilities of the community the user administers.
+pub(crate) async fn report_facility_scope(state: &AppState, me: &CurrentUser) -> Result<Option<Vec<Uuid>>, ApiError> {
+    if me.has_role(Role::InsuranceOfficer) || me.has_role(Role::SystemAdmin) {
+        return Ok(None);
+    }
+    let Some(community) = admin_scope(state, me).await? else { return Ok(None) };
+    let filter = FacilityFilter { community_id: Some(community), ..Default::default() };
+    Ok(Some(state.store.list_facilities(&filter).await?.into_iter().map(|f| f.id).collect()))
 }
