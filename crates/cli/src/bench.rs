@@ -450,11 +450,11 @@ async fn bench_patient_page(data_dir: &Path, requests: usize) -> Result<()> {
 
 /// 九龙镇卫生院 (the demo's township) and 岳池县人民医院 (the referral centre) in the sim county.
 const TOWNSHIP_CODE: &str = "H51162100100";
-const BENCH_PASSWORD: &str = "bench-password";
+pub(crate) const BENCH_PASSWORD: &str = "bench-password";
 
 /// The sim county's registries and residents (registered at `home` when given, else where
 /// the generator put them) with their enrolments, through the bulk paths.
-async fn load_registries_and_residents(
+pub(crate) async fn load_registries_and_residents(
     store: &Arc<dyn Store>,
     county: &tiercare_sim::County,
     home: Option<uuid::Uuid>,
@@ -486,7 +486,7 @@ async fn load_registries_and_residents(
     Ok(())
 }
 
-async fn ensure_user(
+pub(crate) async fn ensure_user(
     store: &Arc<dyn Store>,
     username: &str,
     display_name: &str,

@@ -25,7 +25,7 @@ use time::{Date, Duration, Month};
 use crate::bench::{Server, login, machine};
 use crate::config::Settings;
 
-const PASSWORD: &str = "bench-password";
+const PASSWORD: &str = crate::bench::BENCH_PASSWORD;
 const USER: &str = "bench-indicators";
 /// Encounters per import transaction.
 const BATCH: usize = 100_000;
@@ -81,33 +81,11 @@ async fn open(url: Option<String>, work_dir: &Path, name: &str) -> Result<(Arc<d
 }
 
 /// Registries, residents (no enrolments: not needed here) and the benchmark user.
+/// The county's registries and residents (the referral and settlement benches' loader) and
+/// the insurance officer who reads the scorecard.
 async fn load_county(store: &Arc<dyn Store>, county: &County) -> Result<()> {
-    store.create_alliance(&county.alliance).await?;
-    store.create_community(&county.community).await?;
-    for f in &county.facilities {
-        store.create_facility(f).await?;
-    }
-    for (k, chunk) in county.residents.chunks(BATCH).enumerate() {
-        let rows: Vec<_> =
-            chunk.iter().enumerate().map(|(i, r)| ((k * BATCH + i + 1) as u64, r.patient.clone())).collect();
-        let out = store.import_patients(&rows, true).await?;
-        if let Some(r) = out.rejected.first() {
-            bail!("resident on row {} refused: {}", r.line, r.message);
-        }
-    }
-    let hash = tiercare_server::auth::hash_password(PASSWORD).map_err(|e| anyhow::anyhow!(e))?;
-    store
-        .create_user(&tiercare_store::User {
-            id: new_id(),
-            username: USER.into(),
-            display_name: "医保局".into(),
-            facility_id: county.county_hospital().id,
-            roles: vec![Role::InsuranceOfficer],
-            password_hash: hash,
-            active: true,
-        })
-        .await?;
-    Ok(())
+    crate::bench::load_registries_and_residents(store, county, None).await?;
+    crate::bench::ensure_user(store, USER, "医保局", Role::InsuranceOfficer, county.county_hospital().id).await
 }
 
 /// Where visits go: (tier, in the community, weight) — grassroots about 55%, in-county about 90%.

@@ -31,6 +31,14 @@ impl ApiError {
     pub fn not_found(what: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
+    /// A bad query parameter: 400 `query.invalid`, the parameter named in the message and in
+    /// one field detail with `detail_code`.
+    pub fn query(field: &str, detail_code: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let mut e = Self::bad_request("query.invalid", format!("{field}: {message}"));
+        e.details.push(FieldError::new(field, detail_code, message));
+        e
+    }
     pub fn invalid(details: Vec<FieldError>) -> Self {
         let message = details.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
         ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation".into(), message, details }

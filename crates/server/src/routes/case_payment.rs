@@ -121,11 +121,9 @@ fn sample_scheme() -> ApiResult<&'static Scheme> {
         .ok_or_else(|| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "drg.sample", "sample scheme"))
 }
 
+/// A bad parameter, answered under its own code (not `query.invalid`).
 fn query_error(field: &str, code: &str, message: impl Into<String>) -> ApiError {
-    let message = message.into();
-    let mut e = ApiError::bad_request(code, format!("{field}: {message}"));
-    e.details.push(FieldError::new(field, code, message));
-    e
+    ApiError { code: code.to_owned(), ..ApiError::query(field, code, message) }
 }
 
 fn officer(me: &CurrentUser) -> bool {

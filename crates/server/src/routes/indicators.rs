@@ -22,7 +22,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
-use tiercare_domain::FieldError;
 use tiercare_domain::facility::{Community, Facility, Tier};
 use tiercare_domain::indicators::{
     self as ind, Cell, Definition, Definitions, Measure, Month, Period, Rag, Target, area_prefix,
@@ -114,13 +113,6 @@ fn defs() -> &'static Definitions {
     DEFS.get_or_init(Definitions::default_set)
 }
 
-fn query_error(field: &str, code: &str, message: impl Into<String>) -> ApiError {
-    let message = message.into();
-    let mut e = ApiError::new(StatusCode::BAD_REQUEST, "query.invalid", format!("{field}: {message}"));
-    e.details.push(FieldError::new(field, code, message));
-    e
-}
-
 /// The query's parameters, refusing any not in `allowed` and any given twice.
 struct Params(HashMap<String, String>);
 
@@ -129,14 +121,14 @@ impl Params {
         let mut out = HashMap::new();
         for (k, v) in raw {
             if !allowed.contains(&k.as_str()) {
-                return Err(query_error(
+                return Err(ApiError::query(
                     &k,
                     "query.unknown",
                     format!("unknown parameter (known: {})", allowed.join(", ")),
                 ));
             }
             if out.insert(k.clone(), v).is_some() {
-                return Err(query_error(&k, "query.repeated", "given more than once"));
+                return Err(ApiError::query(&k, "query.repeated", "given more than once"));
             }
         }
         Ok(Params(out))
@@ -146,14 +138,16 @@ impl Params {
     }
     fn uuid(&self, k: &str) -> ApiResult<Option<Uuid>> {
         self.get(k)
-            .map(|v| Uuid::parse_str(v).map_err(|_| query_error(k, "query.uuid", format!("{v:?} is not an id (UUID)"))))
+            .map(|v| {
+                Uuid::parse_str(v).map_err(|_| ApiError::query(k, "query.uuid", format!("{v:?} is not an id (UUID)")))
+            })
             .transpose()
     }
     fn period(&self) -> ApiResult<Period> {
         // a bad period is a bad query (400), every problem listed
         Period::parse(self.get("from"), self.get("to")).map_err(|e| match e {
             tiercare_domain::DomainError::Invalid(details) if !details.is_empty() => {
-                let mut err = query_error(&details[0].field, &details[0].code, details[0].message.clone());
+                let mut err = ApiError::query(&details[0].field, &details[0].code, details[0].message.clone());
                 err.details = details;
                 err
             }
@@ -161,18 +155,22 @@ impl Params {
         })
     }
     fn month(&self, k: &str) -> ApiResult<Month> {
-        let v = self.get(k).ok_or_else(|| query_error(k, "period.open", format!("{k} is required (YYYY-MM)")))?;
-        Month::parse(v).ok_or_else(|| query_error(k, "period.month", format!("{k} must be a month written YYYY-MM")))
+        let v = self.get(k).ok_or_else(|| ApiError::query(k, "period.open", format!("{k} is required (YYYY-MM)")))?;
+        Month::parse(v)
+            .ok_or_else(|| ApiError::query(k, "period.month", format!("{k} must be a month written YYYY-MM")))
     }
     fn tier(&self) -> ApiResult<Option<Tier>> {
         self.get("tier")
-            .map(|v| Tier::parse(v).ok_or_else(|| query_error("tier", "query.tier", format!("unknown tier {v:?}"))))
+            .map(|v| Tier::parse(v).ok_or_else(|| ApiError::query("tier", "query.tier", format!("unknown tier {v:?}"))))
             .transpose()
     }
     fn indicator(&self) -> ApiResult<&'static Definition> {
-        let id =
-            self.get("indicator").ok_or_else(|| query_error("indicator", "query.required", "indicator is required"))?;
-        defs().get(id).ok_or_else(|| query_error("indicator", "indicator.unknown", format!("unknown indicator {id:?}")))
+        let id = self
+            .get("indicator")
+            .ok_or_else(|| ApiError::query("indicator", "query.required", "indicator is required"))?;
+        defs()
+            .get(id)
+            .ok_or_else(|| ApiError::query("indicator", "indicator.unknown", format!("unknown indicator {id:?}")))
     }
 }
 
@@ -217,7 +215,11 @@ async fn scope(state: &AppState, me: &CurrentUser, p: &Params) -> ApiResult<Scop
     let community_id = match p.uuid("community_id")? {
         Some(id) => id,
         None => own.as_ref().and_then(|f| f.community_id).ok_or_else(|| {
-            query_error("community_id", "query.required", "community_id is required (your facility is in no community)")
+            ApiError::query(
+                "community_id",
+                "query.required",
+                "community_id is required (your facility is in no community)",
+            )
         })?,
     };
     let community = state
@@ -424,7 +426,7 @@ async fn records(
     let p = Params::parse(raw, &["community_id", "facility_id", "month", "limit"])?;
     let month = p.month("month")?;
     if p.get("facility_id").is_none() {
-        return Err(query_error("facility_id", "query.required", "facility_id is required"));
+        return Err(ApiError::query("facility_id", "query.required", "facility_id is required"));
     }
     let limit = match p.get("limit") {
         None => 100,
@@ -432,7 +434,7 @@ async fn records(
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=MAX_RECORDS).contains(n))
-            .ok_or_else(|| query_error("limit", "query.limit", format!("limit is 1 to {MAX_RECORDS}")))?,
+            .ok_or_else(|| ApiError::query("limit", "query.limit", format!("limit is 1 to {MAX_RECORDS}")))?,
     };
     let s = scope(&state, &me, &p).await?;
     let facility = s.facility.unwrap_or(me.user.facility_id);

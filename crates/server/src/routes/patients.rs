@@ -133,7 +133,7 @@ pub(crate) fn access_entry(
 }
 
 /// Write the access-log entry; a read that cannot be logged is not served.
-async fn log_access(
+pub(crate) async fn log_access(
     state: &AppState,
     me: &CurrentUser,
     patient: &Patient,
@@ -313,17 +313,16 @@ pub(crate) async fn search(
     Ok(Json(json!({ "patients": out })))
 }
 
-async fn read_with(
+/// The patient, if this user may read their record (the role, then a care relationship, the
+/// community's read policy or — with a `reason` — break-glass), and the basis to log.
+pub(crate) async fn readable_patient(
     state: &AppState,
     me: &CurrentUser,
     id: Uuid,
     reason: Option<&str>,
-    addr: SocketAddr,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<(Patient, AccessBasis)> {
     me.require(Action::ReadPatientRecord)?;
-    if state.store.get_patient(id).await?.is_none() {
-        return Err(ApiError::not_found("patient"));
-    }
+    let patient = state.store.get_patient(id).await?.ok_or_else(|| ApiError::not_found("patient"))?;
     let facts = state.store.access_facts(me.user.facility_id, id).await?;
     let basis = access::decide(facts, reason).map_err(|e| {
         let code = match e {
@@ -332,6 +331,17 @@ async fn read_with(
         };
         ApiError::forbidden(code, e.to_string())
     })?;
+    Ok((patient, basis))
+}
+
+async fn read_with(
+    state: &AppState,
+    me: &CurrentUser,
+    id: Uuid,
+    reason: Option<&str>,
+    addr: SocketAddr,
+) -> ApiResult<Json<Value>> {
+    let (_, basis) = readable_patient(state, me, id, reason).await?;
     let record = state.store.patient_record(id).await?.ok_or_else(|| ApiError::not_found("patient"))?;
     let action = if basis == AccessBasis::BreakGlass { "break_glass_read" } else { "read_record" };
     let logged_reason = if basis == AccessBasis::BreakGlass { reason } else { None };

@@ -23,7 +23,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tiercare_domain::FieldError;
-use tiercare_domain::access::{self, AccessBasis};
 use tiercare_domain::facility::Facility;
 use tiercare_domain::patient::Patient;
 use tiercare_domain::recognition::{
@@ -36,7 +35,6 @@ use tiercare_store::{OrderRecord, ResultQuery, ResultRecord, new_id};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::patients::access_entry;
 use super::referrals::facility;
 use super::referrals::view::rfc3339;
 use crate::AppState;
@@ -44,6 +42,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, CurrentUser};
 use crate::openapi::RouteDoc;
 use crate::routes::parse_id;
+use crate::routes::patients::{log_access, readable_patient};
 
 /// Most items in one order.
 const MAX_ORDER_ITEMS: usize = 50;
@@ -133,38 +132,11 @@ fn invalid(field: &str, code: &str, message: impl Into<String>) -> ApiError {
 }
 
 fn query_error(field: &str, message: impl Into<String>) -> ApiError {
-    let message = message.into();
-    let mut e = ApiError::new(StatusCode::BAD_REQUEST, "query.invalid", format!("{field}: {message}"));
-    e.details.push(FieldError::new(field, "query.invalid", message));
-    e
+    ApiError::query(field, "query.invalid", message)
 }
 
 async fn user_facility(state: &AppState, me: &CurrentUser) -> ApiResult<Arc<Facility>> {
     facility(state, me.user.facility_id).await?.ok_or_else(|| ApiError::not_found("facility of the user"))
-}
-
-/// The patient, if the user may read their data (the patient-record rule; no break-glass
-/// here), and the basis to log.
-async fn readable_patient(state: &AppState, me: &CurrentUser, id: Uuid) -> ApiResult<(Patient, AccessBasis)> {
-    me.require(Action::ReadPatientRecord)?;
-    let patient = state.store.get_patient(id).await?.ok_or_else(|| ApiError::not_found("patient"))?;
-    let facts = state.store.access_facts(me.user.facility_id, id).await?;
-    let basis =
-        access::decide(facts, None).map_err(|e| ApiError::forbidden("access.no_relationship", e.to_string()))?;
-    Ok((patient, basis))
-}
-
-async fn log_read(
-    state: &AppState,
-    me: &CurrentUser,
-    p: &Patient,
-    action: &str,
-    basis: AccessBasis,
-    addr: SocketAddr,
-) -> ApiResult<()> {
-    let entry = access_entry(me, &p.region_key, p.id, action, basis, Some(addr.ip().to_string()));
-    state.store.record_access(&entry).await?;
-    Ok(())
 }
 
 /// The stored results of `patient` for these items (all items when empty) and the
@@ -302,9 +274,9 @@ async fn patient_results(
                 .map_err(|_| query_error("since", "an RFC 3339 time, e.g. 2026-01-01T00:00:00+08:00"))?,
         ),
     };
-    let (patient, basis) = readable_patient(&state, &me, id).await?;
+    let (patient, basis) = readable_patient(&state, &me, id, None).await?;
     let here = FacilityContext::of(&*user_facility(&state, &me).await?);
-    log_read(&state, &me, &patient, "read_results", basis, addr).await?;
+    log_access(&state, &me, &patient, "read_results", basis, None, addr).await?;
     let rq = ResultQuery { patient_ids: vec![id], item_codes: items, since, limit: READ_LIMIT };
     let rows = state.store.find_results(&rq).await?;
     let mut labs: Vec<Uuid> = rows.iter().map(|r| r.lab_id).collect();
@@ -363,9 +335,9 @@ async fn recognisable(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id, "patient")?;
-    let (patient, basis) = readable_patient(&state, &me, id).await?;
+    let (patient, basis) = readable_patient(&state, &me, id, None).await?;
     let here = FacilityContext::of(&*user_facility(&state, &me).await?);
-    log_read(&state, &me, &patient, "read_recognisable_results", basis, addr).await?;
+    log_access(&state, &me, &patient, "read_recognisable_results", basis, None, addr).await?;
     let (rows, quals) = prior_of(&state, id, Vec::new(), READ_LIMIT).await?;
     let prior: Vec<PriorResult> = rows.iter().map(ResultRecord::prior).collect();
     let mut codes: Vec<&str> = prior.iter().map(|r| r.item_code.as_str()).collect();
@@ -414,9 +386,9 @@ async fn check(
     if items.is_empty() || items.len() > MAX_ORDER_ITEMS {
         return Err(invalid("items", "results.order_items", format!("order 1 to {MAX_ORDER_ITEMS} items")));
     }
-    let (patient, basis) = readable_patient(state, me, patient_id).await?;
+    let (patient, basis) = readable_patient(state, me, patient_id, None).await?;
     let here = user_facility(state, me).await?;
-    log_read(state, me, &patient, action, basis, addr).await?;
+    log_access(state, me, &patient, action, basis, None, addr).await?;
     let codes: Vec<String> = items.iter().filter_map(|c| config().catalogue.get(c).map(|i| i.code.clone())).collect();
     let prior = state.store.prior_results(&[patient_id], &codes).await?;
     let mut labs: Vec<Uuid> = prior.iter().map(|r| r.lab_id).collect();
@@ -545,13 +517,10 @@ struct SavingsQuery {
     to: Option<String>,
 }
 
+/// A `YYYY-MM` parameter, as the settlement reports read it.
 fn parse_month(field: &str, raw: &str) -> ApiResult<String> {
-    let s = raw.trim();
-    let ok = s.len() == 7
-        && s.as_bytes()[4] == b'-'
-        && s[..4].bytes().all(|c| c.is_ascii_digit())
-        && s[5..].parse::<u8>().is_ok_and(|m| (1..=12).contains(&m));
-    if ok { Ok(s.to_owned()) } else { Err(query_error(field, format!("{raw:?} is not a month YYYY-MM"))) }
+    let first = super::settlements::parse_month(field, raw)?;
+    Ok(format!("{:04}-{:02}", first.year(), u8::from(first.month())))
 }
 
 /// GET /api/v1/results/savings — per facility and month: tests avoided and fen saved,

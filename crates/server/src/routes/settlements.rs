@@ -623,10 +623,7 @@ pub(crate) struct JournalQuery {
 }
 
 fn query_error(field: &str, message: impl Into<String>) -> ApiError {
-    let message = message.into();
-    let mut e = ApiError::new(StatusCode::BAD_REQUEST, "query.invalid", format!("{field}: {message}"));
-    e.details.push(FieldError::new(field, "query.invalid", message));
-    e
+    ApiError::query(field, "query.invalid", message)
 }
 
 fn parse_date(field: &str, raw: &str) -> ApiResult<Date> {
@@ -828,7 +825,8 @@ pub(crate) async fn policies(State(state): State<AppState>, _me: CurrentUser) ->
 // Reports
 // ---------------------------------------------------------------------------------------
 
-fn parse_month(field: &str, raw: &str) -> ApiResult<Date> {
+/// A `YYYY-MM` parameter as the first day of that month.
+pub(crate) fn parse_month(field: &str, raw: &str) -> ApiResult<Date> {
     let bad = || query_error(field, format!("{raw:?} is not a month YYYY-MM"));
     let (y, m) = raw.trim().split_once('-').ok_or_else(bad)?;
     if y.len() != 4 || m.len() != 2 {
