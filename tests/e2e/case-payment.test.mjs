@@ -7,6 +7,10 @@
 //   one core packet I10.x00 / conservative: mean 856,789 = the mean of all cases → 100 points
 //   fund 600,000 fen at a ratio of 60 %: (600,000 ÷ 0.6) ÷ 100 points = 10,000 fen per point
 //   county hospital: 100 points × 10,000 = 1,000,000 fen = ¥10,000.00 (patients paid nothing)
+// DRG (sample scheme): I10.x00 with the CC E11.900 (exclusion group 11, not I10.x00's 10) → FU13,
+// the only grouped stay of the history, so its
+// weight is 856,789 ÷ 856,789 = 1.0000 and the hospital's CMI 1.0000; the default base rate is
+// (600,000 ÷ 0.6) ÷ 1.0 = 1,000,000 fen per weight = ¥10,000.00, so the DRG payment is ¥10,000.00.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FACILITIES, PASSWORD, USERS, checkedPage, launchBrowser, signIn, startServer } from './helpers.mjs';
@@ -51,6 +55,11 @@ test('an insurance officer sees the hospital position, the packet catalogue and 
   assert.match(text, /100\.00/, 'the county hospital has 100 points');
   assert.match(text, /10,000\.00/, 'and is paid ¥10,000.00');
   assert.equal(squash(await page.locator('[data-test=point-value]').innerText()), '10000.0000 分/点');
+  // CMI 1.0000, then DIP: points × value, patients paid, payment; then DRG: weight × rate, payment
+  assert.match(text, /1\.0000 ¥10,000\.00 ¥0\.00 ¥10,000\.00 ¥10,000\.00 ¥10,000\.00$/, text);
+  assert.equal(squash(await page.locator('[data-test=drg-base-rate]').innerText()), '¥10,000.00 / 权重 1.0');
+  const weight = page.locator('table.cp-drg-weights tbody tr', { hasText: 'FU13' });
+  assert.match(squash(await weight.innerText()), /^FU13 .*1 \* ¥8,567\.89 1\.0000$/);
 
   await page.getByRole('link', { name: '病种目录' }).click();
   const packet = page.locator('table.cp-packets tbody tr', { hasText: /I10\.x00/i });
@@ -69,6 +78,7 @@ test('an insurance officer sees the hospital position, the packet catalogue and 
   await page.locator('#lang-toggle').click();
   await page.goto(server.base + '/#/case-payment');
   await page.getByRole('heading', { name: 'DIP/DRG payment: hospital position' }).waitFor();
+  await page.getByRole('heading', { name: 'DRG weights (from history)' }).waitFor();
 });
 
 test('a clinician has no case-payment page', async (t) => {

@@ -25,6 +25,7 @@
       h('dt', {}, t('cp.packets')), h('dd', {}, t('cp.packets_n', { n: y.packets, core: y.core_packets })),
       h('dt', {}, t('cp.stays')), h('dd', {}, String(y.stays)),
       h('dt', {}, t('cp.fund')), h('dd', {}, yuan(y.fund_available_fen)),
+      h('dt', {}, t('cp.base_rate')), h('dd', { 'data-test': 'drg-base-rate' }, y.drg_base_rate_fen == null ? '—' : t('cp.per_weight', { v: yuan(y.drg_base_rate_fen) })),
       h('dt', {}, t('cp.scheme')), h('dd', {}, y.scheme));
   }
 
@@ -36,12 +37,18 @@
     try {
       const y = await chooseYear(out); if (!y) return;
       const r = await api('GET', `/api/v1/case-payment/hospitals?region=${y.region_code}&year=${y.year}`);
+      const w = await api('GET', `/api/v1/case-payment/drg/weights?region=${y.region_code}&year=${y.year}`);
       const rows = r.hospitals.map((p) => [p.facility_name || p.facility_id, String(p.stays), points(p.points_e4),
         `${p.outliers_low} / ${p.outliers_high}`, String(p.expert_review), String(p.unscored), cmi(p.cmi_e4),
-        yuan(p.gross_fen), yuan(p.patients_paid_fen), h('strong', {}, yuan(p.payment_fen))]);
+        yuan(p.gross_fen), yuan(p.patients_paid_fen), h('strong', {}, yuan(p.payment_fen)),
+        p.drg_gross_fen == null ? '—' : yuan(p.drg_gross_fen), p.drg_payment_fen == null ? '—' : h('strong', {}, yuan(p.drg_payment_fen))]);
+      const weights = w.weights.length ? table('cp-drg-weights', [t('cp.col.drg'), t('cp.col.name'), t('cp.col.cases'), t('cp.col.mean'),
+        t('cp.col.weight')], w.weights.map((x) => [x.drg, x.name || '', String(x.kept_cases) + (x.low_volume ? ' *' : ''),
+        yuan(x.mean_cost_fen), cmi(x.weight_e4)]), t('cp.weights_caption')) : alertBox('info', t('cp.no_weights'));
       out.replaceChildren(summary(y), r.hospitals.length ? table('cp-hospitals', [t('cp.col.hospital'), t('cp.col.stays'), t('cp.col.points'),
         t('cp.col.outliers'), t('cp.col.review'), t('cp.col.unscored'), t('cp.col.cmi'), t('cp.col.gross'), t('cp.col.patients'),
-        t('cp.col.payment')], rows, t('cp.position_caption')) : alertBox('info', t('cp.no_hospital')));
+        t('cp.col.payment'), t('cp.col.drg_gross'), t('cp.col.drg_payment')], rows, t('cp.position_caption')) : alertBox('info', t('cp.no_hospital')),
+      h('h2', {}, t('cp.weights_title')), weights);
     } catch (e) { out.replaceChildren(alertBox('error', errText(e))); }
   }
 
@@ -129,6 +136,9 @@
     'cp.budget': '年度预算', 'cp.spent': '已支出', 'cp.out_of_county': '其中县外', 'cp.projected': '预计全年', 'cp.savings': '预计结余',
     'cp.share': '医共体留用', 'cp.burn_title': '累计支出与预算线（虚线为预测）', 'cp.budget_line': '预算',
     'cp.col.month': '月份', 'cp.col.in_county': '县内', 'cp.col.out_county': '县外', 'cp.col.cumulative': '累计', 'cp.col.remaining': '剩余',
+    'cp.base_rate': 'DRG 费率', 'cp.per_weight': '{v} / 权重 1.0', 'cp.col.drg_gross': 'DRG 权重×费率', 'cp.col.drg_payment': 'DRG 预计医保支付',
+    'cp.weights_title': 'DRG 权重（历史数据计算）', 'cp.weights_caption': '权重 = 组均费用 ÷ 全部入组病例均费用；* 病例数不足 5 例',
+    'cp.no_weights': '历史数据中没有入组病例，无 DRG 权重。', 'cp.col.drg': 'DRG', 'cp.col.weight': '权重',
   };
   const en = {
     'nav.case_payment': 'DIP/DRG payment', 'cp.title': 'DIP/DRG payment: hospital position', 'cp.packets_title': 'DIP packet catalogue',
@@ -146,6 +156,9 @@
     'cp.budget': 'Budget', 'cp.spent': 'Spent', 'cp.out_of_county': 'of which out of county', 'cp.projected': 'Projected year', 'cp.savings': 'Projected savings',
     'cp.share': 'Community keeps', 'cp.burn_title': 'Cumulative spend against the budget (dashed: projection)', 'cp.budget_line': 'Budget',
     'cp.col.month': 'Month', 'cp.col.in_county': 'In county', 'cp.col.out_county': 'Out of county', 'cp.col.cumulative': 'Cumulative', 'cp.col.remaining': 'Remaining',
+    'cp.base_rate': 'DRG base rate', 'cp.per_weight': '{v} per weight 1.0', 'cp.col.drg_gross': 'DRG weight × rate', 'cp.col.drg_payment': 'Projected DRG payment',
+    'cp.weights_title': 'DRG weights (from history)', 'cp.weights_caption': 'Weight = DRG mean cost ÷ mean cost of all grouped stays; * fewer than 5 cases',
+    'cp.no_weights': 'No history stay was grouped: no DRG weights.', 'cp.col.drg': 'DRG', 'cp.col.weight': 'Weight',
   };
   window.tiercare.define({
     dict: { zh, en },

@@ -19,7 +19,7 @@ use tiercare_domain::facility::{Facility, Tier};
 use tiercare_domain::indicators::Measure;
 use tiercare_domain::role::Role;
 use tiercare_sim::{County, Rng};
-use tiercare_store::{Store, new_id, set_counter_hooks};
+use tiercare_store::{Store, new_id, without_counter_hooks};
 use time::{Date, Duration, Month};
 
 use crate::bench::{Server, login, machine};
@@ -28,7 +28,9 @@ use crate::config::Settings;
 const PASSWORD: &str = crate::bench::BENCH_PASSWORD;
 const USER: &str = "bench-indicators";
 /// Encounters per import transaction.
-const BATCH: usize = 100_000;
+const BATCH: usize = 50_000;
+/// Import transactions at once on PostgreSQL.
+const LOAD_TASKS: usize = 3;
 
 #[derive(Subcommand)]
 pub enum IndicatorsBench {
@@ -188,13 +190,29 @@ async fn scorecard(encounters: usize, url: Option<String>, work_dir: &Path, requ
     if store.count_patients().await? == 0 {
         let started = Instant::now();
         load_county(&store, &county).await?;
+        eprintln!("loaded {residents} residents in {:.0} s", started.elapsed().as_secs_f64());
         let mut draw = Draw::new(&county, 8);
         let mut written = 0;
+        // a few imports at once: on PostgreSQL each waits on its round trips and index
+        // writes much of the time (their counter upserts take the cells in one order)
+        let par = if label == "PostgreSQL" { LOAD_TASKS } else { 1 };
         while written < encounters {
-            let n = BATCH.min(encounters - written);
-            let batch: Vec<Encounter> = (0..n).map(|_| draw.next()).collect();
-            written += store.import_encounters(&batch).await? as usize;
-            eprint!("\rloaded {written} encounters");
+            let mut imports = Vec::new();
+            let mut drawn = written;
+            for _ in 0..par {
+                let n = BATCH.min(encounters - drawn);
+                if n == 0 {
+                    break;
+                }
+                drawn += n;
+                let batch: Vec<Encounter> = (0..n).map(|_| draw.next()).collect();
+                let store = store.clone();
+                imports.push(tokio::spawn(async move { store.import_encounters(&batch).await }));
+            }
+            for i in imports {
+                written += i.await?? as usize;
+            }
+            eprint!("\rloaded {written} encounters ({:.0} s)", started.elapsed().as_secs_f64());
         }
         eprintln!(
             "\rloaded {written} encounters and {residents} residents in {:.0} s",
@@ -258,50 +276,165 @@ async fn scorecard(encounters: usize, url: Option<String>, work_dir: &Path, requ
     Ok(())
 }
 
+/// Nanoseconds on a CPU of all this process's threads so far (the first field of each
+/// thread's `/proc/self/task/*/schedstat`): unlike wall time, not stretched by other
+/// processes' load; includes the SQLite checkpointer thread.
+fn process_cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|x| x.parse::<u64>().ok()))
+        .sum()
+}
+
+/// Writes `batch` one encounter at a time, counters on or off; seconds taken (wall, CPU).
+async fn write_singles(store: &Arc<dyn Store>, batch: &[Encounter], on: bool) -> Result<(f64, f64)> {
+    let (t, cpu) = (Instant::now(), process_cpu_ns());
+    let write = async {
+        for e in batch {
+            store.create_encounter(e).await?;
+        }
+        Ok::<_, tiercare_store::StoreError>(())
+    };
+    if on {
+        write.await?
+    } else {
+        without_counter_hooks(write).await?
+    }
+    Ok((t.elapsed().as_secs_f64(), process_cpu_ns().saturating_sub(cpu) as f64 / 1e9))
+}
+
+/// Writes `batch` from `tasks` tasks at once (their transactions share group commits),
+/// counters on or off; seconds taken.
+async fn write_concurrently(store: &Arc<dyn Store>, batch: Vec<Encounter>, tasks: usize, on: bool) -> Result<f64> {
+    let per = batch.len().div_ceil(tasks.max(1));
+    let t = Instant::now();
+    let handles: Vec<_> = batch
+        .chunks(per.max(1))
+        .map(|part| {
+            let (store, part) = (store.clone(), part.to_vec());
+            tokio::spawn(async move {
+                let write = async {
+                    for e in &part {
+                        store.create_encounter(e).await?;
+                    }
+                    Ok::<_, tiercare_store::StoreError>(())
+                };
+                if on { write.await } else { without_counter_hooks(write).await }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await??;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
 async fn hooks(events: usize, url: Option<String>, work_dir: &Path) -> Result<()> {
     let county = County::generate(tiercare_sim::Config { residents: 5_000, ..Default::default() });
     let (store, label) = open(url, work_dir, &format!("indicators-hooks-{}.sqlite", new_id())).await?;
     if store.count_patients().await? > 0 {
         bail!("bench indicators hooks needs an empty database");
     }
-    load_county(&store, &county).await?;
+    // residents registered at a township, where a clinician records encounters over HTTP
+    let township = county.facilities.iter().find(|f| f.tier == Tier::Township).context("a township")?.id;
+    crate::bench::load_registries_and_residents(&store, &county, Some(township)).await?;
+    crate::bench::ensure_user(&store, USER, "乡镇医生", Role::TownshipClinician, township).await?;
     let mut draw = Draw::new(&county, 9);
     // single events: on and off in alternating blocks of 1,000, so drift hits both alike
     let (mut on_s, mut off_s, mut n_each) = (0.0, 0.0, 0usize);
+    let (mut on_cpu, mut off_cpu) = (0.0, 0.0);
     let block = 1_000.min(events.max(1));
     while n_each < events {
         for on in [true, false] {
-            set_counter_hooks(on);
             let batch: Vec<Encounter> = (0..block).map(|_| draw.next()).collect();
-            let t = Instant::now();
-            for e in &batch {
-                store.create_encounter(e).await?;
+            let (s, cpu) = write_singles(&store, &batch, on).await?;
+            if on {
+                (on_s, on_cpu) = (on_s + s, on_cpu + cpu);
+            } else {
+                (off_s, off_cpu) = (off_s + s, off_cpu + cpu);
             }
-            let s = t.elapsed().as_secs_f64();
-            if on { on_s += s } else { off_s += s }
         }
         n_each += block;
     }
+    // 16 writers at once (group commits), alternating
+    let (mut conc_on, mut conc_off, tasks) = (0.0, 0.0, 16);
+    for k in 0..6 {
+        let on = k % 2 == 0;
+        let batch: Vec<Encounter> = (0..events.min(4_000)).map(|_| draw.next()).collect();
+        let s = write_concurrently(&store, batch, tasks, on).await?;
+        if on { conc_on += s } else { conc_off += s }
+    }
+    let conc_n = 3 * events.min(4_000);
     // bulk: 10,000-row imports, alternately
     let (mut bulk_on, mut bulk_off, rounds) = (0.0, 0.0, 6);
     for k in 0..rounds * 2 {
         let on = k % 2 == 0;
-        set_counter_hooks(on);
         let batch: Vec<Encounter> = (0..10_000).map(|_| draw.next()).collect();
         let t = Instant::now();
-        store.import_encounters(&batch).await?;
+        if on {
+            store.import_encounters(&batch).await?;
+        } else {
+            without_counter_hooks(store.import_encounters(&batch)).await?;
+        }
         if on { bulk_on += t.elapsed().as_secs_f64() } else { bulk_off += t.elapsed().as_secs_f64() }
     }
-    set_counter_hooks(true);
+    // as a user sees it: POST /api/v1/encounters, one at a time, counters on (the server's
+    // requests always update them)
+    let server = Server::start(store.clone()).await?;
+    let client = reqwest::Client::new();
+    let token = login(&client, &server.base, USER, PASSWORD).await?;
+    let api_n = events.min(5_000);
+    let mut api_s = 0.0;
+    for k in 0..api_n + 200 {
+        let r = &county.residents[k % county.residents.len()].patient;
+        let body = serde_json::json!({
+            "patient_id": r.id,
+            "facility_id": township,
+            "class": "outpatient",
+            "started_at": "2025-06-01T09:00:00+08:00",
+            "diagnoses": ["J06.900"],
+            "total_cost_fen": 4_500,
+        });
+        let t = Instant::now();
+        client
+            .post(format!("{}/api/v1/encounters", server.base))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        if k >= 200 {
+            api_s += t.elapsed().as_secs_f64();
+        }
+    }
+    server.stop().await;
     let t = Instant::now();
     store.rebuild_indicator_counters().await?;
     let per = |s: f64, n: usize| s / n as f64 * 1e6;
+    let added_us = per(on_s, n_each) - per(off_s, n_each);
     println!("indicators hooks — {label} ({}; load {})", machine(), load_average());
     println!(
-        "  single encounter write: {:.0} µs with the counter update, {:.0} µs without: +{:.1}% ({n_each} each)",
+        "  single encounter write: {:.1} µs with the counter update, {:.1} µs without: +{added_us:.1} µs, +{:.1}% ({n_each} each)",
         per(on_s, n_each),
         per(off_s, n_each),
         (on_s / off_s - 1.0) * 100.0
+    );
+    println!(
+        "  the same in CPU time of the process (all threads): {:.1} µs with, {:.1} µs without: +{:.1} µs, +{:.1}%",
+        per(on_cpu, n_each),
+        per(off_cpu, n_each),
+        per(on_cpu, n_each) - per(off_cpu, n_each),
+        (on_cpu / off_cpu - 1.0) * 100.0
+    );
+    println!(
+        "  {tasks} writers at once: {:.1} µs/write with, {:.1} µs/write without: +{:.1}% ({conc_n} each)",
+        per(conc_on, conc_n),
+        per(conc_off, conc_n),
+        (conc_on / conc_off - 1.0) * 100.0
     );
     println!(
         "  bulk import (10,000 a transaction): {:.1} µs/row with, {:.1} µs/row without: +{:.1}% ({} rows each)",
@@ -309,6 +442,12 @@ async fn hooks(events: usize, url: Option<String>, work_dir: &Path) -> Result<()
         per(bulk_off, rounds * 10_000),
         (bulk_on / bulk_off - 1.0) * 100.0,
         rounds * 10_000
+    );
+    let api_us = per(api_s, api_n);
+    println!(
+        "  POST /api/v1/encounters (HTTP, one at a time): {api_us:.0} µs each with the counters; the single-write \
+         difference above is {:.1}% of it ({api_n} requests)",
+        added_us / (api_us - added_us) * 100.0
     );
     println!("  (counters rebuilt afterwards in {:.2} s)", t.elapsed().as_secs_f64());
     Ok(())

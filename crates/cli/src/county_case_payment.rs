@@ -8,18 +8,23 @@
 //! reimbursement ratio of 70 % (point value just under the catalogue's); facility-level
 //! coefficients are 0.90 for township and village, 1.00 for county, 1.05 for city hospitals;
 //! the budget is the year's fund spend for the community's residents plus 4 %, so the
-//! burn-down ends with a saving the community keeps.
+//! burn-down ends with a saving the community keeps. DRG weights come from the same year; the
+//! DRG base rate is the default (budget-neutral with DIP).
+//!
+//! Stay details (discharge status, newborn weight) are drawn for the stays the region settles,
+//! from the stays read back from the store (one read), not by regenerating the year of care.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
 use tiercare_domain::budget::BudgetTerms;
-use tiercare_domain::dip::{self, DipParameters, YearTerms};
+use tiercare_domain::dip::{self, CaseStay, DipParameters, YearTerms};
 use tiercare_domain::facility::Tier;
 use tiercare_sim::County;
-use tiercare_sim::stays::stay_detail;
+use tiercare_sim::stays::detail_of;
 use tiercare_store::{CasePaymentYear, StayDetail, Store};
+use uuid::Uuid;
 
 /// Stay details written per transaction.
 const BATCH: usize = 50_000;
@@ -27,11 +32,13 @@ const BATCH: usize = 50_000;
 /// Load this part's generated data into the store (which already holds the year of care).
 pub async fn load(store: &Arc<dyn Store>, county: &County, progress: bool) -> Result<()> {
     let started = Instant::now();
-    let details = load_details(store, county).await?;
     let year = county.config.year;
     let code = &county.community.region_code;
     let region = format!("{}00", &code[..4.min(code.len())]);
-    let stays = store.case_stays(&region[..4.min(region.len())], &[year]).await?;
+    // One read of the region's stays: their details are drawn from what the store holds, and
+    // the drawn birth weights are put into the stays read (what a second read would return).
+    let mut stays = store.case_stays(&region[..4.min(region.len())], &[year]).await?;
+    let details = load_details(store, county.config.seed, &mut stays).await?;
     if stays.is_empty() {
         return Ok(());
     }
@@ -54,6 +61,8 @@ pub async fn load(store: &Arc<dyn Store>, county: &County, progress: bool) -> Re
                 (f.id.to_string(), c)
             })
             .collect(),
+        // weights from the year itself; base rate budget-neutral with DIP (the default)
+        drg: Default::default(),
     };
     let scheme = tiercare_domain::drg::sample_scheme()?;
     let outcome = dip::settle_year(&terms, &stays, &stays, &scheme)?;
@@ -89,28 +98,26 @@ pub async fn load(store: &Arc<dyn Store>, county: &County, progress: bool) -> Re
     Ok(())
 }
 
-/// Draw and store every stay's discharge details.
-async fn load_details(store: &Arc<dyn Store>, county: &County) -> Result<u64> {
-    let mut batch = Vec::new();
+/// Draw and store the discharge details of the region's stays (those the settlement groups);
+/// each stay's draw depends only on the seed, its id, its principal diagnosis and whether the
+/// patient was a newborn, so no encounter is regenerated.
+async fn load_details(store: &Arc<dyn Store>, seed: u64, stays: &mut [CaseStay]) -> Result<u64> {
     let mut n = 0;
-    for (i, r) in county.residents.iter().enumerate() {
-        for e in county.encounters_of(i) {
-            let admitted = (e.started_at + time::Duration::hours(8)).date();
-            let newborn = (admitted - r.patient.birth_date).whole_days() < 29;
-            if let Some(d) = stay_detail(county.config.seed, &e, newborn) {
-                batch.push(StayDetail {
-                    region_key: d.region_key,
-                    encounter_id: d.encounter_id,
-                    newborn_weight_g: d.newborn_weight_g,
-                    discharge_status: d.discharge_status.to_owned(),
-                });
-            }
+    for chunk in stays.chunks_mut(BATCH) {
+        let mut batch = Vec::with_capacity(chunk.len());
+        for s in chunk.iter_mut() {
+            let id = Uuid::parse_str(&s.id)?;
+            let newborn = s.grouping.age_days.is_some_and(|d| d < 29);
+            let d = detail_of(seed, id, &s.region_key, s.grouping.diagnoses.first().map(String::as_str), newborn);
+            s.grouping.weight_g = d.newborn_weight_g;
+            batch.push(StayDetail {
+                region_key: d.region_key,
+                encounter_id: d.encounter_id,
+                newborn_weight_g: d.newborn_weight_g,
+                discharge_status: d.discharge_status.to_owned(),
+            });
         }
-        if batch.len() >= BATCH {
-            n += store.import_stay_details(&batch).await?;
-            batch.clear();
-        }
+        n += store.import_stay_details(&batch).await?;
     }
-    n += store.import_stay_details(&batch).await?;
     Ok(n)
 }

@@ -16,6 +16,7 @@ mod county;
 mod county_case_payment;
 mod county_results;
 mod fhir_export;
+mod fhir_import;
 mod import;
 mod synth;
 
@@ -189,6 +190,8 @@ enum FacilitiesCommand {
 enum ImportCommand {
     /// Import patients from CSV (header row) or NDJSON (one registration per line).
     Patients(import::ImportPatientsArgs),
+    /// Import FHIR R4 NDJSON (a directory of `<Type>.ndjson` or files), resumable.
+    Fhir(fhir_import::ImportFhirArgs),
 }
 
 #[derive(Subcommand)]
@@ -268,6 +271,7 @@ async fn run(command: Command, settings: Settings) -> Result<()> {
         Command::Users { command } => users(command, &settings).await,
         Command::Facilities { command } => facilities(command, &settings).await,
         Command::Import { command: ImportCommand::Patients(args) } => import::run(args, &settings).await,
+        Command::Import { command: ImportCommand::Fhir(args) } => fhir_import::run(args, &settings).await,
         Command::Export { command: ExportCommand::Fhir(args) } => fhir_export::run(args, &settings).await,
         Command::Bench { command } => bench::run(command, &settings).await,
     }

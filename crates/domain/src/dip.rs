@@ -733,6 +733,8 @@ pub fn settle(
 pub struct CaseStay {
     /// The stay's key (the encounter id).
     pub id: String,
+    /// Where the caller keeps the patient's records (the store's region key); not used here.
+    pub region_key: String,
     pub facility_id: String,
     /// The year of discharge.
     pub year: i32,
@@ -774,6 +776,29 @@ pub struct YearTerms {
     /// Facility-level coefficients (bp) by facility id; missing: 10,000.
     #[serde(default)]
     pub facility_coefficients_bp: std::collections::BTreeMap<String, u32>,
+    /// DRG weights and base rate (default: see [`DrgTerms`]).
+    #[serde(default)]
+    pub drg: DrgTerms,
+}
+
+/// The DRG side of a region-year's terms, as data.
+///
+/// - Weights come from the history years' stays the scheme groups into a DRG (unweighted by
+///   year; ungroupable stays are left out of every mean): weight = DRG mean cost ÷ mean cost of
+///   all grouped history stays ([`crate::drg::weights`]).
+/// - The base rate (费率, fen per weight 1.0000) is `base_rate_fen` when given; by default it is
+///   budget-neutral with DIP: (fund available ÷ reimbursement ratio) ÷ Σ weights of the year's
+///   stays that have a weight, rounded half-up to the fen.
+/// - A stay's DRG payment = its weight × the base rate (half-up); a hospital's CMI = mean weight
+///   of its stays that have one; its DRG payment = Σ its stays' DRG payments − what its patients
+///   paid (as for DIP).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrgTerms {
+    /// Trimming and low-volume flag of the weights (default: no trimming, low volume below 5).
+    pub weights: crate::drg::weights::WeightParams,
+    /// The base rate in fen per weight 1.0000; `None` (default): budget-neutral, see above.
+    pub base_rate_fen: Option<i64>,
 }
 
 impl YearTerms {
@@ -807,8 +832,16 @@ impl YearTerms {
                 );
             }
         }
+        if let Some(rate) = self.drg.base_rate_fen.filter(|r| *r <= 0) {
+            p.add(
+                "drg.base_rate_fen",
+                "drg.base_rate.not_positive",
+                format!("the DRG base rate must be more than 0 fen, not {rate}"),
+            );
+        }
         p.into_result()?;
         self.params.validate()?;
+        self.drg.weights.validate()?;
         Ok(years)
     }
 
@@ -833,6 +866,9 @@ pub struct StayResult {
     pub drg: Option<String>,
     /// The DRG's weight from the history (1/10,000), when the DRG has one.
     pub drg_weight_e4: Option<i64>,
+    /// weight × base rate, fen, when the stay has a weight and the year a base rate.
+    #[serde(default)]
+    pub drg_payment_fen: Option<i64>,
     /// The rules that placed the stay.
     pub drg_trace: Vec<String>,
 }
@@ -856,6 +892,40 @@ pub struct HospitalPosition {
     pub drg_grouped: u64,
     /// Σ weights ÷ grouped stays with a weight (1/10,000); `None` without weights.
     pub cmi_e4: Option<i64>,
+    /// Stays with a DRG weight, and the sum of their weights (1/10,000).
+    #[serde(default)]
+    pub drg_weighted: u64,
+    #[serde(default)]
+    pub drg_weight_sum_e4: i64,
+    /// Σ the stays' DRG payments (weight × base rate); `None` without a base rate.
+    #[serde(default)]
+    pub drg_gross_fen: Option<i64>,
+    /// DRG gross − what patients paid; `None` without a base rate.
+    #[serde(default)]
+    pub drg_payment_fen: Option<i64>,
+}
+
+/// The DRG side of a region-year's settlement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrgOutcome {
+    /// The weights from the history; `None` when no history stay was grouped into a DRG (or
+    /// all grouped ones cost nothing).
+    pub table: Option<crate::drg::weights::WeightTable>,
+    /// Σ weights of the year's stays that have one (1/10,000).
+    pub weight_sum_e4: i64,
+    /// The base rate used (the terms' or the budget-neutral default); `None` without weights.
+    pub base_rate_fen: Option<i64>,
+}
+
+/// The budget-neutral base rate: (fund ÷ ratio) ÷ (Σ weights_e4 ÷ 10,000), half-up; `None`
+/// for a weight sum that is not positive (or a ratio of 0).
+pub fn neutral_base_rate(fund_available_fen: i64, reimbursement_ratio_bp: u32, weight_sum_e4: i64) -> Option<i64> {
+    if weight_sum_e4 <= 0 || reimbursement_ratio_bp == 0 || fund_available_fen < 0 {
+        return None;
+    }
+    let n = i128::from(fund_available_fen) * BP * BP;
+    let d = i128::from(reimbursement_ratio_bp) * i128::from(weight_sum_e4);
+    Some(to_i64(div_round(n, d)))
 }
 
 /// The region-year's settlement.
@@ -866,6 +936,7 @@ pub struct YearOutcome {
     pub stays: Vec<StayResult>,
     /// In order of facility id.
     pub hospitals: Vec<HospitalPosition>,
+    pub drg: DrgOutcome,
 }
 
 /// Build the catalogue from `history` (stays of `terms.history()` years; others are ignored),
@@ -899,13 +970,27 @@ pub fn settle_year(
         .filter(|s| years.contains(&s.year))
         .filter_map(|s| scheme.group(&s.grouping).drg.map(|d| (d, s.facility_id.clone(), s.cost_fen)))
         .collect();
-    let table = crate::drg::weights::weights(&drg_history, &crate::drg::weights::WeightParams::default()).ok();
-    let stays: Vec<StayResult> =
+    // No grouped history (or a grouped history that costs nothing): no weights, no DRG payment.
+    let table = crate::drg::weights::weights(&drg_history, &terms.drg.weights).ok();
+    let mut stays: Vec<StayResult> =
         year.iter().map(|s| stay_result(&catalogue, terms, table.as_ref(), scheme, s)).collect();
     let total: i64 = stays.iter().filter_map(|s| s.dip.as_ref()).map(|d| d.score_e4).sum();
     let value = point_value(terms.fund_available_fen, terms.reimbursement_ratio_bp, total)?;
-    let hospitals = positions(year, &stays, &value);
-    Ok(YearOutcome { catalogue, value, stays, hospitals })
+    let weight_sum_e4: i64 = stays.iter().filter_map(|s| s.drg_weight_e4).sum();
+    // without weights there is nothing to pay by DRG, whatever the terms' rate
+    let base_rate_fen = table.as_ref().and_then(|_| {
+        terms
+            .drg
+            .base_rate_fen
+            .or_else(|| neutral_base_rate(terms.fund_available_fen, terms.reimbursement_ratio_bp, weight_sum_e4))
+    });
+    if let Some(rate) = base_rate_fen {
+        for s in &mut stays {
+            s.drg_payment_fen = s.drg_weight_e4.map(|w| crate::drg::weights::payment(w, rate));
+        }
+    }
+    let hospitals = positions(year, &stays, &value, base_rate_fen.is_some());
+    Ok(YearOutcome { catalogue, value, stays, hospitals, drg: DrgOutcome { table, weight_sum_e4, base_rate_fen } })
 }
 
 fn stay_result(
@@ -928,6 +1013,7 @@ fn stay_result(
         dip_refusal,
         drg_status: g.status.outcome_key().to_owned(),
         drg_weight_e4: g.drg.as_deref().and_then(|d| table?.weight_e4(d)),
+        drg_payment_fen: None,
         mdc: g.mdc,
         adrg: g.adrg,
         drg: g.drg,
@@ -935,10 +1021,10 @@ fn stay_result(
     }
 }
 
-fn positions(year: &[CaseStay], stays: &[StayResult], value: &PointValue) -> Vec<HospitalPosition> {
-    let mut by: std::collections::BTreeMap<&str, (HospitalPosition, i64, u64)> = std::collections::BTreeMap::new();
+fn positions(year: &[CaseStay], stays: &[StayResult], value: &PointValue, drg_paid: bool) -> Vec<HospitalPosition> {
+    let mut by: std::collections::BTreeMap<&str, HospitalPosition> = std::collections::BTreeMap::new();
     for (s, r) in year.iter().zip(stays) {
-        let (h, weights, weighted) = by.entry(&s.facility_id).or_default();
+        let h = by.entry(&s.facility_id).or_default();
         h.stays += 1;
         h.patients_paid_fen += s.patient_paid_fen;
         match &r.dip {
@@ -952,16 +1038,21 @@ fn positions(year: &[CaseStay], stays: &[StayResult], value: &PointValue) -> Vec
         }
         h.drg_grouped += u64::from(r.drg.is_some());
         if let Some(w) = r.drg_weight_e4 {
-            *weights += w;
-            *weighted += 1;
+            h.drg_weight_sum_e4 += w;
+            h.drg_weighted += 1;
+        }
+        if drg_paid {
+            *h.drg_gross_fen.get_or_insert(0) += r.drg_payment_fen.unwrap_or(0);
         }
     }
     by.into_iter()
-        .map(|(id, (mut h, weights, weighted))| {
+        .map(|(id, mut h)| {
             h.facility_id = id.to_owned();
             h.gross_fen = value.amount_fen(h.points_e4);
             h.payment_fen = h.gross_fen - h.patients_paid_fen;
-            h.cmi_e4 = (weighted > 0).then(|| to_i64(div_round(i128::from(weights), i128::from(weighted))));
+            h.cmi_e4 = (h.drg_weighted > 0)
+                .then(|| to_i64(div_round(i128::from(h.drg_weight_sum_e4), i128::from(h.drg_weighted))));
+            h.drg_payment_fen = h.drg_gross_fen.map(|g| g - h.patients_paid_fen);
             h
         })
         .collect()
@@ -974,6 +1065,7 @@ mod year_tests {
     fn stay(id: &str, facility: &str, year: i32, dx: &str, cost_fen: i64, paid: i64) -> CaseStay {
         CaseStay {
             id: id.into(),
+            region_key: "511621".into(),
             facility_id: facility.into(),
             year,
             grouping: crate::drg::Stay { sex: 1, age: Some(50), diagnoses: vec![dx.into()], ..Default::default() },
@@ -990,6 +1082,7 @@ mod year_tests {
             fund_available_fen: 1_450_000,
             reimbursement_ratio_bp: 10_000,
             facility_coefficients_bp: [("H1".to_owned(), 12_000)].into_iter().collect(),
+            drg: DrgTerms::default(),
         }
     }
 
@@ -1029,6 +1122,36 @@ mod year_tests {
         // overall mean); H2's I63.900 groups to BR25, which has no weight, so H2's CMI is ES25's.
         assert_eq!(out.hospitals[1].cmi_e4, Some(10_000));
         assert_eq!(out.stays[2].drg.as_deref(), Some("BR25"));
+        // DRG payment: y1 and y2 weigh 1.0, y3 none → Σ 2.0; the budget-neutral base rate is
+        // (1,450,000 ÷ 100 %) ÷ 2.0 = 725,000 fen; each ES25 stay is paid 725,000. H1 725,000;
+        // H2 725,000 − 50,000 its patients paid = 675,000.
+        assert_eq!((out.drg.weight_sum_e4, out.drg.base_rate_fen), (20_000, Some(725_000)));
+        let pay: Vec<Option<i64>> = out.stays.iter().map(|s| s.drg_payment_fen).collect();
+        assert_eq!(pay, vec![Some(725_000), Some(725_000), None]);
+        let h: Vec<(Option<i64>, Option<i64>, u64)> =
+            out.hospitals.iter().map(|h| (h.drg_gross_fen, h.drg_payment_fen, h.drg_weighted)).collect();
+        assert_eq!(h, vec![(Some(725_000), Some(725_000), 1), (Some(725_000), Some(675_000), 1)]);
+        // a base rate given as data wins: 1.0 × 600,001 fen
+        let mut t = terms(vec![2024]);
+        t.drg.base_rate_fen = Some(600_001);
+        let out = settle_year(&t, &history, &year, &scheme)?;
+        assert_eq!(out.drg.base_rate_fen, Some(600_001));
+        assert_eq!(out.hospitals[1].drg_payment_fen, Some(550_001));
+        // the rounding of the default: 1,000 fen over 3 × 1.0 → 333.33… → 333 fen; 2,000 over
+        // 3 → 666.67 → 667; half-up at the half: 1 fen ÷ 2.0 = 0.5 → 1
+        assert_eq!(neutral_base_rate(1_000, 10_000, 30_000), Some(333));
+        assert_eq!(neutral_base_rate(2_000, 10_000, 30_000), Some(667));
+        assert_eq!(neutral_base_rate(1, 10_000, 20_000), Some(1));
+        assert_eq!(neutral_base_rate(1_000, 10_000, 0), None);
+        // a history the scheme cannot group (A00.000 enters no MDC of the sample): no weights,
+        // so no DRG payment even with a base rate given
+        let history = [stay("a", "H1", 2024, "A00.000", 300_000, 0)];
+        let year = [stay("y1", "H1", 2025, "A00.000", 300_000, 0)];
+        let mut t = terms(vec![2024]);
+        t.drg.base_rate_fen = Some(600_001);
+        let out = settle_year(&t, &history, &year, &scheme)?;
+        assert_eq!((out.drg.table.is_none(), out.drg.base_rate_fen), (true, None));
+        assert_eq!((out.hospitals[0].drg_payment_fen, out.hospitals[0].cmi_e4), (None, None));
         Ok(())
     }
 
@@ -1046,6 +1169,13 @@ mod year_tests {
         let mut t = terms(vec![2024]);
         t.facility_coefficients_bp.insert("H2".into(), 0);
         assert!(t.history().is_err(), "a zero coefficient");
+        let mut t = terms(vec![2024]);
+        t.drg.base_rate_fen = Some(0);
+        let e = t.history().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("base rate"), "{e}");
+        let mut t = terms(vec![2024]);
+        t.drg.weights.high_ratio_bp = 5_000;
+        assert!(t.history().is_err(), "a high trimming ratio below 1×");
         assert_eq!(terms(vec![]).history().ok(), Some(vec![2022, 2023, 2024]), "default: the three years before");
     }
 }

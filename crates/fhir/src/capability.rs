@@ -166,14 +166,14 @@ pub const RESOURCES: &[ResourceSupport] = &[
     },
     ResourceSupport {
         kind: "Coverage",
-        interactions: &[SearchType],
+        interactions: &[Read, SearchType],
         search: &[
             p("patient", "reference", "Patient/<id> (this or beneficiary is required)"),
             p("beneficiary", "reference", "Patient/<id>"),
         ],
         operations: &[],
         paged: false,
-        doc: "A patient's insurance enrolments; the read is logged (read_coverage).",
+        doc: "A patient's insurance enrolments (read: one by its id); every read is logged (read_coverage).",
     },
     ResourceSupport {
         kind: "Claim",
@@ -192,6 +192,45 @@ pub const RESOURCES: &[ResourceSupport] = &[
         paged: false,
         doc: "A stored settlement; each item carries the split apportioned to the line (submitted, eligible, \
               deductible, copay, benefit, and http://tiercare.org/fhir/CodeSystem/settlement-split codes).",
+    },
+    ResourceSupport {
+        kind: "DiagnosticReport",
+        interactions: &[Read, SearchType, Create],
+        search: &[
+            p("patient", "reference", "Patient/<id> (required)"),
+            p(
+                "code",
+                "token",
+                "an imaging report's exam (LOINC or http://tiercare.org/fhir/CodeSystem/recognition-item); \
+                 lab reports are http://loinc.org|11502-2",
+            ),
+            p("date", "date", "the specimen (exam) time, with prefixes eq, ne, gt, lt, ge, le; may repeat (a range)"),
+        ],
+        operations: &[],
+        paged: true,
+        doc: "Lab and imaging reports (issue 5). Create: a lab system (role lab) of the performing facility; an \
+              imaging report with a contained ImagingStudy (modality, body site), or a lab report with its \
+              Observations contained; the JSON API's checks. The HR mark is the extension \
+              http://tiercare.org/fhir/StructureDefinition/recognition-mark. Reads follow the record's access \
+              rule and are logged (fhir_read_results). A lab system pushes a report with its Observations as a \
+              transaction Bundle (POST /fhir), stored whole or not at all.",
+    },
+    ResourceSupport {
+        kind: "Observation",
+        interactions: &[Read, SearchType, Create],
+        search: &[
+            p("patient", "reference", "Patient/<id> (required)"),
+            p(
+                "code",
+                "token",
+                "LOINC (http://loinc.org) or the catalogue's local code (…/CodeSystem/recognition-item)",
+            ),
+            p("date", "date", "the specimen time, with prefixes eq, ne, gt, lt, ge, le; may repeat (a range)"),
+        ],
+        operations: &[],
+        paged: true,
+        doc: "Lab results (issue 5), one per observation; create stores a report of one observation. Reads follow \
+              the record's access rule and are logged (fhir_read_results).",
     },
 ];
 
@@ -237,6 +276,11 @@ pub fn capability_statement(date: &str, version: &str) -> Value {
                               Prefer: handling=strict, which refuses it (400). Every error is an OperationOutcome.",
             "security": { "cors": false, "description": "Bearer token (POST /api/v1/auth/login or an API token)" },
             "resource": resources,
+            "interaction": [{
+                "code": "transaction",
+                "documentation": "POST /fhir: a lab system's DiagnosticReports and their Observations (urn:uuid: \
+                                  fullUrls), stored whole or not at all",
+            }],
         }],
     })
 }

@@ -21,11 +21,13 @@ pub mod bundle;
 pub mod capability;
 pub mod claim;
 pub mod coverage;
+pub mod ingest;
 pub mod outcome;
 mod read;
 pub mod referral;
 pub mod registration;
 pub mod registry;
+pub mod results;
 pub mod search;
 pub mod stored_claim;
 #[cfg(test)]

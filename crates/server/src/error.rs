@@ -68,7 +68,9 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reference.unknown", format!("unknown {what}"))
             }
             StoreError::Domain(d) => d.into(),
-            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::Conflict(m) | StoreError::TxnNumberUsed(m) | StoreError::EncounterSettled(m) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", m)
+            }
             StoreError::Busy => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the database is busy; try again in a moment")
             }

@@ -12,7 +12,8 @@
 //!   `GET /fhir/ClaimResponse/{id}` (the settlement id; its items carry the split per line,
 //!   `tiercare_fhir::apportion`), `GET /fhir/Claim/{id}` (the same id: the claim as stored,
 //!   `tiercare_fhir::stored_claim`), `GET /fhir/Coverage?patient=`
-//!   (the patient's enrolments; logged as `read_coverage`). The Claim is read by
+//!   (the patient's enrolments; logged as `read_coverage`) and `GET /fhir/Coverage/{id}`
+//!   (one enrolment, the same rule and log). The Claim is read by
 //!   `tiercare_fhir::claim::parse_claim` and settled by `routes::settlements::settle_bill`,
 //!   the function behind `POST /api/v1/settlements`; its field errors are mapped onto the
 //!   Claim by `tiercare_fhir::claim::field_expression`.
@@ -79,6 +80,7 @@ mod format;
 mod params;
 mod patients;
 mod registry;
+mod results;
 
 use params::Params;
 
@@ -94,6 +96,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/fhir/Task", get(search_tasks).fallback(not_allowed("GET")))
         .route("/fhir/Task/{id}", get(read_task).fallback(not_allowed("GET")))
         .route("/fhir/Coverage", get(search_coverage).fallback(not_allowed("GET")))
+        .route("/fhir/Coverage/{id}", get(read_coverage).fallback(not_allowed("GET")))
         .route("/fhir/ClaimResponse/{id}", get(read_claim_response).fallback(not_allowed("GET")))
         .route("/fhir/Claim/$submit", post(submit_claim).fallback(not_allowed("POST")))
         .route("/fhir/Claim/{id}", get(read_claim).fallback(not_allowed("GET")))
@@ -101,6 +104,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/fhir/Claim/%24submit", post(submit_claim).fallback(not_allowed("POST")))
         .merge(registry::router())
         .merge(patients::router())
+        .merge(results::router())
         .route("/fhir", any(unknown_endpoint))
         .route("/fhir/{*rest}", any(unknown_endpoint))
         .layer(axum::middleware::from_fn(format::negotiate))
@@ -522,16 +526,7 @@ async fn search_coverage(
     if let Some(&id) = patient.first()
         && let Some(person) = state.store.get_patient(id).await.map_err(ApiError::from)?
     {
-        // the rule of reading the record, or the patient is at the desk (identified by this
-        // user within the last day), as for settling
-        let facts = state.store.access_facts(me.user.facility_id, id).await.map_err(ApiError::from)?;
-        let basis = match access::decide(facts, None) {
-            Ok(b) => b,
-            Err(_) => {
-                require_presence(&state, &me, id, "access.no_relationship").await?;
-                AccessBasis::Identification
-            }
-        };
+        let basis = coverage_access(&state, &me, id).await?;
         let today = china_today(&state);
         let enrolments = state.store.enrolments(id).await.map_err(ApiError::from)?;
         log_read(&state, &me, (&person.region_key, id), "read_coverage", basis, addr).await?;
@@ -540,6 +535,40 @@ async fn search_coverage(
     let n = entries.len() as u64;
     let bundle = p.bundle(entries, Some(n), None);
     Ok(fhir_json(StatusCode::OK, &bundle))
+}
+
+/// Why `me` may read the insurance data of patient `id`: the rule of reading the record,
+/// or the patient is at the desk (identified by this user within the last day), as for
+/// settling; else 403 `access.no_relationship`.
+async fn coverage_access(state: &AppState, me: &CurrentUser, id: Uuid) -> FhirResult<AccessBasis> {
+    let facts = state.store.access_facts(me.user.facility_id, id).await.map_err(ApiError::from)?;
+    Ok(match access::decide(facts, None) {
+        Ok(b) => b,
+        Err(_) => {
+            require_presence(state, me, id, "access.no_relationship").await?;
+            AccessBasis::Identification
+        }
+    })
+}
+
+/// `GET /fhir/Coverage/{id}`: one enrolment (the `id` of the Coverage search's entries),
+/// with the search's rule and access-log row (`read_coverage`); 404 when there is none.
+async fn read_coverage(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    me: Result<CurrentUser, ApiError>,
+    Path(id): Path<String>,
+) -> FhirResult<Response> {
+    let me = me?;
+    let id = path_id(&id, "Coverage")?;
+    me.require(Action::ReadPatientRecord)?;
+    let not_found = || FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, "Coverage not found");
+    let enrolment = state.store.enrolment(id).await.map_err(ApiError::from)?.ok_or_else(not_found)?;
+    let person = state.store.get_patient(enrolment.patient_id).await.map_err(ApiError::from)?.ok_or_else(not_found)?;
+    let basis = coverage_access(&state, &me, person.id).await?;
+    log_read(&state, &me, (&person.region_key, person.id), "read_coverage", basis, addr).await?;
+    let body = tiercare_fhir::coverage::coverage(&enrolment, china_today(&state));
+    Ok(fhir_json(StatusCode::OK, &body))
 }
 
 /// The ClaimResponse of a stored settlement (`preview`: of a pre-settlement, nothing stored).

@@ -70,6 +70,12 @@ fn stay(
 /// DRG, sample scheme: history HC25 (K80.200 + 51.2300, no CC) mean 1,200,000, ES25 (J18.900)
 /// mean 400,000, overall 800,000 → weights 1.5 and 0.5; Y5 groups to BR25, which has no
 /// history and so no weight. County CMI = (1.5 + 0.5) ÷ 2 = 1.0; township (0.5 + 0.5) ÷ 2 = 0.5.
+/// Σ weights of the year = 1.5 + 0.5 + 0.5 + 0.5 = 3.0. Default base rate (budget-neutral with
+/// DIP) = (2,500,000 ÷ 0.8) ÷ 3.0 = 1,041,666.67 → 1,041,667 fen. Stay payments: HC25 1.5 ×
+/// 1,041,667 = 1,562,500.5 → 1,562,501; ES25 0.5 × 1,041,667 = 520,833.5 → 520,834. County DRG
+/// payment 1,562,501 + 520,834 = 2,083,335; township 2 × 520,834 = 1,041,668 (rounding makes the
+/// sum 3 fen over 3,125,000). With a base rate of 1,000,000 fen given as data: county 1,500,000 +
+/// 500,000 = 2,000,000; township 1,000,000.
 struct Region {
     stays: [Uuid; 5],
     patient: Uuid,
@@ -138,6 +144,27 @@ async fn a_region_year_is_scored_settled_and_explained() {
     assert_eq!(y["stays"], 5);
     assert_eq!(y["total_points_e4"], 3_125_000); // 312.5 points
     assert_eq!(y["fen_per_point_e4"], 100_000_000); // 10,000 fen per point
+    assert_eq!(y["drg_base_rate_fen"], 1_041_667);
+    assert_eq!(y["drg_weight_sum_e4"], 30_000);
+    assert_eq!(y["drg_groups"], 2);
+
+    // the DRG weight table from the history, by code
+    let w = s.get(&format!("/api/v1/case-payment/drg/weights?{}", q(2025)), &off).await;
+    w.expect_status(200);
+    let weights: Vec<(String, i64, i64, i64)> = w.json["weights"]
+        .as_array()
+        .expect("weights")
+        .iter()
+        .map(|x| {
+            (
+                x["drg"].as_str().unwrap_or("").to_owned(),
+                x["cases"].as_i64().unwrap_or(0),
+                x["mean_cost_fen"].as_i64().unwrap_or(0),
+                x["weight_e4"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(weights, vec![("ES25".into(), 2, 400_000, 5_000), ("HC25".into(), 2, 1_200_000, 15_000)]);
 
     // the catalogue: core first, by code
     let c = s.get(&format!("/api/v1/case-payment/dip/packets?{}", q(2025)), &off).await;
@@ -175,11 +202,22 @@ async fn a_region_year_is_scored_settled_and_explained() {
     assert_eq!(county["outliers_high"], 1);
     assert_eq!(county["unscored"], 1); // I63.900
     assert_eq!(county["cmi_e4"], 10_000);
+    assert_eq!(county["drg_weighted"], 2); // BR25 has no weight
+    assert_eq!(county["drg_gross_fen"], 2_083_335);
+    assert_eq!(county["drg_payment_fen"], 2_083_335);
     let town = by(s.seed.township_a);
     assert_eq!(town["points_e4"], 1_000_000);
     assert_eq!(town["payment_fen"], 1_000_000);
     assert_eq!(town["outliers_high"], 0); // exactly 2× is not above 2×
     assert_eq!(town["cmi_e4"], 5_000);
+    assert_eq!(town["drg_payment_fen"], 1_041_668);
+    // the hospital page's stays carry their DRG weight and payment
+    let one = s.get(&format!("/api/v1/case-payment/hospitals/{}?{}", s.seed.township_a, q(2025)), &off).await;
+    one.expect_status(200);
+    assert_eq!(one.json["position"]["drg_payment_fen"], 1_041_668);
+    let pays: Vec<i64> =
+        one.json["stays"].as_array().expect("stays").iter().filter_map(|x| x["drg_payment_fen"].as_i64()).collect();
+    assert_eq!(pays, vec![520_834, 520_834]);
 
     // one stay, explained; the read is access-logged
     let before = s
@@ -195,6 +233,7 @@ async fn a_region_year_is_scored_settled_and_explained() {
     assert_eq!(st.json["dip"]["cost_ratio_bp"], 22_500); // 900,000 ÷ 400,000
     assert_eq!(st.json["drg"]["drg"], "ES25");
     assert_eq!(st.json["drg"]["weight_e4"], 5_000);
+    assert_eq!(st.json["drg"]["payment_fen"], 520_834);
     assert!(st.json["drg"]["trace"].as_array().is_some_and(|t| !t.is_empty()));
     let codes: Vec<&str> =
         st.json["dip"]["explanation"].as_array().expect("steps").iter().filter_map(|x| x["code"].as_str()).collect();
@@ -210,11 +249,26 @@ async fn a_region_year_is_scored_settled_and_explained() {
     assert!(unscored.json["dip"].is_null() && unscored.json["dip_refusal"].is_string(), "{}", unscored.text);
     assert_eq!(unscored.json["drg"]["drg"], "BR25");
     assert!(unscored.json["drg"]["weight_e4"].is_null());
+    assert!(unscored.json["drg"]["payment_fen"].is_null());
 
-    // a rebuild replaces the year (same numbers, no duplicates)
-    s.post("/api/v1/case-payment/years", &off, build_body()).await.expect_status(200);
+    // a rebuild replaces the year (no duplicates); this one with a base rate given as data
+    let mut b = build_body();
+    b["terms"]["drg"] = json!({"base_rate_fen": 1_000_000});
+    let r = s.post("/api/v1/case-payment/years", &off, b).await;
+    r.expect_status(200);
+    assert_eq!(r.json["drg_base_rate_fen"], 1_000_000);
     let c2 = s.get(&format!("/api/v1/case-payment/dip/packets?{}", q(2025)), &off).await;
     assert_eq!(c2.json["packets"].as_array().map(Vec::len), Some(2));
+    let w2 = s.get(&format!("/api/v1/case-payment/drg/weights?{}", q(2025)), &off).await;
+    assert_eq!(w2.json["weights"].as_array().map(Vec::len), Some(2));
+    let h2 = s.get(&format!("/api/v1/case-payment/hospitals?{}", q(2025)), &off).await;
+    let pays: Vec<i64> =
+        h2.json["hospitals"].as_array().expect("list").iter().filter_map(|x| x["drg_payment_fen"].as_i64()).collect();
+    let mut expect = vec![2_000_000, 1_000_000];
+    if s.seed.township_a < s.seed.county_hospital {
+        expect.reverse(); // listed by facility id
+    }
+    assert_eq!(pays, expect);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,7 +329,21 @@ async fn bad_builds_are_refused_and_write_nothing() {
     let r = s.post("/api/v1/case-payment/years", &off, b).await;
     r.expect_error(422, "validation");
     assert_eq!(r.detail_code(0), "drg.scheme.invalid");
-    assert!(r.detail_field(0).contains("MDCX"), "{}", r.text);
+    assert_eq!(r.detail_field(0), "drg_scheme.scheme.mdcs.MDCX", "{}", r.text);
+    assert!(nothing(&s).await);
+
+    // a scheme whose traversal would come back to an MDC (listed twice in mdc_order: the only
+    // loop the format can express, as groups never reference groups)
+    let mut scheme: Value = serde_json::from_str(tiercare_domain::drg::SAMPLE_SCHEME_JSON).expect("json");
+    let first = scheme["mdc_order"][0].clone();
+    scheme["mdc_order"].as_array_mut().expect("order").push(first);
+    let n = scheme["mdc_order"].as_array().map_or(0, Vec::len);
+    let mut b = build_body();
+    b["drg_scheme"] = json!({"scheme": scheme, "tables": tables});
+    let r = s.post("/api/v1/case-payment/years", &off, b).await;
+    r.expect_error(422, "validation");
+    assert_eq!(r.detail_code(0), "drg.scheme.invalid");
+    assert_eq!(r.detail_field(0), format!("drg_scheme.scheme.mdc_order[{}]", n - 1), "{}", r.text);
     assert!(nothing(&s).await);
 
     // bad terms: ratio 0, history after the year
@@ -285,6 +353,16 @@ async fn bad_builds_are_refused_and_write_nothing() {
     let mut b = build_body();
     b["terms"]["history_years"] = json!([2026]);
     s.post("/api/v1/case-payment/years", &off, b).await.expect_error(422, "validation");
+    // a DRG base rate of 0, an unknown DRG term
+    let mut b = build_body();
+    b["terms"]["drg"] = json!({"base_rate_fen": 0});
+    let r = s.post("/api/v1/case-payment/years", &off, b).await;
+    r.expect_error(422, "validation");
+    assert_eq!(r.detail_code(0), "drg.base_rate.not_positive");
+    let mut b = build_body();
+    b["terms"]["drg"] = json!({"rate": 1});
+    let r = s.post("/api/v1/case-payment/years", &off, b).await;
+    assert_eq!(r.status.as_u16() / 100, 4, "{}", r.text);
     // unknown field, malformed JSON, bad region
     let mut b = build_body();
     b["terms"]["fund"] = json!(1);

@@ -768,6 +768,55 @@ async fn enrolments_are_coverages_searched_by_patient() {
     assert_outcome(&s.call(Method::GET, &format!("/fhir/Coverage?patient={p}"), None, None).await, 401, "login", None);
 }
 
+/// `GET /fhir/Coverage/{id}`: the enrolment the search lists, read alone, with the search's
+/// rule and an access-log row; an unknown or malformed id is 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coverage_is_read_by_its_id() {
+    let mut s = TestServer::start().await;
+    let (clerk, p, enrolment) = insured(&mut s).await;
+    let reads = |s: &TestServer| {
+        let store = s.store.clone();
+        async move {
+            store
+                .query_access_log(&tiercare_store::AccessLogFilter {
+                    patient_id: Some(p),
+                    limit: 100,
+                    ..Default::default()
+                })
+                .await
+                .expect("access log")
+                .iter()
+                .filter(|e| e.action == "read_coverage")
+                .count()
+        }
+    };
+    let r = s.get(&format!("/fhir/Coverage/{enrolment}"), &clerk).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text);
+    let c = &r.json;
+    // the enrolment `insured` made: resident scheme of 岳池 from 2026-01-01, open-ended
+    assert_eq!(c["resourceType"], "Coverage");
+    assert_eq!(c["id"], enrolment.to_string());
+    assert_eq!(c["status"], "active");
+    assert_eq!(c["type"]["coding"][0]["code"], "resident");
+    assert_eq!(c["beneficiary"]["reference"], format!("Patient/{p}"));
+    assert_eq!(c["payor"][0]["display"], "四川省广安市医疗保障局");
+    assert_eq!(c["period"]["start"], "2026-01-01");
+    assert!(c["period"].get("end").is_none());
+    // the same resource as the search's entry
+    let found = s.get(&format!("/fhir/Coverage?patient=Patient/{p}"), &clerk).await;
+    assert_eq!(&found.json["entry"][0]["resource"], c);
+    assert_eq!(reads(&s).await, 2, "each read is logged");
+    // no relationship: 403, not logged; unknown or malformed id: 404; no token: 401; POST: 405
+    let outsider = s.login("clin_b").await;
+    assert_outcome(&s.get(&format!("/fhir/Coverage/{enrolment}"), &outsider).await, 403, "forbidden", None);
+    assert_eq!(reads(&s).await, 2, "a refused read writes no row");
+    assert_outcome(&s.get(&format!("/fhir/Coverage/{}", Uuid::now_v7()), &clerk).await, 404, "not-found", None);
+    assert_outcome(&s.get("/fhir/Coverage/not-an-id", &clerk).await, 404, "not-found", None);
+    assert_outcome(&s.call(Method::GET, &format!("/fhir/Coverage/{enrolment}"), None, None).await, 401, "login", None);
+    let r = s.call(Method::POST, &format!("/fhir/Coverage/{enrolment}"), Some(&clerk), None).await;
+    assert_outcome(&r, 405, "not-supported", None);
+}
+
 /// The amount (fen) of category `code` of `system` in one adjudication list.
 fn adjudicated(list: &Value, system: &str, code: &str) -> i64 {
     let a = list

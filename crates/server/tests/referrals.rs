@@ -227,13 +227,24 @@ async fn township_refers_up_and_the_county_takes_it_to_completion() {
     assert_eq!(s.get("/api/v1/notifications", &clin).await.json["unseen"], 0);
     assert_eq!(kinds(&s.get("/api/v1/notifications", &rc).await.json), ["incoming"]);
 
-    // each detail read was logged: the county's and the township's (worklists and
-    // transition answers are not record reads)
+    // each detail read was logged: the county's and the township's (worklists are not
+    // record reads); so was each answer that showed the patient's detail: the township's
+    // creation and the county's four steps, each by the user who took it
     let sys = s.login("sysadmin").await;
     let log = s.get(&format!("/api/v1/access-log?patient_id={p}"), &sys).await;
-    let reads =
-        log.json["entries"].as_array().expect("entries").iter().filter(|e| e["action"] == "read_referral").count();
-    assert_eq!(reads, 2);
+    log.expect_status(200);
+    let entries = log.json["entries"].as_array().expect("entries");
+    let rows = |action: &str| entries.iter().filter(|e| e["action"] == action).collect::<Vec<_>>();
+    assert_eq!(rows("read_referral").len(), 2);
+    let created = rows("create_referral");
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["user_id"], json!(s.user_id("clin_a")));
+    let steps = rows("act_referral");
+    assert_eq!(steps.len(), 4, "accept, schedule, arrive, complete");
+    for e in &steps {
+        assert_eq!(e["user_id"], json!(s.user_id("rc_county")));
+        assert_eq!(e["basis"], "care_relationship");
+    }
 
     // the patient page shows the referral
     let record = s.get(&format!("/api/v1/patients/{p}"), &clin).await;
@@ -395,6 +406,16 @@ async fn bad_transitions_are_refused_and_nothing_changes() {
     assert_eq!(d["version"], 1);
     assert_eq!(d["history"].as_array().map(Vec::len), Some(1));
     assert_eq!(d["acknowledged_at"], Value::Null);
+    // and no refused step was logged as a read of the patient (only the creation and the
+    // detail read just now)
+    let sys = s.login("sysadmin").await;
+    let log = s.get(&format!("/api/v1/access-log?patient_id={p}"), &sys).await;
+    log.expect_status(200);
+    let mut actions: Vec<&str> =
+        log.json["entries"].as_array().expect("entries").iter().filter_map(|e| e["action"].as_str()).collect();
+    actions.sort();
+    assert_eq!(actions.iter().filter(|a| **a == "act_referral").count(), 0, "{actions:?}");
+    assert_eq!(actions.iter().filter(|a| **a == "create_referral").count(), 1, "{actions:?}");
 
     // bad worklist queries
     s.get("/api/v1/referrals?from=2026-03-02&to=2026-03-01", &rc).await.expect_error(422, "validation");

@@ -39,19 +39,31 @@ pub fn stay_detail(seed: u64, e: &Encounter, newborn: bool) -> Option<GeneratedS
     if e.class != EncounterClass::Inpatient {
         return None;
     }
-    let (hi, lo) = e.id.as_u64_pair();
+    Some(detail_of(seed, e.id, &e.region_key, e.diagnoses.first().map(String::as_str), newborn))
+}
+
+/// The same detail from what a stored stay says (its id, its patient's region key, its
+/// principal diagnosis), without the encounter: the draw depends on nothing else.
+pub fn detail_of(
+    seed: u64,
+    encounter_id: Uuid,
+    region_key: &str,
+    principal_diagnosis: Option<&str>,
+    newborn: bool,
+) -> GeneratedStayDetail {
+    let (hi, lo) = encounter_id.as_u64_pair();
     let mut rng = Rng::new(seed ^ hi.rotate_left(17) ^ lo);
-    let severe = e.diagnoses.first().is_some_and(|d| SEVERE.contains(&d.as_str()));
+    let severe = principal_diagnosis.is_some_and(|d| SEVERE.contains(&d));
     let k = if severe { 3.0 } else { 1.0 };
     let weights = [0.95, 0.02 * k, 0.015, 0.01, 0.005 * k];
     let status = ["routine", "transfer", "transfer_community", "against_advice", "died"][rng.weighted(&weights)];
     let weight = newborn.then(|| 2_500 + rng.below(1_501) as u32);
-    Some(GeneratedStayDetail {
-        region_key: e.region_key.clone(),
-        encounter_id: e.id,
+    GeneratedStayDetail {
+        region_key: region_key.to_owned(),
+        encounter_id,
         newborn_weight_g: weight,
         discharge_status: status,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -85,5 +97,8 @@ mod tests {
         assert!(a.newborn_weight_g.is_none());
         let n = stay_detail(1, &stay("P07.300", EncounterClass::Inpatient), true).expect("newborn");
         assert!(n.newborn_weight_g.is_some_and(|w| (2_500..=4_000).contains(&w)));
+        // the same draw from the stored stay's fields
+        let e = stay("I63.900", EncounterClass::Inpatient);
+        assert_eq!(stay_detail(3, &e, true), Some(detail_of(3, e.id, "511621", Some("I63.900"), true)));
     }
 }

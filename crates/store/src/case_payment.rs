@@ -4,7 +4,7 @@
 //! A region-year's settlement is computed by the domain (`dip::settle_year`) from the stays the
 //! store reads ([`CasePaymentStore::case_stays`]) and written as a whole
 //! ([`CasePaymentStore::replace_case_payment_year`]): the catalogue's packets, each stay's DIP and
-//! DRG result with its explanation, each hospital's position. A rebuild replaces the previous one
+//! DRG result with its explanation, the DRG weight table, each hospital's position. A rebuild replaces the previous one
 //! in the same transaction, so readers see the old year or the new one, never a mix.
 
 use async_trait::async_trait;
@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use tiercare_domain::budget::{BudgetTerms, MonthSpend};
 use tiercare_domain::dip::{CaseStay, HospitalPosition, Packet, StayResult, YearOutcome, YearTerms};
+use tiercare_domain::drg::weights::DrgWeight;
 
 use crate::Result;
 
@@ -53,6 +54,12 @@ pub struct CasePaymentYear {
     pub total_points_e4: i64,
     /// Fen per point, in 1/10,000.
     pub fen_per_point_e4: i64,
+    /// The DRG base rate used (fen per weight 1.0000); `None` without DRG weights.
+    pub drg_base_rate_fen: Option<i64>,
+    /// Σ DRG weights of the year's stays that have one (1/10,000).
+    pub drg_weight_sum_e4: i64,
+    /// DRGs of the weight table.
+    pub drg_groups: u64,
     pub built_by: Option<Uuid>,
     pub built_at: OffsetDateTime,
 }
@@ -87,6 +94,9 @@ impl CasePaymentYear {
             reimbursement_ratio_bp: outcome.value.reimbursement_ratio_bp,
             total_points_e4: outcome.value.total_points_e4,
             fen_per_point_e4: outcome.value.fen_per_point_e4(),
+            drg_base_rate_fen: outcome.drg.base_rate_fen,
+            drg_weight_sum_e4: outcome.drg.weight_sum_e4,
+            drg_groups: outcome.drg.table.as_ref().map_or(0, |t| t.groups.len() as u64),
             built_by,
             built_at,
         }
@@ -147,6 +157,9 @@ pub trait CasePaymentStore: Send + Sync {
         limit: u32,
         offset: u32,
     ) -> Result<Vec<Packet>>;
+
+    /// The DRG weight table of a region-year (computed from its history years), by DRG code.
+    async fn drg_weights(&self, region_code: &str, year: i32) -> Result<Vec<DrgWeight>>;
 
     /// Hospitals' positions of a region-year (one facility, or all), by facility id.
     async fn hospital_positions(

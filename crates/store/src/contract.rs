@@ -127,6 +127,7 @@ macro_rules! contract_tests {
             concurrent_merges_of_one_record,
             referral_round_trip,
             referral_life_cycle,
+            referral_steps_logged,
             referral_stale_change_conflicts,
             referral_concurrent_accepts,
             referral_worklists,
@@ -1126,11 +1127,16 @@ pub async fn enrolments(store: Arc<dyn Store>) {
         sorted_by_id(&[resident_scheme.clone(), filed.clone()], |e| e.id)
     );
     // the enrolments alone, oldest first (the employee one began in 2025)
-    assert_eq!(s.enrolments(p.id).await.expect("enrolments"), vec![filed, resident_scheme.clone()]);
+    assert_eq!(s.enrolments(p.id).await.expect("enrolments"), vec![filed.clone(), resident_scheme.clone()]);
     assert_eq!(s.enrolments(new_id()).await.expect("enrolments of nobody"), vec![]);
+    // one by its id, each as added; an unknown id is none
+    assert_eq!(s.enrolment(filed.id).await.expect("enrolment"), Some(filed));
+    assert_eq!(s.enrolment(resident_scheme.id).await.expect("enrolment"), Some(resident_scheme.clone()));
+    assert_eq!(s.enrolment(new_id()).await.expect("unknown enrolment"), None);
 
     let stray = Enrolment { id: new_id(), patient_id: new_id(), ..resident_scheme };
     expect_not_found(s.add_enrolment(&stray).await, "enrolment of an unknown patient");
+    assert_eq!(s.enrolment(stray.id).await.expect("refused enrolment"), None, "nothing written");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1845,6 +1851,49 @@ pub async fn referral_life_cycle(store: Arc<dyn Store>) {
             (Some(Arrived), Completed)
         ]
     );
+}
+
+/// A referral written with the user's read of the patient logs that read in the same
+/// transaction: one row per step written; a refused (stale) step writes neither.
+pub async fn referral_steps_logged(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let township = facility(s, "H51162100002", Tier::Township, YUECHI, None).await;
+    let county = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let (sender, receiver) =
+        (user(&township, "tdoc", vec![Role::TownshipClinician]), user(&county, "spec", vec![Role::Specialist]));
+    for u in [&sender, &receiver] {
+        s.create_user(u).await.expect("user");
+    }
+    let p = resident("刘桂英", Sex::Female, date!(1950 - 05 - 05), 52);
+    s.create_patient(&p).await.expect("patient");
+    let read = |k: i64, u: &User, action: &str| AccessLogEntry {
+        id: new_id(),
+        region_key: p.region_key.clone(),
+        at: NOW + Duration::minutes(k),
+        user_id: u.id,
+        facility_id: u.facility_id,
+        patient_id: p.id,
+        action: action.into(),
+        basis: AccessBasis::CareRelationship,
+        reason: None,
+        client_addr: None,
+    };
+    let req = requested(referral_input(&p, &county), &p, &township, &county, NOW);
+    let created = read(0, &sender, "create_referral");
+    s.create_referral_logged(&req, &created).await.expect("create logged");
+    let acc = stepped(&req.referral, accept(), Party::Receiver, &township, &county, NOW + Duration::minutes(30));
+    let accepted = read(30, &receiver, "act_referral");
+    s.apply_referral_change_logged(&acc, &accepted).await.expect("accept logged");
+    // the same step again, computed from version 1: stale, refused, and its read not logged
+    let stale = read(31, &receiver, "act_referral");
+    expect_referral_conflict(s.apply_referral_change_logged(&acc, &stale).await, "a stale step");
+    let log = s
+        .query_access_log(&AccessLogFilter { patient_id: Some(p.id), limit: 10, ..Default::default() })
+        .await
+        .expect("query");
+    assert_eq!(log, vec![accepted, created], "one row per written step, newest first");
+    assert_eq!(s.get_referral(req.referral.id).await.expect("get").expect("stored").version, 2);
 }
 
 /// A step computed from version 1 after version 2 was written is refused with Conflict
@@ -2695,6 +2744,20 @@ fn expect_store_conflict<T: Debug>(r: Result<T>, what: &str) -> String {
     }
 }
 
+fn expect_txn_number_used<T: Debug>(r: Result<T>, what: &str) -> String {
+    match r {
+        Err(StoreError::TxnNumberUsed(m)) => m,
+        other => panic!("{what}: expected StoreError::TxnNumberUsed, got {other:?}"),
+    }
+}
+
+fn expect_encounter_settled<T: Debug>(r: Result<T>, what: &str) -> String {
+    match r {
+        Err(StoreError::EncounterSettled(m)) => m,
+        other => panic!("{what}: expected StoreError::EncounterSettled, got {other:?}"),
+    }
+}
+
 /// The machine codes of a domain refusal.
 fn domain_codes<T: Debug>(r: Result<T>, what: &str) -> Vec<String> {
     match r {
@@ -2779,7 +2842,7 @@ pub async fn settlement_settle_and_replay(store: Arc<dyn Store>) {
         claim: county_stay(2_000_000),
         ..req.clone()
     };
-    let m = expect_store_conflict(s.settle(&other_bill, &policies).await, "the number with another bill");
+    let m = expect_txn_number_used(s.settle(&other_bill, &policies).await, "the number with another bill");
     assert!(m.contains("YC20261123-0001"), "names the number: {m}");
     let other_person = SettleRequest {
         id: new_id(),
@@ -2788,10 +2851,10 @@ pub async fn settlement_settle_and_replay(store: Arc<dyn Store>) {
         encounter_id: None,
         ..req.clone()
     };
-    expect_store_conflict(s.settle(&other_person, &policies).await, "the number for another person");
+    expect_txn_number_used(s.settle(&other_person, &policies).await, "the number for another person");
     // the encounter settled again under a new number
     let twice = settle_request(&p, &h, "YC20261123-0002", Some(e.id), county_stay(1_000_000), NOW);
-    let m = expect_store_conflict(s.settle(&twice, &policies).await, "an encounter settled twice");
+    let m = expect_encounter_settled(s.settle(&twice, &policies).await, "an encounter settled twice");
     assert!(m.contains(&e.id.to_string()), "names the encounter: {m}");
     assert_eq!(s.find_settlement_by_txn(h.id, "YC20261123-0002").await.expect("by txn"), None);
     assert_eq!(s.list_settlements(&all_settlements(p.id)).await.expect("list").len(), 1, "nothing written");
@@ -3527,7 +3590,7 @@ pub async fn settlement_items_and_reason(store: Arc<dyn Store>) {
     assert_eq!(replay.items, items);
     let mut other = items.clone();
     other[0] = PricedLine { code: "XJ01CAA040A001010101445".into(), quantity: 4, unit_price_fen: 2_000 };
-    expect_store_conflict(
+    expect_txn_number_used(
         s.settle(&SettleRequest { id: new_id(), items: other, ..ok.clone() }, &policies).await,
         "the number with other items",
     );
@@ -3596,6 +3659,7 @@ pub async fn settlement_items_and_reason(store: Arc<dyn Store>) {
 }
 
 // the capability parts' cases (see each module's macro)
+pub mod bulk;
 pub mod case_payment;
 pub mod indicators;
 pub mod results;

@@ -14,6 +14,15 @@ pub enum StoreError {
     /// the state the change would bring it to; the message names its current state.
     #[error("{0}")]
     Conflict(String),
+    /// A settlement's transaction number was already used by this facility for another
+    /// bill (another patient, other lines or other priced items); the message names the
+    /// number and the first settlement. A repeat of the same bill is a replay, not this.
+    #[error("{0}")]
+    TxnNumberUsed(String),
+    /// The settlement's encounter already has a settlement in force (reverse it first);
+    /// the message names the encounter, the settlement and its transaction number.
+    #[error("{0}")]
+    EncounterSettled(String),
     /// A domain rule refused the change (e.g. an impossible merge).
     #[error(transparent)]
     Domain(#[from] DomainError),

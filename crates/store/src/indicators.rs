@@ -7,8 +7,6 @@
 //! A scorecard reads these rows only, never the events; [`IndicatorStore::rebuild_indicator_counters`]
 //! recomputes them from the events and must give the same numbers.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use async_trait::async_trait;
 use tiercare_domain::facility::Tier;
 use tiercare_domain::indicators::{Cell, Counters, Month};
@@ -16,19 +14,23 @@ use uuid::Uuid;
 
 use crate::Result;
 
-static COUNTER_HOOKS: AtomicBool = AtomicBool::new(true);
-
-/// Turn the counter updates of the event writers off or on, for the whole process. For
-/// benchmarks only (`tiercare bench indicators hooks` measures what the updates cost): events
-/// written while they are off are missing from the counters until
-/// [`IndicatorStore::rebuild_indicator_counters`].
-pub fn set_counter_hooks(on: bool) {
-    COUNTER_HOOKS.store(on, Ordering::SeqCst);
+tokio::task_local! {
+    /// Set (to `false`) only inside [`without_counter_hooks`].
+    static COUNTER_HOOKS: bool;
 }
 
-/// Are the counter updates on (the default)?
+/// Run `fut` with the counter updates of the event writers turned off, for the writes it
+/// makes itself (a task-local switch: other tasks, such as the server's requests, are not
+/// affected). For benchmarks only (`tiercare bench indicators hooks` measures what the
+/// updates cost): events written inside are missing from the counters until
+/// [`IndicatorStore::rebuild_indicator_counters`].
+pub async fn without_counter_hooks<F: std::future::Future>(fut: F) -> F::Output {
+    COUNTER_HOOKS.scope(false, fut).await
+}
+
+/// Are the counter updates on here (everywhere but inside [`without_counter_hooks`])?
 pub fn counter_hooks() -> bool {
-    COUNTER_HOOKS.load(Ordering::Relaxed)
+    COUNTER_HOOKS.try_with(|on| *on).unwrap_or(true)
 }
 
 /// One row of counters: a facility's month for the patients of one home county.

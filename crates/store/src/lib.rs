@@ -40,9 +40,11 @@ pub mod sqlite;
 
 // Capability parts of the store: each declares its records and a part trait that
 // [`Store`] requires, implemented per backend in `queries_<part>.rs`.
+mod bulk;
 mod case_payment;
 mod indicators;
 mod results;
+pub use bulk::*;
 pub use case_payment::*;
 pub use indicators::*;
 pub use results::*;
@@ -424,7 +426,7 @@ pub struct ClearingRow {
 /// The capabilities added after settlement keep their methods in part traits of their own
 /// ([`ResultStore`], [`CasePaymentStore`], [`IndicatorStore`]); a `dyn Store` has them all.
 #[async_trait]
-pub trait Store: ResultStore + CasePaymentStore + IndicatorStore + Send + Sync + 'static {
+pub trait Store: ResultStore + CasePaymentStore + IndicatorStore + BulkStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Apply pending migrations; returns the names applied now.
     async fn migrate(&self) -> Result<Vec<String>>;
@@ -481,6 +483,8 @@ pub trait Store: ResultStore + CasePaymentStore + IndicatorStore + Send + Sync +
     async fn add_enrolment(&self, e: &Enrolment) -> Result<()>;
     /// The enrolments of one patient record (not following merges), oldest first.
     async fn enrolments(&self, patient_id: Uuid) -> Result<Vec<Enrolment>>;
+    /// One enrolment by its id (`GET /fhir/Coverage/{id}`); `None` when there is none.
+    async fn enrolment(&self, id: Uuid) -> Result<Option<Enrolment>>;
     /// Bulk enrolments in one transaction; every patient must exist, or nothing is written.
     async fn import_enrolments(&self, rows: &[Enrolment]) -> Result<u64>;
 
@@ -515,6 +519,12 @@ pub trait Store: ResultStore + CasePaymentStore + IndicatorStore + Send + Sync +
     /// referral still has version `change.referral.version - 1`; otherwise
     /// [`StoreError::Conflict`] naming the current state, and nothing is written.
     async fn apply_referral_change(&self, change: &Change) -> Result<()>;
+    /// [`Store::create_referral`] with the access-log row of the user's read of the patient
+    /// that the answer shows, in the same transaction (both written or neither).
+    async fn create_referral_logged(&self, change: &Change, access: &AccessLogEntry) -> Result<()>;
+    /// [`Store::apply_referral_change`] with the access-log row of the user's read of the
+    /// patient that the step's answer shows, in the same transaction (both written or neither).
+    async fn apply_referral_change_logged(&self, change: &Change, access: &AccessLogEntry) -> Result<()>;
     async fn get_referral(&self, id: Uuid) -> Result<Option<Referral>>;
     /// The referral's events, oldest first.
     async fn referral_history(&self, id: Uuid) -> Result<Vec<ReferralEvent>>;
@@ -564,17 +574,17 @@ pub trait Store: ResultStore + CasePaymentStore + IndicatorStore + Send + Sync +
     /// Settle one bill in one write transaction:
     /// 1. idempotency: if the facility already has a settlement with `req.txn_no`, return it
     ///    with `replayed: true` when it is for the same patient and the same lines, else
-    ///    [`StoreError::Conflict`] (the number was used for another bill);
+    ///    [`StoreError::TxnNumberUsed`] (the number was used for another bill);
     /// 2. the patient must exist in `req.region_key` and be active, the facility must exist
     ///    and have the claim's tier ([`StoreError::NotFound`], [`StoreError::Domain`]); the
     ///    encounter, if given, must exist and be the patient's at this facility, and must not
-    ///    have a settlement in force ([`StoreError::Conflict`]);
+    ///    have a settlement in force ([`StoreError::EncounterSettled`]);
     /// 3. the person's accumulators of the claim's year are read inside the transaction and
     ///    put into the claim, which is adjudicated (a refusal is [`StoreError::Domain`]);
     /// 4. the settlement is written and the accumulators set to the split's `after`.
     ///
     /// Nothing is written when any step fails. Concurrent settlements for one person are
-    /// serialised (SQLite's writer lock; PostgreSQL SERIALIZABLE with retries), so two never
+    /// serialised (SQLite's writer lock; PostgreSQL the person's accumulator row locked), so two never
     /// use the same remaining ceiling or pool.
     async fn settle(&self, req: &SettleRequest, policies: &PolicySet) -> Result<SettlementRecord>;
     /// Reverse (冲正) a settlement: subtract exactly its fund payment from the accumulators of

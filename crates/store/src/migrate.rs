@@ -13,6 +13,10 @@ pub(crate) const SQLITE: &[Migration] = &[
     (7, "0007_results", include_str!("../migrations/sqlite/0007_results.sql")),
     (8, "0008_case_payment", include_str!("../migrations/sqlite/0008_case_payment.sql")),
     (9, "0009_indicators", include_str!("../migrations/sqlite/0009_indicators.sql")),
+    (10, "0010_results_fhir", include_str!("../migrations/sqlite/0010_results_fhir.sql")),
+    (11, "0011_case_payment_drg", include_str!("../migrations/sqlite/0011_case_payment_drg.sql")),
+    (12, "0012_indicator_counter_compact", include_str!("../migrations/sqlite/0012_indicator_counter_compact.sql")),
+    (13, "0013_enrolment_by_id", include_str!("../migrations/sqlite/0013_enrolment_by_id.sql")),
 ];
 pub(crate) const POSTGRES: &[Migration] = &[
     (1, "0001_foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -24,6 +28,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
     (7, "0007_results", include_str!("../migrations/postgres/0007_results.sql")),
     (8, "0008_case_payment", include_str!("../migrations/postgres/0008_case_payment.sql")),
     (9, "0009_indicators", include_str!("../migrations/postgres/0009_indicators.sql")),
+    (10, "0010_results_fhir", include_str!("../migrations/postgres/0010_results_fhir.sql")),
+    (11, "0011_case_payment_drg", include_str!("../migrations/postgres/0011_case_payment_drg.sql")),
+    (12, "0012_indicator_counter_compact", include_str!("../migrations/postgres/0012_indicator_counter_compact.sql")),
+    (13, "0013_enrolment_by_id", include_str!("../migrations/postgres/0013_enrolment_by_id.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -58,6 +58,11 @@ mod indicators {
     include!("queries_indicators.rs");
 }
 
+/// Bulk FHIR walks and look-ups (issue 7), compiled with this file for each backend.
+mod bulk {
+    include!("queries_bulk.rs");
+}
+
 
 /// Rows per multi-row INSERT in bulk imports (13 columns × 1,000 = 13,000 parameters,
 /// under SQLite's 32,766 and PostgreSQL's 65,535).
@@ -1220,6 +1225,16 @@ impl Store for This {
             .collect()
     }
 
+    async fn enrolment(&self, id: Uuid) -> Result<Option<Enrolment>> {
+        query("SELECT * FROM enrolment WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.read())
+            .await?
+            .as_ref()
+            .map(enrolment_from_row)
+            .transpose()
+    }
+
     async fn create_encounter(&self, e: &Encounter) -> Result<()> {
         self.transact(e, |tx, e| {
             Box::pin(async move {
@@ -1571,10 +1586,16 @@ impl Store for This {
 
     // --- referrals (issue 4): implemented in queries_referral.rs
     async fn create_referral(&self, change: &Change) -> Result<()> {
-        referral::create_referral(self, change).await
+        referral::create_referral(self, change, None).await
     }
     async fn apply_referral_change(&self, change: &Change) -> Result<()> {
-        referral::apply_referral_change(self, change).await
+        referral::apply_referral_change(self, change, None).await
+    }
+    async fn create_referral_logged(&self, change: &Change, access: &AccessLogEntry) -> Result<()> {
+        referral::create_referral(self, change, Some(access)).await
+    }
+    async fn apply_referral_change_logged(&self, change: &Change, access: &AccessLogEntry) -> Result<()> {
+        referral::apply_referral_change(self, change, Some(access)).await
     }
     async fn get_referral(&self, id: Uuid) -> Result<Option<Referral>> {
         referral::get_referral(self, id).await

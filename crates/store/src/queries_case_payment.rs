@@ -11,6 +11,7 @@ use super::*;
 use tiercare_domain::DomainError;
 use tiercare_domain::budget::{BudgetTerms, MonthSpend};
 use tiercare_domain::dip::{CaseStay, HospitalPosition, Packet, PacketKey, ProcedureKind, StayResult, YearOutcome};
+use tiercare_domain::drg::weights::DrgWeight;
 
 use crate::{CasePaymentYear, StayDetail, StoredBudget, StoredStayResult};
 
@@ -70,7 +71,7 @@ impl crate::CasePaymentStore for This {
             return Ok(Vec::new());
         };
         let rows = query(
-            "SELECT e.id, e.facility_id, e.started_at, e.ended_at, e.diagnoses, e.procedures, e.total_cost_fen,
+            "SELECT e.id, e.region_key, e.facility_id, e.started_at, e.ended_at, e.diagnoses, e.procedures, e.total_cost_fen,
                p.sex, p.birth_date, d.newborn_weight_g,
                (SELECT s.patient_fen FROM settlement s WHERE s.region_key = e.region_key AND s.encounter_id = e.id
                   AND s.status = 'settled') AS patient_fen
@@ -103,7 +104,8 @@ impl crate::CasePaymentStore for This {
     async fn case_payment_year(&self, region_code: &str, year: i32) -> Result<Option<CasePaymentYear>> {
         let row = query(
             "SELECT region_code, year, terms, scheme, total_cases, mean_cost_fen, packets, core_packets, stays,
-               fund_available_fen, reimbursement_ratio_bp, total_points_e4, fen_per_point_e4, built_by, built_at
+               fund_available_fen, reimbursement_ratio_bp, total_points_e4, fen_per_point_e4, drg_base_rate_fen,
+               drg_weight_sum_e4, drg_groups, built_by, built_at
              FROM case_payment_year WHERE region_code = $1 AND year = $2",
         )
         .bind(region_code)
@@ -145,6 +147,32 @@ impl crate::CasePaymentStore for This {
         .fetch_all(self.read())
         .await?;
         rows.iter().map(packet_from_row).collect()
+    }
+
+    async fn drg_weights(&self, region_code: &str, year: i32) -> Result<Vec<DrgWeight>> {
+        let rows = query(
+            "SELECT drg_code, cases, kept_cases, cost_fen, mean_cost_fen, weight_e4, low_volume, trim_skipped
+             FROM drg_weight WHERE region_code = $1 AND year = $2 ORDER BY drg_code",
+        )
+        .bind(region_code)
+        .bind(i64::from(year))
+        .fetch_all(self.read())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let cost: String = r.try_get("cost_fen")?;
+                Ok(DrgWeight {
+                    drg_code: r.try_get("drg_code")?,
+                    cases: int(r, "cases")?,
+                    kept_cases: int(r, "kept_cases")?,
+                    cost_fen: cost.parse().map_err(|_| StoreError::Corrupt(format!("DRG cost {cost}")))?,
+                    mean_cost_fen: r.try_get("mean_cost_fen")?,
+                    weight_e4: r.try_get("weight_e4")?,
+                    low_volume: r.try_get("low_volume")?,
+                    trim_skipped: r.try_get("trim_skipped")?,
+                })
+            })
+            .collect()
     }
 
     async fn hospital_positions(
@@ -277,6 +305,7 @@ fn case_stay_from_row(r: &DbRow) -> Result<CaseStay> {
     let facility: Uuid = r.try_get("facility_id")?;
     Ok(CaseStay {
         id: id.to_string(),
+        region_key: r.try_get("region_key")?,
         facility_id: facility.to_string(),
         year: year_of_ms(ended.unwrap_or(0)),
         grouping: tiercare_domain::drg::Stay {
@@ -348,7 +377,7 @@ async fn import_stay_details_tx(tx: &mut Tx, rows: &[StayDetail]) -> Result<u64>
 
 async fn replace_year_tx(tx: &mut Tx, y: &CasePaymentYear, outcome: &YearOutcome) -> Result<()> {
     let year = i64::from(y.year);
-    for table in ["case_payment_year", "dip_packet", "case_stay_result", "case_hospital_position"] {
+    for table in ["case_payment_year", "dip_packet", "drg_weight", "case_stay_result", "case_hospital_position"] {
         query(AssertSqlSafe(format!("DELETE FROM {table} WHERE region_code = $1 AND year = $2")))
             .bind(y.region_code.as_str())
             .bind(year)
@@ -358,8 +387,8 @@ async fn replace_year_tx(tx: &mut Tx, y: &CasePaymentYear, outcome: &YearOutcome
     query(
         "INSERT INTO case_payment_year (region_code, year, terms, scheme, total_cases, mean_cost_fen, packets,
            core_packets, stays, fund_available_fen, reimbursement_ratio_bp, total_points_e4, fen_per_point_e4,
-           built_by, built_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+           drg_base_rate_fen, drg_weight_sum_e4, drg_groups, built_by, built_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
     .bind(y.region_code.as_str())
     .bind(year)
@@ -374,6 +403,9 @@ async fn replace_year_tx(tx: &mut Tx, y: &CasePaymentYear, outcome: &YearOutcome
     .bind(i64::from(y.reimbursement_ratio_bp))
     .bind(y.total_points_e4)
     .bind(y.fen_per_point_e4)
+    .bind(y.drg_base_rate_fen)
+    .bind(y.drg_weight_sum_e4)
+    .bind(y.drg_groups as i64)
     .bind(y.built_by)
     .bind(ms(y.built_at))
     .execute(&mut **tx)
@@ -395,6 +427,26 @@ async fn replace_year_tx(tx: &mut Tx, y: &CasePaymentYear, outcome: &YearOutcome
                 .push_bind(p.weighted_cost_fen.to_string())
                 .push_bind(p.mean_cost_fen)
                 .push_bind(p.score_e4);
+        });
+        qb.build().execute(&mut **tx).await?;
+    }
+    let weights = outcome.drg.table.as_ref().map_or(&[][..], |t| &t.groups[..]);
+    for chunk in weights.chunks(RESULT_CHUNK) {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(
+            "INSERT INTO drg_weight (region_code, year, drg_code, cases, kept_cases, cost_fen, mean_cost_fen, weight_e4,
+               low_volume, trim_skipped) ",
+        );
+        qb.push_values(chunk, |mut b, w| {
+            b.push_bind(y.region_code.clone())
+                .push_bind(year)
+                .push_bind(w.drg_code.clone())
+                .push_bind(w.cases as i64)
+                .push_bind(w.kept_cases as i64)
+                .push_bind(w.cost_fen.to_string())
+                .push_bind(w.mean_cost_fen)
+                .push_bind(w.weight_e4)
+                .push_bind(w.low_volume)
+                .push_bind(w.trim_skipped);
         });
         qb.build().execute(&mut **tx).await?;
     }
@@ -532,6 +584,9 @@ fn year_from_row(r: &DbRow) -> Result<CasePaymentYear> {
         reimbursement_ratio_bp: int(r, "reimbursement_ratio_bp")?,
         total_points_e4: r.try_get("total_points_e4")?,
         fen_per_point_e4: r.try_get("fen_per_point_e4")?,
+        drg_base_rate_fen: r.try_get("drg_base_rate_fen")?,
+        drg_weight_sum_e4: r.try_get("drg_weight_sum_e4")?,
+        drg_groups: int(r, "drg_groups")?,
         built_by: r.try_get("built_by")?,
         built_at: from_ms(r.try_get("built_at")?)?,
     })

@@ -52,30 +52,62 @@ fn add_on_conflict() -> String {
     format!(" ON CONFLICT (facility_id, month, home_region) DO UPDATE SET {set}")
 }
 
-/// The one-cell upsert (what a single event writes), built once: the same text every time,
-/// so the driver's statement cache prepares it once.
-fn upsert_one_sql() -> &'static str {
-    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| {
-        let params = (1..=3 + Measure::COUNT).map(|k| format!("${k}")).collect::<Vec<_>>().join(", ");
+/// The one-cell upsert of the measures in `mask` (bit `i` = `Measure::ALL[i]`): the others
+/// are 0 in a new row and left alone in an existing one, so an encounter binds five values
+/// and updates two columns. One text per mask, built once, so the driver's statement cache
+/// prepares each once (an event kind uses one or two masks).
+fn upsert_one_sql(mask: usize) -> &'static str {
+    static SQL: [std::sync::OnceLock<String>; 1 << Measure::COUNT] =
+        [const { std::sync::OnceLock::new() }; 1 << Measure::COUNT];
+    SQL[mask].get_or_init(|| {
+        let mut k = 3;
+        let values = Measure::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, _)| {
+                if mask & (1 << i) == 0 {
+                    "0".to_owned()
+                } else {
+                    k += 1;
+                    format!("${k}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let set = Measure::ALL
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, m)| format!("{0} = indicator_counter.{0} + excluded.{0}", m.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
         format!(
-            "INSERT INTO indicator_counter (facility_id, month, home_region, {}) VALUES ({params}){}",
-            measure_cols(),
-            add_on_conflict()
+            "INSERT INTO indicator_counter (facility_id, month, home_region, {}) VALUES ($1, $2, $3, {values})
+             ON CONFLICT (facility_id, month, home_region) DO UPDATE SET {set}",
+            measure_cols()
         )
     })
+}
+
+/// Add `c` to one stored cell: one statement, binding only its non-zero measures.
+async fn upsert_one(tx: &mut Tx, facility: Uuid, month: Month, home: &str, c: &Counters) -> Result<()> {
+    let mask = c.0.iter().enumerate().filter(|(_, v)| **v != 0).fold(0, |m, (i, _)| m | (1 << i));
+    if mask == 0 {
+        return Ok(());
+    }
+    let mut q = query(AssertSqlSafe(upsert_one_sql(mask))).bind(facility).bind(month.to_string()).bind(home);
+    for v in c.0.iter().filter(|v| **v != 0) {
+        q = q.bind(*v);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// Add `c` to the stored cells: one statement for one cell, else one multi-row upsert per chunk.
 async fn upsert(tx: &mut Tx, cells: &Cells) -> Result<()> {
     let cells: Vec<(&Key, &Counters)> = cells.iter().filter(|(_, c)| !c.is_zero()).collect();
     if let [((facility, month, home), c)] = cells.as_slice() {
-        let mut q = query(AssertSqlSafe(upsert_one_sql())).bind(*facility).bind(month.to_string()).bind(home.as_str());
-        for v in c.0 {
-            q = q.bind(v);
-        }
-        q.execute(&mut **tx).await?;
-        return Ok(());
+        return upsert_one(tx, *facility, *month, home, c).await;
     }
     let set = add_on_conflict();
     for chunk in cells.chunks(CELL_CHUNK) {
@@ -95,12 +127,20 @@ async fn upsert(tx: &mut Tx, cells: &Cells) -> Result<()> {
     Ok(())
 }
 
-/// A hook's update: `upsert`, unless a benchmark turned the hooks off.
+/// A hook's update: `upsert`, unless a benchmark turned the hooks off for its task.
 async fn hook(tx: &mut Tx, cells: &Cells) -> Result<()> {
     if !crate::counter_hooks() {
         return Ok(());
     }
     upsert(tx, cells).await
+}
+
+/// A hook's update of one cell (no map): `upsert_one`, unless turned off.
+async fn hook_one(tx: &mut Tx, facility: Uuid, month: Month, home: &str, c: &Counters) -> Result<()> {
+    if !crate::counter_hooks() {
+        return Ok(());
+    }
+    upsert_one(tx, facility, month, home, c).await
 }
 
 fn encounter_cell(cells: &mut Cells, e: &Encounter) {
@@ -128,9 +168,15 @@ fn drug_fen(items: &[tiercare_domain::billing::PricedLine]) -> i64 {
 /// `sign` +1 for a settlement taking effect, −1 for its reversal.
 fn settlement_cell(cells: &mut Cells, r: &SettlementRecord, sign: i64) {
     let c = cells.entry((r.facility_id, Month::of_date(r.claim.date), r.region_key.clone())).or_default();
+    c.absorb(&settlement_counts(r, sign));
+}
+
+fn settlement_counts(r: &SettlementRecord, sign: i64) -> Counters {
+    let mut c = Counters::default();
     c.add(Measure::FundFen, sign * r.split.fund_fen);
     c.add(Measure::SettledFen, sign * r.split.total_fen);
     c.add(Measure::DrugFen, sign * drug_fen(&r.items));
+    c
 }
 
 fn referral_measure(d: Direction) -> Option<Measure> {
@@ -156,9 +202,9 @@ fn referral_cell(cells: &mut Cells, r: &Referral, d: Direction, sign: i64) {
 
 /// An encounter was recorded (`create_encounter`).
 pub(super) async fn on_encounter(tx: &mut Tx, e: &Encounter) -> Result<()> {
-    let mut cells = Cells::new();
-    encounter_cell(&mut cells, e);
-    hook(tx, &cells).await
+    let mut c = Counters::default();
+    encounter_counts(&mut c, e.class, 1, e.total_cost_fen);
+    hook_one(tx, e.facility_id, Month::of_millis(ms(e.started_at)), &e.region_key, &c).await
 }
 
 /// Encounters were imported (`import_encounters`).
@@ -170,16 +216,12 @@ pub(super) async fn on_encounters_imported(tx: &mut Tx, rows: &[Encounter]) -> R
 
 /// A settlement took effect (`settle`, after its row is written; not for a replay).
 pub(super) async fn on_settled(tx: &mut Tx, r: &SettlementRecord) -> Result<()> {
-    let mut cells = Cells::new();
-    settlement_cell(&mut cells, r, 1);
-    hook(tx, &cells).await
+    hook_one(tx, r.facility_id, Month::of_date(r.claim.date), &r.region_key, &settlement_counts(r, 1)).await
 }
 
 /// A settlement was reversed (`reverse_settlement`): its sums leave its service month.
 pub(super) async fn on_reversed(tx: &mut Tx, r: &SettlementRecord) -> Result<()> {
-    let mut cells = Cells::new();
-    settlement_cell(&mut cells, r, -1);
-    hook(tx, &cells).await
+    hook_one(tx, r.facility_id, Month::of_date(r.claim.date), &r.region_key, &settlement_counts(r, -1)).await
 }
 
 /// Settlements were imported (`import_settlements`): those in force count.
@@ -238,11 +280,10 @@ pub(super) async fn on_result_reused(
     at: OffsetDateTime,
     saved_fen: i64,
 ) -> Result<()> {
-    let mut cells = Cells::new();
-    let c = cells.entry((facility_id, Month::of_millis(ms(at)), home_region.to_owned())).or_default();
+    let mut c = Counters::default();
     c.add(Measure::ResultsReused, 1);
     c.add(Measure::ResultsSavedFen, saved_fen);
-    hook(tx, &cells).await
+    hook_one(tx, facility_id, Month::of_millis(ms(at)), home_region, &c).await
 }
 
 // ---------------------------------------------------------------------------------------

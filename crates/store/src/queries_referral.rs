@@ -391,8 +391,32 @@ async fn write_step(tx: &mut Tx, c: &Change) -> Result<()> {
     Ok(())
 }
 
-pub(super) async fn create_referral(s: &This, c: &Change) -> Result<()> {
-    s.transact(c, |tx, c| {
+/// The access-log row of the user whose step it is, in the step's transaction (a step's
+/// answer shows the patient, as a read does; see `routes::referrals::transition`).
+async fn insert_access(tx: &mut Tx, e: Option<&AccessLogEntry>) -> Result<()> {
+    let Some(e) = e else { return Ok(()) };
+    // the columns and values of `Store::record_access`
+    query(
+        "INSERT INTO access_log (region_key, id, at, user_id, facility_id, patient_id, action, basis, reason, client_addr)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(e.region_key.as_str())
+    .bind(e.id)
+    .bind(ms(e.at))
+    .bind(e.user_id)
+    .bind(e.facility_id)
+    .bind(e.patient_id)
+    .bind(e.action.as_str())
+    .bind(e.basis.as_str())
+    .bind(e.reason.as_deref())
+    .bind(e.client_addr.as_deref())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn create_referral(s: &This, c: &Change, access: Option<&AccessLogEntry>) -> Result<()> {
+    s.transact(&(c, access), |tx, (c, access)| {
         Box::pin(async move {
             let r = &c.referral;
             let p = get_patient_tx(tx, r.patient_id)
@@ -410,17 +434,23 @@ pub(super) async fn create_referral(s: &This, c: &Change) -> Result<()> {
                     existing: Some(r.id),
                 })
             })?;
-            write_step(tx, c).await
+            write_step(tx, c).await?;
+            insert_access(tx, *access).await
         })
     })
     .await
 }
 
-pub(super) async fn apply_referral_change(s: &This, c: &Change) -> Result<()> {
-    s.transact(c, |tx, c| {
+pub(super) async fn apply_referral_change(s: &This, c: &Change, access: Option<&AccessLogEntry>) -> Result<()> {
+    s.transact(&(c, access), |tx, (c, access)| {
         Box::pin(async move {
             super::indicators::on_referral_change(tx, c).await?; // issue 8: indicator counters
             let r = &c.referral;
+            if BACKEND == Backend::Sqlite {
+                update_changed_columns(tx, r).await?;
+                write_step(tx, c).await?;
+                return insert_access(tx, *access).await;
+            }
             let res = query(
                 "UPDATE referral SET direction = $1, reach = $2, to_facility_id = $3, to_department = $4, urgency = $5,
                    green_channel = $6, reason = $7, diagnoses = $8, clinical_summary = $9, discharge_summary = $10,
@@ -464,10 +494,101 @@ pub(super) async fn apply_referral_change(s: &This, c: &Change) -> Result<()> {
                 let state: String = current.try_get("state")?;
                 return Err(conflict(&state, current.try_get("version")?));
             }
-            write_step(tx, c).await
+            write_step(tx, c).await?;
+            insert_access(tx, *access).await
         })
     })
     .await
+}
+
+/// SQLite: write only the referral's columns that the step changed. SQLite rewrites every
+/// index that holds a column named in an UPDATE's SET (and every partial index whose WHERE
+/// names one), whether or not the value changed; the full UPDATE below names the receiver,
+/// the green channel, the state and the deadline, so each step rewrote eight of the eleven
+/// secondary indexes. A step usually changes the state and a time or two: this rewrites
+/// the inbox and outbox by state and, when the deadline or schedule moves, those
+/// indexes only. The stored row is read first on the writer's own connection (its pages
+/// are in the writer's cache); its version must be the one the step was computed from.
+async fn update_changed_columns(tx: &mut Tx, r: &Referral) -> Result<()> {
+    let row = query("SELECT * FROM referral WHERE region_key = $1 AND id = $2")
+        .bind(r.region_key.as_str())
+        .bind(r.id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found(format!("referral {}", r.id)))?;
+    let old = referral_from_row(&row)?;
+    if old.version != r.version - 1 {
+        return Err(conflict(old.state.as_str(), old.version));
+    }
+    let mut qb: QueryBuilder<Db> = QueryBuilder::new("UPDATE referral SET version = ");
+    qb.push_bind(r.version).push(", updated_at = ").push_bind(ms(r.updated_at));
+    let opt_ms = |t: Option<OffsetDateTime>| t.map(ms);
+    if old.direction != r.direction {
+        qb.push(", direction = ").push_bind(r.direction.as_str());
+    }
+    if old.reach != r.reach {
+        qb.push(", reach = ").push_bind(r.reach.as_str());
+    }
+    if old.to_facility_id != r.to_facility_id {
+        qb.push(", to_facility_id = ").push_bind(r.to_facility_id);
+    }
+    if old.to_department != r.to_department {
+        qb.push(", to_department = ").push_bind(r.to_department.clone());
+    }
+    if old.urgency != r.urgency {
+        qb.push(", urgency = ").push_bind(r.urgency.as_str());
+    }
+    if old.green_channel != r.green_channel {
+        qb.push(", green_channel = ").push_bind(r.green_channel.map(EmergencyCentre::as_str));
+    }
+    if old.reason != r.reason {
+        qb.push(", reason = ").push_bind(r.reason.as_str());
+    }
+    if old.diagnoses != r.diagnoses {
+        qb.push(", diagnoses = ").push_bind(json(&r.diagnoses)?);
+    }
+    if old.clinical_summary != r.clinical_summary {
+        qb.push(", clinical_summary = ").push_bind(r.clinical_summary.as_str());
+    }
+    if old.discharge_summary != r.discharge_summary {
+        qb.push(", discharge_summary = ").push_bind(r.discharge_summary.clone());
+    }
+    if old.follow_up_plan != r.follow_up_plan {
+        qb.push(", follow_up_plan = ").push_bind(json(&r.follow_up_plan)?);
+    }
+    if old.encounter_ids != r.encounter_ids {
+        qb.push(", encounter_ids = ").push_bind(json(&r.encounter_ids)?);
+    }
+    if old.state != r.state {
+        qb.push(", state = ").push_bind(r.state.as_str());
+    }
+    if opt_ms(old.acknowledged_at) != opt_ms(r.acknowledged_at) {
+        qb.push(", acknowledged_at = ").push_bind(opt_ms(r.acknowledged_at));
+    }
+    if opt_ms(old.due_at) != opt_ms(r.due_at) {
+        qb.push(", due_at = ").push_bind(opt_ms(r.due_at));
+    }
+    if opt_ms(old.scheduled_at) != opt_ms(r.scheduled_at) {
+        qb.push(", scheduled_at = ").push_bind(opt_ms(r.scheduled_at));
+    }
+    if old.escalations != r.escalations {
+        qb.push(", escalations = ").push_bind(i64::from(r.escalations));
+    }
+    let stamps = |tps: &[(Timepoint, OffsetDateTime)]| tps.iter().map(|(t, at)| (*t, ms(*at))).collect::<Vec<_>>();
+    if stamps(&old.timepoints) != stamps(&r.timepoints) {
+        qb.push(", timepoints = ").push_bind(timepoints_json(&r.timepoints)?);
+    }
+    if old.outcome != r.outcome {
+        qb.push(", outcome = ").push_bind(r.outcome.clone());
+    }
+    qb.push(" WHERE region_key = ").push_bind(r.region_key.as_str()).push(" AND id = ").push_bind(r.id);
+    qb.push(" AND version = ").push_bind(r.version - 1);
+    let res = qb.build().execute(&mut **tx).await?;
+    if res.rows_affected() != 1 {
+        // the single writer read the row just now: only a bug gets here
+        return Err(conflict(old.state.as_str(), old.version));
+    }
+    Ok(())
 }
 
 pub(super) async fn get_referral(s: &This, id: Uuid) -> Result<Option<Referral>> {

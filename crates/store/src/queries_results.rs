@@ -221,9 +221,34 @@ impl crate::ResultStore for This {
         if let Some(since) = q.since {
             qb.push(" AND specimen_time >= ").push_bind(ms(since));
         }
+        if let Some(until) = q.until {
+            qb.push(" AND specimen_time < ").push_bind(ms(until));
+        }
         let limit = if q.limit == 0 { MAX_READ } else { q.limit.min(MAX_READ) };
         qb.push(" ORDER BY specimen_time DESC, id DESC LIMIT ").push_bind(i64::from(limit));
         qb.build().fetch_all(self.read()).await?.iter().map(result_from_row).collect()
+    }
+
+    async fn results_by_ids(&self, ids: &[Uuid]) -> Result<Vec<ResultRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("SELECT {RESULT_COLS} FROM result_entry WHERE 1 = 1"));
+        push_in_ids(&mut qb, "id", &ids[..ids.len().min(MAX_READ as usize)]);
+        qb.build().fetch_all(self.read()).await?.iter().map(result_from_row).collect()
+    }
+
+    async fn report_results(&self, report_id: Uuid) -> Result<Vec<ResultRecord>> {
+        query(AssertSqlSafe(format!(
+            "SELECT {RESULT_COLS} FROM result_entry WHERE report_id = $1 ORDER BY id LIMIT $2"
+        )))
+        .bind(report_id)
+        .bind(i64::from(MAX_READ))
+        .fetch_all(self.read())
+        .await?
+        .iter()
+        .map(result_from_row)
+        .collect()
     }
 
     async fn prior_results(&self, patient_ids: &[Uuid], item_codes: &[String]) -> Result<Vec<PriorResult>> {

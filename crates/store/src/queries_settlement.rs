@@ -42,14 +42,18 @@ fn items_json(items: &[PricedLine]) -> Result<Option<String>> {
     if items.is_empty() {
         return Ok(None);
     }
-    let triples: Vec<(&str, i64, i64)> = items.iter().map(|l| (l.code.as_str(), l.quantity, l.unit_price_fen)).collect();
+    let triples: Vec<(&str, i64, i64)> =
+        items.iter().map(|l| (l.code.as_str(), l.quantity, l.unit_price_fen)).collect();
     json(&triples).map(Some)
 }
 
 fn items_from_json(s: Option<&str>) -> Result<Vec<PricedLine>> {
     let Some(s) = s else { return Ok(Vec::new()) };
     let triples: Vec<(String, i64, i64)> = from_json("settlement items", s)?;
-    Ok(triples.into_iter().map(|(code, quantity, unit_price_fen)| PricedLine { code, quantity, unit_price_fen }).collect())
+    Ok(triples
+        .into_iter()
+        .map(|(code, quantity, unit_price_fen)| PricedLine { code, quantity, unit_price_fen })
+        .collect())
 }
 
 /// The priced lines must describe the claim's lines one for one: as many, each
@@ -61,7 +65,11 @@ fn check_items(items: &[PricedLine], claim: &Claim) -> Result<()> {
     if items.len() != claim.lines.len() {
         return refuse(
             "items".into(),
-            format!("the bill has {} priced lines for {} claim lines; send one per line", items.len(), claim.lines.len()),
+            format!(
+                "the bill has {} priced lines for {} claim lines; send one per line",
+                items.len(),
+                claim.lines.len()
+            ),
         );
     }
     for (i, (item, line)) in items.iter().zip(&claim.lines).enumerate() {
@@ -249,10 +257,11 @@ async fn set_accumulators(
     Ok(())
 }
 
-async fn insert_settlement(tx: &mut Tx, r: &SettlementRecord) -> Result<()> {
+/// `INSERT INTO settlement (…) VALUES (…)` for `r`, appended to `qb`.
+fn push_insert_settlement(qb: &mut QueryBuilder<Db>, r: &SettlementRecord) -> Result<()> {
     let c = &r.claim;
     let s = &r.split;
-    let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("INSERT INTO settlement ({SETTLEMENT_COLS}) VALUES ("));
+    qb.push(format!("INSERT INTO settlement ({SETTLEMENT_COLS}) VALUES ("));
     let mut b = qb.separated(", ");
     b.push_bind(r.region_key.as_str())
         .push_bind(r.id)
@@ -286,7 +295,194 @@ async fn insert_settlement(tx: &mut Tx, r: &SettlementRecord) -> Result<()> {
         .push_bind(items_json(&r.items)?)
         .push_bind(r.reversal_reason.as_deref());
     qb.push(")");
+    Ok(())
+}
+
+async fn insert_settlement(tx: &mut Tx, r: &SettlementRecord) -> Result<()> {
+    let mut qb: QueryBuilder<Db> = QueryBuilder::new("");
+    push_insert_settlement(&mut qb, r)?;
     qb.build().execute(&mut **tx).await.map_err(|e| retry_on_unique_violation(e.into()))?;
+    Ok(())
+}
+
+/// What a settlement checks before it adjudicates, read inside its transaction after the
+/// person's accumulator row is locked (see [`settle_facts`]).
+struct SettleFacts {
+    /// The person's accumulators of the claim's year (zeros when none were stored).
+    accumulators: Accumulators,
+    /// The facility's settlement with the request's transaction number, if any.
+    by_txn: Option<SettlementRecord>,
+    /// A settlement with the request's id exists.
+    id_taken: bool,
+    /// The patient's region and status (`None`: no such patient).
+    patient: Option<(String, PatientStatus)>,
+    /// The facility's tier (`None`: no such facility).
+    facility_tier: Option<String>,
+    /// The encounter's patient and facility (`None`: no encounter given, or none such).
+    encounter: Option<(Uuid, Uuid)>,
+    /// The encounter's settlement in force: its id and transaction number.
+    encounter_settled: Option<(Uuid, String)>,
+}
+
+fn patient_status(status: &str, merged_into: Option<Uuid>) -> Result<PatientStatus> {
+    match (status, merged_into) {
+        ("active", _) => Ok(PatientStatus::Active),
+        ("merged", Some(into)) => Ok(PatientStatus::Merged(into)),
+        _ => Err(corrupt("patient status", status)),
+    }
+}
+
+/// The facts of [`SettleFacts`]. PostgreSQL: one statement (one round trip instead of seven)
+/// that inserts or locks the person's accumulator row (`ON CONFLICT DO UPDATE` locks it and
+/// `RETURNING` gives its latest committed values, READ COMMITTED) and reads the rest beside
+/// it. Its reads see the statement's snapshot, taken before a wait for the row lock: a
+/// concurrent settlement with the same number or encounter that committed during that wait
+/// is not seen here, and the INSERT then meets its unique key (`settlement_txn`,
+/// `settlement_encounter_settled`), which answers `Busy`, so the transaction runs again and
+/// sees it (see the top). SQLite: the statements one by one on the single writer.
+async fn settle_facts(tx: &mut Tx, req: &SettleRequest, year: i32) -> Result<SettleFacts> {
+    if BACKEND == Backend::Postgres {
+        let r = query(
+            "WITH acc AS (
+               INSERT INTO insurance_accumulator
+                 (region_key, patient_id, year, inpatient_fund_paid_fen, outpatient_fund_paid_fen, updated_at)
+               VALUES ($1, $2, $3, 0, 0, $4)
+               ON CONFLICT (region_key, patient_id, year) DO UPDATE SET updated_at = insurance_accumulator.updated_at
+               RETURNING inpatient_fund_paid_fen, outpatient_fund_paid_fen
+             )
+             SELECT acc.inpatient_fund_paid_fen, acc.outpatient_fund_paid_fen, t.id AS txn_settlement,
+               EXISTS (SELECT 1 FROM settlement WHERE id = $7) AS id_taken,
+               p.region_key AS patient_region, p.status AS patient_status, p.merged_into,
+               f.tier AS facility_tier, e.patient_id AS encounter_patient, e.facility_id AS encounter_facility,
+               es.id AS settled_id, es.txn_no AS settled_txn
+             FROM acc
+             LEFT JOIN LATERAL (
+               SELECT id FROM settlement WHERE facility_id = $5 AND txn_no = $6 ORDER BY created_at, id LIMIT 1
+             ) t ON TRUE
+             LEFT JOIN patient p ON p.id = $2
+             LEFT JOIN facility f ON f.id = $5
+             LEFT JOIN encounter e ON e.region_key = $1 AND e.id = $8
+             LEFT JOIN settlement es ON es.region_key = $1 AND es.encounter_id = $8 AND es.status = 'settled'
+               AND es.encounter_id IS NOT NULL",
+        )
+        .bind(req.region_key.as_str())
+        .bind(req.patient_id)
+        .bind(i64::from(year))
+        .bind(ms(req.at))
+        .bind(req.facility_id)
+        .bind(req.txn_no.as_str())
+        .bind(req.id)
+        .bind(req.encounter_id)
+        .fetch_one(&mut **tx)
+        .await?;
+        let txn_settlement: Option<Uuid> = r.try_get("txn_settlement")?;
+        // the replay or the conflict: read the first settlement in full (rare)
+        let by_txn = match txn_settlement {
+            Some(id) => by_id(&mut **tx, id).await?,
+            None => None,
+        };
+        let patient = match r.try_get::<Option<String>, _>("patient_region")? {
+            Some(region) => {
+                let status: String = r.try_get("patient_status")?;
+                Some((region, patient_status(&status, r.try_get("merged_into")?)?))
+            }
+            None => None,
+        };
+        let encounter = match r.try_get::<Option<Uuid>, _>("encounter_patient")? {
+            Some(p) => Some((p, r.try_get::<Uuid, _>("encounter_facility")?)),
+            None => None,
+        };
+        let encounter_settled = match r.try_get::<Option<Uuid>, _>("settled_id")? {
+            Some(id) => Some((id, r.try_get::<String, _>("settled_txn")?)),
+            None => None,
+        };
+        return Ok(SettleFacts {
+            accumulators: Accumulators {
+                inpatient_fund_paid_fen: r.try_get("inpatient_fund_paid_fen")?,
+                outpatient_fund_paid_fen: r.try_get("outpatient_fund_paid_fen")?,
+                stay_deductible_paid_fen: 0,
+            },
+            by_txn,
+            id_taken: r.try_get("id_taken")?,
+            patient,
+            facility_tier: r.try_get("facility_tier")?,
+            encounter,
+            encounter_settled,
+        });
+    }
+    let accumulators = accumulators_tx(tx, &req.region_key, req.patient_id, year).await?;
+    let by_txn = by_txn(&mut **tx, req.facility_id, &req.txn_no).await?;
+    if by_txn.is_some() {
+        // answered from the first settlement alone
+        return Ok(SettleFacts {
+            accumulators,
+            by_txn,
+            id_taken: false,
+            patient: None,
+            facility_tier: None,
+            encounter: None,
+            encounter_settled: None,
+        });
+    }
+    let id_taken = by_id(&mut **tx, req.id).await?.is_some();
+    let patient = get_patient_tx(tx, req.patient_id).await?.map(|p| (p.region_key, p.status));
+    let facility_tier =
+        match query("SELECT tier FROM facility WHERE id = $1").bind(req.facility_id).fetch_optional(&mut **tx).await? {
+            Some(r) => Some(r.try_get("tier")?),
+            None => None,
+        };
+    let (mut encounter, mut encounter_settled) = (None, None);
+    if let Some(encounter_id) = req.encounter_id {
+        if let Some(e) = query("SELECT patient_id, facility_id FROM encounter WHERE region_key = $1 AND id = $2")
+            .bind(req.region_key.as_str())
+            .bind(encounter_id)
+            .fetch_optional(&mut **tx)
+            .await?
+        {
+            encounter = Some((e.try_get("patient_id")?, e.try_get("facility_id")?));
+        }
+        if let Some(r) = query(
+            "SELECT id, txn_no FROM settlement
+             WHERE region_key = $1 AND encounter_id = $2 AND status = 'settled' AND encounter_id IS NOT NULL",
+        )
+        .bind(req.region_key.as_str())
+        .bind(encounter_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        {
+            encounter_settled = Some((r.try_get("id")?, r.try_get("txn_no")?));
+        }
+    }
+    Ok(SettleFacts { accumulators, by_txn, id_taken, patient, facility_tier, encounter, encounter_settled })
+}
+
+/// The settlement row and the person's accumulators after it. PostgreSQL: one statement
+/// (the row exists and is locked: [`settle_facts`]); SQLite: the insert and the upsert.
+async fn write_settlement(tx: &mut Tx, r: &SettlementRecord, year: i32, at: OffsetDateTime) -> Result<()> {
+    let after = Accumulators { stay_deductible_paid_fen: 0, ..r.split.after };
+    if BACKEND != Backend::Postgres {
+        insert_settlement(tx, r).await?;
+        return set_accumulators(tx, &r.region_key, r.patient_id, year, &after, at).await;
+    }
+    let mut qb: QueryBuilder<Db> = QueryBuilder::new("WITH s AS (");
+    push_insert_settlement(&mut qb, r)?;
+    qb.push(") UPDATE insurance_accumulator SET inpatient_fund_paid_fen = ")
+        .push_bind(after.inpatient_fund_paid_fen)
+        .push(", outpatient_fund_paid_fen = ")
+        .push_bind(after.outpatient_fund_paid_fen)
+        .push(", updated_at = ")
+        .push_bind(ms(at))
+        .push(" WHERE region_key = ")
+        .push_bind(r.region_key.as_str())
+        .push(" AND patient_id = ")
+        .push_bind(r.patient_id)
+        .push(" AND year = ")
+        .push_bind(i64::from(year));
+    let done = qb.build().execute(&mut **tx).await.map_err(|e| retry_on_unique_violation(e.into()))?;
+    if done.rows_affected() != 1 {
+        // the row was inserted or locked by this transaction: unreachable
+        return Err(StoreError::Corrupt(format!("the accumulators of patient {} for {year} vanished", r.patient_id)));
+    }
     Ok(())
 }
 
@@ -295,61 +491,43 @@ async fn settle_tx(tx: &mut Tx, req: &SettleRequest, policies: &PolicySet) -> Re
     check_items(&req.items, &req.claim)?;
     // 0. the person's accumulators, locked first on PostgreSQL (a row inserted to lock when
     // the person has none for the year): a concurrent settlement of this person (the same
-    // transaction number or encounter included) then waits here until the other ends, and
-    // every check below sees what it wrote
+    // transaction number or encounter included) then waits until the other ends
     let year = req.claim.date.year();
-    if BACKEND == Backend::Postgres {
-        query(
-            "INSERT INTO insurance_accumulator
-               (region_key, patient_id, year, inpatient_fund_paid_fen, outpatient_fund_paid_fen, updated_at)
-             VALUES ($1, $2, $3, 0, 0, $4)
-             ON CONFLICT (region_key, patient_id, year) DO NOTHING",
-        )
-        .bind(req.region_key.as_str())
-        .bind(req.patient_id)
-        .bind(i64::from(year))
-        .bind(ms(req.at))
-        .execute(&mut **tx)
-        .await?;
-    }
-    let accumulators = accumulators_tx(tx, &req.region_key, req.patient_id, year).await?;
+    let facts = settle_facts(tx, req, year).await?;
     // 1. idempotency (rows stored before the items were kept compare by their lines only)
-    if let Some(first) = by_txn(&mut **tx, req.facility_id, &req.txn_no).await? {
+    if let Some(first) = facts.by_txn {
         if first.patient_id == req.patient_id
             && first.claim.lines == req.claim.lines
             && (first.items.is_empty() || first.items == req.items)
         {
             return Ok(SettlementRecord { replayed: true, ..first });
         }
-        return Err(StoreError::Conflict(format!(
+        return Err(StoreError::TxnNumberUsed(format!(
             "transaction number {} of this facility was used for another bill (settlement {} of {})",
             req.txn_no,
             first.id,
             first.created_at.date()
         )));
     }
-    if by_id(&mut **tx, req.id).await?.is_some() {
+    if facts.id_taken {
         return Err(StoreError::Duplicate { what: format!("settlement {}", req.id), existing: Some(req.id) });
     }
     // 2. who and where
-    let patient = get_patient_tx(tx, req.patient_id)
-        .await?
-        .filter(|p| p.region_key == req.region_key)
-        .ok_or_else(|| StoreError::not_found(format!("patient {} (in region {})", req.patient_id, req.region_key)))?;
-    if let PatientStatus::Merged(into) = patient.status {
+    let status = match facts.patient {
+        Some((region, status)) if region == req.region_key => status,
+        _ => {
+            return Err(StoreError::not_found(format!("patient {} (in region {})", req.patient_id, req.region_key)));
+        }
+    };
+    if let PatientStatus::Merged(into) = status {
         return Err(tiercare_domain::DomainError::field(
             "patient_id",
             "settlement.patient_merged",
-            format!("patient {} was merged into {into}; settle on the surviving record", patient.id),
+            format!("patient {} was merged into {into}; settle on the surviving record", req.patient_id),
         )
         .into());
     }
-    let facility = query("SELECT tier FROM facility WHERE id = $1")
-        .bind(req.facility_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| StoreError::not_found(format!("facility {}", req.facility_id)))?;
-    let tier: String = facility.try_get("tier")?;
+    let tier = facts.facility_tier.ok_or_else(|| StoreError::not_found(format!("facility {}", req.facility_id)))?;
     if tier != req.claim.tier.as_str() {
         return Err(tiercare_domain::DomainError::field(
             "claim.tier",
@@ -363,13 +541,8 @@ async fn settle_tx(tx: &mut Tx, req: &SettleRequest, policies: &PolicySet) -> Re
         .into());
     }
     if let Some(encounter_id) = req.encounter_id {
-        let e = query("SELECT patient_id, facility_id FROM encounter WHERE region_key = $1 AND id = $2")
-            .bind(req.region_key.as_str())
-            .bind(encounter_id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .ok_or_else(|| StoreError::not_found(format!("encounter {encounter_id}")))?;
-        let (e_patient, e_facility): (Uuid, Uuid) = (e.try_get("patient_id")?, e.try_get("facility_id")?);
+        let (e_patient, e_facility) =
+            facts.encounter.ok_or_else(|| StoreError::not_found(format!("encounter {encounter_id}")))?;
         if e_patient != req.patient_id {
             return Err(tiercare_domain::DomainError::field(
                 "encounter_id",
@@ -386,26 +559,19 @@ async fn settle_tx(tx: &mut Tx, req: &SettleRequest, policies: &PolicySet) -> Re
             )
             .into());
         }
-        let settled = query(
-            "SELECT id, txn_no FROM settlement
-             WHERE region_key = $1 AND encounter_id = $2 AND status = 'settled' AND encounter_id IS NOT NULL",
-        )
-        .bind(req.region_key.as_str())
-        .bind(encounter_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-        if let Some(r) = settled {
-            let (id, txn): (Uuid, String) = (r.try_get("id")?, r.try_get("txn_no")?);
-            return Err(StoreError::Conflict(format!(
+        if let Some((id, txn)) = facts.encounter_settled {
+            return Err(StoreError::EncounterSettled(format!(
                 "encounter {encounter_id} is already settled (settlement {id}, transaction {txn}); reverse that first"
             )));
         }
     }
     // 3. adjudicate against the accumulators read (and locked) at the start
     let mut claim: Claim = req.claim.clone();
-    claim.accumulators = accumulators;
+    claim.accumulators = facts.accumulators;
     let split = settlement::adjudicate(policies, &claim)?;
-    // 4. write
+    // 4. write: the row and the accumulators, then the indicator counters last, so the
+    // counter row a facility's settlements share (one per facility, month and home region)
+    // stays locked on PostgreSQL only for that statement and the COMMIT
     let record = SettlementRecord {
         id: req.id,
         region_key: req.region_key.clone(),
@@ -424,10 +590,8 @@ async fn settle_tx(tx: &mut Tx, req: &SettleRequest, policies: &PolicySet) -> Re
         reversal_reason: None,
         replayed: false,
     };
-    insert_settlement(tx, &record).await?;
+    write_settlement(tx, &record, year, req.at).await?;
     super::indicators::on_settled(tx, &record).await?; // issue 8: indicator counters
-    let after = Accumulators { stay_deductible_paid_fen: 0, ..record.split.after };
-    set_accumulators(tx, &record.region_key, record.patient_id, year, &after, req.at).await?;
     Ok(record)
 }
 
@@ -735,10 +899,10 @@ async fn import_settlements_tx(tx: &mut Tx, rows: &[SettlementRecord]) -> Result
                 match (json(c), json(&sp.explanation), json(&sp.after), items_json(&r.items)) {
                     (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
                     (Err(e), _, _, _) | (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => {
-                    bad.get_or_insert(e);
-                    Default::default()
-                }
-            };
+                        bad.get_or_insert(e);
+                        Default::default()
+                    }
+                };
             b.push_bind(r.region_key.clone())
                 .push_bind(r.id)
                 .push_bind(r.facility_id)

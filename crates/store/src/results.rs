@@ -79,6 +79,8 @@ pub struct ResultQuery {
     pub item_codes: Vec<String>,
     /// Specimen time at or after this.
     pub since: Option<OffsetDateTime>,
+    /// Specimen time before this.
+    pub until: Option<OffsetDateTime>,
     /// At most this many, newest specimen first (0: no limit).
     pub limit: u32,
 }
@@ -119,6 +121,11 @@ pub trait ResultStore: Send + Sync {
     async fn insert_results(&self, reports: &[Report]) -> Result<u64>;
     /// Results by patient (and items, and since), newest specimen first.
     async fn find_results(&self, q: &ResultQuery) -> Result<Vec<ResultRecord>>;
+    /// The results with these entry ids (FHIR Observation read), in no particular order.
+    async fn results_by_ids(&self, ids: &[Uuid]) -> Result<Vec<ResultRecord>>;
+    /// The entries of one report (FHIR DiagnosticReport read), in the order they were sent;
+    /// empty when there is no such report.
+    async fn report_results(&self, report_id: Uuid) -> Result<Vec<ResultRecord>>;
     /// The order-time check's look-up: the patients' results of these items with only what
     /// the rule needs (no findings, ranges or flags), newest specimen first.
     async fn prior_results(&self, patient_ids: &[Uuid], item_codes: &[String]) -> Result<Vec<PriorResult>>;

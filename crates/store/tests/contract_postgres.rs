@@ -1,7 +1,8 @@
 //! The storage contract on PostgreSQL: every case on its own freshly created database.
 //!
 //! Set `TIERCARE_TEST_POSTGRES_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`) to a
-//! server where that user may `CREATE DATABASE`; unset, every case is skipped with a note.
+//! server where that user may `CREATE DATABASE`; unset, every case is skipped with a note
+//! (fails instead when `TIERCARE_REQUIRE_POSTGRES=1`, as in CI).
 //! A case that passes drops its database; a failing one keeps it for inspection.
 
 use std::sync::Arc;
@@ -39,6 +40,11 @@ async fn open(case: &'static str) -> Option<Fixture> {
     let url = match std::env::var(URL_VAR) {
         Ok(url) if !url.trim().is_empty() => url,
         _ => {
+            // CI requires the PostgreSQL half: without a URL it must fail, not pass by skipping
+            assert!(
+                std::env::var("TIERCARE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "TIERCARE_REQUIRE_POSTGRES=1 but {URL_VAR} is not set ({case})"
+            );
             eprintln!(
                 "skipped {case}: set {URL_VAR} (e.g. postgres://postgres@127.0.0.1:5432/test) to run it on PostgreSQL"
             );
@@ -77,3 +83,4 @@ tiercare_store::contract_tests!(open);
 tiercare_store::results_contract_tests!(open);
 tiercare_store::case_payment_contract_tests!(open);
 tiercare_store::indicators_contract_tests!(open);
+tiercare_store::bulk_contract_tests!(open);

@@ -22,3 +22,4 @@ tiercare_store::contract_tests!(open);
 tiercare_store::results_contract_tests!(open);
 tiercare_store::case_payment_contract_tests!(open);
 tiercare_store::indicators_contract_tests!(open);
+tiercare_store::bulk_contract_tests!(open);

@@ -57,7 +57,8 @@ impl Default for WeightParams {
 }
 
 impl WeightParams {
-    fn validate(&self) -> Result<(), DomainError> {
+    /// Refuse a low ratio above 1× or a high ratio (when on) below 1×.
+    pub fn validate(&self) -> Result<(), DomainError> {
         let mut p = Problems::default();
         if i128::from(self.low_ratio_bp) > BP {
             p.add(

@@ -43,6 +43,7 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/case-payment/years", get(years).post(build_year))
         .route("/api/v1/case-payment/dip/packets", get(packets))
+        .route("/api/v1/case-payment/drg/weights", get(drg_weights))
         .route("/api/v1/case-payment/hospitals", get(hospitals))
         .route("/api/v1/case-payment/hospitals/{id}", get(hospital))
         .route("/api/v1/case-payment/stays/{id}", get(stay))
@@ -65,6 +66,13 @@ pub(crate) const OPENAPI: &[RouteDoc] = &[
         "get",
         "/api/v1/case-payment/dip/packets",
         "The DIP packet catalogue of a region-year (region, year, q, limit, offset)",
+        &[],
+        true,
+    ),
+    (
+        "get",
+        "/api/v1/case-payment/drg/weights",
+        "The DRG weight table of a region-year, computed from its history (region, year)",
         &[],
         true,
     ),
@@ -169,7 +177,9 @@ fn year_json(y: &CasePaymentYear) -> Value {
         "history_cases": y.total_cases, "mean_cost_fen": y.mean_cost_fen, "packets": y.packets,
         "core_packets": y.core_packets, "stays": y.stays, "fund_available_fen": y.fund_available_fen,
         "reimbursement_ratio_bp": y.reimbursement_ratio_bp, "total_points_e4": y.total_points_e4,
-        "fen_per_point_e4": y.fen_per_point_e4, "built_at": super::referrals::view::rfc3339(y.built_at),
+        "fen_per_point_e4": y.fen_per_point_e4, "drg_base_rate_fen": y.drg_base_rate_fen,
+        "drg_weight_sum_e4": y.drg_weight_sum_e4, "drg_groups": y.drg_groups,
+        "built_at": super::referrals::view::rfc3339(y.built_at),
     })
 }
 
@@ -204,7 +214,9 @@ struct BuildRequest {
 
 fn load_scheme(upload: &SchemeUpload) -> ApiResult<Scheme> {
     Scheme::load(&upload.scheme.to_string(), &upload.tables).map_err(|e| {
-        let field = format!("drg_scheme.scheme{}", e.path.trim_start_matches('$'));
+        // the loader's paths are `$` (the document) or relative (`mdcs.MDCF.adrgs[3].rule`)
+        let path = e.path.trim_start_matches('$').trim_start_matches('.');
+        let field = if path.is_empty() { "drg_scheme.scheme".to_owned() } else { format!("drg_scheme.scheme.{path}") };
         ApiError::invalid(vec![FieldError::new(&field, "drg.scheme.invalid", e.to_string())])
     })
 }
@@ -294,6 +306,30 @@ async fn packets(
     Ok(Json(json!({ "year": year_json(&y), "packets": packets })))
 }
 
+/// GET /api/v1/case-payment/drg/weights?region=&year= — the DRG weight table, by DRG code.
+async fn drg_weights(
+    State(state): State<AppState>,
+    _me: CurrentUser,
+    Query(q): Query<YearQuery>,
+) -> ApiResult<Json<Value>> {
+    let y = stored_year(&state, &q.region, q.year).await?;
+    let rows = state.store.drg_weights(&q.region, q.year).await?;
+    // names from the embedded sample when the year was grouped with it (an uploaded scheme's
+    // names are not kept)
+    let names = sample_scheme().ok().filter(|s| s.name() == y.scheme);
+    let weights: Vec<Value> = rows
+        .iter()
+        .map(|w| {
+            json!({
+                "drg": w.drg_code, "name": names.and_then(|s| s.drg_name(&w.drg_code)),
+                "cases": w.cases, "kept_cases": w.kept_cases, "mean_cost_fen": w.mean_cost_fen,
+                "weight_e4": w.weight_e4, "low_volume": w.low_volume, "trim_skipped": w.trim_skipped,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "year": year_json(&y), "weights": weights })))
+}
+
 async fn position_json(state: &AppState, h: &dip::HospitalPosition) -> ApiResult<Value> {
     let id = Uuid::parse_str(&h.facility_id).ok();
     let name = match id {
@@ -330,7 +366,7 @@ fn stay_json(s: &StoredStayResult) -> Value {
         "drg": {
             "status": s.result.drg_status, "mdc": s.result.mdc, "adrg": s.result.adrg, "drg": s.result.drg,
             "name": s.result.drg.as_deref().and_then(|d| sample_scheme().ok()?.drg_name(d)),
-            "weight_e4": s.result.drg_weight_e4, "trace": s.result.drg_trace,
+            "weight_e4": s.result.drg_weight_e4, "payment_fen": s.result.drg_payment_fen, "trace": s.result.drg_trace,
         },
     })
 }
@@ -358,7 +394,8 @@ async fn hospital(
                 "encounter_id": s.result.id, "cost_fen": s.result.cost_fen,
                 "packet": d.map(|d| d.packet.to_string()), "score_e4": d.map(|d| d.score_e4),
                 "outlier": d.map(|d| d.outlier), "expert_review": d.map(|d| d.expert_review),
-                "drg": s.result.drg,
+                "drg": s.result.drg, "drg_weight_e4": s.result.drg_weight_e4,
+                "drg_payment_fen": s.result.drg_payment_fen,
             })
         })
         .collect();

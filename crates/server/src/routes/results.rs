@@ -29,7 +29,7 @@ use tiercare_domain::recognition::{
     Answer, FacilityContext, ItemAnswer, LabQualification, PriorResult, RecognitionConfig, RepeatReason, check_order,
     reasons_against,
 };
-use tiercare_domain::results::{Choice, Decision, NewReport, Outcome, Performer, prepare_report};
+use tiercare_domain::results::{Choice, Decision, NewReport, Outcome, Performer, Report, prepare_report};
 use tiercare_domain::role::{Action, Role};
 use tiercare_store::{OrderRecord, ResultQuery, ResultRecord, new_id};
 use time::OffsetDateTime;
@@ -122,7 +122,7 @@ pub(crate) const OPENAPI: &[RouteDoc] = &[
 ];
 
 /// The recognition configuration in force.
-fn config() -> &'static RecognitionConfig {
+pub(crate) fn config() -> &'static RecognitionConfig {
     static CONFIG: OnceLock<RecognitionConfig> = OnceLock::new();
     CONFIG.get_or_init(RecognitionConfig::default_config)
 }
@@ -135,7 +135,7 @@ fn query_error(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::query(field, "query.invalid", message)
 }
 
-async fn user_facility(state: &AppState, me: &CurrentUser) -> ApiResult<Arc<Facility>> {
+pub(crate) async fn user_facility(state: &AppState, me: &CurrentUser) -> ApiResult<Arc<Facility>> {
     facility(state, me.user.facility_id).await?.ok_or_else(|| ApiError::not_found("facility of the user"))
 }
 
@@ -147,7 +147,7 @@ async fn prior_of(
     items: Vec<String>,
     limit: u32,
 ) -> ApiResult<(Vec<ResultRecord>, Vec<LabQualification>)> {
-    let q = ResultQuery { patient_ids: vec![patient], item_codes: items, since: None, limit };
+    let q = ResultQuery { patient_ids: vec![patient], item_codes: items, since: None, until: None, limit };
     let found = state.store.find_results(&q).await?;
     let mut labs: Vec<Uuid> = found.iter().map(|r| r.lab_id).collect();
     labs.sort_unstable();
@@ -160,19 +160,17 @@ async fn prior_of(
 // Ingestion
 // ---------------------------------------------------------------------------------------
 
-/// POST /api/v1/results — one report from a lab system.
-async fn create(
-    State(state): State<AppState>,
-    me: CurrentUser,
-    ApiJson(new): ApiJson<NewReport>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+/// The checks of a report from a lab system, nothing stored: the role (lab), its own
+/// facility, a known patient, the rules of `prepare_report` (the lab's qualification at the
+/// report time). The JSON API and FHIR (`fhir::results`) both store what this returns.
+pub(crate) async fn prepare(state: &AppState, me: &CurrentUser, new: NewReport) -> ApiResult<(Report, Arc<Facility>)> {
     if !me.has_role(Role::Lab) {
         return Err(ApiError::forbidden("role.forbidden", "only a lab system (role lab) reports results"));
     }
     if new.facility_id != me.user.facility_id {
         return Err(invalid("facility_id", "results.other_facility", "a lab reports results of its own facility only"));
     }
-    let performing = user_facility(&state, &me).await?;
+    let performing = user_facility(state, me).await?;
     let patient = state
         .store
         .get_patient(new.patient_id)
@@ -181,6 +179,16 @@ async fn create(
     let quals = state.store.lab_qualifications(&[new.lab_id]).await?;
     let performer = Performer { facility_tier: performing.tier, region_key: patient.region_key.clone() };
     let report = prepare_report(new, &performer, config(), &quals, state.now(), new_id)?;
+    Ok((report, performing))
+}
+
+/// POST /api/v1/results — one report from a lab system.
+async fn create(
+    State(state): State<AppState>,
+    me: CurrentUser,
+    ApiJson(new): ApiJson<NewReport>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (report, performing) = prepare(&state, &me, new).await?;
     state.store.insert_results(std::slice::from_ref(&report)).await?;
     let rows: Vec<Value> = ResultRecord::of_report(&report).map(|r| result_json(&r, &performing.name, None)).collect();
     Ok((StatusCode::CREATED, Json(json!({ "id": report.id, "entries": rows }))))
@@ -277,7 +285,7 @@ async fn patient_results(
     let (patient, basis) = readable_patient(&state, &me, id, None).await?;
     let here = FacilityContext::of(&*user_facility(&state, &me).await?);
     log_access(&state, &me, &patient, "read_results", basis, None, addr).await?;
-    let rq = ResultQuery { patient_ids: vec![id], item_codes: items, since, limit: READ_LIMIT };
+    let rq = ResultQuery { patient_ids: vec![id], item_codes: items, since, until: None, limit: READ_LIMIT };
     let rows = state.store.find_results(&rq).await?;
     let mut labs: Vec<Uuid> = rows.iter().map(|r| r.lab_id).collect();
     labs.sort_unstable();

@@ -335,12 +335,8 @@ fn field_error(field: &str, code: &str, message: impl Into<String>) -> ApiError 
 /// The store's refusals of a settlement, with the contract's codes.
 fn settle_error(e: StoreError) -> ApiError {
     match e {
-        StoreError::Conflict(m) if m.starts_with("transaction number") => {
-            ApiError::new(StatusCode::CONFLICT, "settlement.txn_conflict", m)
-        }
-        StoreError::Conflict(m) if m.contains("already settled") => {
-            ApiError::new(StatusCode::CONFLICT, "settlement.encounter_settled", m)
-        }
+        StoreError::TxnNumberUsed(m) => ApiError::new(StatusCode::CONFLICT, "settlement.txn_conflict", m),
+        StoreError::EncounterSettled(m) => ApiError::new(StatusCode::CONFLICT, "settlement.encounter_settled", m),
         StoreError::NotFound { what } if what.starts_with("encounter") => {
             field_error("encounter_id", "reference.unknown", format!("unknown {what}"))
         }

@@ -11,6 +11,7 @@ macro_rules! case_payment_contract_tests {
             case_payment_stays_and_year_round_trip,
             case_payment_stay_detail_refusals,
             case_payment_budget_and_spend,
+            case_payment_drg_weights_cmi_and_payment,
         );
     };
 }
@@ -19,7 +20,7 @@ macro_rules! case_payment_contract_tests {
 use super::*;
 
 use tiercare_domain::budget::{BudgetTerms, MonthSpend};
-use tiercare_domain::dip::{DipParameters, YearTerms, settle_year};
+use tiercare_domain::dip::{DipParameters, DrgTerms, YearTerms, settle_year};
 
 use crate::{CasePaymentYear, StayDetail};
 
@@ -89,6 +90,7 @@ pub async fn case_payment_stays_and_year_round_trip(store: Arc<dyn Store>) {
         fund_available_fen: 1_000_000,
         reimbursement_ratio_bp: 10_000,
         facility_coefficients_bp: Default::default(),
+        drg: Default::default(),
     };
     let scheme = tiercare_domain::drg::sample_scheme().expect("sample scheme");
     let outcome = settle_year(&terms, &stays, &stays, &scheme).expect("settle");
@@ -199,4 +201,118 @@ pub async fn case_payment_budget_and_spend(store: Arc<dyn Store>) {
     ));
     assert!(s.budget(c.id, 2027).await.expect("read").is_none());
     expect_not_found(s.put_budget(new_id(), &terms, None, NOW).await, "an unknown community");
+}
+
+/// DRG weights from the history, the base rate, each stay's DRG payment and each hospital's CMI
+/// and DRG payment, written and read back. A small region, computed by hand (sample scheme;
+/// the patient is a man born 1960, no secondary diagnoses, so no CC):
+///
+/// History 2025 (DRG: weights are unweighted by year):
+///   county J18.900 200,000 and 400,000 fen → ES25, mean 300,000
+///   city   K80.200 + 51.2300 900,000 fen   → HC25, mean 900,000
+///   city   I63.900 1,500,000 fen           → BR25, mean 1,500,000
+///   mean of all grouped stays = 3,000,000 ÷ 4 = 750,000
+///   weights: ES25 300,000 ÷ 750,000 = 0.4; HC25 1.2; BR25 2.0
+/// Year 2026: county ES25 (350,000 fen) and HC25 (800,000); city BR25 (1,000,000) and ES25 (300,000)
+///   Σ weights = 0.4 + 1.2 + 2.0 + 0.4 = 4.0
+///   CMI county = (0.4 + 1.2) ÷ 2 = 0.8; city = (2.0 + 0.4) ÷ 2 = 1.2
+///   base rate given as 250,000 fen: payments ES25 100,000, HC25 300,000, BR25 500,000;
+///     county 400,000, city 600,000 (patients paid nothing)
+///   default base rate (budget-neutral): fund 1,000,000 at 80 % → 1,250,000 ÷ 4.0 = 312,500 fen;
+///     ES25 125,000, HC25 375,000, BR25 625,000; county 500,000, city 750,000
+pub async fn case_payment_drg_weights_cmi_and_payment(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let hc = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let hg = facility(s, "H51160200001", Tier::City, GUANG_AN, None).await;
+    let p = resident("王大山", Sex::Male, date!(1960 - 03 - 15), 123);
+    create_patients(s, &[&p]).await;
+    let h25 = datetime!(2025-03-01 08:00 +8);
+    let y26 = datetime!(2026-03-01 08:00 +8);
+    let chole = |f: &Facility, at, fen| Encounter {
+        procedures: vec!["51.2300".into()],
+        ..inpatient(&p, f, at, "K80.200", fen)
+    };
+    let year = [
+        inpatient(&p, &hc, y26, "J18.900", 350_000),
+        chole(&hc, y26, 800_000),
+        inpatient(&p, &hg, y26, "I63.900", 1_000_000),
+        inpatient(&p, &hg, y26, "J18.900", 300_000),
+    ];
+    let mut all = vec![
+        inpatient(&p, &hc, h25, "J18.900", 200_000),
+        inpatient(&p, &hc, h25, "J18.900", 400_000),
+        chole(&hg, h25, 900_000),
+        inpatient(&p, &hg, h25, "I63.900", 1_500_000),
+    ];
+    all.extend(year.iter().cloned());
+    s.import_encounters(&all).await.expect("encounters");
+    let history = s.case_stays("5116", &[2025]).await.expect("history");
+    let stays = s.case_stays("5116", &[2026]).await.expect("year");
+    assert_eq!((history.len(), stays.len()), (4, 4));
+    let scheme = tiercare_domain::drg::sample_scheme().expect("sample scheme");
+    let mut terms = YearTerms {
+        year: 2026,
+        history_years: vec![2025],
+        params: DipParameters::default(),
+        fund_available_fen: 1_000_000,
+        reimbursement_ratio_bp: 8_000,
+        facility_coefficients_bp: Default::default(),
+        drg: DrgTerms { base_rate_fen: Some(250_000), ..DrgTerms::default() },
+    };
+    let hospital = |h: &[tiercare_domain::dip::HospitalPosition], id: Uuid| {
+        let h = h.iter().find(|h| h.facility_id == id.to_string()).expect("position");
+        (h.drg_weighted, h.drg_weight_sum_e4, h.cmi_e4, h.drg_gross_fen, h.drg_payment_fen)
+    };
+    for (rate, es, hcp, br, county, city) in [
+        (Some(250_000), 100_000, 300_000, 500_000, 400_000, 600_000),
+        (None, 125_000, 375_000, 625_000, 500_000, 750_000),
+    ] {
+        terms.drg.base_rate_fen = rate;
+        let outcome = settle_year(&terms, &history, &stays, &scheme).expect("settle");
+        let y = CasePaymentYear::of("511600", &terms, scheme.name(), &outcome, None, NOW);
+        s.replace_case_payment_year(&y, &outcome).await.expect("write");
+        let got = s.case_payment_year("511600", 2026).await.expect("read").expect("stored");
+        assert_eq!(got, y);
+        assert_eq!(
+            (got.drg_base_rate_fen, got.drg_weight_sum_e4, got.drg_groups),
+            (Some(rate.unwrap_or(312_500)), 40_000, 3)
+        );
+
+        let w: Vec<(String, u64, i64, i64, bool)> = s
+            .drg_weights("511600", 2026)
+            .await
+            .expect("weights")
+            .into_iter()
+            .map(|w| (w.drg_code, w.cases, w.mean_cost_fen, w.weight_e4, w.low_volume))
+            .collect();
+        assert_eq!(
+            w,
+            vec![
+                ("BR25".into(), 1, 1_500_000, 20_000, true),
+                ("ES25".into(), 2, 300_000, 4_000, true),
+                ("HC25".into(), 1, 900_000, 12_000, true),
+            ]
+        );
+        assert!(s.drg_weights("511600", 2025).await.expect("none").is_empty());
+
+        let expect = [
+            (&year[0], "ES25", 4_000, es),
+            (&year[1], "HC25", 12_000, hcp),
+            (&year[2], "BR25", 20_000, br),
+            (&year[3], "ES25", 4_000, es),
+        ];
+        for (e, drg, weight, pay) in expect {
+            let r = s.stay_result(e.id).await.expect("read").expect("result").result;
+            assert_eq!(
+                (r.drg.as_deref(), r.drg_weight_e4, r.drg_payment_fen),
+                (Some(drg), Some(weight), Some(pay)),
+                "{}",
+                e.id
+            );
+        }
+        let all = s.hospital_positions("511600", 2026, None).await.expect("positions");
+        assert_eq!(hospital(&all, hc.id), (2, 16_000, Some(8_000), Some(county), Some(county)));
+        assert_eq!(hospital(&all, hg.id), (2, 24_000, Some(12_000), Some(city), Some(city)));
+    }
 }

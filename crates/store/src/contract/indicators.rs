@@ -14,6 +14,7 @@ macro_rules! indicators_contract_tests {
             indicators_small_county_by_hand,
             indicators_month_edges_in_china_time,
             indicators_incremental_equals_rebuild,
+            indicators_hooks_off_only_inside_the_scope,
         );
     };
 }
@@ -390,14 +391,49 @@ pub async fn indicators_incremental_equals_rebuild(store: Arc<dyn Store>) {
             let f = [&t, &v][g.next(2) as usize];
             let day = date!(2026 - 01 - 31) + Duration::days(g.next(60) as i64);
             let claim = bill(Setting::Outpatient, f.tier, Arrival::SelfReferred, day, vec![]);
-            let drug = 100 + g.next(3_000) as i64;
+            // a third of the bills have no drug line (the hook then updates fewer columns)
+            let drug = if g.next(3) == 0 { 0 } else { 100 + g.next(3_000) as i64 };
             let lines = [(ItemClass::A, "XJ01CAA040A001010100000", 1, drug), (ItemClass::A, "T001", 1, 500)];
+            let lines = if drug == 0 { &lines[1..] } else { &lines[..] };
             let done =
-                s.settle(&priced(p, f, &format!("G-{txn}"), claim, &lines, NOW), &policies).await.expect("settle");
+                s.settle(&priced(p, f, &format!("G-{txn}"), claim, lines, NOW), &policies).await.expect("settle");
             if g.next(3) == 0 {
                 s.reverse_settlement(done.id, &format!("GR-{txn}"), "录入错误", NOW).await.expect("reverse");
             }
         }
         assert_rebuild_agrees(s, &format!("seed {seed}")).await;
     }
+}
+
+/// `without_counter_hooks` (the benchmark's switch) turns the counter updates off only for
+/// the writes of the future it wraps: a write after it, and one in another task meanwhile,
+/// are counted; the rebuild then counts all three.
+pub async fn indicators_hooks_off_only_inside_the_scope(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let t = facility(s, "H51162100002", Tier::Township, YUECHI, None).await;
+    let p = person_of(YUECHI, "甲", 11);
+    create_patients(s, &[&p]).await;
+    let at = china(2026, 3, 2, 10);
+    let (off, after, other) = (visit(&p, &t, at, 100), visit(&p, &t, at, 20), visit(&p, &t, at, 3));
+    let store2 = store.clone();
+    let other_task = tokio::spawn(async move { store2.create_encounter(&other).await });
+    crate::without_counter_hooks(async {
+        assert!(!crate::counter_hooks(), "off inside the scope");
+        s.create_encounter(&off).await.expect("uncounted write");
+    })
+    .await;
+    other_task.await.expect("task").expect("other task's write");
+    assert!(crate::counter_hooks(), "on again after the scope");
+    s.create_encounter(&after).await.expect("counted write");
+    let sums = |rows: &[CounterRow]| {
+        rows.iter()
+            .fold((0, 0), |(n, c), r| (n + r.counters.get(Measure::Visits), c + r.counters.get(Measure::VisitCostFen)))
+    };
+    // 20 + 3 fen: the two writes outside the scope
+    assert_eq!(sums(&s.all_indicator_counters().await.expect("counters")), (2, 23));
+    // 100 + 20 + 3 fen
+    assert_eq!(sums(&s.indicator_counters_from_events().await.expect("from events")), (3, 123));
+    s.rebuild_indicator_counters().await.expect("rebuild");
+    assert_eq!(sums(&s.all_indicator_counters().await.expect("counters")), (3, 123));
 }

@@ -34,10 +34,11 @@ fn bad_query(field: &str, message: impl Into<String>) -> ApiError {
 /// POST /api/v1/referrals
 pub(crate) async fn create(
     State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     me: CurrentUser,
     ApiJson(input): ApiJson<NewReferral>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (change, patient) = super::create_change(&state, &me, input).await?;
+    let (change, patient) = super::create_change(&state, &me, input, Some(Some(addr.ip().to_string()))).await?;
     let history = std::slice::from_ref(&change.event);
     let body = detail_json(&state, &change.referral, history, Some(Party::Sender), Some(patient), true).await?;
     Ok((StatusCode::CREATED, Json(body)))
@@ -85,13 +86,14 @@ fn json_data(msg: &str) -> ApiError {
 /// POST /api/v1/referrals/{id}/transitions
 pub(crate) async fn transitions(
     State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     me: CurrentUser,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id, "referral")?;
     let (cmd, version) = parse_transition(body)?;
-    let step = super::transition(&state, &me, id, cmd, version).await?;
+    let step = super::transition(&state, &me, id, cmd, version, Some(addr.ip().to_string())).await?;
     let r = &step.change.referral;
     // after a redirect the user's facility is no longer a party
     let party = party_of(&me, r).ok();

@@ -34,8 +34,9 @@ pub(crate) mod view;
 /// the patient (exists, not merged, known to the sender or identified by this user within
 /// 24 hours), the receiver; the domain checks the rest. Writes the referral, its first
 /// event and the receiver's notification in one transaction.
+/// (The FHIR ServiceRequest it answers with names the patient by reference only: no read.)
 pub(crate) async fn create_referral(state: &AppState, me: &CurrentUser, input: NewReferral) -> ApiResult<Referral> {
-    Ok(create_change(state, me, input).await?.0.referral)
+    Ok(create_change(state, me, input, None).await?.0.referral)
 }
 
 /// A step taken, with what its answer needs: the referral's history after the step (the
@@ -51,12 +52,19 @@ pub(crate) struct Step {
 
 /// One step of the life cycle by the user's side. `version`, when given, must be the stored
 /// version (else 409). `expire` and `escalate` are the deadline sweeper's (403).
+///
+/// The step's answer is the referral's detail as a read shows it (the patient's name, masked
+/// identity number, sex and age, the clinical summary, the history), so the step is also a
+/// read of the patient's record: its access-log row (`act_referral`, from `client_addr`) is
+/// written in the step's own transaction — the step and its log row are kept together or not
+/// at all, and a step whose row cannot be written is not taken.
 pub(crate) async fn transition(
     state: &AppState,
     me: &CurrentUser,
     id: Uuid,
     cmd: Command,
     version: Option<i64>,
+    client_addr: Option<String>,
 ) -> ApiResult<Step> {
     me.require(Action::Refer)?;
     if matches!(cmd, Command::Expire | Command::Escalate { .. }) {
@@ -101,7 +109,15 @@ pub(crate) async fn transition(
         new_id,
     };
     let change = rules::apply(&r, &cmd, ctx).map_err(refusal)?;
-    state.store.apply_referral_change(&change).await?;
+    let access = super::patients::access_entry(
+        me,
+        &r.region_key,
+        r.patient_id,
+        "act_referral",
+        AccessBasis::CareRelationship,
+        client_addr,
+    );
+    state.store.apply_referral_change_logged(&change, &access).await?;
     // the write checked the version read, so no step came between: the stored history is
     // the one read and this step's event
     history.push(as_stored(&change.event));
@@ -156,11 +172,15 @@ pub(crate) fn effective_limit(limit: u32) -> usize {
 
 // --- the steps behind the shared functions
 
-/// [`create_referral`], answering the whole change and the patient read on the way.
+/// [`create_referral`], answering the whole change and the patient read on the way. With
+/// `shown`, the answer will show the patient (the JSON API's detail): the access-log row of
+/// that read (`create_referral`, from the address given) is written in the referral's own
+/// transaction, as a step's is (see [`transition`]).
 pub(crate) async fn create_change(
     state: &AppState,
     me: &CurrentUser,
     input: NewReferral,
+    shown: Option<Option<String>>,
 ) -> ApiResult<(Change, Patient)> {
     me.require(Action::Refer)?;
     let mine = me.user.facility_id;
@@ -182,7 +202,11 @@ pub(crate) async fn create_change(
             format!("this record was merged into {into}; refer the surviving record"),
         ));
     }
-    crate::routes::encounters::require_presence(state, me, patient.id, "referral.no_relationship").await?;
+    // registered here is a care relationship (the access rule's first fact, and the record
+    // is not merged away): the other facts are not read
+    if patient.home_facility_id != Some(mine) {
+        crate::routes::encounters::require_presence(state, me, patient.id, "referral.no_relationship").await?;
+    }
     let from = facility(state, mine).await?.ok_or_else(|| missing_facility(mine))?;
     let to = facility(state, input.to_facility_id)
         .await?
@@ -190,7 +214,20 @@ pub(crate) async fn create_change(
     let now = state.now();
     let home = home_region(state, patient.id, &from, now).await?;
     let change = rules::request(input, new_id(), patient.region_key.clone(), me.user.id, &from, &to, &home, now)?;
-    state.store.create_referral(&change).await?;
+    match shown {
+        Some(client_addr) => {
+            let access = super::patients::access_entry(
+                me,
+                &patient.region_key,
+                patient.id,
+                "create_referral",
+                AccessBasis::CareRelationship,
+                client_addr,
+            );
+            state.store.create_referral_logged(&change, &access).await?;
+        }
+        None => state.store.create_referral(&change).await?,
+    }
     Ok((change, patient))
 }
 

@@ -1,0 +1,333 @@
+//! Lab and imaging results (issue 5) as FHIR R4: DiagnosticReport and Observation read,
+//! search (by patient, code, date) and create, and the transaction Bundle a hospital's lab
+//! system pushes (`POST /fhir`). The JSON shapes are `tiercare_fhir::results`; the checks
+//! are the JSON API's (`routes::results::prepare`: the lab role posting for its own
+//! facility, a known patient, `domain::results::prepare_report`), so a result refused there
+//! is refused here, each domain field error at its FHIRPath. A transaction's reports are
+//! all checked before any is stored, and stored in one store transaction
+//! (`insert_results`): one bad entry writes nothing.
+//!
+//! Reads follow the patient record's access rule (`routes::patients::readable_patient`) and
+//! write an access-log row (`fhir_read_results`) before anything is served; a search needs
+//! `patient`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::Value;
+use tiercare_domain::recognition::Catalogue;
+use tiercare_domain::results::{Category, Report};
+use tiercare_fhir::outcome::{Issue, IssueType};
+use tiercare_fhir::results::{self as fhir_results, ITEM_SYSTEM, LOINC, ParsedReport};
+use tiercare_fhir::search::token_matches;
+use tiercare_store::{ResultQuery, ResultRecord};
+use uuid::Uuid;
+
+use super::{
+    FhirError, FhirResult, Params, api_error_outcome, fhir_json, issue_type, json_body, not_allowed, path_id, refused,
+};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::CurrentUser;
+use crate::routes::patients::{log_access, readable_patient};
+use crate::routes::results::{config, prepare};
+
+type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+/// Most results of a patient one search looks through.
+const SEARCH_LIMIT: u32 = 5_000;
+/// The access-log action of every read here.
+const READ_ACTION: &str = "fhir_read_results";
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/fhir/DiagnosticReport", get(search_reports).post(create_report).fallback(not_allowed("GET, POST")))
+        .route("/fhir/DiagnosticReport/{id}", get(read_report).fallback(not_allowed("GET")))
+        .route(
+            "/fhir/Observation",
+            get(search_observations).post(create_observation).fallback(not_allowed("GET, POST")),
+        )
+        .route("/fhir/Observation/{id}", get(read_observation).fallback(not_allowed("GET")))
+        // the transaction; other methods on /fhir stay with the catch-all (unknown endpoint)
+        .route("/fhir", post(transaction))
+}
+
+fn catalogue() -> &'static Catalogue {
+    &config().catalogue
+}
+
+/// Stored rows as reports (rows of one report share its fields), in the order of their
+/// first row.
+fn reports_of(rows: Vec<ResultRecord>) -> Vec<Report> {
+    let mut order: Vec<Uuid> = Vec::new();
+    let mut by_id: HashMap<Uuid, Report> = HashMap::new();
+    for r in rows {
+        let report = by_id.entry(r.report_id).or_insert_with(|| {
+            order.push(r.report_id);
+            Report {
+                id: r.report_id,
+                region_key: r.region_key.clone(),
+                patient_id: r.patient_id,
+                facility_id: r.facility_id,
+                facility_tier: r.facility_tier,
+                lab_id: r.lab_id,
+                category: r.category,
+                specimen_time: r.specimen_time,
+                report_time: r.report_time,
+                mark: r.mark.clone(),
+                imaging: r.imaging.clone(),
+                entries: Vec::new(),
+            }
+        });
+        report.entries.push(r.entry);
+    }
+    order.into_iter().filter_map(|id| by_id.remove(&id)).collect()
+}
+
+fn not_found(kind: &str) -> FhirError {
+    FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, format!("{kind} not found"))
+}
+
+/// The patient's record may be read by this user: log the read (before anything is served).
+async fn logged_read(state: &AppState, me: &CurrentUser, patient_id: Uuid, addr: SocketAddr) -> FhirResult<()> {
+    let (patient, basis) = readable_patient(state, me, patient_id, None).await?;
+    log_access(state, me, &patient, READ_ACTION, basis, None, addr).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// read
+
+async fn read_report(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    me: Result<CurrentUser, ApiError>,
+    Path(id): Path<String>,
+) -> FhirResult<Response> {
+    let me = me?;
+    let id = path_id(&id, "DiagnosticReport")?;
+    let rows = state.store.report_results(id).await.map_err(ApiError::from)?;
+    let Some(report) = reports_of(rows).pop() else { return Err(not_found("DiagnosticReport")) };
+    logged_read(&state, &me, report.patient_id, addr).await?;
+    Ok(fhir_json(StatusCode::OK, &fhir_results::diagnostic_report(&report, catalogue())))
+}
+
+async fn read_observation(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    me: Result<CurrentUser, ApiError>,
+    Path(id): Path<String>,
+) -> FhirResult<Response> {
+    let me = me?;
+    let id = path_id(&id, "Observation")?;
+    let rows = state.store.results_by_ids(&[id]).await.map_err(ApiError::from)?;
+    // an imaging exam is its DiagnosticReport, not an Observation
+    let rows: Vec<ResultRecord> = rows.into_iter().filter(|r| r.category == Category::Lab).collect();
+    let Some(report) = reports_of(rows).pop() else { return Err(not_found("Observation")) };
+    logged_read(&state, &me, report.patient_id, addr).await?;
+    Ok(fhir_json(StatusCode::OK, &fhir_results::observation(&report, &report.entries[0], catalogue())))
+}
+
+// ---------------------------------------------------------------------------------------
+// search
+
+/// Whether a `code` token names this entry's item (LOINC or the catalogue's local code).
+fn entry_matches(raw: &str, item_code: &str) -> bool {
+    let loinc = catalogue().get(item_code).and_then(|i| i.loinc.clone());
+    token_matches(raw, ITEM_SYSTEM, item_code) || loinc.is_some_and(|l| token_matches(raw, LOINC, &l))
+}
+
+/// The patient's stored results (after the access rule and its log row), newest first.
+async fn patient_rows(
+    state: &AppState,
+    me: &CurrentUser,
+    p: &Params,
+    kind: &str,
+    addr: SocketAddr,
+) -> FhirResult<Vec<ResultRecord>> {
+    let Some(patient) = p.reference("patient", "Patient")? else {
+        return Err(FhirError::bad_search(
+            IssueType::Required,
+            format!("search {kind} by patient: ?patient=Patient/<id> (code and date narrow it)"),
+        ));
+    };
+    match readable_patient(state, me, patient, None).await {
+        Ok((person, basis)) => log_access(state, me, &person, READ_ACTION, basis, None, addr).await?,
+        // an unknown patient has no results
+        Err(e) if e.status == StatusCode::NOT_FOUND => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    }
+    let q = ResultQuery { patient_ids: vec![patient], limit: SEARCH_LIMIT, ..ResultQuery::default() };
+    Ok(state.store.find_results(&q).await.map_err(ApiError::from)?)
+}
+
+async fn search_reports(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    me: Result<CurrentUser, ApiError>,
+    headers: HeaderMap,
+    query: RawQuery,
+) -> FhirResult<Response> {
+    let me = me?;
+    let p = Params::read(query, &headers, "DiagnosticReport")?;
+    let dates = p.dates("date")?;
+    let codes = p.list("code").map(|l| l.into_iter().map(str::to_owned).collect::<Vec<_>>());
+    let rows = patient_rows(&state, &me, &p, "DiagnosticReport", addr).await?;
+    let matches: Vec<Report> = reports_of(rows)
+        .into_iter()
+        .filter(|r| dates.iter().all(|d| d.matches(r.specimen_time, Some(r.specimen_time))))
+        .filter(|r| {
+            codes.as_ref().is_none_or(|codes| {
+                codes.iter().any(|c| match r.category {
+                    Category::Lab => token_matches(c, LOINC, "11502-2"),
+                    Category::Imaging => r.entries.iter().any(|e| entry_matches(c, &e.item_code)),
+                })
+            })
+        })
+        .collect();
+    let page = p.page(matches)?;
+    let entries = page.items.iter().map(|r| fhir_results::diagnostic_report(r, catalogue())).collect();
+    Ok(fhir_json(StatusCode::OK, &page.bundle(&p, entries)))
+}
+
+async fn search_observations(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    me: Result<CurrentUser, ApiError>,
+    headers: HeaderMap,
+    query: RawQuery,
+) -> FhirResult<Response> {
+    let me = me?;
+    let p = Params::read(query, &headers, "Observation")?;
+    let dates = p.dates("date")?;
+    let codes = p.list("code").map(|l| l.into_iter().map(str::to_owned).collect::<Vec<_>>());
+    let rows = patient_rows(&state, &me, &p, "Observation", addr).await?;
+    let matches: Vec<Report> = rows
+        .into_iter()
+        .filter(|r| r.category == Category::Lab)
+        .filter(|r| dates.iter().all(|d| d.matches(r.specimen_time, Some(r.specimen_time))))
+        .filter(|r| codes.as_ref().is_none_or(|codes| codes.iter().any(|c| entry_matches(c, &r.entry.item_code))))
+        // one report per row: each Observation is served with its report's fields
+        .flat_map(|r| reports_of(vec![r]))
+        .collect();
+    let page = p.page(matches)?;
+    let entries = page.items.iter().map(|r| fhir_results::observation(r, &r.entries[0], catalogue())).collect();
+    Ok(fhir_json(StatusCode::OK, &page.bundle(&p, entries)))
+}
+
+// ---------------------------------------------------------------------------------------
+// create
+
+/// Check every parsed report by the JSON API's rules (the caller's facility performs when
+/// the resource names none); all problems of all reports, each at its element; nothing is
+/// stored here.
+async fn check_all(state: &AppState, me: &CurrentUser, parsed: Vec<ParsedReport>) -> FhirResult<Vec<Report>> {
+    let mut reports = Vec::with_capacity(parsed.len());
+    let mut issues: Vec<Issue> = Vec::new();
+    let mut status = StatusCode::UNPROCESSABLE_ENTITY;
+    for p in parsed {
+        let mut new = p.report.clone();
+        if !p.facility_named {
+            new.facility_id = me.user.facility_id;
+            new.lab_id = me.user.facility_id;
+        }
+        match prepare(state, me, new).await {
+            Ok((report, _)) => reports.push(report),
+            // the role: nothing else to say
+            Err(e) if e.status == StatusCode::FORBIDDEN => return Err(e.into()),
+            Err(e) => {
+                status = e.status;
+                let st = e.status;
+                let code_of = move |code: &str| match code {
+                    "recognition.unknown_item" | "results.not_a_lab_item" | "results.not_an_exam" => {
+                        IssueType::CodeInvalid
+                    }
+                    "reference.unknown" => IssueType::Value,
+                    c if c.ends_with(".missing") || c == "text.empty" => IssueType::Required,
+                    _ => issue_type(st),
+                };
+                issues.extend(api_error_outcome(e, code_of, |f| p.expression(f)).issues);
+            }
+        }
+    }
+    if issues.is_empty() { Ok(reports) } else { Err(FhirError { status, issues }) }
+}
+
+/// Store checked reports in one transaction.
+async fn store(state: &AppState, reports: &[Report]) -> FhirResult<()> {
+    state.store.insert_results(reports).await.map_err(ApiError::from)?;
+    Ok(())
+}
+
+fn created(body: &Value, location: String) -> Response {
+    let mut resp = fhir_json(StatusCode::CREATED, body);
+    if let Ok(loc) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    resp
+}
+
+/// `POST /fhir/DiagnosticReport`: an imaging report, or a lab report with its Observations
+/// contained.
+async fn create_report(
+    State(state): State<AppState>,
+    me: Result<CurrentUser, ApiError>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> FhirResult<Response> {
+    let me = me?;
+    let v = json_body(&headers, body)?;
+    let parsed = fhir_results::parse_diagnostic_report(&v, catalogue()).map_err(refused)?;
+    let reports = check_all(&state, &me, vec![parsed]).await?;
+    store(&state, &reports).await?;
+    let r = &reports[0];
+    Ok(created(&fhir_results::diagnostic_report(r, catalogue()), format!("/fhir/DiagnosticReport/{}", r.id)))
+}
+
+/// `POST /fhir/Observation`: a lab report of one observation.
+async fn create_observation(
+    State(state): State<AppState>,
+    me: Result<CurrentUser, ApiError>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> FhirResult<Response> {
+    let me = me?;
+    let v = json_body(&headers, body)?;
+    let parsed = fhir_results::parse_observation(&v, catalogue()).map_err(refused)?;
+    let reports = check_all(&state, &me, vec![parsed]).await?;
+    store(&state, &reports).await?;
+    let r = &reports[0];
+    let e = &r.entries[0];
+    Ok(created(&fhir_results::observation(r, e, catalogue()), format!("/fhir/Observation/{}", e.id)))
+}
+
+/// `POST /fhir`: a transaction Bundle of DiagnosticReports and their Observations, stored
+/// whole or not at all; the answer lists, per entry, where it was created.
+async fn transaction(
+    State(state): State<AppState>,
+    me: Result<CurrentUser, ApiError>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> FhirResult<Response> {
+    let me = me?;
+    let v = json_body(&headers, body)?;
+    let tx = fhir_results::parse_transaction(&v, catalogue()).map_err(refused)?;
+    let reports = check_all(&state, &me, tx.reports.clone()).await?;
+    store(&state, &reports).await?;
+    let locations: Vec<String> = tx
+        .entries
+        .iter()
+        .map(|(kind, k, obs)| match obs {
+            None => format!("DiagnosticReport/{}", reports[*k].id),
+            Some(j) => format!("{kind}/{}", reports[*k].entries[*j].id),
+        })
+        .collect();
+    Ok(fhir_json(StatusCode::OK, &fhir_results::transaction_response(&locations)))
+}

@@ -1,0 +1,41 @@
+//! Bulk FHIR import and export (issue 7): the part of the [`Store`](crate::Store) trait that
+//! walks every patient, enrolment and encounter in key order (keyset paging, so an export
+//! streams in pages whatever the size) and answers the look-ups a chunked, resumable import
+//! needs. Implemented per backend in `queries_bulk.rs`; the writes are the store's existing
+//! bulk paths (`import_patients`, `import_enrolments`, `import_encounters`).
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use tiercare_domain::encounter::Encounter;
+use tiercare_domain::patient::{Enrolment, Patient};
+use uuid::Uuid;
+
+use crate::Result;
+
+/// A patient-owned table whose keys are `(region_key, id)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BulkTable {
+    Patient,
+    Enrolment,
+    Encounter,
+}
+
+/// Keyset position of a page walk over a `(region_key, id)`-keyed table: the last row seen.
+pub type RegionKey = (String, Uuid);
+
+/// Walks and look-ups for bulk import and export.
+#[async_trait]
+pub trait BulkStore: Send + Sync {
+    /// Up to `limit` patients (any status) with `id` greater than `after`, in `id` order.
+    async fn patients_after(&self, after: Option<Uuid>, limit: u32) -> Result<Vec<Patient>>;
+    /// Up to `limit` enrolments after `after`, in `(region_key, id)` order; each with the
+    /// region key of its row (its patient's).
+    async fn enrolments_after(&self, after: Option<&RegionKey>, limit: u32) -> Result<Vec<(String, Enrolment)>>;
+    /// Up to `limit` encounters after `after`, in `(region_key, id)` order.
+    async fn encounters_after(&self, after: Option<&RegionKey>, limit: u32) -> Result<Vec<Encounter>>;
+    /// The region key of each of `ids` that is a stored patient (unknown ids are left out).
+    async fn patient_regions(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, String>>;
+    /// Which of `keys` (region key, id) are stored in `table`.
+    async fn stored_ids(&self, table: BulkTable, keys: &[RegionKey]) -> Result<HashSet<Uuid>>;
+}
