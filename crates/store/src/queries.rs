@@ -76,6 +76,28 @@ const MAX_MERGE_HOPS: usize = 16;
 
 const PATIENT_COLS: &str = "region_key, id, name, sex, birth_date, phone, address, home_facility_id, status, merged_into, version, identifiers";
 
+/// The access-log row `e`, inside `tx` (a read logged alone, or with the write whose answer
+/// shows the record: a referral step).
+async fn insert_access_log(tx: &mut Tx, e: &AccessLogEntry) -> Result<()> {
+    query(
+        "INSERT INTO access_log (region_key, id, at, user_id, facility_id, patient_id, action, basis, reason, client_addr)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(e.region_key.as_str())
+    .bind(e.id)
+    .bind(ms(e.at))
+    .bind(e.user_id)
+    .bind(e.facility_id)
+    .bind(e.patient_id)
+    .bind(e.action.as_str())
+    .bind(e.basis.as_str())
+    .bind(e.reason.as_deref())
+    .bind(e.client_addr.as_deref())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -1531,28 +1553,7 @@ impl Store for This {
     }
 
     async fn record_access(&self, e: &AccessLogEntry) -> Result<()> {
-        self.transact(e, |tx, e| {
-            Box::pin(async move {
-                query(
-                    "INSERT INTO access_log (region_key, id, at, user_id, facility_id, patient_id, action, basis, reason, client_addr)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(e.region_key.as_str())
-                .bind(e.id)
-                .bind(ms(e.at))
-                .bind(e.user_id)
-                .bind(e.facility_id)
-                .bind(e.patient_id)
-                .bind(e.action.as_str())
-                .bind(e.basis.as_str())
-                .bind(e.reason.as_deref())
-                .bind(e.client_addr.as_deref())
-                .execute(&mut **tx)
-                .await?;
-                Ok(())
-            })
-        })
-        .await
+        self.transact(e, |tx, e| Box::pin(insert_access_log(tx, e))).await
     }
 
     async fn query_access_log(&self, f: &AccessLogFilter) -> Result<Vec<AccessLogEntry>> {

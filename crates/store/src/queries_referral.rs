@@ -394,25 +394,10 @@ async fn write_step(tx: &mut Tx, c: &Change) -> Result<()> {
 /// The access-log row of the user whose step it is, in the step's transaction (a step's
 /// answer shows the patient, as a read does; see `routes::referrals::transition`).
 async fn insert_access(tx: &mut Tx, e: Option<&AccessLogEntry>) -> Result<()> {
-    let Some(e) = e else { return Ok(()) };
-    // the columns and values of `Store::record_access`
-    query(
-        "INSERT INTO access_log (region_key, id, at, user_id, facility_id, patient_id, action, basis, reason, client_addr)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(e.region_key.as_str())
-    .bind(e.id)
-    .bind(ms(e.at))
-    .bind(e.user_id)
-    .bind(e.facility_id)
-    .bind(e.patient_id)
-    .bind(e.action.as_str())
-    .bind(e.basis.as_str())
-    .bind(e.reason.as_deref())
-    .bind(e.client_addr.as_deref())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    match e {
+        Some(e) => super::insert_access_log(tx, e).await,
+        None => Ok(()),
+    }
 }
 
 pub(super) async fn create_referral(s: &This, c: &Change, access: Option<&AccessLogEntry>) -> Result<()> {
