@@ -287,3 +287,47 @@ test('an insurance officer sees the fund report with its chart', async (t) => {
   await page.locator('.field-error:not([hidden])').first().waitFor();
   assert.equal(await from.getAttribute('aria-invalid'), 'true');
 });
+
+test('the journal shows a page at a time and loads more on demand, with the whole day\u2019s totals', async (t) => {
+  const clerk = await server.login(CLERK.username);
+  const amox = await catalogueItem(clerk, '阿莫西林', 'a');
+  for (const n of [1, 2, 3]) {
+    await server.api('POST', '/api/v1/settlements', clerk, {
+      txn_no: `E2E-PAGE-${n}`, patient_id: server.wangId, setting: 'outpatient', lines: [{ code: amox.code, quantity: 1, unit_price_fen: 1000 }],
+    });
+  }
+  // the day as the API answers it in one page: the order and totals the pages must add up to
+  const day = await server.api('GET', '/api/v1/settlements?limit=1000', clerk);
+  const want = day.rows.map((r) => r.txn_no);
+  assert.ok(want.length >= 4, `at least the three above and one of the earlier tests: ${want}`);
+  assert.equal(day.cursor, undefined, 'one page holds the day');
+
+  const page = await checkedPage(browser, server, t);
+  await signIn(page, server.base, CLERK.username);
+  await page.goto(server.base + '/#/journal?limit=2');
+  await page.getByRole('heading', { level: 1, name: '日结' }).waitFor();
+  const rows = page.locator('table.journal tbody tr');
+  await rows.first().waitFor();
+  assert.equal(await rows.count(), 2, 'the first page of two');
+  const more = page.getByRole('button', { name: '加载更多' });
+  assert.equal(await page.locator('dd[data-total="count"]').textContent(), String(day.totals.count), 'the whole day\u2019s count on the first page');
+  assert.equal(await page.locator('dd[data-total="fund"] .money').getAttribute('data-fen'), String(day.totals.fund_fen));
+  assert.ok(squash(await page.locator('p.journal-shown').innerText()).includes(`已显示 2 条，共 ${want.length} 条`));
+  for (let shown = 2; shown < want.length; shown += 2) {
+    await more.click();
+    await page.waitForFunction((n) => document.querySelectorAll('table.journal tbody tr').length === n, Math.min(shown + 2, want.length));
+  }
+  await page.locator('button.journal-more[hidden]').waitFor({ state: 'attached' });
+  assert.equal(await more.count(), 0, 'no more to load after the last page');
+  const got = await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.txn));
+  assert.deepEqual(got, want, 'the pages add up to the day, newest first, no row twice');
+  assert.ok(squash(await page.locator('p.journal-shown').innerText()).includes(`已显示 ${want.length} 条，共 ${want.length} 条`));
+  assert.equal(await page.locator('dd[data-total="count"]').textContent(), String(day.totals.count), 'the totals unchanged');
+  // the control in English
+  await page.getByRole('button', { name: 'Switch to English' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Daily journal' }).waitFor();
+  await page.goto(server.base + '/#/journal?limit=3');
+  await page.getByRole('button', { name: 'More' }).waitFor();
+  await page.getByRole('button', { name: '切换到中文' }).click();
+  await page.locator('html[lang="zh-CN"]').waitFor();
+});

@@ -368,7 +368,8 @@
     'jr.totals': '{date} 合计', 'jr.count': '笔数', 'jr.reversed_count': '冲正笔数', 'jr.reversed_fund': '冲正基金金额',
     'jr.rows': '结算记录（{n}）', 'jr.none': '当日没有结算记录。', 'jr.time': '时间', 'jr.txn': '流水号', 'jr.patient': '患者',
     'jr.reverse': '冲正', 'jr.reverse_label': '冲正 {txn}', 'jr.reverse_title': '冲正结算 {txn}', 'jr.reason': '冲正原因', 'jr.reversal_txn': '冲正流水号',
-    'jr.reversed_ok': '已冲正：{txn}。', 'jr.capped': '只显示最新的 {n} 条；合计仍为全天。', 'jr.open': '查看',
+    'jr.reversed_ok': '已冲正：{txn}。', 'jr.open': '查看',
+    'jr.shown': '已显示 {n} 条，共 {total} 条；合计为全天。', 'jr.more': '加载更多', 'jr.loading': '正在加载…', 'jr.loaded': '又加载了 {n} 条，已显示 {shown} 条。',
     'sd.title': '结算详情 · {txn}', 'sd.back': '返回日结',
     'pol.title': '医保政策', 'pol.source': '政策来源：{src}', 'pol.default': '系统默认政策（domain.md 默认值）', 'pol.none': '没有配置政策。',
     'pol.region': '参保地', 'pol.effective': '有效期', 'pol.open_end': '至今', 'pol.inpatient': '住院（每次住院）', 'pol.outpatient': '门诊统筹（每次就诊）',
@@ -438,7 +439,8 @@
     'jr.totals': 'Totals of {date}', 'jr.count': 'Settlements', 'jr.reversed_count': 'Reversed', 'jr.reversed_fund': 'Fund reversed',
     'jr.rows': 'Settlements ({n})', 'jr.none': 'No settlement on this day.', 'jr.time': 'Time', 'jr.txn': 'Transaction', 'jr.patient': 'Patient',
     'jr.reverse': 'Reverse', 'jr.reverse_label': 'Reverse {txn}', 'jr.reverse_title': 'Reverse settlement {txn}', 'jr.reason': 'Reason for the reversal', 'jr.reversal_txn': 'Reversal number',
-    'jr.reversed_ok': 'Reversed: {txn}.', 'jr.capped': 'Only the newest {n} are listed.', 'jr.open': 'Open',
+    'jr.reversed_ok': 'Reversed: {txn}.', 'jr.open': 'Open',
+    'jr.shown': '{n} of {total} shown; the totals are the whole day\u2019s.', 'jr.more': 'More', 'jr.loading': 'Loading…', 'jr.loaded': '{n} more loaded, {shown} shown.',
     'sd.title': 'Settlement · {txn}', 'sd.back': 'Back to the journal',
     'pol.title': 'Insurance policies', 'pol.source': 'Source: {src}', 'pol.default': 'built-in defaults (domain.md)', 'pol.none': 'No policy configured.',
     'pol.region': 'Insured region', 'pol.effective': 'In force', 'pol.open_end': 'until changed', 'pol.inpatient': 'Inpatient (per stay)', 'pol.outpatient': 'Outpatient pool (per visit)',
@@ -2007,15 +2009,37 @@
       if (stSel.value) q.set('status', stSel.value);
       location.hash = '#/journal?' + q;
     });
-    const LIMIT = 1000; // the API's most; a day's journal of one desk is far below it
+    // a page of the journal at a time (the API pages with a cursor; `limit` in the address
+    // for a smaller page, 1 to 1,000); "more" appends the next page
+    const LIMIT = Math.min(1000, Math.max(1, parseInt(params.get('limit'), 10) || 200));
     const q = new URLSearchParams({ date, limit: String(LIMIT) });
     if (facId) q.set('facility_id', facId);
     if (status) q.set('status', status);
+    const headers = [t('jr.time'), t('jr.txn'), t('jr.patient'), t('st.setting'), t('st.total'), t('st.fund'), t('st.patient_pay'), t('jr.status'), ''];
+    const cells = (v) => {
+      let act = null;
+      if (mayReverse() && v.status === 'settled') {
+        act = h('button', { type: 'button', class: 'secondary', 'aria-label': t('jr.reverse_label', { txn: v.txn_no }) }, t('jr.reverse'));
+        act.addEventListener('click', () => reverseDialog(v, async (nv) => {
+          await viewJournal(params).catch(() => null);
+          announce(t('jr.reversed_ok', { txn: nv.txn_no || v.txn_no }));
+          const main = document.getElementById('main');
+          main.insertBefore(alertBox('info', t('jr.reversed_ok', { txn: nv.txn_no || v.txn_no })), main.children[1] || null);
+          main.focus();
+        }));
+      }
+      return [timeEl(v.created_at), h('a', { href: '#/journal/' + v.id, class: 'mono' }, v.txn_no),
+        [(v.patient && v.patient.name) || '', v.patient && v.patient.masked_id ? h('span', { class: 'tl-meta mono' }, ' ' + v.patient.masked_id) : null],
+        word('setting', v.setting), { cell: moneyEl(v.total_fen), cls: 'num' }, { cell: moneyEl(v.fund_fen), cls: 'num' }, { cell: moneyEl(v.patient_fen), cls: 'num' },
+        statusTag(v.status), act];
+    };
+    const mark = (trs, rows) => trs.forEach((tr, i) => { tr.dataset.txn = rows[i].txn_no; if (rows[i].status === 'reversed') tr.classList.add('reversed'); });
     let body;
     try {
       const r = await api('GET', '/api/v1/settlements?' + q);
       const rows = r.rows || [];
       const tot = r.totals || {};
+      const dayRows = (tot.count || 0) + (tot.reversed_count || 0);
       const totals = h('section', { class: 'card', 'aria-labelledby': 'jt-h' }, h('h2', { id: 'jt-h' }, t('jr.totals', { date: r.date || date })),
         h('dl', { class: 'facts totals' },
           h('dt', {}, t('jr.count')), h('dd', { 'data-total': 'count' }, String(tot.count == null ? rows.length : tot.count)),
@@ -2024,27 +2048,39 @@
           h('dt', {}, t('st.patient_pay')), h('dd', { 'data-total': 'patient' }, moneyEl(tot.patient_fen)),
           h('dt', {}, t('jr.reversed_count')), h('dd', { 'data-total': 'reversed_count' }, String(tot.reversed_count || 0)),
           h('dt', {}, t('jr.reversed_fund')), h('dd', { 'data-total': 'reversed_fund' }, moneyEl(tot.reversed_fund_fen || 0))));
-      const tbl = rows.length ? table('journal', [t('jr.time'), t('jr.txn'), t('jr.patient'), t('st.setting'), t('st.total'), t('st.fund'), t('st.patient_pay'), t('jr.status'), ''],
-        rows.map((v) => {
-          let act = null;
-          if (mayReverse() && v.status === 'settled') {
-            act = h('button', { type: 'button', class: 'secondary', 'aria-label': t('jr.reverse_label', { txn: v.txn_no }) }, t('jr.reverse'));
-            act.addEventListener('click', () => reverseDialog(v, async (nv) => {
-              await viewJournal(params).catch(() => null);
-              announce(t('jr.reversed_ok', { txn: nv.txn_no || v.txn_no }));
-              const main = document.getElementById('main');
-              main.insertBefore(alertBox('info', t('jr.reversed_ok', { txn: nv.txn_no || v.txn_no })), main.children[1] || null);
-              main.focus();
-            }));
-          }
-          return [timeEl(v.created_at), h('a', { href: '#/journal/' + v.id, class: 'mono' }, v.txn_no),
-            [(v.patient && v.patient.name) || '', v.patient && v.patient.masked_id ? h('span', { class: 'tl-meta mono' }, ' ' + v.patient.masked_id) : null],
-            word('setting', v.setting), { cell: moneyEl(v.total_fen), cls: 'num' }, { cell: moneyEl(v.fund_fen), cls: 'num' }, { cell: moneyEl(v.patient_fen), cls: 'num' },
-            statusTag(v.status), act];
-        })) : h('p', { class: 'empty' }, t('jr.none'));
-      if (rows.length) tbl.querySelectorAll('tbody tr').forEach((tr, i) => { tr.dataset.txn = rows[i].txn_no; if (rows[i].status === 'reversed') tr.classList.add('reversed'); });
-      body = [totals, h('section', { 'aria-labelledby': 'jr-h' }, h('h2', { id: 'jr-h' }, t('jr.rows', { n: rows.length })), tbl,
-        rows.length >= LIMIT ? alertBox('warn', t('jr.capped', { n: LIMIT })) : null)];
+      const tbl = rows.length ? table('journal', headers, rows.map(cells)) : h('p', { class: 'empty' }, t('jr.none'));
+      if (rows.length) mark(tbl.querySelectorAll('tbody tr'), rows);
+      let shown = rows.length;
+      let cursor = r.cursor || null;
+      const count = h('p', { class: 'journal-shown' }, t('jr.shown', { n: shown, total: Math.max(dayRows, shown) }));
+      const more = h('button', { type: 'button', class: 'secondary journal-more', hidden: !cursor }, t('jr.more'));
+      more.addEventListener('click', async () => {
+        if (!cursor || more.disabled) return;
+        more.disabled = true;
+        more.textContent = t('jr.loading');
+        try {
+          const next = await api('GET', '/api/v1/settlements?' + new URLSearchParams([...q, ['cursor', cursor]]));
+          const add = next.rows || [];
+          const tbody = tbl.querySelector('tbody');
+          const fresh = add.map((v) => table('journal', headers, [cells(v)]).querySelector('tbody tr'));
+          mark(fresh, add);
+          tbody.append(...fresh);
+          shown += add.length;
+          cursor = next.cursor || null;
+          count.textContent = t('jr.shown', { n: shown, total: Math.max(dayRows, shown) });
+          announce(t('jr.loaded', { n: add.length, shown }));
+          const link = fresh[0] && fresh[0].querySelector('a');
+          if (link) link.focus();
+        } catch (e) {
+          more.after(alertBox('error', errText(e)));
+        } finally {
+          more.disabled = false;
+          more.textContent = t('jr.more');
+          more.hidden = !cursor;
+        }
+      });
+      body = [totals, h('section', { 'aria-labelledby': 'jr-h' }, h('h2', { id: 'jr-h' }, t('jr.rows', { n: dayRows || rows.length })), tbl,
+        rows.length ? count : null, h('p', { class: 'buttons no-print' }, more))];
     } catch (e) { body = alertBox('error', errText(e)); }
     page(t('jr.title'), form, body);
   }

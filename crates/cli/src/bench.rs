@@ -5,6 +5,7 @@
 //! - `bench coldstart` time from starting `tiercare serve` to the first 200 from /healthz
 //! - `bench referrals` full referral life cycles through the HTTP API (referrals/s)
 //! - `bench inbox`     the receiver's inbox worklist with a million referrals stored (p50/p95/p99)
+//! - `bench fhir-search` FHIR read and search under concurrent load (issue 7; `bench_fhir`)
 //! - `bench settlements` insurance settlements through the HTTP API with a million insured
 //!   persons (settlements/s, p50/p99)
 
@@ -37,6 +38,9 @@ pub enum BenchCommand {
     /// Reform indicators (issue 8).
     #[command(subcommand)]
     Indicators(crate::bench_indicators::IndicatorsBench),
+    /// FHIR read and search under concurrent load on loopback (issue 7): Patient read,
+    /// Patient search by identifier, Encounter search by patient (throughput, p50/p99).
+    FhirSearch(crate::bench_fhir::FhirSearchArgs),
     /// Bulk patient import throughput.
     Import {
         #[command(flatten)]
@@ -114,6 +118,10 @@ pub enum BenchCommand {
         /// the reads and the adjudication, nothing written).
         #[arg(long)]
         breakdown: bool,
+        /// PostgreSQL: spread each indicator counter cell over this many rows (1 = one row a
+        /// cell, the layout before migration 0014; default 8). The numbers are the same.
+        #[arg(long)]
+        counter_shards: Option<u16>,
     },
     /// Cold start of `tiercare serve` on an existing database.
     Coldstart {
@@ -131,6 +139,7 @@ pub async fn run(cmd: BenchCommand, settings: &Settings) -> Result<()> {
         BenchCommand::Results(b) => crate::bench_results::run(b, settings).await,
         BenchCommand::CasePayment(b) => crate::bench_case_payment::run(b, settings).await,
         BenchCommand::Indicators(b) => crate::bench_indicators::run(b, settings).await,
+        BenchCommand::FhirSearch(a) => crate::bench_fhir::run(a).await,
         BenchCommand::Import { store, patients, work_dir } => bench_import(store, patients, &work_dir, settings).await,
         BenchCommand::Lookup { patients, requests, work_dir } => bench_lookup(patients, requests, &work_dir).await,
         BenchCommand::Coldstart { patients, runs, work_dir } => bench_coldstart(patients, runs, &work_dir).await,
@@ -139,7 +148,18 @@ pub async fn run(cmd: BenchCommand, settings: &Settings) -> Result<()> {
             bench_referrals(count, concurrency, database_url, &work_dir, breakdown).await
         }
         BenchCommand::Inbox { referrals, requests, work_dir } => bench_inbox(referrals, requests, &work_dir).await,
-        BenchCommand::Settlements { insured, count, concurrency, database_url, work_dir, breakdown } => {
+        BenchCommand::Settlements {
+            insured,
+            count,
+            concurrency,
+            database_url,
+            work_dir,
+            breakdown,
+            counter_shards,
+        } => {
+            if let Some(n) = counter_shards {
+                tiercare_store::set_counter_shards(n);
+            }
             bench_settlements(insured, count, concurrency, database_url, &work_dir, breakdown).await
         }
     }
@@ -483,6 +503,8 @@ pub(crate) async fn load_registries_and_residents(
         let enrolments: Vec<_> = chunk.iter().map(|r| r.enrolment.clone()).collect();
         store.import_enrolments(&enrolments).await?;
     }
+    // planner statistics for the tables just loaded (PostgreSQL plans them as empty otherwise)
+    store.analyze().await?;
     Ok(())
 }
 
@@ -1188,6 +1210,13 @@ async fn bench_settlements(
         ms(*lat.last().unwrap_or(&Duration::ZERO)),
         machine()
     );
+    if label == "PostgreSQL" {
+        let (rows, cells) = store.indicator_counter_rows().await?;
+        println!(
+            "  indicator counters: {cells} cells in {rows} rows ({} shards a cell at most)",
+            tiercare_store::counter_shards()
+        );
+    }
     Ok(())
 }
 

@@ -214,9 +214,12 @@ async fn scorecard(encounters: usize, url: Option<String>, work_dir: &Path, requ
             }
             eprint!("\rloaded {written} encounters ({:.0} s)", started.elapsed().as_secs_f64());
         }
+        let analyzed = Instant::now();
+        store.analyze().await?;
         eprintln!(
-            "\rloaded {written} encounters and {residents} residents in {:.0} s",
-            started.elapsed().as_secs_f64()
+            "\rloaded {written} encounters and {residents} residents in {:.0} s (statistics: {:.1} s)",
+            started.elapsed().as_secs_f64(),
+            analyzed.elapsed().as_secs_f64()
         );
     }
     let server = Server::start(store.clone()).await?;
@@ -262,6 +265,8 @@ async fn scorecard(encounters: usize, url: Option<String>, work_dir: &Path, requ
             println!("  {}: {} / {} = {} ({})", i["id"], i["numerator"], i["denominator"], i["value"], i["rag"]);
         }
     }
+    let (stored, cells) = store.indicator_counter_rows().await?;
+    println!("  counter table: {cells} cells in {stored} rows (shards)");
     let before = store.all_indicator_counters().await?;
     let counted: i64 = before.iter().map(|r| r.counters.get(Measure::Visits) + r.counters.get(Measure::Stays)).sum();
     println!("  encounters counted in the counters: {counted}");

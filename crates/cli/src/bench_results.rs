@@ -3,8 +3,9 @@
 //! - `bench results ingest`      bulk result ingestion (`Store::insert_results`: multi-row
 //!   inserts, one transaction per batch), observations/s; validation timed apart
 //! - `bench results order-check` the order-time check for a 10-item order against a patient
-//!   with 200 prior results among `results` stored: the store's look-up, the labs'
-//!   qualifications and the rule, p50/p95/p99 (and with `--http` the whole
+//!   with 200 prior results among `results` stored: the records merged into the patient, the
+//!   store's look-up, the labs' qualifications and the rule (the first run loads the results
+//!   through the store's bulk load, `COPY` on PostgreSQL), p50/p95/p99 (and with `--http` the whole
 //!   `POST /api/v1/results/order-check`, which also writes an access-log row)
 
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use tiercare_domain::patient::{NewPatient, Patient};
 use tiercare_domain::recognition::{FacilityContext, LabQualification, RecognitionConfig, Scope, check_order};
 use tiercare_domain::results::{AbnormalFlag, Category, Entry, NewObservation, NewReport, Performer, Report};
 use tiercare_sim::Rng;
-use tiercare_store::{ResultQuery, Store, new_id};
+use tiercare_store::{ResultQuery, ResultRecord, Store, new_id};
 use time::{Duration as TimeDuration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -284,17 +285,10 @@ async fn order_check(
     http: bool,
 ) -> Result<()> {
     let backend = if database_url.is_some() { "PostgreSQL" } else { "SQLite" };
-    let database_url_copy = database_url.clone();
     let store = open(database_url, &work_dir.join(format!("results-{results}-{per_patient}")), false).await?;
     let n = (results / per_patient).max(1);
     let (f, patients) = fixture(&store, n).await?;
-    let copied = match &database_url_copy {
-        Some(url) => load_results_copy(url, &f, &patients, per_patient).await?,
-        None => false,
-    };
-    if !copied {
-        load_results(&store, &f, &patients, per_patient).await?;
-    }
+    load_results(&store, &f, &patients, per_patient).await?;
     let config = RecognitionConfig::default_config();
     let here = FacilityContext::of(&f);
     let items: Vec<String> = ORDER.iter().map(|c| (*c).to_owned()).collect();
@@ -304,7 +298,10 @@ async fn order_check(
     let mut rows_read = 0usize;
     for (k, &i) in picks.iter().enumerate() {
         let t = Instant::now();
-        let prior = store.prior_results(&[patients[i].id], &items).await?;
+        // as the served check: the patient's record and those merged into it
+        let mut ids = vec![patients[i].id];
+        ids.extend(store.merged_patient_ids(patients[i].id).await?);
+        let prior = store.prior_results(&ids, &items).await?;
         let mut labs: Vec<Uuid> = prior.iter().map(|r| r.lab_id).collect();
         labs.sort_unstable();
         labs.dedup();
@@ -320,7 +317,7 @@ async fn order_check(
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "bench results order-check: {backend}, {} results stored ({n} patients × {per_patient}), 10-item order, \
-         {requests} checks (look-up + qualifications + rule, in process; {:.0} prior results read per check): \
+         {requests} checks (merged records + look-up + qualifications + rule, in process; {:.0} prior results read per check): \
          p50 {:.3} ms, p95 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({})",
         n * per_patient,
         rows_read as f64 / requests as f64,
@@ -336,9 +333,11 @@ async fn order_check(
     Ok(())
 }
 
-/// Store `per_patient` results for every patient that has none yet (resumable).
+/// Store `per_patient` results for every patient that has none yet (resumable: patients are
+/// loaded in order), through the store's bulk load (`COPY` on PostgreSQL), in patient order
+/// and 1,000 patients per transaction; then the store's after-load step (statistics, and on
+/// PostgreSQL the visibility map the order check's index-only scan needs).
 async fn load_results(store: &Arc<dyn Store>, f: &Facility, patients: &[Patient], per_patient: usize) -> Result<()> {
-    // patients are loaded in order: find the first without results
     let has = |i: usize| {
         let store = store.clone();
         let id = patients[i].id;
@@ -358,137 +357,31 @@ async fn load_results(store: &Arc<dyn Store>, f: &Facility, patients: &[Patient]
     let started = Instant::now();
     let now = OffsetDateTime::now_utc();
     let mut rng = Rng::new(17 ^ lo as u64);
-    let per_batch = (20_000 / per_patient).max(1);
+    let per_batch = (200_000 / per_patient).max(1);
     let mut done = 0usize;
     for chunk in patients[lo..].chunks(per_batch) {
-        let reports: Vec<Report> = chunk.iter().flat_map(|p| reports_of(p, f, per_patient, now, &mut rng)).collect();
-        store.insert_results(&reports).await?;
+        let rows: Vec<ResultRecord> = chunk
+            .iter()
+            .flat_map(|p| reports_of(p, f, per_patient, now, &mut rng))
+            .flat_map(|r| ResultRecord::of_report(&r).collect::<Vec<_>>())
+            .collect();
+        store.bulk_insert_results(&rows).await?;
         done += chunk.len();
-        if done % (per_batch * 50) < per_batch {
+        if done % (per_batch * 10) < per_batch {
+            let secs = started.elapsed().as_secs_f64();
             eprintln!(
-                "loaded results of {} of {} patients ({:.0} s)",
+                "loaded results of {} of {} patients ({:.0} rows/s, {secs:.0} s)",
                 lo + done,
                 patients.len(),
-                started.elapsed().as_secs_f64()
+                (done * per_patient) as f64 / secs
             );
         }
     }
-    eprintln!("loaded {} results in {:.0} s", (patients.len() - lo) * per_patient, started.elapsed().as_secs_f64());
-    Ok(())
-}
-
-/// Run one SQL text with `psql` against `url`; its output (unaligned, tuples only).
-fn psql(url: &str, sql: &str) -> Result<String> {
-    let out = std::process::Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
-        .output()
-        .context("running psql (the PostgreSQL bulk load uses it for COPY)")?;
-    if !out.status.success() {
-        bail!("psql: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-/// PostgreSQL, empty `result_entry`: load the results with `COPY … FROM STDIN` (CSV through
-/// `psql`, one COPY per 25,000 patients) with the table's key and indexes dropped, then build
-/// them again (the same definitions as the migrations) and `ANALYZE`. False (nothing done)
-/// when the table holds rows already: the resumable `insert_results` path takes over. An
-/// interrupted copy leaves the table without its indexes: drop the database and start again.
-async fn load_results_copy(url: &str, f: &Facility, patients: &[Patient], per_patient: usize) -> Result<bool> {
-    if psql(url, "SELECT EXISTS (SELECT 1 FROM result_entry)")? == "t" {
-        return Ok(false);
-    }
-    let url = url.to_owned();
-    let f = f.clone();
-    let patients = patients.to_vec();
-    tokio::task::spawn_blocking(move || copy_results(&url, &f, &patients, per_patient)).await??;
-    Ok(true)
-}
-
-fn copy_results(url: &str, f: &Facility, patients: &[Patient], per_patient: usize) -> Result<()> {
-    use std::io::Write;
-    let started = Instant::now();
-    psql(
-        url,
-        "DROP INDEX IF EXISTS result_lookup, result_by_report, result_by_id; \
-         ALTER TABLE result_entry DROP CONSTRAINT IF EXISTS result_entry_pkey",
-    )?;
-    let now = OffsetDateTime::now_utc();
-    let ms = |t: OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;
-    let created = ms(now);
-    let mut rng = Rng::new(17);
-    let mut rows = 0usize;
-    let copy = "\\copy result_entry (region_key, id, report_id, patient_id, item_code, sent_code, category, value, \
-        value_num, unit, reference_low, reference_high, reference_text, flag, imaging, facility_id, facility_tier, \
-        lab_id, specimen_time, report_time, mark, created_at) FROM pstdin WITH (FORMAT csv)";
-    for chunk in patients.chunks(25_000) {
-        let mut child = std::process::Command::new("psql")
-            .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", copy])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .context("running psql")?;
-        {
-            let stdin = child.stdin.take().context("psql stdin")?;
-            let mut w = csv::WriterBuilder::new()
-                .has_headers(false)
-                .from_writer(std::io::BufWriter::with_capacity(1 << 20, stdin));
-            for p in chunk {
-                for r in reports_of(p, f, per_patient, now, &mut rng) {
-                    let mark = r.mark.as_ref().map(serde_json::to_string).transpose()?.unwrap_or_default();
-                    for e in &r.entries {
-                        let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-                        w.write_record([
-                            r.region_key.as_str(),
-                            &e.id.to_string(),
-                            &r.id.to_string(),
-                            &r.patient_id.to_string(),
-                            &e.item_code,
-                            &e.sent_code,
-                            r.category.as_str(),
-                            &e.value,
-                            &opt(e.value_num),
-                            e.unit.as_deref().unwrap_or(""),
-                            &opt(e.reference.map(|x| x.low)),
-                            &opt(e.reference.map(|x| x.high)),
-                            "",
-                            e.flag.map(|x| x.as_str()).unwrap_or(""),
-                            "",
-                            &r.facility_id.to_string(),
-                            r.facility_tier.as_str(),
-                            &r.lab_id.to_string(),
-                            &ms(r.specimen_time).to_string(),
-                            &ms(r.report_time).to_string(),
-                            &mark,
-                            &created.to_string(),
-                        ])?;
-                        rows += 1;
-                    }
-                }
-            }
-            w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?.flush()?;
-        }
-        let status = child.wait()?;
-        if !status.success() {
-            bail!("psql COPY failed ({status})");
-        }
-        eprintln!(
-            "copied {rows} results ({:.0} rows/s, {:.0} s)",
-            rows as f64 / started.elapsed().as_secs_f64(),
-            started.elapsed().as_secs_f64()
-        );
-    }
     let copied = started.elapsed();
-    psql(
-        url,
-        "SET maintenance_work_mem = '1GB'; \
-         ALTER TABLE result_entry ADD PRIMARY KEY (region_key, id); \
-         CREATE INDEX result_lookup ON result_entry (patient_id, item_code, specimen_time); \
-         CREATE INDEX result_by_report ON result_entry (report_id); \
-         CREATE INDEX result_by_id ON result_entry (id); \
-         ANALYZE result_entry",
-    )?;
+    store.results_loaded().await?;
+    let rows = (patients.len() - lo) * per_patient;
     eprintln!(
-        "loaded {rows} results with COPY in {:.0} s ({:.0} rows/s), then key, 3 indexes and ANALYZE in {:.0} s \
+        "loaded {rows} results in {:.0} s ({:.0} rows/s), then statistics and visibility map in {:.0} s \
          (whole load {:.0} rows/s)",
         copied.as_secs_f64(),
         rows as f64 / copied.as_secs_f64(),

@@ -196,6 +196,8 @@ pub async fn load(store: &Arc<dyn Store>, county: Arc<County>, progress: bool) -
     // the capability parts' data, each from the county and what is stored so far
     crate::county_results::load(store, &county, progress).await?;
     crate::county_case_payment::load(store, &county, progress).await?;
+    // planner statistics for the tables just loaded (PostgreSQL plans them as empty otherwise)
+    store.analyze().await?;
     Ok(LoadStats {
         facilities: county.facilities.len(),
         residents: n as u64,

@@ -1,19 +1,16 @@
 //! `tiercare export fhir DIR`: a system-level FHIR Bulk Data export of the store as NDJSON,
-//! one file per resource type (`tiercare_fhir::bulk`), written as the store answers.
-//!
-//! Written: the registry (Organization, Practitioner, PractitionerRole), then every patient
-//! (Patient), enrolment (Coverage, in the form `tiercare generate` writes) and encounter
-//! (Encounter), each walked in key order a page at a time (`BulkStore`, keyset paging), so
-//! memory stays flat whatever the size. Not written: referrals (ServiceRequest/Task are read
-//! per referral through `/fhir`), settlements (ClaimResponse, through `/fhir/Claim`), results
-//! and the chronic-condition problem list (no store yet).
+//! one file per resource type, written as the store answers. The pipeline is
+//! `tiercare_server::bulk::export` (shared with the server's `$export` jobs): the registry
+//! (Organization, Practitioner, PractitionerRole), then every patient (Patient), enrolment
+//! (Coverage) and encounter (Encounter), each walked in key order a page at a time (keyset
+//! paging), so memory stays flat whatever the size.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use tiercare_fhir::bulk::NdjsonDir;
-use tiercare_store::{FacilityFilter, RegionKey, Store};
+use tiercare_server::bulk::export::{Control, Spec, Written, export as export_store};
+use tiercare_store::Store;
 
 use crate::StoreArgs;
 use crate::config::Settings;
@@ -30,9 +27,8 @@ pub async fn run(args: ExportFhirArgs, settings: &Settings) -> Result<()> {
     let store = crate::open_store(&args.store, settings).await?;
     let started = std::time::Instant::now();
     let timed = export_timed(store.as_ref(), &args.dir).await?;
-    let counts: Vec<(String, u64)> = timed.iter().map(|(t, n, _)| (t.clone(), *n)).collect();
-    let total: u64 = counts.iter().map(|(_, n)| n).sum();
-    let summary: Vec<String> = counts.iter().map(|(t, n)| format!("{n} {t}")).collect();
+    let total: u64 = timed.iter().map(|w| w.count).sum();
+    let summary: Vec<String> = timed.iter().map(|w| format!("{} {}", w.count, w.kind)).collect();
     let secs = started.elapsed().as_secs_f64();
     println!(
         "wrote {} to {} in {secs:.2} s ({:.0} resources/s)",
@@ -41,81 +37,21 @@ pub async fn run(args: ExportFhirArgs, settings: &Settings) -> Result<()> {
         total as f64 / secs.max(1e-9)
     );
     println!("{:<16} {:>10} {:>8} {:>12}", "type", "resources", "seconds", "resources/s");
-    for (t, n, s) in &timed {
-        println!("{t:<16} {n:>10} {s:>8.2} {:>12.0}", *n as f64 / s.max(1e-9));
+    for w in &timed {
+        println!("{:<16} {:>10} {:>8.2} {:>12.0}", w.kind, w.count, w.seconds, w.count as f64 / w.seconds.max(1e-9));
     }
     Ok(())
 }
 
-/// Rows per page of the walks.
-const PAGE: u32 = 10_000;
-
 /// Write the store as NDJSON into `dir`; the lines written per resource type.
 #[cfg(test)]
 pub async fn export(store: &dyn Store, dir: &Path) -> Result<Vec<(String, u64)>> {
-    Ok(export_timed(store, dir).await?.into_iter().map(|(t, n, _)| (t, n)).collect())
+    Ok(export_timed(store, dir).await?.into_iter().map(|w| (w.kind, w.count)).collect())
 }
 
 /// [`export`], with the seconds each type took (types are written one after the other).
-pub async fn export_timed(store: &dyn Store, dir: &Path) -> Result<Vec<(String, u64, f64)>> {
-    let mut out = NdjsonDir::create(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let write_err = || format!("cannot write into {}", dir.display());
-    let mut seconds: Vec<(&str, f64)> = Vec::new();
-    let mut t = std::time::Instant::now();
-    let mut lap = |kind: &'static str, seconds: &mut Vec<(&str, f64)>| {
-        seconds.push((kind, t.elapsed().as_secs_f64()));
-        t = std::time::Instant::now();
-    };
-    for f in store.list_facilities(&FacilityFilter::default()).await? {
-        out.write(&tiercare_fhir::organization(&f)).with_context(write_err)?;
-    }
-    lap("Organization", &mut seconds);
-    for p in store.list_practitioners(None).await? {
-        out.write(&tiercare_fhir::registry::practitioner(&p)).with_context(write_err)?;
-        for r in store.list_practitioner_roles(p.id).await? {
-            out.write(&tiercare_fhir::registry::practitioner_role(&r)).with_context(write_err)?;
-        }
-    }
-    lap("Practitioner", &mut seconds);
-    let mut after = None;
-    loop {
-        let page = store.patients_after(after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id);
-        for p in &page {
-            out.write(&tiercare_fhir::patient(p)).with_context(write_err)?;
-        }
-    }
-    lap("Patient", &mut seconds);
-    let mut after: Option<RegionKey> = None;
-    loop {
-        let page = store.enrolments_after(after.as_ref(), PAGE).await?;
-        let Some((region, last)) = page.last() else { break };
-        after = Some((region.clone(), last.id));
-        for (_, e) in &page {
-            out.write(&tiercare_fhir::coverage(e)).with_context(write_err)?;
-        }
-    }
-    lap("Coverage", &mut seconds);
-    let mut after: Option<RegionKey> = None;
-    loop {
-        let page = store.encounters_after(after.as_ref(), PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = Some((last.region_key.clone(), last.id));
-        for e in &page {
-            out.write(&tiercare_fhir::encounter(e)).with_context(write_err)?;
-        }
-    }
-    lap("Encounter", &mut seconds);
-    let counts = out.finish().with_context(write_err)?;
-    let secs = |kind: &str| seconds.iter().find(|(k, _)| *k == kind).map(|(_, s)| *s).unwrap_or(0.0);
-    Ok(counts
-        .into_iter()
-        .map(|(kind, n)| {
-            let s = if kind == "PractitionerRole" { 0.0 } else { secs(&kind) };
-            (kind, n, s)
-        })
-        .collect())
+pub async fn export_timed(store: &dyn Store, dir: &Path) -> Result<Vec<Written>> {
+    Ok(export_store(store, dir, &Spec::default(), &Control::default()).await?)
 }
 
 #[cfg(test)]
@@ -220,13 +156,7 @@ mod round_trip {
         let store = SqliteStore::open(&tmp.join("t.db")).await.expect("a store");
         store.migrate().await.expect("migrated");
         let store: Arc<dyn Store> = Arc::new(store);
-        let options = crate::fhir_import::Options {
-            chunk: 1000,
-            checkpoint: None,
-            restart: false,
-            stop_after_chunks: None,
-            progress: false,
-        };
+        let options = crate::fhir_import::Options { chunk: 1000, ..Default::default() };
         let report =
             crate::fhir_import::import(&store, std::slice::from_ref(&generated), &options).await.expect("imported");
         assert!(report.errors.is_empty(), "{:?}", &report.errors[..report.errors.len().min(3)]);

@@ -241,6 +241,10 @@ pub async fn import_file(
         stats.inserted = out.inserted;
         store_rejections.extend(out.rejected);
     }
+    if stats.inserted > 0 {
+        // planner statistics for the rows just loaded (PostgreSQL plans a bulk-loaded table as empty otherwise)
+        store.analyze().await?;
+    }
     stats.rejected.extend(store_rejections);
     stats.rejected.sort_by_key(|r| r.line);
     bar.finish_and_clear();

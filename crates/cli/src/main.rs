@@ -9,6 +9,7 @@ use tiercare_store::Store;
 
 mod bench;
 mod bench_case_payment;
+mod bench_fhir;
 mod bench_indicators;
 mod bench_results;
 mod config;
@@ -21,6 +22,11 @@ mod import;
 mod synth;
 
 use config::Settings;
+
+/// mimalloc instead of glibc's malloc: malloc/free were a sixth of the CPU of the referral
+/// life cycle over HTTP (perf, docs/benchmarks.md issue 4).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "tiercare", version, about = "Tiered care for county medical communities (分级诊疗)")]
@@ -54,6 +60,10 @@ pub struct RulesArgs {
     /// crates/domain/data/catalogue-default.toml); default: the embedded samples.
     #[arg(long = "catalogue", value_name = "FILE", env = "TIERCARE_CATALOGUE")]
     catalogue: Option<PathBuf>,
+    /// The region's recognition catalogue of results (TOML, the form of
+    /// crates/domain/data/recognition-default.toml); default: the embedded sample.
+    #[arg(long = "recognition", value_name = "FILE", env = "TIERCARE_RECOGNITION")]
+    recognition: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -288,6 +298,10 @@ async fn serve(
     let mut config = settings.server_config();
     config.policy_file = rules.policy.clone();
     config.catalogue_file = rules.catalogue.clone();
+    config.recognition_file = rules.recognition.clone();
+    // issue 7: where $import may read files and where bulk jobs write theirs
+    config.import_dir = std::env::var_os("TIERCARE_IMPORT_DIR").map(PathBuf::from);
+    config.bulk_dir = std::env::var_os("TIERCARE_BULK_DIR").map(PathBuf::from);
     // load (and check) the settlement rules before listening
     let state = tiercare_server::AppState::try_new(store, config).map_err(|e| anyhow::anyhow!(e))?;
     let listen = listen.or(settings.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());

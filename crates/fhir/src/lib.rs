@@ -20,6 +20,7 @@ pub mod bulk;
 pub mod bundle;
 pub mod capability;
 pub mod claim;
+pub mod clinical;
 pub mod coverage;
 pub mod ingest;
 pub mod outcome;

@@ -63,7 +63,9 @@
 use serde_json::{Map, Value, json};
 use tiercare_domain::codes::diagnosis_name;
 use tiercare_domain::facility::{EmergencyCentre, Facility};
-use tiercare_domain::referral::{FollowUpItem, NewReferral, Referral, ReferralEvent, ReferralState, Urgency};
+use tiercare_domain::referral::{
+    Command, FollowUpItem, NewReferral, Referral, ReferralEvent, ReferralState, Timepoint, Urgency,
+};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -330,6 +332,264 @@ pub fn task(r: &Referral, history: &[ReferralEvent]) -> Value {
         v["output"] = json!(output);
     }
     v
+}
+
+/// The Task of version `version` of referral `r` (the current record), rebuilt from its
+/// steps (`history`, any order): each step's event records the state it led to, the new
+/// receiver (request, redirect, escalation), the scheduled time and the clock times, which
+/// is everything a Task shows that a step changes; the outcome is set once, by the step
+/// that completes. `None` when no step made that version (an unknown version).
+pub fn task_at_version(r: &Referral, history: &[ReferralEvent], version: i64) -> Option<Value> {
+    if version == r.version {
+        return Some(task(r, history));
+    }
+    let mut events: Vec<&ReferralEvent> =
+        history.iter().filter(|e| e.referral_id == r.id && e.version <= version).collect();
+    events.sort_by_key(|e| e.version);
+    let last = events.last().filter(|e| e.version == version)?;
+    let mut then = r.clone();
+    then.version = version;
+    then.updated_at = last.at;
+    then.state = last.to_state;
+    then.scheduled_at = None;
+    then.timepoints = Vec::new();
+    for e in &events {
+        if let Some(to) = e.to_facility_id {
+            then.to_facility_id = to;
+        }
+        match (e.action.as_str(), e.timepoint, e.time) {
+            ("schedule", _, Some(at)) => then.scheduled_at = Some(at),
+            ("record_timepoint", Some(tp), Some(at)) => then.timepoints.push((tp, at)),
+            ("arrive", _, _) if !then.timepoints.iter().any(|(t, _)| *t == Timepoint::Door) => {
+                then.timepoints.push((Timepoint::Door, e.at))
+            }
+            _ => {}
+        }
+    }
+    if then.state != ReferralState::Completed {
+        then.outcome = None;
+    }
+    let earlier: Vec<ReferralEvent> = events.into_iter().cloned().collect();
+    Some(task(&then, &earlier))
+}
+
+// ---------------------------------------------------------------------------------------
+// Updating a Task: one step of the life cycle
+
+/// Task elements a step may change (the rest are the referral's and must be sent as read).
+const STEP_ELEMENTS: &[&str] = &["status", "businessStatus", "statusReason", "output", "restriction", "owner"];
+/// Task elements the server computes from the step (sent values are ignored).
+const COMPUTED: &[&str] = &["meta", "lastModified", "executionPeriod", "text"];
+
+/// The step an updated Task asks for: `sent` is the Task as the client changed it, `current`
+/// the Task as served now (`task`). The new state is `businessStatus` (our exact state) when
+/// it changed, else the one `status` means (accepted, rejected, cancelled, in-progress →
+/// arrived, completed); the step's argument comes from the element that carries it: a
+/// rejection's or cancellation's reason from `statusReason.text`, a redirect's receiver from
+/// `owner` (its reason from `statusReason.text`), a schedule's time from
+/// `restriction.period.start`, the outcome from the `outcome` output, and with no change of
+/// state one new clock-time output records that time. Every other element must be as read
+/// (the referral's, changed only by its steps). `Ok(None)`: nothing changed.
+pub fn task_step(current: &Value, sent: &Value) -> Result<Option<Command>, Vec<Issue>> {
+    let mut rd = Reader::default();
+    let Some(obj) = sent.as_object() else {
+        rd.add(IssueType::Structure, "Task", "expected a Task (a JSON object)");
+        return Err(rd.issues);
+    };
+    if obj.get("resourceType").and_then(Value::as_str) != Some("Task") {
+        rd.add(IssueType::Invalid, "Task.resourceType", "expected resourceType Task");
+        return Err(rd.issues);
+    }
+    let empty = Map::new();
+    let cur = current.as_object().unwrap_or(&empty);
+    let differs = |k: &str| obj.get(k) != cur.get(k);
+    // the referral's own elements: as read
+    let mut keys: Vec<&String> = obj.keys().chain(cur.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        if !STEP_ELEMENTS.contains(&k.as_str()) && !COMPUTED.contains(&k.as_str()) && differs(k) {
+            rd.add(
+                IssueType::NotSupported,
+                &format!("Task.{k}"),
+                format!("{k} is the referral's and is not changed by an update (send it as read)"),
+            );
+        }
+    }
+    if !rd.issues.is_empty() {
+        return Err(rd.issues);
+    }
+    let state_of = |t: &Value| -> Option<String> {
+        t["businessStatus"]["coding"]
+            .as_array()?
+            .iter()
+            .find(|c| c["system"] == STATE_SYSTEM)
+            .and_then(|c| c["code"].as_str())
+            .map(str::to_owned)
+    };
+    let now = state_of(current).and_then(|c| ReferralState::parse(&c));
+    let target = match (state_of(sent), sent["status"].as_str()) {
+        (Some(code), _) if Some(code.as_str()) != now.map(ReferralState::as_str) => match ReferralState::parse(&code) {
+            Some(s) => Some(s),
+            None => {
+                rd.add(IssueType::CodeInvalid, "Task.businessStatus", format!("{code:?} is not a referral state"));
+                return Err(rd.issues);
+            }
+        },
+        (_, Some(status)) if differs("status") => match status {
+            "accepted" => Some(ReferralState::Accepted),
+            "rejected" => Some(ReferralState::Rejected),
+            "cancelled" => Some(ReferralState::Cancelled),
+            "in-progress" => Some(ReferralState::Arrived),
+            "completed" => Some(ReferralState::Completed),
+            other => {
+                rd.add(
+                    IssueType::BusinessRule,
+                    "Task.status",
+                    format!("no step of a referral leads to status {other:?} (businessStatus names our exact state)"),
+                );
+                return Err(rd.issues);
+            }
+        },
+        _ => None,
+    };
+    if let (Some(t), Some(status)) = (target, sent["status"].as_str())
+        && status != task_status(t)
+        && differs("status")
+    {
+        rd.add(
+            IssueType::BusinessRule,
+            "Task.status",
+            format!("status {status:?} does not go with businessStatus {:?} ({})", t.as_str(), task_status(t)),
+        );
+        return Err(rd.issues);
+    }
+    let reason = |rd: &mut Reader| -> Option<String> {
+        match sent["statusReason"]["text"].as_str().filter(|_| differs("statusReason")) {
+            Some(t) => Some(t.to_owned()),
+            None => {
+                rd.add(IssueType::Required, "Task.statusReason.text", "give the reason as statusReason.text");
+                None
+            }
+        }
+    };
+    // what each step reads
+    let (cmd, reads): (Option<Command>, &[&str]) = match target {
+        None => match new_outputs(current, sent).as_slice() {
+            [] => (None, &[]),
+            [one] => (
+                timepoint_output(&mut rd, one).map(|(tp, at)| Command::RecordTimepoint { timepoint: tp, at }),
+                &["output"],
+            ),
+            _ => {
+                rd.add(IssueType::BusinessRule, "Task.output", "record one clock time per update");
+                (None, &["output"])
+            }
+        },
+        Some(ReferralState::Accepted) => (Some(Command::Accept { note: None }), &[]),
+        Some(ReferralState::Rejected) => (reason(&mut rd).map(|reason| Command::Reject { reason }), &["statusReason"]),
+        Some(ReferralState::Cancelled) => (reason(&mut rd).map(|reason| Command::Cancel { reason }), &["statusReason"]),
+        Some(ReferralState::Redirected) => {
+            let to = if differs("owner") {
+                rd.reference(&sent["owner"], "Task.owner", "Organization")
+            } else {
+                rd.add(IssueType::Required, "Task.owner", "a redirect names the new receiver as owner");
+                None
+            };
+            let why = reason(&mut rd);
+            (
+                to.zip(why).map(|(to_facility_id, reason)| Command::Redirect { to_facility_id, reason }),
+                &["owner", "statusReason"],
+            )
+        }
+        Some(ReferralState::Scheduled) => {
+            let at = sent["restriction"]["period"]["start"].as_str().filter(|_| differs("restriction"));
+            let at = match at.map(|a| OffsetDateTime::parse(a, &Rfc3339)) {
+                Some(Ok(t)) => Some(t),
+                Some(Err(_)) => {
+                    rd.add(IssueType::Value, "Task.restriction.period.start", "expected a dateTime with its offset");
+                    None
+                }
+                None => {
+                    rd.add(IssueType::Required, "Task.restriction.period.start", "a schedule gives its time here");
+                    None
+                }
+            };
+            (at.map(|at| Command::Schedule { at, department: None, note: None }), &["restriction"])
+        }
+        Some(ReferralState::Arrived) => (Some(Command::Arrive), &[]),
+        Some(ReferralState::Completed) => {
+            let outcome = new_outputs(current, sent)
+                .into_iter()
+                .find(|o| {
+                    o["type"]["coding"][0]["system"] == OUTPUT_SYSTEM && o["type"]["coding"][0]["code"] == "outcome"
+                })
+                .and_then(|o| o["valueString"].as_str().map(str::to_owned));
+            if outcome.is_none() {
+                rd.add(
+                    IssueType::Required,
+                    "Task.output",
+                    format!("completing gives the outcome as an output of type {OUTPUT_SYSTEM}|outcome (valueString)"),
+                );
+            }
+            (outcome.map(|outcome| Command::Complete { outcome }), &["output"])
+        }
+        Some(s @ (ReferralState::Requested | ReferralState::Expired)) => {
+            rd.add(
+                IssueType::BusinessRule,
+                "Task.businessStatus",
+                format!("no user's step leads to {} (a referral expires by the deadline sweeper)", s.as_str()),
+            );
+            (None, &[])
+        }
+    };
+    // a changed element the step does not read would be dropped: refuse it
+    for k in STEP_ELEMENTS.iter().filter(|k| !["status", "businessStatus"].contains(k) && !reads.contains(k)) {
+        if differs(k) {
+            rd.add(IssueType::NotSupported, &format!("Task.{k}"), format!("this step does not change {k}"));
+        }
+    }
+    if !rd.issues.is_empty() {
+        return Err(rd.issues);
+    }
+    Ok(cmd)
+}
+
+/// Outputs of `sent` that `current` does not have.
+fn new_outputs<'a>(current: &Value, sent: &'a Value) -> Vec<&'a Value> {
+    let had = current["output"].as_array().map(Vec::as_slice).unwrap_or_default();
+    sent["output"].as_array().into_iter().flatten().filter(|o| !had.contains(o)).collect()
+}
+
+/// A clock-time output: its timepoint and time.
+fn timepoint_output(rd: &mut Reader, o: &Value) -> Option<(Timepoint, OffsetDateTime)> {
+    let coding = &o["type"]["coding"][0];
+    let tp =
+        (coding["system"] == TIMEPOINT_SYSTEM).then(|| coding["code"].as_str().and_then(Timepoint::parse)).flatten();
+    let at = o["valueDateTime"].as_str().and_then(|a| OffsetDateTime::parse(a, &Rfc3339).ok());
+    match (tp, at) {
+        (Some(tp), Some(at)) => Some((tp, at)),
+        _ => {
+            rd.add(
+                IssueType::Value,
+                "Task.output",
+                format!("a new output records a clock time: type {TIMEPOINT_SYSTEM}|<timepoint>, valueDateTime"),
+            );
+            None
+        }
+    }
+}
+
+/// The FHIRPath in a Task of a step's field (`reason` → `Task.statusReason.text`).
+pub fn task_field_expression(field: &str) -> Option<String> {
+    let path = match field {
+        "reason" => "Task.statusReason.text",
+        "to_facility_id" => "Task.owner",
+        "at" => "Task.restriction.period.start",
+        "outcome" | "timepoint" => "Task.output",
+        _ => return None,
+    };
+    Some(path.to_owned())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -957,6 +1217,168 @@ mod tests {
         let (r, events) = walk(steps);
         assert_eq!(r.state, state);
         (r, events)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // earlier versions
+
+    #[test]
+    fn every_earlier_task_version_is_rebuilt_from_the_steps_as_it_was_served() {
+        use Command::*;
+        use Party::{Receiver, Sender};
+        // a path through every step that changes what a Task shows: an acknowledgement, a
+        // redirect (new owner), sender- and receiver-side clock times, a schedule, the
+        // arrival (the door time), completion (the outcome) and a clock time after it
+        let steps = vec![
+            (Receiver, Acknowledge, 2),
+            (Receiver, Redirect { to_facility_id: other_county().id, reason: "本院无床位".into() }, 7),
+            (Sender, RecordTimepoint { timepoint: Timepoint::FirstMedicalContact, at: at(-30) }, 8),
+            (Receiver, Accept { note: Some("同意接收".into()) }, 20),
+            (Receiver, Schedule { at: at(24 * 60), department: Some("神经内科".into()), note: None }, 60),
+            (Receiver, Arrive, 24 * 60 + 10),
+            (Receiver, Complete { outcome: "好转出院".into() }, 3 * 24 * 60),
+            (Receiver, RecordTimepoint { timepoint: Timepoint::Ct, at: at(24 * 60 + 30) }, 3 * 24 * 60 + 5),
+        ];
+        let (now, all) = walk(steps.clone());
+        assert_eq!(now.version, steps.len() as i64 + 1);
+        for k in 0..=steps.len() {
+            // the referral as it was after k steps, and the Task served then
+            let (then, events) = walk(steps[..k].to_vec());
+            let served = task(&then, &events);
+            let rebuilt = task_at_version(&now, &all, k as i64 + 1).expect("a version");
+            assert_eq!(rebuilt, served, "version {}", k + 1);
+            assert_eq!(rebuilt["meta"]["versionId"], (k + 1).to_string());
+        }
+        // the versions differ where a step changed them: the owner after the redirect, the
+        // outcome only once completed
+        let v1 = task_at_version(&now, &all, 1).expect("v1");
+        let v3 = task_at_version(&now, &all, 3).expect("v3");
+        assert_eq!(v1["owner"]["reference"], format!("Organization/{}", county().id));
+        assert_eq!(v3["owner"]["reference"], format!("Organization/{}", other_county().id));
+        assert!(task_at_version(&now, &all, 8).expect("v8")["output"].as_array().is_some_and(|o| o.len() == 3));
+        assert_eq!(task_at_version(&now, &all, 0), None);
+        assert_eq!(task_at_version(&now, &all, 10), None);
+    }
+
+    // -----------------------------------------------------------------------------------
+    // an updated Task → one step
+
+    fn changed(t: &Value, edits: &[(&str, Value)]) -> Value {
+        let mut v = t.clone();
+        for (k, val) in edits {
+            v[*k] = val.clone();
+        }
+        v
+    }
+
+    #[track_caller]
+    fn refused_at(r: Result<Option<Command>, Vec<Issue>>, code: IssueType, path: &str) {
+        let issues = r.expect_err("refused");
+        assert!(issues.iter().any(|i| i.code == code && i.expression.as_deref() == Some(path)), "{issues:#?}");
+    }
+
+    #[test]
+    fn an_updated_task_names_one_step_and_its_argument() {
+        let (r, h) = in_state(ReferralState::Requested);
+        let t = task(&r, &h);
+        // unchanged (computed elements aside): nothing to do
+        assert_eq!(task_step(&t, &changed(&t, &[("lastModified", json!("2020-01-01T00:00:00Z"))])), Ok(None));
+        // status alone says accept
+        let accept = changed(&t, &[("status", json!("accepted"))]);
+        assert_eq!(task_step(&t, &accept), Ok(Some(Command::Accept { note: None })));
+        // a rejection needs its reason, in statusReason.text
+        let reject = changed(&t, &[("status", json!("rejected"))]);
+        refused_at(task_step(&t, &reject), IssueType::Required, "Task.statusReason.text");
+        let reject = changed(&reject, &[("statusReason", json!({ "text": "本院无床位" }))]);
+        assert_eq!(task_step(&t, &reject), Ok(Some(Command::Reject { reason: "本院无床位".into() })));
+        // a redirect: businessStatus, the new owner and the reason
+        let other = other_county().id;
+        let redirect = changed(
+            &t,
+            &[
+                ("businessStatus", json!({ "coding": [{ "system": STATE_SYSTEM, "code": "redirected" }] })),
+                ("owner", json!({ "reference": format!("Organization/{other}") })),
+                ("statusReason", json!({ "text": "转至兄弟医院" })),
+            ],
+        );
+        assert_eq!(
+            task_step(&t, &redirect),
+            Ok(Some(Command::Redirect { to_facility_id: other, reason: "转至兄弟医院".into() }))
+        );
+        // a changed element the step does not read is refused, not dropped
+        let accept_elsewhere = changed(&accept, &[("owner", json!({ "reference": format!("Organization/{other}") }))]);
+        refused_at(task_step(&t, &accept_elsewhere), IssueType::NotSupported, "Task.owner");
+        // the referral's own elements are not changed by an update
+        let other_patient = changed(&accept, &[("for", json!({ "reference": "Patient/x" }))]);
+        refused_at(task_step(&t, &other_patient), IssueType::NotSupported, "Task.for");
+        // a status no step leads to
+        refused_at(
+            task_step(&t, &changed(&t, &[("status", json!("on-hold"))])),
+            IssueType::BusinessRule,
+            "Task.status",
+        );
+        let expire =
+            changed(&t, &[("businessStatus", json!({ "coding": [{ "system": STATE_SYSTEM, "code": "expired" }] }))]);
+        refused_at(task_step(&t, &expire), IssueType::BusinessRule, "Task.businessStatus");
+        // status and businessStatus that disagree
+        let both = changed(
+            &t,
+            &[
+                ("status", json!("completed")),
+                ("businessStatus", json!({ "coding": [{ "system": STATE_SYSTEM, "code": "accepted" }] })),
+            ],
+        );
+        refused_at(task_step(&t, &both), IssueType::BusinessRule, "Task.status");
+        refused_at(
+            task_step(&t, &json!({ "resourceType": "ServiceRequest" })),
+            IssueType::Invalid,
+            "Task.resourceType",
+        );
+    }
+
+    #[test]
+    fn schedule_completion_and_clock_times_come_from_their_elements() {
+        let (r, h) = in_state(ReferralState::Accepted);
+        let t = task(&r, &h);
+        let bs = |code: &str| json!({ "coding": [{ "system": STATE_SYSTEM, "code": code }] });
+        let schedule = changed(
+            &t,
+            &[
+                ("businessStatus", bs("scheduled")),
+                ("restriction", json!({ "period": { "start": "2026-12-05T09:30:00+08:00" } })),
+            ],
+        );
+        assert_eq!(
+            task_step(&t, &schedule),
+            Ok(Some(Command::Schedule { at: datetime!(2026-12-05 09:30 +08:00), department: None, note: None }))
+        );
+        refused_at(
+            task_step(&t, &changed(&t, &[("businessStatus", bs("scheduled"))])),
+            IssueType::Required,
+            "Task.restriction.period.start",
+        );
+        // a clock time, no change of state
+        let mut ct = t.clone();
+        ct["output"] = json!([{
+            "type": { "coding": [{ "system": TIMEPOINT_SYSTEM, "code": "ct" }] },
+            "valueDateTime": "2026-03-10T09:00:00+08:00",
+        }]);
+        assert_eq!(
+            task_step(&t, &ct),
+            Ok(Some(Command::RecordTimepoint { timepoint: Timepoint::Ct, at: datetime!(2026-03-10 09:00 +08:00) }))
+        );
+        // completion reads the outcome output
+        let (r, h) = in_state(ReferralState::Arrived);
+        let t = task(&r, &h);
+        let mut done = changed(&t, &[("status", json!("completed"))]);
+        refused_at(task_step(&t, &done), IssueType::Required, "Task.output");
+        let mut outputs = t["output"].as_array().cloned().unwrap_or_default();
+        outputs.push(
+            json!({ "type": { "coding": [{ "system": OUTPUT_SYSTEM, "code": "outcome" }] }, "valueString": "好转" }),
+        );
+        done["output"] = json!(outputs);
+        assert_eq!(task_step(&t, &done), Ok(Some(Command::Complete { outcome: "好转".into() })));
+        assert_eq!(task_step(&t, &changed(&t, &[("status", json!("in-progress"))])), Ok(None), "already arrived");
     }
 
     // -----------------------------------------------------------------------------------

@@ -137,6 +137,169 @@ pub fn string_matches(text: &str, value: &str) -> bool {
     !t.is_empty() && v.contains(&t)
 }
 
+/// The `_sort` keys a type's search takes: date-like elements only (`-` before a key sorts
+/// descending). Types not listed take no `_sort`.
+pub const SORTS: &[(&str, &[SortKey])] = &[
+    ("Patient", &[SortKey { name: "birthdate", doc: "Patient.birthDate" }]),
+    ("Encounter", &[SortKey { name: "date", doc: "Encounter.period.start" }]),
+    (
+        "DiagnosticReport",
+        &[
+            SortKey { name: "date", doc: "DiagnosticReport.effectiveDateTime (the specimen or exam time)" },
+            SortKey { name: "issued", doc: "DiagnosticReport.issued (the report time)" },
+        ],
+    ),
+    ("Observation", &[SortKey { name: "date", doc: "Observation.effectiveDateTime (the specimen time)" }]),
+    ("Claim", &[SortKey { name: "created", doc: "Claim.created (when it was settled)" }]),
+    ("ClaimResponse", &[SortKey { name: "created", doc: "ClaimResponse.created" }]),
+];
+
+/// A `_sort` key and the element it sorts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortKey {
+    pub name: &'static str,
+    pub doc: &'static str,
+}
+
+/// The `_sort` keys of `kind` (empty: no `_sort`).
+pub fn sort_keys(kind: &str) -> &'static [SortKey] {
+    SORTS.iter().find(|(k, _)| *k == kind).map_or(&[], |(_, keys)| keys)
+}
+
+/// One key of a `_sort` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort {
+    pub key: &'static str,
+    pub descending: bool,
+}
+
+/// Read a `_sort` value of a search of `kind` (`-date`, `date,-issued`); the error names the
+/// key and the keys offered.
+pub fn parse_sort(kind: &str, raw: &str) -> Result<Vec<Sort>, String> {
+    let keys = sort_keys(kind);
+    let offered = || {
+        if keys.is_empty() {
+            format!("{kind} searches take no _sort")
+        } else {
+            let names: Vec<&str> = keys.iter().map(|k| k.name).collect();
+            format!("{kind} sorts by {} (a leading - sorts descending)", names.join(", "))
+        }
+    };
+    let mut out: Vec<Sort> = Vec::new();
+    for part in raw.split(',').map(str::trim) {
+        let (descending, name) = match part.strip_prefix('-') {
+            Some(n) => (true, n),
+            None => (false, part),
+        };
+        let Some(k) = keys.iter().find(|k| k.name == name) else {
+            return Err(format!("_sort key {part:?} is not supported: {}", offered()));
+        };
+        if out.iter().any(|s| s.key == k.name) {
+            return Err(format!("_sort names {name:?} twice"));
+        }
+        out.push(Sort { key: k.name, descending });
+    }
+    Ok(out)
+}
+
+/// An `_include` (`source:param`, from a match of type `source` to the `target` it
+/// references at `path`) or, read from the other side, a `_revinclude` (the `source`
+/// resources whose `param` references a match of type `target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Include {
+    pub source: &'static str,
+    pub param: &'static str,
+    pub target: &'static str,
+    /// The element of `source` holding the reference (a list or one).
+    pub path: &'static str,
+}
+
+const fn inc(source: &'static str, param: &'static str, target: &'static str, path: &'static str) -> Include {
+    Include { source, param, target, path }
+}
+
+/// The includes we serve: the referral (ServiceRequest ↔ Task, and the patient), result
+/// (DiagnosticReport → Observation, and the patient) and claim (ClaimResponse → Claim) chains.
+/// A search of `source` takes `_include=source:param`; a search of `target` takes
+/// `_revinclude=source:param` when [`REVINCLUDES`] lists it.
+pub const INCLUDES: &[Include] = &[
+    inc("ServiceRequest", "patient", "Patient", "subject"),
+    inc("ServiceRequest", "subject", "Patient", "subject"),
+    inc("Task", "focus", "ServiceRequest", "focus"),
+    inc("Task", "patient", "Patient", "for"),
+    inc("DiagnosticReport", "result", "Observation", "result"),
+    inc("DiagnosticReport", "patient", "Patient", "subject"),
+    inc("DiagnosticReport", "subject", "Patient", "subject"),
+    inc("ClaimResponse", "request", "Claim", "request"),
+    inc("ClaimResponse", "patient", "Patient", "patient"),
+];
+
+/// The `_revinclude`s we serve (each also a search parameter of its source type, through
+/// which the included resources are found).
+pub const REVINCLUDES: &[Include] =
+    &[inc("Task", "focus", "ServiceRequest", "focus"), inc("ClaimResponse", "request", "Claim", "request")];
+
+/// The `_include` values a search of `kind` takes (`ServiceRequest:patient`).
+pub fn includes_of(kind: &str) -> impl Iterator<Item = &'static Include> + '_ {
+    INCLUDES.iter().filter(move |i| i.source == kind)
+}
+
+/// The `_revinclude` values a search of `kind` takes (`Task:focus`).
+pub fn revincludes_of(kind: &str) -> impl Iterator<Item = &'static Include> + '_ {
+    REVINCLUDES.iter().filter(move |i| i.target == kind)
+}
+
+impl Include {
+    /// `Source:param`, as written in `_include` and the CapabilityStatement.
+    pub fn value(&self) -> String {
+        format!("{}:{}", self.source, self.param)
+    }
+}
+
+/// Read an `_include` (`rev` false) or `_revinclude` value of a search of `kind`:
+/// `Source:param` or `Source:param:Target` (the target must be ours). The error says what
+/// is offered.
+pub fn parse_include(kind: &str, raw: &str, rev: bool) -> Result<&'static Include, String> {
+    let name = if rev { "_revinclude" } else { "_include" };
+    let mut parts = raw.trim().splitn(3, ':');
+    let (source, param, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next());
+    let mut offered: Vec<String> = if rev {
+        revincludes_of(kind).map(Include::value).collect()
+    } else {
+        includes_of(kind).map(Include::value).collect()
+    };
+    let found = if rev {
+        revincludes_of(kind).find(|i| i.source == source && i.param == param)
+    } else {
+        includes_of(kind).find(|i| i.source == source && i.param == param)
+    };
+    match found {
+        Some(i) if target.is_none_or(|t| t == i.target) => Ok(i),
+        _ => {
+            if offered.is_empty() {
+                offered.push("none".into());
+            }
+            Err(format!("{name}={raw:?} is not supported on {kind}; supported: {}", offered.join(", ")))
+        }
+    }
+}
+
+/// The ids a resource references at `path` as `Target/{id}` (one reference or a list).
+pub fn referenced_ids<'a>(resource: &'a serde_json::Value, path: &str, target: &str) -> Vec<&'a str> {
+    let one = |v: &'a serde_json::Value| {
+        v.get("reference")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|r| r.strip_prefix(target))
+            .and_then(|r| r.strip_prefix('/'))
+            .filter(|id| !id.is_empty() && !id.contains('/'))
+    };
+    match resource.get(path) {
+        Some(serde_json::Value::Array(list)) => list.iter().filter_map(one).collect(),
+        Some(v) => one(v).into_iter().collect(),
+        None => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +355,55 @@ mod tests {
         assert!(token_matches("http://x|", "http://x", "IMP"), "system| matches any code of the system");
         assert!(string_matches("秀英", "王秀英") && string_matches("county", "County Hospital"));
         assert!(!string_matches("", "王秀英") && !string_matches("李", "王秀英"));
+    }
+
+    #[test]
+    fn sort_values_name_declared_keys_only() {
+        let s = parse_sort("DiagnosticReport", "-date,issued").expect("a sort");
+        assert_eq!(s, vec![Sort { key: "date", descending: true }, Sort { key: "issued", descending: false }]);
+        let e = parse_sort("Encounter", "-name").expect_err("not a key");
+        assert!(e.contains("\"-name\"") && e.contains("Encounter sorts by date"), "{e}");
+        assert!(parse_sort("Organization", "date").expect_err("no sort").contains("take no _sort"));
+        assert!(parse_sort("Encounter", "date,-date").is_err(), "a key twice");
+        assert!(parse_sort("Encounter", "").is_err());
+    }
+
+    #[test]
+    fn includes_follow_the_three_chains() {
+        assert_eq!(parse_include("ServiceRequest", "ServiceRequest:patient", false).map(|i| i.target), Ok("Patient"));
+        assert_eq!(parse_include("Task", "Task:focus:ServiceRequest", false).map(|i| i.path), Ok("focus"));
+        assert_eq!(parse_include("ServiceRequest", "Task:focus", true).map(|i| i.source), Ok("Task"));
+        assert_eq!(parse_include("Claim", "ClaimResponse:request", true).map(|i| i.path), Ok("request"));
+        assert_eq!(
+            parse_include("DiagnosticReport", "DiagnosticReport:result", false).map(|i| i.target),
+            Ok("Observation")
+        );
+        // the wrong side, a wrong target, another type's include
+        assert!(parse_include("ServiceRequest", "Task:focus", false).is_err());
+        assert!(parse_include("Task", "Task:focus:Patient", false).is_err());
+        let e = parse_include("Encounter", "Encounter:subject", false).expect_err("none");
+        assert!(e.contains("supported: none"), "{e}");
+        let r = serde_json::json!({"result": [{"reference": "Observation/a"}, {"reference": "Patient/b"}], "subject": {"reference": "Patient/p"}});
+        assert_eq!(referenced_ids(&r, "result", "Observation"), vec!["a"]);
+        assert_eq!(referenced_ids(&r, "subject", "Patient"), vec!["p"]);
+        assert!(referenced_ids(&r, "focus", "Task").is_empty());
+    }
+
+    #[test]
+    fn the_tables_agree_with_the_capability_statement() {
+        use crate::capability::{Interaction, search_param, support};
+        let searched = |k: &str| support(k).is_some_and(|r| r.interactions.contains(&Interaction::SearchType));
+        for i in INCLUDES {
+            assert!(searched(i.source), "{}: _include on a type not searched", i.value());
+            assert!(support(i.target).is_some_and(|r| r.interactions.contains(&Interaction::Read)), "{}", i.value());
+        }
+        // a _revinclude is served by a search of its source by `param`
+        for i in REVINCLUDES {
+            assert!(searched(i.target) && search_param(i.source, i.param).is_some(), "{}", i.value());
+        }
+        // _sort is applied when a page is cut: only types that page
+        for (kind, _) in SORTS {
+            assert!(support(kind).is_some_and(|r| r.paged), "{kind} sorts but does not page");
+        }
     }
 }

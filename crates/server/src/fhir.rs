@@ -23,6 +23,12 @@
 //!   parameters from); Patient (read, search, create: `patients`), Encounter (search by
 //!   patient), Organization and Practitioner (read, search), PractitionerRole (search:
 //!   `registry`).
+//! - issue 7, versions (`versions`): `ETag`/`Last-Modified` and meta on read, vread, create,
+//!   update; `GET /fhir/Task/{id}/_history[/{n}]` (rebuilt from the referral's steps),
+//!   `GET /fhir/ServiceRequest/{id}/_history/{n}` and `GET /fhir/Patient/{id}/_history/{n}`
+//!   (the current version); `PUT /fhir/Task/{id}` (one life-cycle step) and
+//!   `PUT /fhir/Patient/{id}` (`patients`), both with `If-Match`; `If-None-Exist` on Patient
+//!   create. PUT and DELETE elsewhere answer 405 with the reason (`not_allowed`).
 //!
 //! Answers are `application/fhir+json` (`format`: `_format`, `Accept` → 406 unless JSON;
 //! `_pretty=true` indents); a POST body may be `application/fhir+json` or
@@ -63,6 +69,7 @@ use tiercare_domain::billing::PricedLine;
 use tiercare_domain::facility::Facility;
 use tiercare_domain::referral::{CHINA_TIME, Referral, ReferralState};
 use tiercare_domain::role::Action;
+use tiercare_fhir::capability;
 use tiercare_fhir::claim::{self as fhir_claim, SettlementView, claim_response};
 use tiercare_fhir::outcome::{Issue, IssueType, operation_outcome};
 use tiercare_fhir::referral as fhir;
@@ -76,17 +83,23 @@ use crate::routes::encounters::require_presence;
 use crate::routes::referrals::{self, ReferralFilter};
 use crate::routes::settlements::{BillRequest, settle_bill};
 
+mod batch;
+mod bulk;
+mod claims;
+mod clinical;
 mod format;
+mod include;
 mod params;
 mod patients;
 mod registry;
 mod results;
+mod versions;
 
 use params::Params;
 
 const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route(
             "/fhir/ServiceRequest",
@@ -94,7 +107,7 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route("/fhir/ServiceRequest/{id}", get(read_service_request).fallback(not_allowed("GET")))
         .route("/fhir/Task", get(search_tasks).fallback(not_allowed("GET")))
-        .route("/fhir/Task/{id}", get(read_task).fallback(not_allowed("GET")))
+        .route("/fhir/Task/{id}", get(read_task).put(versions::update_task).fallback(not_allowed("GET, PUT")))
         .route("/fhir/Coverage", get(search_coverage).fallback(not_allowed("GET")))
         .route("/fhir/Coverage/{id}", get(read_coverage).fallback(not_allowed("GET")))
         .route("/fhir/ClaimResponse/{id}", get(read_claim_response).fallback(not_allowed("GET")))
@@ -105,9 +118,18 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(registry::router())
         .merge(patients::router())
         .merge(results::router())
+        .merge(versions::router())
+        .merge(claims::router())
+        .merge(bulk::router())
+        .merge(clinical::router())
         .route("/fhir", any(unknown_endpoint))
         .route("/fhir/{*rest}", any(unknown_endpoint))
+        // issue 7: _include/_revinclude on searches, batch Bundles on POST /fhir
+        .layer(axum::middleware::from_fn_with_state(state.clone(), include::layer))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), batch::layer))
         .layer(axum::middleware::from_fn(format::negotiate))
+        // issue 7: bulk output files are NDJSON (outside the JSON negotiation)
+        .merge(bulk::files_router())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -198,14 +220,21 @@ fn bytes_rejection(rej: BytesRejection) -> FhirError {
     }
 }
 
+/// 405 for a method an endpoint does not answer; a PUT or DELETE of a resource says why the
+/// type is not updated or deleted (`capability::no_update_reason`, `no_delete_reason`).
 pub(crate) fn not_allowed(allow: &'static str) -> MethodRouter<AppState> {
-    any(move || async move {
-        let mut resp = FhirError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            IssueType::NotSupported,
-            format!("this endpoint answers {allow} only"),
-        )
-        .into_response();
+    any(move |method: axum::http::Method, uri: axum::http::Uri| async move {
+        let parts: Vec<&str> = uri.path().trim_start_matches("/fhir/").split('/').collect();
+        let why = match (&method, parts.as_slice()) {
+            (&axum::http::Method::DELETE, [kind, _]) => Some((*kind, capability::no_delete_reason(kind))),
+            (&axum::http::Method::PUT, [kind, _]) => Some((*kind, capability::no_update_reason(kind))),
+            _ => None,
+        };
+        let text = match why {
+            Some((kind, why)) => format!("{method} of a {kind} is not offered: {why} (this endpoint answers {allow})"),
+            None => format!("this endpoint answers {allow} only"),
+        };
+        let mut resp = FhirError::new(StatusCode::METHOD_NOT_ALLOWED, IssueType::NotSupported, text).into_response();
         resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
         resp
     })
@@ -238,13 +267,9 @@ pub(crate) fn fhir_json(status: StatusCode, body: &Value) -> Response {
     resp
 }
 
-/// A resource of `r` with its version as a weak ETag.
+/// A resource of `r` with its version as a weak ETag and its last change as `Last-Modified`.
 fn resource(status: StatusCode, r: &Referral, body: &Value) -> Response {
-    let mut resp = fhir_json(status, body);
-    if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", r.version)) {
-        resp.headers_mut().insert(header::ETAG, etag);
-    }
-    resp
+    versions::versioned(fhir_json(status, body), r.version, r.updated_at)
 }
 
 /// The facilities of the referrals being answered (looked up once each).
@@ -389,6 +414,32 @@ async fn run(
     }
 }
 
+/// How many referrals [`run`] finds without a limit (`_summary=count`): the store counts the
+/// user's inbox and outbox (a referral never goes from a facility to itself).
+async fn count_for_party(
+    state: &AppState,
+    me: &CurrentUser,
+    mut filter: ReferralFilter,
+    states: Option<Vec<ReferralState>>,
+) -> FhirResult<u64> {
+    me.require(Action::Refer)?;
+    match states {
+        Some(s) if s.is_empty() => return Ok(0),
+        s => filter.states = s.unwrap_or_default(),
+    }
+    let mine = me.user.facility_id;
+    let (to, from) = (filter.to_facility_id, filter.from_facility_id);
+    let count = |f: ReferralFilter| async move { state.store.count_referrals(&f).await.map_err(ApiError::from) };
+    if to == Some(mine) || from == Some(mine) {
+        return Ok(count(filter).await?);
+    }
+    if to.is_some() || from.is_some() {
+        return Ok(0);
+    }
+    let inbox = count(ReferralFilter { to_facility_id: Some(mine), ..filter.clone() }).await?;
+    Ok(inbox + count(ReferralFilter { from_facility_id: Some(mine), ..filter }).await?)
+}
+
 fn total(found: usize, count: u32) -> Option<u64> {
     (found < count as usize).then_some(found as u64)
 }
@@ -410,6 +461,10 @@ async fn search_service_requests(
         ..ReferralFilter::default()
     };
     let states = p.states("status", fhir::states_for_service_request_status)?;
+    if p.summary_count()? {
+        let n = count_for_party(&state, &me, filter, states).await?;
+        return Ok(fhir_json(StatusCode::OK, &p.bundle(Vec::new(), Some(n), None)));
+    }
     let found = run(&state, &me, filter, states).await?;
     let mut facilities = Facilities::default();
     let mut entries = Vec::with_capacity(found.len());
@@ -460,6 +515,10 @@ async fn search_tasks(
             }
             Err(e) => return Err(e.into()),
         },
+        None if p.summary_count()? => {
+            let n = count_for_party(&state, &me, filter, states).await?;
+            return Ok(fhir_json(StatusCode::OK, &p.bundle(Vec::new(), Some(n), None)));
+        }
         None => {
             let found = run(&state, &me, filter, states).await?;
             let mut tasks = Vec::with_capacity(found.len());
@@ -609,6 +668,12 @@ async fn read_claim(
     Path(id): Path<String>,
 ) -> FhirResult<Response> {
     let rec = read_settlement(&state, me, &id, "Claim", addr).await?;
+    let body = stored_claim_of(&state, &rec).await?;
+    Ok(fhir_json(StatusCode::OK, &body))
+}
+
+/// The Claim of a stored settlement (as `GET /fhir/Claim/{id}` and the Claim search answer it).
+pub(crate) async fn stored_claim_of(state: &AppState, rec: &SettlementRecord) -> FhirResult<Value> {
     let c = &rec.claim;
     let enrolments = state.store.enrolments(rec.patient_id).await.map_err(ApiError::from)?;
     let coverage_id = enrolments
@@ -617,8 +682,8 @@ async fn read_claim(
         .filter(|e| e.valid_from <= c.date && e.valid_to.is_none_or(|to| c.date <= to))
         .max_by_key(|e| e.valid_from)
         .map(|e| e.id);
-    let f = referrals::facility(&state, rec.facility_id).await?;
-    let body = tiercare_fhir::stored_claim::claim(&tiercare_fhir::stored_claim::StoredClaim {
+    let f = referrals::facility(state, rec.facility_id).await?;
+    Ok(tiercare_fhir::stored_claim::claim(&tiercare_fhir::stored_claim::StoredClaim {
         id: rec.id,
         txn_no: &rec.txn_no,
         reversed: rec.status == SettlementStatus::Reversed,
@@ -630,8 +695,7 @@ async fn read_claim(
         claim: c,
         items: &rec.items,
         created_at: rec.created_at,
-    });
-    Ok(fhir_json(StatusCode::OK, &body))
+    }))
 }
 
 /// A stored settlement read as `kind` (Claim, ClaimResponse): a settlement clerk reads its

@@ -19,6 +19,7 @@ use tiercare_domain::settlement::{DEFAULT_POLICY_TOML, PolicySet};
 use tiercare_store::Store;
 
 pub mod auth;
+pub mod bulk;
 mod cache;
 pub mod error;
 pub mod extract;
@@ -54,6 +55,16 @@ pub struct ServerConfig {
     /// This server's province (`510000`), for the clearing report's inbound/outbound;
     /// `None`: the province of the first community.
     pub home_province: Option<String>,
+    /// Where bulk jobs (`$export`, `$import`) write their files; `None`: a directory of this
+    /// process under the system's temporary directory.
+    pub bulk_dir: Option<std::path::PathBuf>,
+    /// The only directory whose files `$import` may name (`None`: only uploaded NDJSON).
+    pub import_dir: Option<std::path::PathBuf>,
+    /// Largest NDJSON body `POST /fhir/$import` accepts, bytes (streamed to disk, not held).
+    pub max_import_bytes: u64,
+    /// The region's recognition catalogue (issue 5; TOML, the form of
+    /// crates/domain/data/recognition-default.toml); `None`: the embedded sample.
+    pub recognition_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +78,10 @@ impl Default for ServerConfig {
             policy_file: None,
             catalogue_file: None,
             home_province: None,
+            bulk_dir: None,
+            import_dir: None,
+            max_import_bytes: 1 << 30,
+            recognition_file: None,
         }
     }
 }
@@ -83,12 +98,17 @@ pub struct AppState {
     pub login_limiter: Arc<auth::LoginLimiter>,
     pub clock: Clock,
     pub(crate) cache: Arc<cache::Caches>,
+    /// The bulk jobs of this process (issue 7).
+    pub(crate) bulk: Arc<bulk::jobs::Jobs>,
     /// The settlement policies in force (loaded at start).
     pub policies: Arc<PolicySet>,
     /// The catalogues of the places of treatment (loaded at start).
     pub catalogues: Arc<CatalogueSet>,
     /// Where the policies came from: `default` or the file path.
     pub policy_source: Arc<str>,
+    /// The recognition configuration in force (issue 5: items, validity windows,
+    /// agreements; loaded at start).
+    pub recognition: Arc<tiercare_domain::recognition::RecognitionConfig>,
 }
 
 /// The settlement policies and catalogues of `config`: the files given, else the embedded
@@ -129,7 +149,10 @@ impl AppState {
     /// As [`AppState::new`], but a policy or catalogue file that cannot be loaded is an error.
     pub fn try_new(store: Arc<dyn Store>, config: ServerConfig) -> Result<Self, String> {
         let (policies, catalogues, source) = load_settlement_rules(&config)?;
-        Ok(Self::with_rules(store, config, policies, catalogues, source))
+        let recognition = routes::results::load_recognition(&config)?;
+        let mut state = Self::with_rules(store, config, policies, catalogues, source);
+        state.recognition = Arc::new(recognition);
+        Ok(state)
     }
 
     fn with_rules(
@@ -140,15 +163,18 @@ impl AppState {
         source: String,
     ) -> Self {
         let limiter = auth::LoginLimiter::new(config.login_max_failures, config.login_window);
+        let bulk = Arc::new(bulk::jobs::Jobs::new(config.bulk_dir.clone()));
         AppState {
             store,
             config: Arc::new(config),
             login_limiter: Arc::new(limiter),
             clock: Arc::new(time::OffsetDateTime::now_utc),
             cache: Arc::new(cache::Caches::new()),
+            bulk,
             policies: Arc::new(policies),
             catalogues: Arc::new(catalogues),
             policy_source: source.into(),
+            recognition: Arc::new(tiercare_domain::recognition::RecognitionConfig::default_config()),
         }
     }
 
@@ -167,7 +193,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let max = state.config.max_body_bytes;
     routes::api_router()
-        .merge(fhir::router())
+        .merge(fhir::router(&state))
         .merge(web::router())
         .layer(DefaultBodyLimit::max(max))
         .layer(middleware::from_fn(log_request))

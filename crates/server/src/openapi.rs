@@ -278,7 +278,7 @@ pub const ROUTES: &[RouteDoc] = &[
     (
         "get",
         "/api/v1/settlements",
-        "Daily settlement journal of a facility (filters: date, facility_id, status, limit)",
+        "Daily settlement journal of a facility (filters: date, facility_id, patient_id, status, limit ≤ 1000, cursor: the `cursor` of the previous page; totals are the whole day's)",
         &[],
         true,
     ),

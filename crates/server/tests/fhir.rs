@@ -359,7 +359,7 @@ async fn bad_requests_answer_operation_outcomes_and_nothing_is_written() {
 
     // what this server does not offer: a type it does not serve, an id that is none of ours,
     // an interaction it does not have
-    assert_outcome(&s.get("/fhir/Condition/123", &vdoc).await, 404, "not-found", None);
+    assert_outcome(&s.get("/fhir/MedicationRequest/123", &vdoc).await, 404, "not-found", None);
     assert_outcome(&s.get("/fhir/Patient/123", &vdoc).await, 404, "not-found", None);
     let r = s.call(Method::DELETE, &format!("/fhir/ServiceRequest/{id}"), Some(&vdoc), None).await;
     assert_outcome(&r, 405, "not-supported", None);

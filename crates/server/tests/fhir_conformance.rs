@@ -126,7 +126,7 @@ async fn every_served_resource_conforms_to_the_r4_schema() {
         (format!("/fhir/Patient/{patient}"), &outsider, 403),
         ("/fhir/Patient".into(), &vdoc, 400),
         ("/fhir/Encounter?patient=Patient/x".into(), &vdoc, 400),
-        ("/fhir/Condition".into(), &vdoc, 404),
+        ("/fhir/MedicationRequest".into(), &vdoc, 404),
         ("/fhir/Organization?_format=xml".into(), &vdoc, 406),
     ];
     let mut validated = 0;

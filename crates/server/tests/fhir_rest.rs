@@ -122,22 +122,49 @@ async fn the_capability_statement_declares_exactly_what_answers() {
         // create: a route that reads the body (refusing this one), or none
         let r = s.call(Method::POST, &format!("/fhir/{kind}"), Some(&token), Some(&json!({}))).await;
         assert_eq!(served(&r), interactions.iter().any(|i| i == "create"), "{kind} create: {}", r.text);
-        // nothing offers delete or update
-        for method in [Method::DELETE, Method::PUT] {
-            let r = s.call(method.clone(), &format!("/fhir/{kind}/{missing}"), Some(&token), Some(&json!({}))).await;
-            assert!(!served(&r), "{kind} {method}: {}", r.text);
+        // vread and history-instance: a route for a version (not found here), or none
+        let declares = |code: &str| interactions.iter().any(|i| i == code);
+        let r = s.get(&format!("/fhir/{kind}/{missing}/_history/1"), &token).await;
+        assert_eq!(served(&r), declares("vread"), "{kind} vread: {}", r.text);
+        let r = s.get(&format!("/fhir/{kind}/{missing}/_history"), &token).await;
+        assert_eq!(served(&r), declares("history-instance"), "{kind} history: {}", r.text);
+        // update where declared (refusing this body); nothing offers delete (405 with the reason)
+        let r = s.call(Method::PUT, &format!("/fhir/{kind}/{missing}"), Some(&token), Some(&json!({}))).await;
+        assert_eq!(served(&r), declares("update"), "{kind} update: {}", r.text);
+        let r = s.call(Method::DELETE, &format!("/fhir/{kind}/{missing}"), Some(&token), None).await;
+        assert!(!served(&r) && !declares("delete"), "{kind} delete: {}", r.text);
+        // the versioning elements are there for every type that is read
+        if declares("read") {
+            assert!(res["versioning"].is_string() && res["readHistory"].is_boolean(), "{kind}");
+            assert_eq!(res["readHistory"], declares("history-instance"), "{kind}");
         }
         for op in codes(res, "operation", "name") {
-            let r = s.call(Method::POST, &format!("/fhir/{kind}/${op}"), Some(&token), Some(&json!({}))).await;
+            let mut r = s.call(Method::POST, &format!("/fhir/{kind}/${op}"), Some(&token), Some(&json!({}))).await;
+            if kind == "Group" {
+                // an instance-level operation (Bulk Data group-export): Group/{id}/$export
+                r = s
+                    .call(Method::POST, &format!("/fhir/{kind}/{missing}/${op}"), Some(&token), Some(&json!({})))
+                    .await;
+            }
             assert!(served(&r), "{kind} ${op}: {}", r.text);
             calls += 1;
         }
     }
+    // system-level operations (issue 7, Bulk Data: $export, $import)
+    for op in codes(&r.json["rest"][0], "operation", "name") {
+        let r = s.call(Method::POST, &format!("/fhir/${op}"), Some(&token), Some(&json!({}))).await;
+        assert!(served(&r), "${op}: {}", r.text);
+        calls += 1;
+    }
     // every parameter and operation of the table was called: 38 parameters (32 before the
-    // results' DiagnosticReport and Observation: patient, code, date each), 1 operation
-    assert_eq!(calls, 39);
+    // results' DiagnosticReport and Observation: patient, code, date each), 1 operation;
+    // + 1: Patient _lastUpdated (issue 7, versions); + 30: the clinical resources (issue 7:
+    // Condition 7, Procedure 7, Appointment 7, CarePlan 6, Location 3); + 4: Bulk Data (Patient
+    // and Group $export, system $export and $import); + 5: the Claim (_id, patient) and
+    // ClaimResponse (_id, patient, request) searches of the claim chain (issue 7, _include)
+    assert_eq!(calls, 39 + 1 + 30 + 4 + 5);
     // a type the statement does not list has no endpoint
-    let r = s.get("/fhir/Condition", &token).await;
+    let r = s.get("/fhir/MedicationRequest", &token).await;
     assert!(!served(&r) && r.status.as_u16() == 404);
 }
 
@@ -487,10 +514,13 @@ async fn a_patient_is_created_by_the_registration_rules_and_reads_back_the_same(
     let location = r.headers.get("location").and_then(|l| l.to_str().ok()).expect("Location").to_owned();
     let back = s.get(&location, &vdoc).await;
     back.expect_status(200);
-    // round trip: what was sent is what is read, plus the id the server gave
+    // round trip: what was sent is what is read, plus the id the server gave (modulo meta:
+    // version 1, the time it was stored; tests/fhir_versions.rs checks meta)
     let mut expected = v.clone();
     expected["id"] = back.json["id"].clone();
+    expected["meta"] = back.json["meta"].clone();
     assert_eq!(back.json, expected);
+    assert_eq!(back.json["meta"]["versionId"], "1");
     assert!(location.ends_with(back.json["id"].as_str().unwrap_or("?")));
     // the same person again: one record per identity number (409), nothing written
     let r = post_patient(&s, &vdoc, "application/fhir+json", v.to_string()).await;

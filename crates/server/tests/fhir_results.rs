@@ -25,6 +25,7 @@ use time::{Duration, OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
 const LOINC: &str = "http://loinc.org";
+const ITEM: &str = "http://tiercare.org/fhir/CodeSystem/recognition-item";
 const MARK: &str = "http://tiercare.org/fhir/StructureDefinition/recognition-mark";
 
 fn ts(t: OffsetDateTime) -> String {
@@ -489,4 +490,164 @@ async fn official_examples_that_fit_round_trip_and_everything_served_conforms() 
         cs["rest"][0]["resource"].as_array().expect("resources").iter().filter_map(|r| r["type"].as_str()).collect();
     assert!(kinds.contains(&"DiagnosticReport") && kinds.contains(&"Observation"), "{kinds:?}");
     assert_eq!(cs["rest"][0]["interaction"][0]["code"], "transaction");
+}
+
+/// A lab report through the JSON API (`/api/v1/results`), marked HR 四川.
+async fn json_report(s: &TestServer, lab: &str, patient: Uuid, specimen: OffsetDateTime, obs: &[(&str, &str, &str)]) {
+    let county = s.seed.county_hospital;
+    let obs: Vec<Value> = obs.iter().map(|(c, v, u)| json!({"code": c, "value": v, "unit": u})).collect();
+    let body = json!({
+        "patient_id": patient, "facility_id": county, "lab_id": county, "category": "lab",
+        "specimen_time": ts(specimen), "report_time": ts(specimen + Duration::hours(2)),
+        "mark": {"kind": "province", "province": "51"}, "observations": obs,
+    });
+    s.post("/api/v1/results", lab, body).await.expect_status(201);
+}
+
+/// `Kind:code` (the catalogue's item code, or a lab report's LOINC 11502-2) of the matches of a searchset, in order.
+fn matches(r: &Resp) -> Vec<String> {
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text);
+    r.json["entry"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|e| e["search"]["mode"] == "match")
+                .map(|e| {
+                    let kind = e["resource"]["resourceType"].as_str().unwrap_or("");
+                    // the catalogue's coding where there is one (an item), else the first (a lab report's)
+                    let codings = e["resource"]["code"]["coding"].as_array().cloned().unwrap_or_default();
+                    let item = codings.iter().find(|c| c["system"] == ITEM).or(codings.first()).cloned();
+                    let code = item.unwrap_or_default()["code"].as_str().unwrap_or("").to_owned();
+                    format!("{kind}:{code}")
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Code and date filters run in the store, as R4 defines them: a lab report on day D (K and
+/// HbA1c), one on D−37 (glucose), a head CT on D−7. DiagnosticReport `code` is the report's
+/// own code (lab reports LOINC 11502-2, the CT its exam 24725-4); the observations' codes are
+/// searched with the chain `result.code`, which gives the whole report. Dates: `ne` leaves a
+/// day out, `lt`/`gt` compare the specimen instant with the day's range, repeated values
+/// intersect. Expected lists are written from these rules (newest specimen first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_filter_code_and_date_in_the_store_and_chain_into_observations() {
+    let mut s = TestServer::start().await;
+    let lab = county_lab(&mut s).await;
+    let p = patient(&s).await;
+    let county = s.seed.county_hospital;
+    let china = UtcOffset::from_hms(8, 0, 0).expect("offset");
+    // noon China time, so that a day is unambiguous
+    let day_of = |t: OffsetDateTime| t.to_offset(china).date();
+    let d = (s.now() - Duration::days(2)).to_offset(china).replace_time(time::macros::time!(12:00));
+    json_report(&s, &lab, p, d, &[("K", "4.1", "mmol/L"), ("HBA1C", "6.5", "%")]).await;
+    json_report(&s, &lab, p, d - Duration::days(37), &[("GLU", "6.1", "mmol/L")]).await;
+    let ct = json!({
+        "patient_id": p, "facility_id": county, "lab_id": county, "category": "imaging",
+        "specimen_time": ts(d - Duration::days(7)), "report_time": ts(d - Duration::days(7) + Duration::hours(1)),
+        "imaging": {"code": "CT-HEAD", "modality": "ct", "body_site": "头颅",
+                    "findings": "脑实质未见明显异常密度影", "conclusion": "头颅CT平扫未见异常"},
+    });
+    s.post("/api/v1/results", &lab, ct).await.expect_status(201);
+    let spec = s.login("spec_a").await;
+    let get = |q: String| {
+        let s = &s;
+        let spec = spec.clone();
+        async move { s.get(&q, &spec).await }
+    };
+    let (day, old) = (day_of(d), day_of(d - Duration::days(37)));
+
+    // Observation: lab entries only (the CT is a DiagnosticReport), by code and date
+    let obs = |q: &str| get(format!("/fhir/Observation?patient={p}{q}"));
+    assert_eq!(matches(&obs("").await), ["Observation:K", "Observation:HBA1C", "Observation:GLU"]);
+    assert_eq!(matches(&obs("&code=GLU").await), ["Observation:GLU"]);
+    assert_eq!(matches(&obs(&format!("&code={LOINC}|4548-4,2823-3")).await), ["Observation:K", "Observation:HBA1C"]);
+    assert!(matches(&obs("&code=CT-HEAD").await).is_empty(), "an exam is not an Observation");
+    assert!(matches(&obs("&code=99999-9").await).is_empty(), "a code naming no item matches nothing");
+    assert_eq!(matches(&obs(&format!("&date=ne{day}")).await), ["Observation:GLU"]);
+    assert_eq!(matches(&obs(&format!("&date=lt{day}")).await), ["Observation:GLU"]);
+    assert_eq!(matches(&obs(&format!("&date=le{day}&code=K")).await), ["Observation:K"]);
+    assert_eq!(matches(&obs(&format!("&date=gt{old}")).await).len(), 2);
+    assert_eq!(matches(&obs(&format!("&date=ge{old}&date=lt{day}")).await), ["Observation:GLU"]);
+    assert!(matches(&obs(&format!("&date=gt{day}")).await).is_empty());
+    let month = &old.to_string()[..7];
+    assert_eq!(matches(&obs(&format!("&date={month}&code=GLU")).await), ["Observation:GLU"]);
+
+    // DiagnosticReport: `code` is the report's code
+    let dr = |q: &str| get(format!("/fhir/DiagnosticReport?patient={p}{q}"));
+    assert_eq!(
+        matches(&dr("").await),
+        ["DiagnosticReport:11502-2", "DiagnosticReport:CT-HEAD", "DiagnosticReport:11502-2"]
+    );
+    assert_eq!(matches(&dr(&format!("&code={LOINC}|11502-2")).await).len(), 2);
+    assert_eq!(matches(&dr("&code=24725-4").await), ["DiagnosticReport:CT-HEAD"]);
+    assert_eq!(matches(&dr("&code=CT-HEAD,11502-2").await).len(), 3);
+    assert!(matches(&dr("&code=HBA1C").await).is_empty(), "an observation's code is not the report's code");
+    // `result.code`: the lab reports with such an observation, each whole
+    let r = dr("&result.code=HBA1C").await;
+    assert_eq!(matches(&r), ["DiagnosticReport:11502-2"]);
+    assert_eq!(r.json["entry"][0]["resource"]["result"].as_array().map(Vec::len), Some(2), "K and HbA1c both");
+    assert_eq!(matches(&dr(&format!("&result.code={LOINC}|2345-7,4548-4")).await).len(), 2);
+    assert!(matches(&dr("&result.code=HBA1C&code=24725-4").await).is_empty(), "a CT has no observations");
+    assert_eq!(matches(&dr("&result.code=GLU&code=11502-2").await).len(), 1);
+    assert_eq!(matches(&dr(&format!("&date=ne{day}")).await).len(), 2);
+    assert_eq!(matches(&dr(&format!("&date=lt{day}&date=gt{old}")).await), ["DiagnosticReport:CT-HEAD"]);
+    // a bad date is refused with the parameter named
+    let r = dr("&date=yesterday").await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.text);
+    assert!(r.text.contains("date"), "{}", r.text);
+}
+
+/// A merged record's results are the survivor's: the survivor's searches, results page and
+/// order check show them; the merged-away record itself keeps only its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merged_records_results_show_on_the_survivor_and_in_the_order_check() {
+    let mut s = TestServer::start().await;
+    let lab = county_lab(&mut s).await;
+    let survivor = patient(&s).await;
+    // the same person registered again without an identity number (same name, sex, birth date)
+    let spec = s.login("spec_a").await;
+    let r = s
+        .post(
+            "/api/v1/patients",
+            &spec,
+            json!({"name": "王芳", "sex": "female", "birth_date": "1961-03-08",
+                   "other_identifiers": [{"type": "insurance_card", "value": "YB5116210009876"}]}),
+        )
+        .await;
+    r.expect_status(201);
+    let dup = r.id();
+    json_report(&s, &lab, dup, s.now() - Duration::days(3), &[("HBA1C", "7.2", "%")]).await;
+    json_report(&s, &lab, survivor, s.now() - Duration::days(1), &[("K", "4.4", "mmol/L")]).await;
+
+    let obs = |p: Uuid| {
+        let s = &s;
+        let spec = spec.clone();
+        async move { matches(&s.get(&format!("/fhir/Observation?patient={p}"), &spec).await) }
+    };
+    assert_eq!(obs(survivor).await, ["Observation:K"], "before the merge: its own only");
+    let admin = s.login("admin_a").await;
+    s.post(
+        &format!("/api/v1/patients/{survivor}/merge"),
+        &admin,
+        json!({"merged_id": dup, "reason": "同一人，医保卡重复登记"}),
+    )
+    .await
+    .expect_status(200);
+
+    assert_eq!(obs(survivor).await, ["Observation:K", "Observation:HBA1C"]);
+    assert_eq!(obs(dup).await, ["Observation:HBA1C"], "the merged-away record keeps its own");
+    let r = s.get(&format!("/fhir/DiagnosticReport?patient={survivor}&result.code=HBA1C"), &spec).await;
+    assert_eq!(matches(&r), ["DiagnosticReport:11502-2"]);
+    let page = s.get(&format!("/api/v1/patients/{survivor}/results"), &spec).await;
+    page.expect_status(200);
+    assert_eq!(page.json["results"].as_array().map(Vec::len), Some(2));
+    // the order check finds the HbA1c of the merged record (60-day window: recognised)
+    let r =
+        s.post("/api/v1/results/order-check", &spec, json!({"patient_id": survivor, "items": ["HBA1C", "K"]})).await;
+    r.expect_status(200);
+    assert_eq!(r.json["items"][0]["answer"]["outcome"], "recognised", "{}", r.text);
+    assert_eq!(r.json["items"][0]["answer"]["value"], "7.2");
+    assert_eq!(r.json["items"][1]["answer"]["value"], "4.4");
 }

@@ -551,3 +551,65 @@ async fn the_window_ends_seven_days_after_the_specimen() {
     let a = check(&s, "spec_a", p, &["K"]).await;
     assert_eq!(reasons(&a[0]), vec!["expired"]);
 }
+
+/// The embedded recognition catalogue with HbA1c's 60-day window changed to `days`.
+fn recognition_with_hba1c_window(days: u32) -> String {
+    let text = include_str!("../../domain/data/recognition-default.toml");
+    let (head, tail) = text.split_once("code = \"HBA1C\"").expect("the sample lists HbA1c");
+    let tail = tail.replacen("validity_days = 60", &format!("validity_days = {days}"), 1);
+    format!("{head}code = \"HBA1C\"{tail}")
+}
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tiercare-recognition-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write the file");
+    path
+}
+
+/// `serve --recognition FILE`: a region's own catalogue is the one in force (HbA1c valid 10
+/// days there instead of the sample's 60: a 20-day-old HbA1c is recognised with the sample and
+/// expired with the region's file); a file that cannot be used stops the server at start with
+/// the file and the problem named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regions_recognition_file_is_in_force_and_a_bad_one_stops_the_start() {
+    let path = temp_file("recognition.toml", &recognition_with_hba1c_window(10));
+    let config = tiercare_server::ServerConfig { recognition_file: Some(path), ..Default::default() };
+    for (mut s, window, want) in
+        [(TestServer::start().await, 60, "recognised"), (TestServer::start_with(config).await, 10, "not_recognised")]
+    {
+        let county = s.seed.county_hospital;
+        s.add_user("lab_county", county, Role::Lab).await;
+        let p = patient(&s).await;
+        qualify(&s, county).await;
+        let t = s.login("lab_county").await;
+        let body = lab_body(p, county, s.now() - Duration::days(20), province_mark(), vec![ob("HBA1C", "6.9", "%")]);
+        s.post("/api/v1/results", &t, body).await.expect_status(201);
+        let spec = s.login("spec_a").await;
+        let cat = s.get("/api/v1/results/catalogue", &spec).await;
+        cat.expect_status(200);
+        let hba1c = cat.json["items"].as_array().expect("items").iter().find(|i| i["code"] == "HBA1C").cloned();
+        assert_eq!(hba1c.expect("HbA1c")["validity_days"], window);
+        let a = check(&s, "spec_a", p, &["HBA1C"]).await;
+        assert_eq!(outcome(&a[0]), want, "a {window}-day window, a 20-day-old result");
+    }
+
+    // bad files: each refused at start, naming the file and the problem
+    let store_dir = std::env::temp_dir().join(format!("tiercare-recognition-store-{}", Uuid::now_v7()));
+    let store: std::sync::Arc<dyn tiercare_store::Store> =
+        std::sync::Arc::new(tiercare_store::sqlite::SqliteStore::open(&store_dir.join("t.db")).await.expect("store"));
+    let start = |path: std::path::PathBuf| {
+        let config = tiercare_server::ServerConfig { recognition_file: Some(path), ..Default::default() };
+        tiercare_server::AppState::try_new(store.clone(), config).err().expect("the start is refused")
+    };
+    let zero = temp_file("zero.toml", &recognition_with_hba1c_window(0));
+    let e = start(zero.clone());
+    assert!(e.contains(&zero.display().to_string()) && e.contains("validity_days"), "{e}");
+    let syntax = temp_file("syntax.toml", "[[items]\ncode = ");
+    let e = start(syntax.clone());
+    assert!(e.contains(&syntax.display().to_string()) && e.contains("not valid"), "{e}");
+    let missing = std::env::temp_dir().join(format!("no-such-recognition-{}.toml", Uuid::now_v7()));
+    let e = start(missing.clone());
+    assert!(e.contains("cannot read") && e.contains(&missing.display().to_string()), "{e}");
+}

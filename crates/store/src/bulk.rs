@@ -9,9 +9,10 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use tiercare_domain::encounter::Encounter;
 use tiercare_domain::patient::{Enrolment, Patient};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::Result;
+use crate::{AccessLogEntry, Result};
 
 /// A patient-owned table whose keys are `(region_key, id)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,4 +39,31 @@ pub trait BulkStore: Send + Sync {
     async fn patient_regions(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, String>>;
     /// Which of `keys` (region key, id) are stored in `table`.
     async fn stored_ids(&self, table: BulkTable, keys: &[RegionKey]) -> Result<HashSet<Uuid>>;
+    /// As [`BulkStore::patients_after`], only the patients changed (`updated_at`) after `since`
+    /// (FHIR Bulk Data `_since`); walk until an empty page.
+    async fn patients_changed_after(
+        &self,
+        after: Option<Uuid>,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Patient>>;
+    /// As [`BulkStore::enrolments_after`], only the enrolments created after `since`
+    /// (enrolments are never changed once stored).
+    async fn enrolments_created_after(
+        &self,
+        after: Option<&RegionKey>,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<(String, Enrolment)>>;
+    /// As [`BulkStore::encounters_after`], only the encounters recorded after `since`
+    /// (encounters are never changed once stored).
+    async fn encounters_created_after(
+        &self,
+        after: Option<&RegionKey>,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Encounter>>;
+    /// Write many access-log rows in one transaction (a bulk export's reads: one row per
+    /// patient whose data it wrote), all or none.
+    async fn record_bulk_access(&self, entries: &[AccessLogEntry]) -> Result<()>;
 }

@@ -3661,5 +3661,8 @@ pub async fn settlement_items_and_reason(store: Arc<dyn Store>) {
 // the capability parts' cases (see each module's macro)
 pub mod bulk;
 pub mod case_payment;
+pub mod clinical;
+pub mod fhir_versions;
 pub mod indicators;
 pub mod results;
+pub mod settlement;

@@ -33,6 +33,39 @@ pub fn counter_hooks() -> bool {
     COUNTER_HOOKS.try_with(|on| *on).unwrap_or(true)
 }
 
+/// Shards a counter cell is spread over on PostgreSQL unless [`set_counter_shards`] says otherwise.
+/// Eight: 16 settlements in flight at one facility share a row lock in pairs at most
+/// (a shard is taken round robin), so about eight of them commit per WAL flush instead of one,
+/// while a county-year's scorecard reads at most eight rows a cell (see migration 0014).
+pub const DEFAULT_COUNTER_SHARDS: u16 = 8;
+/// The most shards a cell may have (more would only lengthen reads).
+pub const MAX_COUNTER_SHARDS: u16 = 64;
+
+static COUNTER_SHARDS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(DEFAULT_COUNTER_SHARDS);
+static NEXT_SHARD: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Spread each counter cell over `n` rows on PostgreSQL from now on (clamped to
+/// 1..=[`MAX_COUNTER_SHARDS`]; 1 is the unsharded layout). Process-wide; for benchmarks
+/// that compare layouts (`tiercare bench settlements --counter-shards`): the numbers read are
+/// the same whatever `n` (every read sums a cell's shards), only the row locks differ.
+/// SQLite ignores it (one writer: one row a cell).
+pub fn set_counter_shards(n: u16) {
+    COUNTER_SHARDS.store(n.clamp(1, MAX_COUNTER_SHARDS), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The shards a cell is spread over on PostgreSQL now.
+pub fn counter_shards() -> u16 {
+    COUNTER_SHARDS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The shard the next hook writes (PostgreSQL): round robin over [`counter_shards`], so the
+/// transactions in flight in this process take different rows as long as there are no more
+/// of them than shards.
+pub(crate) fn next_counter_shard() -> i32 {
+    let n = u32::from(counter_shards());
+    (NEXT_SHARD.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n) as i32
+}
+
 /// One row of counters: a facility's month for the patients of one home county.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterRow {
@@ -98,6 +131,13 @@ pub trait IndicatorStore: Send + Sync {
     async fn indicator_counters_from_events(&self) -> Result<Vec<CounterRow>>;
     /// Replace the counters with those computed from the events, in one transaction. Returns rows written.
     async fn rebuild_indicator_counters(&self) -> Result<u64>;
+    /// Stored counter rows (every shard of every cell; a cell is one row on SQLite, at most
+    /// [`counter_shards`] on PostgreSQL) and the distinct cells they hold.
+    async fn indicator_counter_rows(&self) -> Result<(u64, u64)>;
+    /// Fold every cell's shards into one row (shard 0), sums unchanged, so reads go back to one
+    /// row a cell; safe while hooks write. Returns the shard rows folded (always 0 on SQLite).
+    /// Run after bulk loads by [`crate::Store::analyze`]; a server may run it now and then.
+    async fn fold_indicator_shards(&self) -> Result<u64>;
     /// The events of one facility's month behind its counters, oldest first, at most `limit`.
     async fn indicator_records(&self, facility_id: Uuid, month: Month, limit: u32) -> Result<Vec<IndicatorRecord>>;
 }

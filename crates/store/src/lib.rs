@@ -42,10 +42,12 @@ pub mod sqlite;
 // [`Store`] requires, implemented per backend in `queries_<part>.rs`.
 mod bulk;
 mod case_payment;
+mod clinical;
 mod indicators;
 mod results;
 pub use bulk::*;
 pub use case_payment::*;
+pub use clinical::*;
 pub use indicators::*;
 pub use results::*;
 
@@ -373,6 +375,38 @@ pub struct SettlementFilter {
     pub status: Option<SettlementStatus>,
     /// At most this many (0 means 100; capped at 1,000).
     pub limit: u32,
+    /// Keyset paging: only the rows that come after this one in the list's order (made
+    /// earlier, or at the same millisecond with a smaller id); the last row of a page is
+    /// where the next page starts. Not used by [`Store::settlement_totals`].
+    pub after: Option<SettlementPosition>,
+}
+
+/// A row's place in the settlement journal's order: its `created_at` (milliseconds, as
+/// stored) and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettlementPosition {
+    pub created_at: OffsetDateTime,
+    pub id: Uuid,
+}
+
+impl SettlementPosition {
+    pub fn of(r: &SettlementRecord) -> Self {
+        SettlementPosition { created_at: r.created_at, id: r.id }
+    }
+}
+
+/// Totals of the settlements a [`SettlementFilter`] selects (the day's closing figures of
+/// the journal): those in force and those reversed apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SettlementTotals {
+    /// Settlements in force (status `settled`) and the sums of their splits.
+    pub count: i64,
+    pub total_fen: i64,
+    pub fund_fen: i64,
+    pub patient_fen: i64,
+    /// Reversed settlements and the fund payment they gave back.
+    pub reversed_count: i64,
+    pub reversed_fund_fen: i64,
 }
 
 /// Fund payments of one month and tier (and facility, when asked), from the settlements
@@ -426,7 +460,9 @@ pub struct ClearingRow {
 /// The capabilities added after settlement keep their methods in part traits of their own
 /// ([`ResultStore`], [`CasePaymentStore`], [`IndicatorStore`]); a `dyn Store` has them all.
 #[async_trait]
-pub trait Store: ResultStore + CasePaymentStore + IndicatorStore + BulkStore + Send + Sync + 'static {
+pub trait Store:
+    ResultStore + CasePaymentStore + IndicatorStore + BulkStore + ClinicalStore + Send + Sync + 'static
+{
     fn backend(&self) -> Backend;
     /// Apply pending migrations; returns the names applied now.
     async fn migrate(&self) -> Result<Vec<String>>;
@@ -467,6 +503,25 @@ pub trait Store: ResultStore + CasePaymentStore + IndicatorStore + BulkStore + S
     /// The record as read by a clinician, following merges to the survivor.
     async fn patient_record(&self, id: Uuid) -> Result<Option<PatientRecord>>;
     async fn count_patients(&self) -> Result<u64>;
+    /// Refresh the query planner's statistics after a large load (bulk imports, bench
+    /// loaders): PostgreSQL `ANALYZE` (a table bulk-loaded without statistics is planned as
+    /// if tiny: a 1,000-id patient look-up took 1.7 s), then `VACUUM indicator_counter` (an
+    /// import's counter upserts leave a dead version of every cell they add to); SQLite
+    /// `PRAGMA optimize` (analyses only the tables its planner asked about on this connection;
+    /// usually nothing: its plans here do not rest on statistics).
+    async fn analyze(&self) -> Result<()>;
+    /// When each of these patients last changed (FHIR meta.lastUpdated; the record's
+    /// `updated_at`), unknown ids left out, in no order.
+    async fn patient_updated_at(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, OffsetDateTime)>>;
+    /// [`Store::get_patient`] with when it last changed, in one read (a FHIR read's meta).
+    async fn get_patient_versioned(&self, id: Uuid) -> Result<Option<(Patient, OffsetDateTime)>>;
+    /// Change a patient's demographics and identifiers (FHIR update): `p` as it is to be,
+    /// with `p.version` the version it was read at (region key and status are not changed).
+    /// Writes version + 1 and answers the change time. A change since that version →
+    /// [`StoreError::Conflict`]; an identifier registered to someone else →
+    /// [`StoreError::Duplicate`]; an unknown patient → [`StoreError::NotFound`]. Nothing is
+    /// written then.
+    async fn update_patient(&self, p: &Patient) -> Result<OffsetDateTime>;
     /// Merge `merged_id` into `survivor_id` (domain rules apply); returns the merge.
     async fn merge_patients(
         &self,
@@ -609,6 +664,9 @@ pub trait Store: ResultStore + CasePaymentStore + IndicatorStore + BulkStore + S
     /// `stay_deductible_paid_fen` is always 0 (stays are not tracked across bills).
     async fn accumulators(&self, patient_id: Uuid, year: i32) -> Result<Accumulators>;
     async fn list_settlements(&self, f: &SettlementFilter) -> Result<Vec<SettlementRecord>>;
+    /// The totals of every settlement `f` selects, whatever its `after` and `limit` (so a
+    /// journal read page by page shows the whole day's figures on each page).
+    async fn settlement_totals(&self, f: &SettlementFilter) -> Result<SettlementTotals>;
     /// Fund payments of the settlements in force with a service date in
     /// `[from, to_exclusive)`, per month and tier, and per facility when `by_facility`
     /// (`facility_id` is `None` otherwise); only these facilities when `facility_ids` is

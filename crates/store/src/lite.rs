@@ -19,7 +19,7 @@ use std::fmt::{Display, Write as _};
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -117,6 +117,11 @@ impl Encode for i64 {
     }
 }
 impl Encode for i32 {
+    fn encode(self) -> Value {
+        Value::Integer(i64::from(self))
+    }
+}
+impl Encode for i16 {
     fn encode(self) -> Value {
         Value::Integer(i64::from(self))
     }
@@ -306,23 +311,39 @@ impl QueryResult {
 /// read pool. `Database` is there so `E: Executor<'e, Database = Db>` reads as with sqlx.
 pub trait Executor<'e>: Send {
     type Database;
-    fn run<R>(self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R>;
+    fn run<R>(self, f: impl Fn(&Connection) -> Result<R>) -> Result<R>;
+    /// Run a statement that only reads (the `fetch_*` calls); by default as [`Executor::run`].
+    fn read<R>(self, f: impl Fn(&Connection) -> Result<R>) -> Result<R>
+    where
+        Self: Sized,
+    {
+        self.run(f)
+    }
 }
 
 impl<'e> Executor<'e> for &'e mut Connection {
     type Database = Sqlite;
-    fn run<R>(self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    fn run<R>(self, f: impl Fn(&Connection) -> Result<R>) -> Result<R> {
         f(self)
     }
 }
 
 impl<'e> Executor<'e> for &'e ReadPool {
     type Database = Sqlite;
-    fn run<R>(self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    fn run<R>(self, f: impl Fn(&Connection) -> Result<R>) -> Result<R> {
         let conn = self.take()?;
         let out = f(&conn);
         self.give_back(conn);
         out
+    }
+
+    /// On the writer's connection when it is idle (see [`ReadPool::on_idle_writer`]), else
+    /// on a reader.
+    fn read<R>(self, f: impl Fn(&Connection) -> Result<R>) -> Result<R> {
+        match self.on_idle_writer(&f) {
+            Some(out) => out,
+            None => self.run(f),
+        }
     }
 }
 
@@ -462,7 +483,7 @@ impl Query {
     }
 
     pub async fn fetch_all<'e, E: Executor<'e>>(self, e: E) -> Result<Vec<Row>> {
-        e.run(|c| {
+        e.read(|c| {
             let mut out = Vec::new();
             run_statement(c, &self.sql, &self.args, |r| {
                 out.push(r);
@@ -473,7 +494,7 @@ impl Query {
     }
 
     pub async fn fetch_optional<'e, E: Executor<'e>>(self, e: E) -> Result<Option<Row>> {
-        e.run(|c| {
+        e.read(|c| {
             let mut out = None;
             run_statement(c, &self.sql, &self.args, |r| {
                 out = Some(r);
@@ -605,11 +626,25 @@ fn open_connection(path: &Path, cache_size_kib: i64, extra: &str) -> Result<Conn
 
 /// Reader connections, opened as needed and kept for reuse. A statement holds one only while
 /// it runs (on the calling thread), so about as many are open as threads read at once.
+///
+/// A read (a `fetch_*` statement) runs on the writer's connection instead when the writer is
+/// idle — nobody holds it or waits for it, and no group transaction is open, so the read
+/// sees exactly what is committed — with a budget of [`WARM_READ_BUDGET`] × 1,000 SQLite VM
+/// steps: a reader drops its whole page cache whenever the WAL changed since its last read
+/// (under writes, before nearly every statement) and reads its pages again through the WAL
+/// index and `pread`, while the writer's cache holds what the last writes touched. A read
+/// that runs over the budget is interrupted (it has changed nothing) and run again on a
+/// reader, so a long read (a report, an export page) never holds the writer for long.
 pub struct ReadPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     max_idle: usize,
+    writer: std::sync::Weak<Writer>,
 }
+
+/// A read on the idle writer may take this many progress-handler calls (1,000 VM steps
+/// each): a point read by key takes a few hundred to a few thousand steps.
+const WARM_READ_BUDGET: u32 = 25;
 
 /// Page cache of each reader (KiB): 16 MiB, allocated as used. A reader drops its whole
 /// cache whenever the WAL has changed since its last read, which under writes is before
@@ -625,6 +660,30 @@ const READ_CACHE_KIB: i64 = 16_384;
 const WRITE_CACHE_KIB: i64 = 16_384;
 
 impl ReadPool {
+    /// `f` on the writer's connection if the writer is idle; `None`: not idle, or `f` ran
+    /// over the budget (interrupted, nothing changed): run it on a reader.
+    fn on_idle_writer<R>(&self, f: &impl Fn(&Connection) -> Result<R>) -> Option<Result<R>> {
+        let writer = self.writer.upgrade()?;
+        if writer.waiting.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let st = writer.state.try_lock().ok()?;
+        if st.open.is_some() || !st.conn.is_autocommit() {
+            return None;
+        }
+        st.read_budget.store(WARM_READ_BUDGET + 1, Ordering::Relaxed);
+        let out = f(&st.conn);
+        st.read_budget.store(0, Ordering::Relaxed);
+        match out {
+            Err(Error::Sqlite(rusqlite::Error::SqliteFailure(e, _)))
+                if e.code == rusqlite::ErrorCode::OperationInterrupted =>
+            {
+                None
+            }
+            out => Some(out),
+        }
+    }
+
     fn take(&self) -> Result<Connection> {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match idle {
@@ -661,6 +720,9 @@ pub struct Writer {
 
 struct WriterState {
     conn: Connection,
+    /// Progress-handler calls left to a read on this connection (see [`ReadPool`]): 0 while
+    /// it writes (never interrupted), else 1 + what is left; at 1 the read is interrupted.
+    read_budget: Arc<AtomicU32>,
     /// The group whose SQLite transaction is open, if any.
     open: Option<u64>,
     next_group: u64,
@@ -719,13 +781,36 @@ pub fn open(path: &Path, max_readers: usize) -> Result<(Arc<Writer>, ReadPool)> 
     // the checkpointer thread copies the WAL into the database; the writer checkpoints
     // itself only if that falls far behind (200 MB of WAL)
     let conn = open_connection(path, WRITE_CACHE_KIB, "PRAGMA wal_autocheckpoint = 50000;")?;
-    let read = ReadPool { path: path.to_owned(), idle: Mutex::new(Vec::new()), max_idle: max_readers };
+    let read_budget = Arc::new(AtomicU32::new(0));
+    let budget = read_budget.clone();
+    conn.progress_handler(
+        1_000,
+        Some(move || match budget.load(Ordering::Relaxed) {
+            0 => false,
+            1 => true,
+            n => {
+                budget.store(n - 1, Ordering::Relaxed);
+                false
+            }
+        }),
+    )?;
+    let state = WriterState { conn, read_budget, open: None, next_group: 1, ended_upto: 0, failed: Vec::new() };
+    let state = Arc::new(tokio::sync::Mutex::new(state));
+    let writer = Arc::new(Writer { state, waiting: AtomicUsize::new(0) });
+    let read = ReadPool {
+        path: path.to_owned(),
+        idle: Mutex::new(Vec::new()),
+        max_idle: max_readers,
+        // `TIERCARE_SQLITE_READ_ON_WRITER=0`: every read on a reader (to measure the difference)
+        writer: if std::env::var("TIERCARE_SQLITE_READ_ON_WRITER").is_ok_and(|v| v == "0") {
+            std::sync::Weak::new()
+        } else {
+            Arc::downgrade(&writer)
+        },
+    };
     // one reader now, so a file that cannot be read fails here
     let first = read.take()?;
     read.give_back(first);
-    let state = WriterState { conn, open: None, next_group: 1, ended_upto: 0, failed: Vec::new() };
-    let state = Arc::new(tokio::sync::Mutex::new(state));
-    let writer = Arc::new(Writer { state, waiting: AtomicUsize::new(0) });
     start_checkpointer(path, &writer);
     Ok((writer, read))
 }
@@ -1057,6 +1142,52 @@ mod tests {
         assert_eq!((rows, odd), (32, 0), "the 8 rolled-back rows are gone, the 32 others kept");
         let groups = writer.state.lock().await.next_group - 1;
         assert!(groups < 41, "{groups} transactions for 41 writers: some shared one");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A read runs on the idle writer's connection (where a TEMP table of that connection is
+    /// visible), on a reader while the writer is held (uncommitted rows unseen), and on a
+    /// reader again when it runs over its budget on the writer; writes are never cut short.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_use_the_idle_writer_within_a_budget() {
+        let dir = std::env::temp_dir().join(format!("tiercare-lite-{}", Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (writer, read) = open(&dir.join("t.db"), 2).expect("open");
+        let mut tx = Transaction::begin(&writer, "BEGIN IMMEDIATE").await.expect("begin");
+        query("CREATE TABLE t (n INTEGER PRIMARY KEY)").execute(&mut *tx).await.expect("table");
+        query("CREATE TEMP TABLE only_on_the_writer (x INTEGER)").execute(&mut *tx).await.expect("temp table");
+        query("INSERT INTO t (n) VALUES (1), (2)").execute(&mut *tx).await.expect("rows");
+        tx.commit().await.expect("commit");
+        let read = &read;
+        let count =
+            |sql: &'static str| async move { query(sql).fetch_one(read).await.map(|r| r.try_get::<i64, _>("n")) };
+        // idle: on the writer
+        let n = count("SELECT COUNT(*) AS n FROM only_on_the_writer").await.expect("read on the writer");
+        assert_eq!(n.expect("n"), 0);
+        // held by a write transaction: on a reader, which sees only what is committed
+        let mut tx = Transaction::begin(&writer, "BEGIN IMMEDIATE").await.expect("begin");
+        query("INSERT INTO t (n) VALUES (3)").execute(&mut *tx).await.expect("row");
+        assert!(count("SELECT COUNT(*) AS n FROM only_on_the_writer").await.is_err(), "not on the held writer");
+        assert_eq!(count("SELECT COUNT(*) AS n FROM t").await.expect("read").expect("n"), 2, "the row not committed");
+        tx.commit().await.expect("commit");
+        assert_eq!(count("SELECT COUNT(*) AS n FROM t").await.expect("read").expect("n"), 3);
+        // over the budget on the writer: interrupted there, run again on a reader
+        let long = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000)
+                    SELECT COUNT(*) AS n FROM c";
+        assert_eq!(count(long).await.expect("a long read").expect("n"), 200_000, "answered in full");
+        let long_on_writer = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000)
+                    SELECT COUNT(*) + (SELECT COUNT(*) FROM only_on_the_writer) AS n FROM c";
+        assert!(count(long_on_writer).await.is_err(), "a long read leaves the writer for a reader");
+        // a long write is not interrupted
+        let mut tx = Transaction::begin(&writer, "BEGIN IMMEDIATE").await.expect("begin");
+        query(
+            "INSERT INTO t (n) WITH RECURSIVE c(x) AS (SELECT 4 UNION ALL SELECT x + 1 FROM c WHERE x < 200000) SELECT x FROM c",
+        )
+        .execute(&mut *tx)
+        .await
+        .expect("a long write");
+        tx.commit().await.expect("commit");
+        assert_eq!(count("SELECT COUNT(*) AS n FROM t").await.expect("read").expect("n"), 200_000);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -17,6 +17,9 @@ pub(crate) const SQLITE: &[Migration] = &[
     (11, "0011_case_payment_drg", include_str!("../migrations/sqlite/0011_case_payment_drg.sql")),
     (12, "0012_indicator_counter_compact", include_str!("../migrations/sqlite/0012_indicator_counter_compact.sql")),
     (13, "0013_enrolment_by_id", include_str!("../migrations/sqlite/0013_enrolment_by_id.sql")),
+    (14, "0014_indicator_counter_shards", include_str!("../migrations/sqlite/0014_indicator_counter_shards.sql")),
+    (15, "0015_results_by_patient", include_str!("../migrations/sqlite/0015_results_by_patient.sql")),
+    (16, "0016_encounter_by_id", include_str!("../migrations/sqlite/0016_encounter_by_id.sql")),
 ];
 pub(crate) const POSTGRES: &[Migration] = &[
     (1, "0001_foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -32,6 +35,9 @@ pub(crate) const POSTGRES: &[Migration] = &[
     (11, "0011_case_payment_drg", include_str!("../migrations/postgres/0011_case_payment_drg.sql")),
     (12, "0012_indicator_counter_compact", include_str!("../migrations/postgres/0012_indicator_counter_compact.sql")),
     (13, "0013_enrolment_by_id", include_str!("../migrations/postgres/0013_enrolment_by_id.sql")),
+    (14, "0014_indicator_counter_shards", include_str!("../migrations/postgres/0014_indicator_counter_shards.sql")),
+    (15, "0015_results_by_patient", include_str!("../migrations/postgres/0015_results_by_patient.sql")),
+    (16, "0016_encounter_by_id", include_str!("../migrations/postgres/0016_encounter_by_id.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -63,6 +63,11 @@ mod bulk {
     include!("queries_bulk.rs");
 }
 
+/// Clinical reads for the FHIR interface (issue 7), compiled with this file for each backend.
+mod clinical {
+    include!("queries_clinical.rs");
+}
+
 
 /// Rows per multi-row INSERT in bulk imports (13 columns × 1,000 = 13,000 parameters,
 /// under SQLite's 32,766 and PostgreSQL's 65,535).
@@ -641,6 +646,67 @@ async fn set_patient_status(tx: &mut Tx, p: &Patient, status: PatientStatus) -> 
     Ok(())
 }
 
+/// [`Store::update_patient`] inside a transaction: the row (checked against the version it
+/// was read at), then the identifiers: those dropped are released, those added claimed.
+async fn update_patient_tx(tx: &mut Tx, p: &Patient) -> Result<OffsetDateTime> {
+    let Some(old) = get_patient_tx(tx, p.id).await? else {
+        return Err(StoreError::not_found(format!("patient {}", p.id)));
+    };
+    if let Some(f) = p.home_facility_id {
+        require_exists(tx, "SELECT id FROM facility WHERE id = $1", f, "facility").await?;
+    }
+    // to the millisecond: what is stored, so the answer equals a later read
+    let now = from_ms(now_ms())?;
+    let res = query(
+        "UPDATE patient SET name = $1, sex = $2, birth_date = $3, phone = $4, address = $5, home_facility_id = $6,
+         identifiers = $7, version = version + 1, updated_at = $8
+         WHERE region_key = $9 AND id = $10 AND version = $11",
+    )
+    .bind(p.name.as_str())
+    .bind(p.sex.as_str())
+    .bind(date_str(p.birth_date))
+    .bind(p.phone.clone())
+    .bind(p.address.clone())
+    .bind(p.home_facility_id)
+    .bind(serde_json::to_string(&p.identifiers).unwrap_or_else(|_| "[]".into()))
+    .bind(ms(now))
+    .bind(old.region_key.as_str())
+    .bind(p.id)
+    .bind(p.version)
+    .execute(&mut **tx)
+    .await?;
+    if res.rows_affected() != 1 {
+        return Err(StoreError::Conflict(format!(
+            "the patient record is at version {}, not {}: it was changed since; read it again",
+            old.version, p.version
+        )));
+    }
+    for idf in old.identifiers.iter().filter(|i| !p.identifiers.contains(i)) {
+        query("DELETE FROM patient_identifier WHERE kind = $1 AND value = $2 AND patient_id = $3")
+            .bind(idf.kind.as_str())
+            .bind(idf.value.as_str())
+            .bind(p.id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let added: Vec<(&Patient, &Identifier)> =
+        p.identifiers.iter().filter(|i| !old.identifiers.contains(i)).map(|i| (p, i)).collect();
+    if !added.is_empty() {
+        let taken = claim_identifiers(tx, &added).await?;
+        if let Some((kind, value)) = taken.iter().next() {
+            let existing = query("SELECT patient_id FROM patient_identifier WHERE kind = $1 AND value = $2")
+                .bind(kind.as_str())
+                .bind(value.as_str())
+                .fetch_optional(&mut **tx)
+                .await?
+                .map(|r| r.try_get("patient_id"))
+                .transpose()?;
+            return Err(StoreError::Duplicate { what: format!("a patient with this {}", kind.as_str()), existing });
+        }
+    }
+    Ok(now)
+}
+
 async fn require_exists(tx: &mut Tx, sql: &'static str, id: Uuid, what: &str) -> Result<()> {
     if query(sql).bind(id).fetch_optional(&mut **tx).await?.is_none() {
         return Err(StoreError::not_found(format!("{what} {id}")));
@@ -1097,6 +1163,53 @@ impl Store for This {
     async fn count_patients(&self) -> Result<u64> {
         let r = query("SELECT COUNT(*) AS n FROM patient").fetch_one(self.read()).await?;
         Ok(r.try_get::<i64, _>("n")? as u64)
+    }
+
+    async fn analyze(&self) -> Result<()> {
+        if matches!(BACKEND, Backend::Postgres) {
+            // the indicator counters' shards folded to one row a cell (issue 8), then VACUUM
+            // and ANALYZE, which cannot run inside a transaction: on a pool connection, autocommit
+            indicators::fold_shards(self).await?;
+            raw_sql("ANALYZE").execute(self.read()).await?;
+            raw_sql("VACUUM indicator_counter").execute(self.read()).await?;
+        } else {
+            self.transact(&(), |tx, ()| {
+                Box::pin(async move {
+                    raw_sql("PRAGMA optimize").execute(&mut **tx).await?;
+                    Ok(())
+                })
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn patient_updated_at(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, OffsetDateTime)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut qb: QueryBuilder<Db> = QueryBuilder::new("SELECT id, updated_at FROM patient WHERE id IN (");
+            let mut sep = qb.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            qb.push(")");
+            for row in qb.build().fetch_all(self.read()).await? {
+                out.push((row.try_get("id")?, from_ms(row.try_get("updated_at")?)?));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get_patient_versioned(&self, id: Uuid) -> Result<Option<(Patient, OffsetDateTime)>> {
+        let row = query(AssertSqlSafe(format!("SELECT {PATIENT_COLS}, updated_at FROM patient WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(self.read())
+            .await?;
+        row.as_ref().map(|r| Ok((patient_from_row(r)?, from_ms(r.try_get("updated_at")?)?))).transpose()
+    }
+
+    async fn update_patient(&self, p: &Patient) -> Result<OffsetDateTime> {
+        self.transact(p, |tx, p| Box::pin(async move { update_patient_tx(tx, p).await })).await
     }
 
     async fn merge_patients(
@@ -1684,6 +1797,9 @@ impl Store for This {
     }
     async fn list_settlements(&self, f: &crate::SettlementFilter) -> Result<Vec<crate::SettlementRecord>> {
         settlement::list_settlements(self, f).await
+    }
+    async fn settlement_totals(&self, f: &crate::SettlementFilter) -> Result<crate::SettlementTotals> {
+        settlement::settlement_totals(self, f).await
     }
     async fn fund_report(
         &self,

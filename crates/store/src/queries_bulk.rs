@@ -9,7 +9,7 @@
 #[allow(unused_imports)]
 use super::*;
 
-use crate::{BulkTable, RegionKey};
+use crate::{AccessLogEntry, BulkTable, RegionKey};
 
 /// Ids per `IN (…)` list.
 const LOOKUP_CHUNK: usize = 500;
@@ -93,6 +93,78 @@ impl crate::BulkStore for This {
         }
         Ok(out)
     }
+
+    async fn patients_changed_after(
+        &self,
+        after: Option<Uuid>,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Patient>> {
+        let limit = limit.clamp(1, 100_000);
+        // the walk is by id; the filter reads each row's updated_at (no index: a whole walk)
+        let rows = query(AssertSqlSafe(format!(
+            "SELECT {PATIENT_COLS} FROM patient WHERE id > $1 AND updated_at > $2 ORDER BY id LIMIT {limit}"
+        )))
+        .bind(after.unwrap_or(Uuid::nil()))
+        .bind(ms(since))
+        .fetch_all(self.read())
+        .await?;
+        rows.iter().map(patient_from_row).collect()
+    }
+
+    async fn enrolments_created_after(
+        &self,
+        after: Option<&RegionKey>,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<(String, Enrolment)>> {
+        let rows = page_since(self, "enrolment", after, since, limit).await?;
+        rows.iter().map(|r| Ok((r.try_get("region_key")?, enrolment_from_row(r)?))).collect()
+    }
+
+    async fn encounters_created_after(
+        &self,
+        after: Option<&RegionKey>,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Encounter>> {
+        page_since(self, "encounter", after, since, limit).await?.iter().map(encounter_from_row).collect()
+    }
+
+    async fn record_bulk_access(&self, entries: &[AccessLogEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.transact(entries, |tx, entries| {
+            Box::pin(async move {
+                for e in entries {
+                    insert_access_log(tx, e).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+}
+
+/// One keyset page of a `(region_key, id)`-keyed table, only rows created after `since`.
+async fn page_since(
+    store: &This,
+    table: &str,
+    after: Option<&RegionKey>,
+    since: OffsetDateTime,
+    limit: u32,
+) -> Result<Vec<DbRow>> {
+    let limit = limit.clamp(1, 100_000);
+    let (region, id) = after.cloned().unwrap_or_else(|| (String::new(), Uuid::nil()));
+    Ok(query(AssertSqlSafe(format!(
+        "SELECT * FROM {table} WHERE (region_key, id) > ($1, $2) AND created_at > $3 ORDER BY region_key, id LIMIT {limit}"
+    )))
+    .bind(region)
+    .bind(id)
+    .bind(ms(since))
+    .fetch_all(store.read())
+    .await?)
 }
 
 /// One keyset page of a `(region_key, id)`-keyed table.

@@ -12,6 +12,15 @@
 // Hooks: one upsert per event (`ON CONFLICT … DO UPDATE SET c = c + excluded.c`), or per
 // distinct cell of a bulk import, cells in sorted order so concurrent writers take their
 // rows in one order.
+//
+// Shards (migration 0014): a cell is stored in up to `counter_shards()` rows on PostgreSQL,
+// keyed by `shard`, so concurrent transactions of one facility and month do not queue on one
+// row lock held until their WAL flush. A single event adds to the lowest shard no other
+// transaction holds (`hook_one`: a new shard only when all are held, so rows follow actual
+// contention); a bulk import adds all its cells to one shard taken round robin (`shard()`;
+// the loaders fold them back afterwards, `fold_shards` via `Store::analyze`). Every read sums a
+// cell's shards; a rebuild writes shard 0. SQLite writes shard 0 only (a single writer:
+// nothing to spread).
 
 #[allow(unused_imports)]
 use super::*;
@@ -42,6 +51,19 @@ fn measure_cols() -> String {
     Measure::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
 }
 
+/// Every measure summed over a group's rows (a cell's shards), named as the measure.
+fn measure_sums() -> String {
+    Measure::ALL.iter().map(|m| format!("CAST(SUM({0}) AS BIGINT) AS {0}", m.as_str())).collect::<Vec<_>>().join(", ")
+}
+
+/// The shard a hook writes: round robin on PostgreSQL, always 0 on SQLite.
+fn shard() -> i32 {
+    if matches!(BACKEND, Backend::Postgres) { crate::next_counter_shard() } else { 0 }
+}
+
+/// The key of the counter table, as the upserts' conflict target.
+const COUNTER_KEY: &str = "facility_id, month, home_region, shard";
+
 /// `ON CONFLICT … DO UPDATE SET` adding every measure.
 fn add_on_conflict() -> String {
     let set = Measure::ALL
@@ -49,7 +71,7 @@ fn add_on_conflict() -> String {
         .map(|m| format!("{0} = indicator_counter.{0} + excluded.{0}", m.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
-    format!(" ON CONFLICT (facility_id, month, home_region) DO UPDATE SET {set}")
+    format!(" ON CONFLICT ({COUNTER_KEY}) DO UPDATE SET {set}")
 }
 
 /// The one-cell upsert of the measures in `mask` (bit `i` = `Measure::ALL[i]`): the others
@@ -60,7 +82,7 @@ fn upsert_one_sql(mask: usize) -> &'static str {
     static SQL: [std::sync::OnceLock<String>; 1 << Measure::COUNT] =
         [const { std::sync::OnceLock::new() }; 1 << Measure::COUNT];
     SQL[mask].get_or_init(|| {
-        let mut k = 3;
+        let mut k = 4;
         let values = Measure::ALL
             .iter()
             .enumerate()
@@ -82,20 +104,21 @@ fn upsert_one_sql(mask: usize) -> &'static str {
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "INSERT INTO indicator_counter (facility_id, month, home_region, {}) VALUES ($1, $2, $3, {values})
-             ON CONFLICT (facility_id, month, home_region) DO UPDATE SET {set}",
+            "INSERT INTO indicator_counter ({COUNTER_KEY}, {}) VALUES ($1, $2, $3, $4, {values})
+             ON CONFLICT ({COUNTER_KEY}) DO UPDATE SET {set}",
             measure_cols()
         )
     })
 }
 
-/// Add `c` to one stored cell: one statement, binding only its non-zero measures.
-async fn upsert_one(tx: &mut Tx, facility: Uuid, month: Month, home: &str, c: &Counters) -> Result<()> {
+/// Add `c` to one stored cell's shard `shard`: one statement, binding only its non-zero measures.
+async fn upsert_one(tx: &mut Tx, facility: Uuid, month: Month, home: &str, shard: i32, c: &Counters) -> Result<()> {
     let mask = c.0.iter().enumerate().filter(|(_, v)| **v != 0).fold(0, |m, (i, _)| m | (1 << i));
     if mask == 0 {
         return Ok(());
     }
-    let mut q = query(AssertSqlSafe(upsert_one_sql(mask))).bind(facility).bind(month.to_string()).bind(home);
+    let mut q =
+        query(AssertSqlSafe(upsert_one_sql(mask))).bind(facility).bind(month.to_string()).bind(home).bind(shard);
     for v in c.0.iter().filter(|v| **v != 0) {
         q = q.bind(*v);
     }
@@ -103,20 +126,19 @@ async fn upsert_one(tx: &mut Tx, facility: Uuid, month: Month, home: &str, c: &C
     Ok(())
 }
 
-/// Add `c` to the stored cells: one statement for one cell, else one multi-row upsert per chunk.
-async fn upsert(tx: &mut Tx, cells: &Cells) -> Result<()> {
+/// Add `c` to the stored cells' shard `shard`: one statement for one cell, else one multi-row
+/// upsert per chunk.
+async fn upsert(tx: &mut Tx, cells: &Cells, shard: i32) -> Result<()> {
     let cells: Vec<(&Key, &Counters)> = cells.iter().filter(|(_, c)| !c.is_zero()).collect();
     if let [((facility, month, home), c)] = cells.as_slice() {
-        return upsert_one(tx, *facility, *month, home, c).await;
+        return upsert_one(tx, *facility, *month, home, shard, c).await;
     }
     let set = add_on_conflict();
     for chunk in cells.chunks(CELL_CHUNK) {
-        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
-            "INSERT INTO indicator_counter (facility_id, month, home_region, {}) ",
-            measure_cols()
-        ));
+        let mut qb: QueryBuilder<Db> =
+            QueryBuilder::new(format!("INSERT INTO indicator_counter ({COUNTER_KEY}, {}) ", measure_cols()));
         qb.push_values(chunk, |mut b, ((facility, month, home), c)| {
-            b.push_bind(*facility).push_bind(month.to_string()).push_bind(home.clone());
+            b.push_bind(*facility).push_bind(month.to_string()).push_bind(home.clone()).push_bind(shard);
             for v in c.0 {
                 b.push_bind(v);
             }
@@ -132,15 +154,62 @@ async fn hook(tx: &mut Tx, cells: &Cells) -> Result<()> {
     if !crate::counter_hooks() {
         return Ok(());
     }
-    upsert(tx, cells).await
+    upsert(tx, cells, shard()).await
 }
 
-/// A hook's update of one cell (no map): `upsert_one`, unless turned off.
+/// PostgreSQL: the update of the measures in `mask` into the first shard of a cell that no
+/// other transaction holds (`FOR UPDATE SKIP LOCKED`); no row when every shard is held (or the
+/// cell has none yet). One text per mask, like `upsert_one_sql`.
+fn update_free_shard_sql(mask: usize) -> &'static str {
+    static SQL: [std::sync::OnceLock<String>; 1 << Measure::COUNT] =
+        [const { std::sync::OnceLock::new() }; 1 << Measure::COUNT];
+    SQL[mask].get_or_init(|| {
+        let mut k = 3;
+        let set = Measure::ALL
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, m)| {
+                k += 1;
+                format!("{0} = {0} + ${k}", m.as_str())
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "UPDATE indicator_counter SET {set}
+             WHERE facility_id = $1 AND month = $2 AND home_region = $3 AND shard = (
+               SELECT shard FROM indicator_counter WHERE facility_id = $1 AND month = $2 AND home_region = $3
+               ORDER BY shard LIMIT 1 FOR UPDATE SKIP LOCKED)"
+        )
+    })
+}
+
+/// A hook's update of one cell (no map), unless turned off. SQLite: `upsert_one` into shard 0.
+/// PostgreSQL: add to the lowest shard no other transaction holds; only when all are held
+/// (or the cell is new) upsert shard `shard()` (round robin), so a cell has as many rows as
+/// writers ever overlapped on it (at most `counter_shards()`): one for most cells, a few for
+/// a busy desk's month.
 async fn hook_one(tx: &mut Tx, facility: Uuid, month: Month, home: &str, c: &Counters) -> Result<()> {
     if !crate::counter_hooks() {
         return Ok(());
     }
-    upsert_one(tx, facility, month, home, c).await
+    if !matches!(BACKEND, Backend::Postgres) || crate::counter_shards() == 1 {
+        // SQLite, or the unsharded layout (a benchmark's baseline): the cell's one row
+        return upsert_one(tx, facility, month, home, 0, c).await;
+    }
+    let mask = c.0.iter().enumerate().filter(|(_, v)| **v != 0).fold(0, |m, (i, _)| m | (1 << i));
+    if mask == 0 {
+        return Ok(());
+    }
+    let mut q = query(AssertSqlSafe(update_free_shard_sql(mask))).bind(facility).bind(month.to_string()).bind(home);
+    for v in c.0.iter().filter(|v| **v != 0) {
+        q = q.bind(*v);
+    }
+    if q.execute(&mut **tx).await?.rows_affected() == 1 {
+        return Ok(());
+    }
+    // every shard held (or a new cell): a shard taken round robin, made if missing
+    upsert_one(tx, facility, month, home, shard(), c).await
 }
 
 fn encounter_cell(cells: &mut Cells, e: &Encounter) {
@@ -316,7 +385,7 @@ pub(super) async fn counters(s: &This, q: &CounterQuery) -> Result<Vec<CounterRo
     }
     let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!(
         "SELECT facility_id, month, home_region, {} FROM indicator_counter WHERE month >= ",
-        measure_cols()
+        measure_sums()
     ));
     qb.push_bind(q.from.to_string()).push(" AND month <= ").push_bind(q.to.to_string()).push(" AND (");
     if let Some(prefix) = &q.home_prefix {
@@ -338,7 +407,7 @@ pub(super) async fn counters(s: &This, q: &CounterQuery) -> Result<Vec<CounterRo
         }
         qb.push(")");
     }
-    qb.push(")");
+    qb.push(") GROUP BY facility_id, month, home_region");
     let rows = qb.build().fetch_all(s.read()).await?;
     rows.iter().map(counter_row).collect()
 }
@@ -391,8 +460,8 @@ pub(super) async fn cells(s: &This, q: &CellQuery) -> Result<Vec<Cell>> {
 
 pub(super) async fn all_counters(s: &This) -> Result<Vec<CounterRow>> {
     let rows = query(AssertSqlSafe(format!(
-        "SELECT facility_id, month, home_region, {} FROM indicator_counter",
-        measure_cols()
+        "SELECT facility_id, month, home_region, {} FROM indicator_counter GROUP BY facility_id, month, home_region",
+        measure_sums()
     )))
     .fetch_all(s.read())
     .await?;
@@ -545,12 +614,45 @@ async fn rebuild_tx(tx: &mut Tx) -> Result<u64> {
     }
     reuse_cells(&mut **tx, &mut cells).await?;
     query("DELETE FROM indicator_counter").execute(&mut **tx).await?;
-    upsert(tx, &cells).await?;
+    upsert(tx, &cells, 0).await?;
     Ok(cells.values().filter(|c| !c.is_zero()).count() as u64)
 }
 
 pub(super) async fn rebuild(s: &This) -> Result<u64> {
-    s.transact(&(), |tx, ()| Box::pin(rebuild_tx(tx))).await
+    let rows = s.transact(&(), |tx, ()| Box::pin(rebuild_tx(tx))).await?;
+    if matches!(BACKEND, Backend::Postgres) {
+        // every old row is now dead: reclaim them before the next scorecard scans the table
+        raw_sql("VACUUM ANALYZE indicator_counter").execute(s.read()).await?;
+    }
+    Ok(rows)
+}
+
+/// PostgreSQL: move every shard's counts into shard 0 of its cell, in one statement (the
+/// shards' rows deleted, their sums added to shard 0). Exact whatever runs at the same time:
+/// the sums are those of the row versions the DELETE removed (READ COMMITTED: a version a
+/// concurrent hook commits meanwhile is the one deleted and returned), and a hook that adds to
+/// a deleted shard afterwards makes a new row. Returns the shard rows folded.
+async fn fold_tx(tx: &mut Tx) -> Result<u64> {
+    let cols = measure_cols();
+    let sql = format!(
+        "WITH gone AS (DELETE FROM indicator_counter WHERE shard <> 0 RETURNING facility_id, month, home_region, {cols}),
+           n AS (SELECT COUNT(*) AS n FROM gone),
+           folded AS (INSERT INTO indicator_counter ({COUNTER_KEY}, {cols})
+             SELECT facility_id, month, home_region, 0, {} FROM gone GROUP BY facility_id, month, home_region
+             ORDER BY facility_id, month, home_region{})
+         SELECT n FROM n",
+        measure_sums(),
+        add_on_conflict()
+    );
+    let n: i64 = query(AssertSqlSafe(sql)).fetch_one(&mut **tx).await?.try_get("n")?;
+    Ok(n as u64)
+}
+
+pub(super) async fn fold_shards(s: &This) -> Result<u64> {
+    if !matches!(BACKEND, Backend::Postgres) {
+        return Ok(0); // SQLite writes shard 0 only
+    }
+    s.transact_row_locking(&(), |tx, ()| Box::pin(fold_tx(tx))).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -656,6 +758,18 @@ impl crate::IndicatorStore for This {
     }
     async fn rebuild_indicator_counters(&self) -> Result<u64> {
         rebuild(self).await
+    }
+    async fn fold_indicator_shards(&self) -> Result<u64> {
+        fold_shards(self).await
+    }
+    async fn indicator_counter_rows(&self) -> Result<(u64, u64)> {
+        let r = query(
+            "SELECT COUNT(*) AS n, (SELECT COUNT(*) FROM (SELECT DISTINCT facility_id, month, home_region
+               FROM indicator_counter) AS d) AS cells FROM indicator_counter",
+        )
+        .fetch_one(self.read())
+        .await?;
+        Ok((r.try_get::<i64, _>("n")? as u64, r.try_get::<i64, _>("cells")? as u64))
     }
     async fn indicator_records(&self, facility_id: Uuid, month: Month, limit: u32) -> Result<Vec<IndicatorRecord>> {
         records(self, facility_id, month, limit).await

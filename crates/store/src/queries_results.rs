@@ -12,6 +12,7 @@ use tiercare_domain::recognition::{LabQualification, PriorResult, RepeatReason, 
 use tiercare_domain::recognition::{ReferenceRange, YearMonth};
 use tiercare_domain::results::{AbnormalFlag, Category, Decision, Entry, ImagingReport, Outcome, Report};
 
+use crate::results::{CopyIn, CopyRow};
 use crate::{LedgerRow, OrderRecord, ResultQuery, ResultRecord};
 
 const RESULT_COLS: &str = "region_key, id, report_id, patient_id, item_code, sent_code, category, value, value_num,
@@ -149,6 +150,59 @@ async fn insert_results_tx(tx: &mut Tx, rows: &[ResultRecord]) -> Result<u64> {
     Ok(rows.len() as u64)
 }
 
+/// Distinct owners per check in a bulk load (each check is one `IN` list of patients).
+const OWNER_CHUNK: usize = 1_000;
+
+/// A bulk load: owners checked once per distinct patient, then `COPY` where the backend
+/// has it, else the multi-row inserts.
+async fn bulk_insert_results_tx(tx: &mut Tx, rows: &[ResultRecord]) -> Result<u64> {
+    if BACKEND == Backend::Sqlite {
+        return insert_results_tx(tx, rows).await;
+    }
+    let mut seen: HashSet<(Uuid, &str, Uuid)> = HashSet::new();
+    let owners: Vec<(Uuid, &str, Uuid)> =
+        rows.iter().map(|r| (r.patient_id, r.region_key.as_str(), r.facility_id)).filter(|o| seen.insert(*o)).collect();
+    for chunk in owners.chunks(OWNER_CHUNK) {
+        check_owners(tx, chunk.iter().copied()).await?;
+    }
+    let now = now_ms();
+    let mut data: Vec<u8> = Vec::with_capacity(rows.len() * 320);
+    for r in rows {
+        let e = &r.entry;
+        let mark = r.mark.as_ref().map(to_json).transpose()?;
+        let imaging = r.imaging.as_ref().map(to_json).transpose()?;
+        let mut row = CopyRow::new(&mut data);
+        row.text(&r.region_key)
+            .display(e.id)
+            .display(r.report_id)
+            .display(r.patient_id)
+            .text(&e.item_code)
+            .text(&e.sent_code)
+            .text(r.category.as_str())
+            .text(&e.value)
+            .opt_f64(e.value_num)
+            .opt_text(e.unit.as_deref())
+            .opt_f64(e.reference.map(|x| x.low))
+            .opt_f64(e.reference.map(|x| x.high))
+            .opt_text(e.reference_text.as_deref())
+            .opt_text(e.flag.map(|f| f.as_str()))
+            .opt_text(imaging.as_deref())
+            .display(r.facility_id)
+            .text(r.facility_tier.as_str())
+            .display(r.lab_id)
+            .display(ms(r.specimen_time))
+            .display(ms(r.report_time))
+            .opt_text(mark.as_deref())
+            .display(now);
+        row.end();
+    }
+    let copy = format!("COPY result_entry ({RESULT_COLS}) FROM STDIN");
+    match (**tx).copy_in_text(&copy, data).await? {
+        Some(n) => Ok(n),
+        None => insert_results_tx(tx, rows).await,
+    }
+}
+
 async fn record_orders_tx(tx: &mut Tx, rows: &[OrderRecord]) -> Result<()> {
     for chunk in rows.chunks(ORDER_CHUNK) {
         check_owners(tx, chunk.iter().map(|r| (r.patient_id, r.region_key.as_str(), r.facility_id))).await?;
@@ -199,6 +253,45 @@ fn push_in_texts(qb: &mut QueryBuilder<Db>, column: &str, values: &[String]) {
     qb.push(")");
 }
 
+/// The item, category and specimen-time conditions of `q`.
+fn push_result_filters(qb: &mut QueryBuilder<Db>, q: &ResultQuery) {
+    match (q.item_codes.is_empty(), q.categories.is_empty()) {
+        (true, true) => {}
+        (false, true) => push_in_texts(qb, "item_code", &q.item_codes),
+        (true, false) => push_in_texts(qb, "category", &categories_text(&q.categories)),
+        (false, false) => {
+            qb.push(" AND (item_code IN (");
+            let mut sep = qb.separated(", ");
+            for c in &q.item_codes {
+                sep.push_bind(c.clone());
+            }
+            qb.push(") OR category IN (");
+            let mut sep = qb.separated(", ");
+            for c in categories_text(&q.categories) {
+                sep.push_bind(c);
+            }
+            qb.push("))");
+        }
+    }
+    if let Some(since) = q.since {
+        qb.push(" AND specimen_time >= ").push_bind(ms(since));
+    }
+    if let Some(until) = q.until {
+        qb.push(" AND specimen_time < ").push_bind(ms(until));
+    }
+    for (from, to) in &q.except {
+        qb.push(" AND (specimen_time < ")
+            .push_bind(ms(*from))
+            .push(" OR specimen_time >= ")
+            .push_bind(ms(*to))
+            .push(")");
+    }
+}
+
+fn categories_text(c: &[Category]) -> Vec<String> {
+    c.iter().map(|c| c.as_str().to_owned()).collect()
+}
+
 #[async_trait::async_trait]
 impl crate::ResultStore for This {
     async fn insert_results(&self, reports: &[Report]) -> Result<u64> {
@@ -209,23 +302,53 @@ impl crate::ResultStore for This {
         self.transact(rows.as_slice(), |tx, rows| Box::pin(insert_results_tx(tx, rows))).await
     }
 
+    async fn bulk_insert_results(&self, rows: &[ResultRecord]) -> Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        self.transact(rows, |tx, rows| Box::pin(bulk_insert_results_tx(tx, rows))).await
+    }
+
+    async fn results_loaded(&self) -> Result<()> {
+        match BACKEND {
+            // VACUUM runs outside a transaction
+            Backend::Postgres => {
+                raw_sql("VACUUM (ANALYZE) result_entry").execute(self.read()).await?;
+            }
+            Backend::Sqlite => {
+                self.transact(&(), |tx, ()| {
+                    Box::pin(async move {
+                        raw_sql("ANALYZE result_entry").execute(&mut **tx).await?;
+                        Ok(())
+                    })
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn merged_patient_ids(&self, survivor: Uuid) -> Result<Vec<Uuid>> {
+        self.merged_into(survivor).await
+    }
+
     async fn find_results(&self, q: &ResultQuery) -> Result<Vec<ResultRecord>> {
         if q.patient_ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("SELECT {RESULT_COLS} FROM result_entry WHERE 1 = 1"));
         push_in_ids(&mut qb, "patient_id", &q.patient_ids);
-        if !q.item_codes.is_empty() {
-            push_in_texts(&mut qb, "item_code", &q.item_codes);
-        }
-        if let Some(since) = q.since {
-            qb.push(" AND specimen_time >= ").push_bind(ms(since));
-        }
-        if let Some(until) = q.until {
-            qb.push(" AND specimen_time < ").push_bind(ms(until));
+        if q.whole_reports {
+            // the reports with a matching entry (of these patients: the key's first column)
+            qb.push(" AND report_id IN (SELECT report_id FROM result_entry WHERE 1 = 1");
+            push_in_ids(&mut qb, "patient_id", &q.patient_ids);
+            push_result_filters(&mut qb, q);
+            qb.push(")");
+        } else {
+            push_result_filters(&mut qb, q);
         }
         let limit = if q.limit == 0 { MAX_READ } else { q.limit.min(MAX_READ) };
-        qb.push(" ORDER BY specimen_time DESC, id DESC LIMIT ").push_bind(i64::from(limit));
+        qb.push(" ORDER BY specimen_time DESC, id LIMIT ").push_bind(i64::from(limit));
         qb.build().fetch_all(self.read()).await?.iter().map(result_from_row).collect()
     }
 
@@ -261,7 +384,7 @@ impl crate::ResultStore for This {
         );
         push_in_ids(&mut qb, "patient_id", patient_ids);
         push_in_texts(&mut qb, "item_code", item_codes);
-        qb.push(" ORDER BY specimen_time DESC, id DESC LIMIT ").push_bind(i64::from(MAX_READ));
+        qb.push(" ORDER BY specimen_time DESC, id LIMIT ").push_bind(i64::from(MAX_READ));
         let rows = qb.build().fetch_all(self.read()).await?;
         // a lab's results share a few marks: parse each distinct one once
         let mut marks: HashMap<String, Scope> = HashMap::new();

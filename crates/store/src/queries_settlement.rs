@@ -706,12 +706,9 @@ pub(super) async fn accumulators(s: &This, patient_id: Uuid, year: i32) -> Resul
     })
 }
 
-pub(super) async fn list_settlements(s: &This, f: &SettlementFilter) -> Result<Vec<SettlementRecord>> {
-    let limit = match f.limit {
-        0 => 100,
-        n => n.min(1_000),
-    };
-    let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("SELECT {SETTLEMENT_COLS} FROM settlement WHERE 1 = 1"));
+/// `WHERE …` of the rows `f` selects (without its position), appended to `qb`.
+fn push_settlement_filter(qb: &mut QueryBuilder<Db>, f: &SettlementFilter) {
+    qb.push(" WHERE 1 = 1");
     if let Some(id) = f.facility_id {
         qb.push(" AND facility_id = ").push_bind(id);
     }
@@ -727,8 +724,52 @@ pub(super) async fn list_settlements(s: &This, f: &SettlementFilter) -> Result<V
     if let Some(st) = f.status {
         qb.push(" AND status = ").push_bind(st.as_str());
     }
+}
+
+/// Newest first, `(created_at, id)` descending: a total order, so a page that starts after
+/// the previous page's last row (a row-value comparison, which both backends answer from
+/// `settlement_journal` (facility_id, created_at, id)) neither repeats nor skips a row, also
+/// among rows made in the same millisecond.
+pub(super) async fn list_settlements(s: &This, f: &SettlementFilter) -> Result<Vec<SettlementRecord>> {
+    let limit = match f.limit {
+        0 => 100,
+        n => n.min(1_000),
+    };
+    let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("SELECT {SETTLEMENT_COLS} FROM settlement"));
+    push_settlement_filter(&mut qb, f);
+    if let Some(at) = f.after {
+        qb.push(" AND (created_at, id) < (").push_bind(ms(at.created_at)).push(", ").push_bind(at.id).push(")");
+    }
     qb.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit));
     qb.build().fetch_all(s.read()).await?.iter().map(settlement_from_row).collect()
+}
+
+/// The totals of every row `f` selects, per status, in one statement.
+pub(super) async fn settlement_totals(s: &This, f: &SettlementFilter) -> Result<crate::SettlementTotals> {
+    let mut qb: QueryBuilder<Db> = QueryBuilder::new(
+        "SELECT status, COUNT(*) AS n, CAST(SUM(total_fen) AS BIGINT) AS total_fen,
+           CAST(SUM(fund_fen) AS BIGINT) AS fund_fen, CAST(SUM(patient_fen) AS BIGINT) AS patient_fen
+         FROM settlement",
+    );
+    push_settlement_filter(&mut qb, f);
+    qb.push(" GROUP BY status");
+    let mut t = crate::SettlementTotals::default();
+    for r in qb.build().fetch_all(s.read()).await? {
+        let status: String = r.try_get("status")?;
+        match SettlementStatus::parse(&status).ok_or_else(|| corrupt("settlement status", &status))? {
+            SettlementStatus::Settled => {
+                t.count = r.try_get("n")?;
+                t.total_fen = r.try_get("total_fen")?;
+                t.fund_fen = r.try_get("fund_fen")?;
+                t.patient_fen = r.try_get("patient_fen")?;
+            }
+            SettlementStatus::Reversed => {
+                t.reversed_count = r.try_get("n")?;
+                t.reversed_fund_fen = r.try_get("fund_fen")?;
+            }
+        }
+    }
+    Ok(t)
 }
 
 // ---------------------------------------------------------------------------------------

@@ -75,12 +75,21 @@ impl ResultRecord {
 pub struct ResultQuery {
     /// The patient and the records merged into them.
     pub patient_ids: Vec<Uuid>,
-    /// Local item codes; empty: every item.
+    /// Entries of these local item codes match …
     pub item_codes: Vec<String>,
+    /// … and so do all entries of these categories (`item_codes` and `categories` both
+    /// empty: every entry matches).
+    pub categories: Vec<Category>,
     /// Specimen time at or after this.
     pub since: Option<OffsetDateTime>,
     /// Specimen time before this.
     pub until: Option<OffsetDateTime>,
+    /// Specimen time outside each of these ranges `[from, to)` (a FHIR `ne` date).
+    pub except: Vec<(OffsetDateTime, OffsetDateTime)>,
+    /// Read every entry of each report with a matching entry (a DiagnosticReport shows all
+    /// its observations), not only the matching entries. The time filters are the
+    /// report's (its entries share its specimen time).
+    pub whole_reports: bool,
     /// At most this many, newest specimen first (0: no limit).
     pub limit: u32,
 }
@@ -119,6 +128,18 @@ pub trait ResultStore: Send + Sync {
     /// Store validated reports, all or nothing (multi-row inserts). Refuses a report of an
     /// unknown patient (or one whose region key is not the patient's) or facility.
     async fn insert_results(&self, reports: &[Report]) -> Result<u64>;
+    /// Bulk load (imports, benchmarks): the rows as given (one per entry), all or nothing,
+    /// by the backend's fastest path: `COPY … FROM STDIN` on PostgreSQL, the multi-row
+    /// inserts of [`Self::insert_results`] on SQLite. Patients and facilities are checked as
+    /// there. Rows given in patient order land on few pages per patient. Call
+    /// [`Self::results_loaded`] after a large load.
+    async fn bulk_insert_results(&self, rows: &[ResultRecord]) -> Result<u64>;
+    /// After a large load: planner statistics, and on PostgreSQL the visibility map
+    /// (`VACUUM (ANALYZE)`) so that the order check's look-up stays an index-only scan.
+    async fn results_loaded(&self) -> Result<()>;
+    /// The records merged into `survivor` (and into those, to the end of the chain): their
+    /// results are the survivor's too.
+    async fn merged_patient_ids(&self, survivor: Uuid) -> Result<Vec<Uuid>>;
     /// Results by patient (and items, and since), newest specimen first.
     async fn find_results(&self, q: &ResultQuery) -> Result<Vec<ResultRecord>>;
     /// The results with these entry ids (FHIR Observation read), in no particular order.
@@ -143,4 +164,100 @@ pub trait ResultStore: Send + Sync {
     /// The ledger from month `from` to month `to` inclusive (`YYYY-MM`), for some facilities
     /// (`None`: all).
     async fn results_ledger(&self, from: &str, to: &str, facility_ids: Option<&[Uuid]>) -> Result<Vec<LedgerRow>>;
+}
+
+/// The backend's `COPY … FROM STDIN` in text format, inside the caller's transaction:
+/// `Some(rows)` on PostgreSQL; `None` on SQLite, which has no COPY (its multi-row inserts
+/// are its fast path).
+#[async_trait]
+pub(crate) trait CopyIn {
+    async fn copy_in_text(&mut self, statement: &str, data: Vec<u8>) -> Result<Option<u64>>;
+}
+
+#[async_trait]
+impl CopyIn for sqlx::PgConnection {
+    async fn copy_in_text(&mut self, statement: &str, data: Vec<u8>) -> Result<Option<u64>> {
+        let mut copy = self.copy_in_raw(statement).await?;
+        copy.send(data).await?;
+        Ok(Some(copy.finish().await?))
+    }
+}
+
+#[async_trait]
+impl CopyIn for rusqlite::Connection {
+    async fn copy_in_text(&mut self, _statement: &str, _data: Vec<u8>) -> Result<Option<u64>> {
+        Ok(None)
+    }
+}
+
+/// One row of a `COPY … FROM STDIN` text-format stream: tab-separated, `\N` for NULL,
+/// backslash, tab, newline and carriage return escaped.
+pub(crate) struct CopyRow<'a> {
+    buf: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> CopyRow<'a> {
+    pub(crate) fn new(buf: &'a mut Vec<u8>) -> Self {
+        CopyRow { buf, first: true }
+    }
+
+    fn sep(&mut self) -> &mut Vec<u8> {
+        let first = std::mem::replace(&mut self.first, false);
+        if !first {
+            self.buf.push(b'\t');
+        }
+        self.buf
+    }
+
+    pub(crate) fn text(&mut self, v: &str) -> &mut Self {
+        let buf = self.sep();
+        for b in v.bytes() {
+            match b {
+                b'\\' => buf.extend_from_slice(b"\\\\"),
+                b'\t' => buf.extend_from_slice(b"\\t"),
+                b'\n' => buf.extend_from_slice(b"\\n"),
+                b'\r' => buf.extend_from_slice(b"\\r"),
+                b => buf.push(b),
+            }
+        }
+        self
+    }
+
+    pub(crate) fn opt_text(&mut self, v: Option<&str>) -> &mut Self {
+        match v {
+            Some(v) => self.text(v),
+            None => self.null(),
+        }
+    }
+
+    pub(crate) fn null(&mut self) -> &mut Self {
+        self.sep().extend_from_slice(b"\\N");
+        self
+    }
+
+    pub(crate) fn display(&mut self, v: impl std::fmt::Display) -> &mut Self {
+        use std::io::Write;
+        let _ = write!(self.sep(), "{v}");
+        self
+    }
+
+    pub(crate) fn opt_f64(&mut self, v: Option<f64>) -> &mut Self {
+        match v {
+            // `{:?}` prints an f64 so that it reads back equal (1e300, 0.1, -0.0)
+            Some(v) if v.is_finite() => self.display(format_args!("{v:?}")),
+            Some(v) => self.text(if v.is_nan() {
+                "NaN"
+            } else if v > 0.0 {
+                "Infinity"
+            } else {
+                "-Infinity"
+            }),
+            None => self.null(),
+        }
+    }
+
+    pub(crate) fn end(self) {
+        self.buf.push(b'\n');
+    }
 }

@@ -3,15 +3,27 @@
 //! when the client asks `Prefer: handling=strict` (400), otherwise ignored and reported in
 //! the Bundle as an OperationOutcome entry. A modifier, a repeated parameter (other than a
 //! date, which may repeat to give a range) or an empty value is refused either way.
+//!
+//! Every search takes `_summary=count`; `_sort` where `tiercare_fhir::search::SORTS` lists
+//! keys for the type (an unknown key: 400), applied by [`Params::page`] before the page is
+//! cut. `_include`/`_revinclude` are taken off the query before the search runs
+//! (`super::include`).
 
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use axum::http::{HeaderMap, header};
 use serde_json::Value;
+use tiercare_domain::access::AccessBasis;
+use tiercare_domain::encounter::Encounter;
+use tiercare_domain::facility::{Facility, Practitioner, PractitionerRole};
+use tiercare_domain::patient::Patient;
 use tiercare_domain::referral::{CHINA_TIME, ReferralState};
+use tiercare_domain::results::Report;
 use tiercare_fhir::capability;
 use tiercare_fhir::outcome::{Issue, IssueType, Severity, operation_outcome};
-use tiercare_fhir::search::{DateParam, parse_date};
+use tiercare_fhir::search::{DateParam, Sort, parse_date, parse_sort, sort_keys};
+use tiercare_store::SettlementRecord;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{FhirError, FhirResult};
@@ -27,10 +39,12 @@ pub(crate) struct Params {
     ignored: Vec<String>,
     /// `http://host/fhir`.
     base: String,
+    /// `_sort`, in order of precedence (empty: the search's own order).
+    sort: Vec<Sort>,
 }
 
 /// Whether the client asked for strict handling (`Prefer: handling=strict`).
-fn prefers_strict(headers: &HeaderMap) -> bool {
+pub(crate) fn prefers_strict(headers: &HeaderMap) -> bool {
     headers
         .get_all("prefer")
         .iter()
@@ -50,7 +64,7 @@ pub(crate) fn base_url(headers: &HeaderMap) -> String {
 
 /// Percent-encode a query component (RFC 3986 unreserved characters, and `:`, `/`, `|`
 /// and `,`, which FHIR values use, are kept).
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~:/|,".contains(&b) {
@@ -62,6 +76,11 @@ fn encode(s: &str) -> String {
     out
 }
 
+/// Chained parameters a search takes (R4 declares no chain in a CapabilityStatement's
+/// `searchParam`): DiagnosticReport `result.code`, the lab reports with an observation of an
+/// item (issue 5).
+const CHAINS: &[(&str, &str)] = &[("DiagnosticReport", "result.code")];
+
 impl Params {
     pub(crate) fn read(
         query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -72,14 +91,18 @@ impl Params {
             FhirError::bad_search(IssueType::Structure, format!("the query string cannot be read: {}", e.body_text()))
         })?;
         let strict = prefers_strict(headers);
-        let mut p = Params { kind, pairs: Vec::new(), ignored: Vec::new(), base: base_url(headers) };
+        let mut p = Params { kind, pairs: Vec::new(), ignored: Vec::new(), base: base_url(headers), sort: Vec::new() };
         for (k, v) in all {
             let (name, modifier) = match k.split_once(':') {
                 Some((n, m)) => (n, Some(m)),
                 None => (k.as_str(), None),
             };
             let declared = capability::search_param(kind, name);
-            if declared.is_none() && !capability::is_result_param(kind, name) {
+            // every search counts; some sort
+            let taken = name == "_summary"
+                || (name == "_sort" && !sort_keys(kind).is_empty())
+                || CHAINS.contains(&(kind, name));
+            if declared.is_none() && !capability::is_result_param(kind, name) && !taken {
                 if strict {
                     return Err(FhirError::bad_search(
                         IssueType::NotSupported,
@@ -104,6 +127,9 @@ impl Params {
             if v.trim().is_empty() {
                 return Err(FhirError::bad_search(IssueType::Value, format!("search parameter {k:?} has no value")));
             }
+            if k == "_sort" {
+                p.sort = parse_sort(kind, &v).map_err(|e| FhirError::bad_search(IssueType::NotSupported, e))?;
+            }
             p.pairs.push((k, v));
         }
         Ok(p)
@@ -115,6 +141,12 @@ impl Params {
         names.extend(capability::RESULT_PARAMS);
         if capability::support(self.kind).is_some_and(|r| r.paged) {
             names.extend(capability::PAGING_PARAMS);
+        }
+        if !names.contains(&"_summary") {
+            names.push("_summary");
+        }
+        if !sort_keys(self.kind).is_empty() {
+            names.push("_sort");
         }
         names.join(", ")
     }
@@ -199,7 +231,7 @@ impl Params {
     }
 
     /// `_summary=count` (only the total); `_summary=false` is the default.
-    fn summary_count(&self) -> FhirResult<bool> {
+    pub(crate) fn summary_count(&self) -> FhirResult<bool> {
         match self.get("_summary") {
             None | Some("false") => Ok(false),
             Some("count") => Ok(true),
@@ -225,8 +257,12 @@ impl Params {
         if q.is_empty() { path } else { format!("{path}?{}", q.join("&")) }
     }
 
-    /// A searchset of `entries`, with what a lenient search ignored as an outcome entry.
-    pub(crate) fn bundle(&self, entries: Vec<Value>, total: Option<u64>, self_offset: Option<usize>) -> Value {
+    /// A searchset of `entries` (none for `_summary=count`), with what a lenient search
+    /// ignored as an outcome entry.
+    pub(crate) fn bundle(&self, mut entries: Vec<Value>, total: Option<u64>, self_offset: Option<usize>) -> Value {
+        if matches!(self.get("_summary"), Some("count")) {
+            entries.clear();
+        }
         let mut b = tiercare_fhir::bundle::searchset(entries, total, &self.link(self_offset));
         if !self.ignored.is_empty() {
             let issues: Vec<Issue> = self
@@ -249,10 +285,28 @@ impl Params {
         b
     }
 
-    /// One page of `all` matches (in a stable order): the page's items, and a function that
+    /// One page of `all` matches (in a stable order; `_sort` reorders them first, stably,
+    /// matches without the sorted element last): the page's items, and a function that
     /// makes the Bundle of their entries with `total` and the `self`/`next`/`previous` links.
     /// `_summary=count` gives no items.
-    pub(crate) fn page<T>(&self, mut all: Vec<T>) -> FhirResult<Page<T>> {
+    pub(crate) fn page<T: Sortable>(&self, mut all: Vec<T>) -> FhirResult<Page<T>> {
+        if !self.sort.is_empty() {
+            all.sort_by(|a, b| {
+                self.sort
+                    .iter()
+                    .map(|s| {
+                        let (x, y) = (a.sort_date(s.key), b.sort_date(s.key));
+                        match (x, y) {
+                            (Some(x), Some(y)) if s.descending => y.cmp(&x),
+                            (Some(x), Some(y)) => x.cmp(&y),
+                            // the element missing: last either way
+                            (x, y) => x.is_none().cmp(&y.is_none()),
+                        }
+                    })
+                    .find(|o| o.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+        }
         let count = self.count()? as usize;
         let offset = self.offset()?;
         let total = all.len();
@@ -267,6 +321,54 @@ impl Params {
         Ok(Page { items, total, offset, count })
     }
 }
+
+/// What a search's matches are sorted by (`_sort`, keys of `tiercare_fhir::search::SORTS`):
+/// the date-like element `key` of the match, if it has one. A type without sort keys
+/// implements it with the default.
+pub(crate) trait Sortable {
+    fn sort_date(&self, _key: &str) -> Option<OffsetDateTime> {
+        None
+    }
+}
+
+impl Sortable for (Patient, AccessBasis) {
+    fn sort_date(&self, key: &str) -> Option<OffsetDateTime> {
+        (key == "birthdate").then(|| self.0.birth_date.midnight().assume_offset(CHINA_TIME))
+    }
+}
+
+/// A Patient match with its last change (the search's `_lastUpdated`).
+impl Sortable for (Patient, AccessBasis, OffsetDateTime) {
+    fn sort_date(&self, key: &str) -> Option<OffsetDateTime> {
+        (key == "birthdate").then(|| self.0.birth_date.midnight().assume_offset(CHINA_TIME))
+    }
+}
+
+impl Sortable for Encounter {
+    fn sort_date(&self, key: &str) -> Option<OffsetDateTime> {
+        (key == "date").then_some(self.started_at)
+    }
+}
+
+impl Sortable for Report {
+    fn sort_date(&self, key: &str) -> Option<OffsetDateTime> {
+        match key {
+            "date" => Some(self.specimen_time),
+            "issued" => Some(self.report_time),
+            _ => None,
+        }
+    }
+}
+
+impl Sortable for (SettlementRecord, AccessBasis) {
+    fn sort_date(&self, key: &str) -> Option<OffsetDateTime> {
+        (key == "created").then_some(self.0.created_at)
+    }
+}
+
+impl Sortable for Facility {}
+impl Sortable for Practitioner {}
+impl Sortable for PractitionerRole {}
 
 /// A page of matches ([`Params::page`]).
 pub(crate) struct Page<T> {

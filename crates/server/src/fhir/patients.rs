@@ -9,6 +9,7 @@
 //! The store finds patients by id, identifier or exact name (no list of all patients), so a
 //! Patient search needs one of `_id`, `identifier`, `name`; `birthdate` and `gender` narrow it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -18,18 +19,23 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
+use serde_json::Value;
 use tiercare_domain::access::{self, AccessBasis};
 use tiercare_domain::identity::{IdentifierType, Sex};
 use tiercare_domain::matching::MatchQuery;
 use tiercare_domain::patient::Patient;
+use tiercare_domain::patient::PatientStatus;
 use tiercare_domain::referral::CHINA_TIME;
 use tiercare_domain::role::Action;
-use tiercare_fhir::outcome::IssueType;
+use tiercare_fhir::outcome::{Issue, IssueType, Severity, operation_outcome};
 use tiercare_fhir::registration::{ParsedPatient, parse_patient};
 use tiercare_fhir::search::{DateParam, parse_token, token_matches};
+use tiercare_store::StoreError;
 use tiercare_store::new_id;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::versions::{check_version, header_error, if_match, no_version, version_id, versioned, with_meta};
 use super::{
     FhirError, FhirResult, Params, china_today, fhir_json, issue_type, json_body, log_read, not_allowed, path_id,
     refused,
@@ -47,7 +53,8 @@ const NAME_CANDIDATES: u32 = 500;
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/fhir/Patient", get(search_patients).post(create_patient).fallback(not_allowed("GET, POST")))
-        .route("/fhir/Patient/{id}", get(read_patient).fallback(not_allowed("GET")))
+        .route("/fhir/Patient/{id}", get(read_patient).put(update_patient).fallback(not_allowed("GET, PUT")))
+        .route("/fhir/Patient/{id}/_history/{vid}", get(vread_patient).fallback(not_allowed("GET")))
         .route("/fhir/Encounter", get(search_encounters).fallback(not_allowed("GET")))
 }
 
@@ -65,6 +72,38 @@ fn no_relationship() -> FhirError {
     .into()
 }
 
+/// When the patient last changed (meta.lastUpdated).
+async fn updated_at(state: &AppState, id: Uuid) -> FhirResult<OffsetDateTime> {
+    let found = state.store.patient_updated_at(&[id]).await.map_err(ApiError::from)?;
+    found.first().map(|(_, t)| *t).ok_or_else(not_found)
+}
+
+fn not_found() -> FhirError {
+    FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, "Patient not found")
+}
+
+/// A patient as answered: the Patient with its meta, `ETag` and `Last-Modified`.
+fn answer(status: StatusCode, p: &Patient, at: OffsetDateTime) -> Response {
+    let body = with_meta(tiercare_fhir::patient(p), p.version, at);
+    versioned(fhir_json(status, &body), p.version, at)
+}
+
+/// The patient `id` and when it last changed, if this user may read the record (logged as
+/// `action`).
+async fn read_logged(
+    state: &AppState,
+    me: &CurrentUser,
+    id: Uuid,
+    action: &str,
+    addr: SocketAddr,
+) -> FhirResult<(Patient, OffsetDateTime)> {
+    me.require(Action::ReadPatientRecord)?;
+    let (p, at) = state.store.get_patient_versioned(id).await.map_err(ApiError::from)?.ok_or_else(not_found)?;
+    let basis = basis(state, me, id).await?.ok_or_else(no_relationship)?;
+    log_read(state, me, (&p.region_key, id), action, basis, addr).await?;
+    Ok((p, at))
+}
+
 async fn read_patient(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -72,14 +111,129 @@ async fn read_patient(
     Path(id): Path<String>,
 ) -> FhirResult<Response> {
     let me = me?;
-    me.require(Action::ReadPatientRecord)?;
     let id = path_id(&id, "Patient")?;
-    let Some(p) = state.store.get_patient(id).await.map_err(ApiError::from)? else {
-        return Err(FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, "Patient not found"));
+    let (p, at) = read_logged(&state, &me, id, "fhir_read_patient", addr).await?;
+    Ok(answer(StatusCode::OK, &p, at))
+}
+
+/// `GET /fhir/Patient/{id}/_history/{vid}`: the current version (earlier versions of a
+/// patient record are not kept: 404 saying so), by the read's rule and log.
+async fn vread_patient(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    me: Result<CurrentUser, ApiError>,
+    Path((id, vid)): Path<(String, String)>,
+) -> FhirResult<Response> {
+    let me = me?;
+    let id = path_id(&id, "Patient")?;
+    let n = version_id(&vid, "Patient")?;
+    let (p, at) = read_logged(&state, &me, id, "fhir_read_patient", addr).await?;
+    if n < p.version {
+        return Err(FhirError::new(
+            StatusCode::NOT_FOUND,
+            IssueType::NotFound,
+            format!("earlier versions of a patient record are not kept (this one is at version {})", p.version),
+        ));
+    }
+    if n > p.version {
+        return Err(no_version("Patient", &vid));
+    }
+    Ok(answer(StatusCode::OK, &p, at))
+}
+
+/// `PUT /fhir/Patient/{id}`: change the registration (name, gender, birth date, phone,
+/// address, identifiers, home facility) by the rules of registering (the identity number's
+/// checks, one record per number), `If-Match` required (428 without it, 412 when the record
+/// changed since). The user registers patients and may read this one; the answer shows the
+/// record, so it is logged (`fhir_update_patient`). A merged record is not changed (409:
+/// change the surviving one).
+async fn update_patient(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    me: Result<CurrentUser, ApiError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> FhirResult<Response> {
+    let me = me?;
+    me.require(Action::RegisterPatient)?;
+    let id = path_id(&id, "Patient")?;
+    let wanted = if_match(&headers)?;
+    let v = json_body(&headers, body)?;
+    if v.get("id").and_then(Value::as_str) != Some(id.to_string().as_str()) {
+        return Err(FhirError {
+            status: StatusCode::BAD_REQUEST,
+            issues: vec![Issue::error(
+                IssueType::Invalid,
+                Some("Patient.id"),
+                "an update carries the resource's id, the same as in the URL",
+            )],
+        });
+    }
+    let parsed = parse_patient(&v).map_err(refused)?;
+    let Some(wanted) = wanted else {
+        return Err(header_error(
+            StatusCode::PRECONDITION_REQUIRED,
+            IssueType::Required,
+            "If-Match",
+            "an update names the version it changes: If-Match: W/\"<versionId>\" (the ETag of a read)",
+        ));
     };
+    let current = state.store.get_patient(id).await.map_err(ApiError::from)?.ok_or_else(not_found)?;
     let basis = basis(&state, &me, id).await?.ok_or_else(no_relationship)?;
-    log_read(&state, &me, (&p.region_key, id), "fhir_read_patient", basis, addr).await?;
-    Ok(fhir_json(StatusCode::OK, &tiercare_fhir::patient(&p)))
+    if let PatientStatus::Merged(into) = current.status {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "patient.merged",
+            format!("this record was merged into Patient/{into}: change the surviving record"),
+        )
+        .into());
+    }
+    check_version(wanted, current.version, "Patient")?;
+    let home = parsed.patient.home_facility_id.or(current.home_facility_id).unwrap_or(me.user.facility_id);
+    let facility = home_facility(&state, home, &parsed).await?;
+    let input = tiercare_domain::patient::NewPatient { home_facility_id: Some(home), ..parsed.patient.clone() };
+    let valid = input
+        .validate(china_today(&state), Some(&facility.region_code))
+        .map_err(|e| registration_error(e.into(), &parsed))?;
+    let changed = Patient {
+        region_key: current.region_key.clone(),
+        status: current.status,
+        version: current.version,
+        ..valid.into_patient(id)
+    };
+    let at = match state.store.update_patient(&changed).await {
+        Ok(at) => at,
+        // changed between the check and the write
+        Err(StoreError::Conflict(_)) => {
+            let now = state.store.get_patient(id).await.map_err(ApiError::from)?.map_or(0, |p| p.version);
+            return Err(check_version(wanted, now, "Patient").err().unwrap_or_else(not_found));
+        }
+        Err(e) => return Err(registration_error(e.into(), &parsed)),
+    };
+    log_read(&state, &me, (&current.region_key, id), "fhir_update_patient", basis, addr).await?;
+    let stored = Patient { version: current.version + 1, ..changed };
+    Ok(answer(StatusCode::OK, &stored, at))
+}
+
+/// The home facility a Patient names (or the user's), 422 at managingOrganization if unknown.
+async fn home_facility(
+    state: &AppState,
+    home: Uuid,
+    parsed: &ParsedPatient,
+) -> FhirResult<tiercare_domain::facility::Facility> {
+    let unknown =
+        || ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reference.unknown", format!("unknown facility {home}"));
+    let f = state.store.get_facility(home).await.map_err(ApiError::from)?.ok_or_else(|| {
+        let mut e = unknown();
+        e.details = vec![tiercare_domain::error::FieldError::new(
+            "home_facility_id",
+            "reference.unknown",
+            "no such Organization",
+        )];
+        registration_error(e, parsed)
+    })?;
+    Ok(f)
 }
 
 /// The JSON API's refusal of a registration, each field detail at its element of the Patient.
@@ -97,11 +251,89 @@ fn registration_error(e: ApiError, parsed: &ParsedPatient) -> FhirError {
     super::api_error_outcome(e, code_of, |field| parsed.expression(field))
 }
 
+/// Conditional create: the patients `If-None-Exist` names (a Patient search's parameters,
+/// read strictly: `identifier=system|value`, `_id`, `name`, narrowed by `birthdate`,
+/// `gender`), whoever may read them. `None`: the header is absent or nothing matches
+/// (create). One match: 200 with the existing Patient when this user may read it (logged
+/// as `fhir_read_patient`), else 200 with an OperationOutcome naming it (as a plain create
+/// would answer 409 naming it); several: 412.
+async fn if_none_exist(
+    state: &AppState,
+    me: &CurrentUser,
+    headers: &HeaderMap,
+    addr: SocketAddr,
+) -> FhirResult<Option<Response>> {
+    let Some(raw) = headers.get("if-none-exist") else { return Ok(None) };
+    let bad = |msg: String| header_error(StatusCode::BAD_REQUEST, IssueType::Invalid, "If-None-Exist", msg);
+    let raw = raw.to_str().map_err(|_| bad("If-None-Exist is not readable text".into()))?;
+    let query = raw.trim().trim_start_matches('?');
+    let uri: axum::http::Uri = format!("/?{query}")
+        .parse()
+        .map_err(|_| bad("If-None-Exist is a search's query: identifier=<system>|<value>".into()))?;
+    let pairs = Query::<Vec<(String, String)>>::try_from_uri(&uri);
+    let mut strict = HeaderMap::new();
+    strict.insert("prefer", HeaderValue::from_static("handling=strict"));
+    let p = Params::read(pairs, &strict, "Patient").map_err(|e| FhirError {
+        issues: e.issues.into_iter().map(|i| Issue { expression: Some("http.If-None-Exist".into()), ..i }).collect(),
+        ..e
+    })?;
+    let births = p.dates("birthdate")?;
+    let updated = p.dates("_lastUpdated")?;
+    if !updated.is_empty() {
+        return Err(bad("If-None-Exist names a patient by identifier, _id or name (birthdate, gender)".into()));
+    }
+    let sexes = genders(&p)?;
+    let found: Vec<Patient> = candidates(state, &p)
+        .await?
+        .into_iter()
+        .filter(|pt| patient_matches(&p, pt, &births, sexes.as_deref()))
+        .collect();
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => {
+            let location = format!("/fhir/Patient/{}", one.id);
+            let mut resp = match basis(state, me, one.id).await? {
+                Some(b) => {
+                    let at = updated_at(state, one.id).await?;
+                    log_read(state, me, (&one.region_key, one.id), "fhir_read_patient", b, addr).await?;
+                    answer(StatusCode::OK, one, at)
+                }
+                None => fhir_json(
+                    StatusCode::OK,
+                    &operation_outcome(&[Issue {
+                        severity: Severity::Information,
+                        ..Issue::error(
+                            IssueType::Conflict,
+                            Some("http.If-None-Exist"),
+                            format!(
+                                "not created: {location} matches If-None-Exist (your facility has no care \
+                             relationship with this patient, so the record is not shown)"
+                            ),
+                        )
+                    }]),
+                ),
+            };
+            if let Ok(loc) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(header::LOCATION, loc);
+            }
+            Ok(Some(resp))
+        }
+        several => Err(header_error(
+            StatusCode::PRECONDITION_FAILED,
+            IssueType::Conflict,
+            "If-None-Exist",
+            format!("If-None-Exist matches {} patients: name one (identifier=<system>|<value>)", several.len()),
+        )),
+    }
+}
+
 /// `POST /fhir/Patient`: register a person, by the JSON API's rules (the role, the home
 /// facility, the identity number's checks, no second record for the same number): 201
-/// with the stored Patient and `Location`.
+/// with the stored Patient and `Location`. With `If-None-Exist`, nothing is created when a
+/// patient matches ([`if_none_exist`]).
 async fn create_patient(
     State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     me: Result<CurrentUser, ApiError>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -110,25 +342,19 @@ async fn create_patient(
     me.require(Action::RegisterPatient)?;
     let v = json_body(&headers, body)?;
     let parsed = parse_patient(&v).map_err(refused)?;
+    if let Some(found) = if_none_exist(&state, &me, &headers, addr).await? {
+        return Ok(found);
+    }
     let home = parsed.patient.home_facility_id.unwrap_or(me.user.facility_id);
-    let unknown =
-        || ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reference.unknown", format!("unknown facility {home}"));
-    let facility = state.store.get_facility(home).await.map_err(ApiError::from)?.ok_or_else(|| {
-        let mut e = unknown();
-        e.details = vec![tiercare_domain::error::FieldError::new(
-            "home_facility_id",
-            "reference.unknown",
-            "no such Organization",
-        )];
-        registration_error(e, &parsed)
-    })?;
+    let facility = home_facility(&state, home, &parsed).await?;
     let input = tiercare_domain::patient::NewPatient { home_facility_id: Some(home), ..parsed.patient.clone() };
     let valid = input
         .validate(china_today(&state), Some(&facility.region_code))
         .map_err(|e| registration_error(e.into(), &parsed))?;
     let patient = valid.into_patient(new_id());
     state.store.create_patient(&patient).await.map_err(|e| registration_error(e.into(), &parsed))?;
-    let mut resp = fhir_json(StatusCode::CREATED, &tiercare_fhir::patient(&patient));
+    let at = updated_at(&state, patient.id).await?;
+    let mut resp = answer(StatusCode::CREATED, &patient, at);
     if let Ok(loc) = HeaderValue::from_str(&format!("/fhir/Patient/{}", patient.id)) {
         resp.headers_mut().insert(header::LOCATION, loc);
     }
@@ -214,21 +440,31 @@ async fn search_patients(
     me.require(Action::ReadPatientRecord)?;
     let p = Params::read(query, &headers, "Patient")?;
     let births = p.dates("birthdate")?;
+    let updated = p.dates("_lastUpdated")?;
     let sexes = genders(&p)?;
+    let matching: Vec<Patient> = candidates(&state, &p)
+        .await?
+        .into_iter()
+        .filter(|pt| patient_matches(&p, pt, &births, sexes.as_deref()))
+        .collect();
+    let ids: Vec<Uuid> = matching.iter().map(|pt| pt.id).collect();
+    let times: HashMap<Uuid, OffsetDateTime> =
+        state.store.patient_updated_at(&ids).await.map_err(ApiError::from)?.into_iter().collect();
     let mut found = Vec::new();
-    for pt in candidates(&state, &p).await? {
-        if patient_matches(&p, &pt, &births, sexes.as_deref())
+    for pt in matching {
+        let Some(&at) = times.get(&pt.id) else { continue };
+        if updated.iter().all(|d| d.matches(at, Some(at)))
             && let Some(b) = basis(&state, &me, pt.id).await?
         {
-            found.push((pt, b));
+            found.push((pt, b, at));
         }
     }
-    found.sort_by_key(|(pt, _)| pt.id);
+    found.sort_by_key(|(pt, _, _)| pt.id);
     let page = p.page(found)?;
     let mut entries = Vec::with_capacity(page.items.len());
-    for (pt, b) in &page.items {
+    for (pt, b, at) in &page.items {
         log_read(&state, &me, (&pt.region_key, pt.id), "fhir_search_patient", *b, addr).await?;
-        entries.push(tiercare_fhir::patient(pt));
+        entries.push(with_meta(tiercare_fhir::patient(pt), pt.version, *at));
     }
     Ok(fhir_json(StatusCode::OK, &page.bundle(&p, entries)))
 }

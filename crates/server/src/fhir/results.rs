@@ -22,12 +22,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::Value;
-use tiercare_domain::recognition::Catalogue;
+use tiercare_domain::recognition::{Catalogue, RecognitionItem};
 use tiercare_domain::results::{Category, Report};
 use tiercare_fhir::outcome::{Issue, IssueType};
 use tiercare_fhir::results::{self as fhir_results, ITEM_SYSTEM, LOINC, ParsedReport};
-use tiercare_fhir::search::token_matches;
+use tiercare_fhir::search::{DateParam, Prefix, token_matches};
 use tiercare_store::{ResultQuery, ResultRecord};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
@@ -37,12 +38,14 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::CurrentUser;
 use crate::routes::patients::{log_access, readable_patient};
-use crate::routes::results::{config, prepare};
+use crate::routes::results::{config, prepare, record_ids};
 
 type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
-/// Most results of a patient one search looks through.
+/// Most result rows one search reads (a patient's history is far below this).
 const SEARCH_LIMIT: u32 = 5_000;
+/// The code of every lab report (LOINC "Laboratory report").
+const LAB_REPORT: &str = "11502-2";
 /// The access-log action of every read here.
 const READ_ACTION: &str = "fhir_read_results";
 
@@ -59,8 +62,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/fhir", post(transaction))
 }
 
-fn catalogue() -> &'static Catalogue {
-    &config().catalogue
+fn catalogue(state: &AppState) -> &Catalogue {
+    &config(state).catalogue
 }
 
 /// Stored rows as reports (rows of one report share its fields), in the order of their
@@ -116,7 +119,7 @@ async fn read_report(
     let rows = state.store.report_results(id).await.map_err(ApiError::from)?;
     let Some(report) = reports_of(rows).pop() else { return Err(not_found("DiagnosticReport")) };
     logged_read(&state, &me, report.patient_id, addr).await?;
-    Ok(fhir_json(StatusCode::OK, &fhir_results::diagnostic_report(&report, catalogue())))
+    Ok(fhir_json(StatusCode::OK, &fhir_results::diagnostic_report(&report, catalogue(&state))))
 }
 
 async fn read_observation(
@@ -132,26 +135,68 @@ async fn read_observation(
     let rows: Vec<ResultRecord> = rows.into_iter().filter(|r| r.category == Category::Lab).collect();
     let Some(report) = reports_of(rows).pop() else { return Err(not_found("Observation")) };
     logged_read(&state, &me, report.patient_id, addr).await?;
-    Ok(fhir_json(StatusCode::OK, &fhir_results::observation(&report, &report.entries[0], catalogue())))
+    Ok(fhir_json(StatusCode::OK, &fhir_results::observation(&report, &report.entries[0], catalogue(&state))))
 }
 
 // ---------------------------------------------------------------------------------------
 // search
 
-/// Whether a `code` token names this entry's item (LOINC or the catalogue's local code).
-fn entry_matches(raw: &str, item_code: &str) -> bool {
-    let loinc = catalogue().get(item_code).and_then(|i| i.loinc.clone());
-    token_matches(raw, ITEM_SYSTEM, item_code) || loinc.is_some_and(|l| token_matches(raw, LOINC, &l))
+/// The catalogue's items a `code` token list names (LOINC or the catalogue's local code),
+/// of the kind `want` takes.
+fn items_named(cat: &Catalogue, tokens: &[&str], want: impl Fn(&RecognitionItem) -> bool) -> Vec<String> {
+    cat.items()
+        .filter(|i| want(i))
+        .filter(|i| {
+            tokens.iter().any(|t| {
+                token_matches(t, ITEM_SYSTEM, &i.code) || i.loinc.as_deref().is_some_and(|l| token_matches(t, LOINC, l))
+            })
+        })
+        .map(|i| i.code.clone())
+        .collect()
 }
 
-/// The patient's stored results (after the access rule and its log row), newest first.
-async fn patient_rows(
+/// The date parameters as the store's specimen-time range: every value must match, each on
+/// the instant the specimen was taken (its implicit range `[t, t]`), as
+/// [`tiercare_fhir::search::DateParam::matches`] reads the prefixes.
+fn date_filters(q: &mut ResultQuery, dates: &[DateParam]) {
+    let later = |a: Option<OffsetDateTime>, b| Some(a.map_or(b, |a: OffsetDateTime| a.max(b)));
+    let earlier = |a: Option<OffsetDateTime>, b| Some(a.map_or(b, |a: OffsetDateTime| a.min(b)));
+    for d in dates {
+        match d.prefix {
+            Prefix::Eq => {
+                q.since = later(q.since, d.lo);
+                q.until = earlier(q.until, d.hi);
+            }
+            Prefix::Ne => q.except.push((d.lo, d.hi)),
+            Prefix::Gt => q.since = later(q.since, d.hi),
+            Prefix::Ge => q.since = later(q.since, d.lo),
+            Prefix::Lt => q.until = earlier(q.until, d.lo),
+            Prefix::Le => q.until = earlier(q.until, d.hi),
+        }
+    }
+}
+
+/// Most result rows one search reads; a search with more matches is refused as too costly
+/// (narrow it by code or date) rather than answered incompletely.
+fn complete(rows: Vec<ResultRecord>) -> FhirResult<Vec<ResultRecord>> {
+    if rows.len() > SEARCH_LIMIT as usize {
+        return Err(FhirError::bad_search(
+            IssueType::NotSupported,
+            format!("more than {SEARCH_LIMIT} results match: narrow the search by code or date"),
+        ));
+    }
+    Ok(rows)
+}
+
+/// The searched patient's record ids (the record and those merged into it), after the access
+/// rule and its log row; `None`: no such patient (no results).
+async fn searched_patient(
     state: &AppState,
     me: &CurrentUser,
     p: &Params,
     kind: &str,
     addr: SocketAddr,
-) -> FhirResult<Vec<ResultRecord>> {
+) -> FhirResult<Option<Vec<Uuid>>> {
     let Some(patient) = p.reference("patient", "Patient")? else {
         return Err(FhirError::bad_search(
             IssueType::Required,
@@ -161,13 +206,17 @@ async fn patient_rows(
     match readable_patient(state, me, patient, None).await {
         Ok((person, basis)) => log_access(state, me, &person, READ_ACTION, basis, None, addr).await?,
         // an unknown patient has no results
-        Err(e) if e.status == StatusCode::NOT_FOUND => return Ok(Vec::new()),
+        Err(e) if e.status == StatusCode::NOT_FOUND => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    let q = ResultQuery { patient_ids: vec![patient], limit: SEARCH_LIMIT, ..ResultQuery::default() };
-    Ok(state.store.find_results(&q).await.map_err(ApiError::from)?)
+    Ok(Some(record_ids(state, patient).await?))
 }
 
+/// `DiagnosticReport?patient=…&code=…&result.code=…&date=…`. `code` is the report's own code
+/// (R4: "the code for the report, as opposed to codes for the atomic results"): a lab
+/// report's is LOINC 11502-2, an imaging report's its exam item. `result.code` (the chain
+/// `result` → Observation.code) finds the lab reports with an observation of those items.
+/// The store reads the matching reports whole (every observation of each).
 async fn search_reports(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -178,25 +227,42 @@ async fn search_reports(
     let me = me?;
     let p = Params::read(query, &headers, "DiagnosticReport")?;
     let dates = p.dates("date")?;
-    let codes = p.list("code").map(|l| l.into_iter().map(str::to_owned).collect::<Vec<_>>());
-    let rows = patient_rows(&state, &me, &p, "DiagnosticReport", addr).await?;
-    let matches: Vec<Report> = reports_of(rows)
-        .into_iter()
-        .filter(|r| dates.iter().all(|d| d.matches(r.specimen_time, Some(r.specimen_time))))
-        .filter(|r| {
-            codes.as_ref().is_none_or(|codes| {
-                codes.iter().any(|c| match r.category {
-                    Category::Lab => token_matches(c, LOINC, "11502-2"),
-                    Category::Imaging => r.entries.iter().any(|e| entry_matches(c, &e.item_code)),
-                })
-            })
-        })
-        .collect();
-    let page = p.page(matches)?;
-    let entries = page.items.iter().map(|r| fhir_results::diagnostic_report(r, catalogue())).collect();
+    let codes = p.list("code");
+    let in_results = p.list("result.code");
+    let ids = searched_patient(&state, &me, &p, "DiagnosticReport", addr).await?;
+    let mut q = ResultQuery { whole_reports: true, limit: SEARCH_LIMIT + 1, ..ResultQuery::default() };
+    date_filters(&mut q, &dates);
+    let lab_code = codes.as_ref().is_none_or(|c| c.iter().any(|t| token_matches(t, LOINC, LAB_REPORT)));
+    let searched = match (codes.as_ref(), in_results.as_ref()) {
+        (None, None) => true,
+        // reports with an observation of these items: lab reports only
+        (_, Some(obs)) => {
+            q.item_codes = items_named(catalogue(&state), obs, |i| i.kind.is_lab());
+            lab_code && !q.item_codes.is_empty()
+        }
+        (Some(c), None) => {
+            q.item_codes = items_named(catalogue(&state), c, |i| !i.kind.is_lab());
+            if lab_code {
+                q.categories = vec![Category::Lab];
+            }
+            !q.item_codes.is_empty() || !q.categories.is_empty()
+        }
+    };
+    let rows = match ids {
+        Some(ids) if searched => {
+            q.patient_ids = ids;
+            complete(state.store.find_results(&q).await.map_err(ApiError::from)?)?
+        }
+        // no such patient, or codes that name nothing
+        _ => Vec::new(),
+    };
+    let page = p.page(reports_of(rows))?;
+    let entries = page.items.iter().map(|r| fhir_results::diagnostic_report(r, catalogue(&state))).collect();
     Ok(fhir_json(StatusCode::OK, &page.bundle(&p, entries)))
 }
 
+/// `Observation?patient=…&code=…&date=…`: lab results (an imaging exam is its
+/// DiagnosticReport), filtered in the store.
 async fn search_observations(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -207,18 +273,25 @@ async fn search_observations(
     let me = me?;
     let p = Params::read(query, &headers, "Observation")?;
     let dates = p.dates("date")?;
-    let codes = p.list("code").map(|l| l.into_iter().map(str::to_owned).collect::<Vec<_>>());
-    let rows = patient_rows(&state, &me, &p, "Observation", addr).await?;
-    let matches: Vec<Report> = rows
-        .into_iter()
-        .filter(|r| r.category == Category::Lab)
-        .filter(|r| dates.iter().all(|d| d.matches(r.specimen_time, Some(r.specimen_time))))
-        .filter(|r| codes.as_ref().is_none_or(|codes| codes.iter().any(|c| entry_matches(c, &r.entry.item_code))))
-        // one report per row: each Observation is served with its report's fields
-        .flat_map(|r| reports_of(vec![r]))
-        .collect();
+    let codes = p.list("code");
+    let ids = searched_patient(&state, &me, &p, "Observation", addr).await?;
+    let mut q = ResultQuery { limit: SEARCH_LIMIT + 1, ..ResultQuery::default() };
+    date_filters(&mut q, &dates);
+    match &codes {
+        None => q.categories = vec![Category::Lab],
+        Some(c) => q.item_codes = items_named(catalogue(&state), c, |i| i.kind.is_lab()),
+    }
+    let rows = match ids {
+        Some(ids) if !q.item_codes.is_empty() || !q.categories.is_empty() => {
+            q.patient_ids = ids;
+            complete(state.store.find_results(&q).await.map_err(ApiError::from)?)?
+        }
+        _ => Vec::new(),
+    };
+    // one report per row: each Observation is served with its report's fields
+    let matches: Vec<Report> = rows.into_iter().flat_map(|r| reports_of(vec![r])).collect();
     let page = p.page(matches)?;
-    let entries = page.items.iter().map(|r| fhir_results::observation(r, &r.entries[0], catalogue())).collect();
+    let entries = page.items.iter().map(|r| fhir_results::observation(r, &r.entries[0], catalogue(&state))).collect();
     Ok(fhir_json(StatusCode::OK, &page.bundle(&p, entries)))
 }
 
@@ -284,11 +357,11 @@ async fn create_report(
 ) -> FhirResult<Response> {
     let me = me?;
     let v = json_body(&headers, body)?;
-    let parsed = fhir_results::parse_diagnostic_report(&v, catalogue()).map_err(refused)?;
+    let parsed = fhir_results::parse_diagnostic_report(&v, catalogue(&state)).map_err(refused)?;
     let reports = check_all(&state, &me, vec![parsed]).await?;
     store(&state, &reports).await?;
     let r = &reports[0];
-    Ok(created(&fhir_results::diagnostic_report(r, catalogue()), format!("/fhir/DiagnosticReport/{}", r.id)))
+    Ok(created(&fhir_results::diagnostic_report(r, catalogue(&state)), format!("/fhir/DiagnosticReport/{}", r.id)))
 }
 
 /// `POST /fhir/Observation`: a lab report of one observation.
@@ -300,12 +373,12 @@ async fn create_observation(
 ) -> FhirResult<Response> {
     let me = me?;
     let v = json_body(&headers, body)?;
-    let parsed = fhir_results::parse_observation(&v, catalogue()).map_err(refused)?;
+    let parsed = fhir_results::parse_observation(&v, catalogue(&state)).map_err(refused)?;
     let reports = check_all(&state, &me, vec![parsed]).await?;
     store(&state, &reports).await?;
     let r = &reports[0];
     let e = &r.entries[0];
-    Ok(created(&fhir_results::observation(r, e, catalogue()), format!("/fhir/Observation/{}", e.id)))
+    Ok(created(&fhir_results::observation(r, e, catalogue(&state)), format!("/fhir/Observation/{}", e.id)))
 }
 
 /// `POST /fhir`: a transaction Bundle of DiagnosticReports and their Observations, stored
@@ -318,7 +391,7 @@ async fn transaction(
 ) -> FhirResult<Response> {
     let me = me?;
     let v = json_body(&headers, body)?;
-    let tx = fhir_results::parse_transaction(&v, catalogue()).map_err(refused)?;
+    let tx = fhir_results::parse_transaction(&v, catalogue(&state)).map_err(refused)?;
     let reports = check_all(&state, &me, tx.reports.clone()).await?;
     store(&state, &reports).await?;
     let locations: Vec<String> = tx

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
@@ -121,10 +121,25 @@ pub(crate) const OPENAPI: &[RouteDoc] = &[
     ),
 ];
 
-/// The recognition configuration in force.
-pub(crate) fn config() -> &'static RecognitionConfig {
-    static CONFIG: OnceLock<RecognitionConfig> = OnceLock::new();
-    CONFIG.get_or_init(RecognitionConfig::default_config)
+/// The recognition configuration in force (`serve --recognition FILE`, else the embedded
+/// sample).
+pub(crate) fn config(state: &AppState) -> &RecognitionConfig {
+    &state.recognition
+}
+
+/// The recognition configuration `config` names: the file given (TOML, the form of
+/// crates/domain/data/recognition-default.toml), else the embedded sample. An unreadable or
+/// invalid file is an error naming the file and each problem (`items[3].unit: …`).
+pub fn load_recognition(config: &crate::ServerConfig) -> Result<RecognitionConfig, String> {
+    let Some(path) = &config.recognition_file else { return Ok(RecognitionConfig::default_config()) };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    RecognitionConfig::load_toml(&text).map_err(|e| match e {
+        tiercare_domain::DomainError::Invalid(errs) => {
+            let problems: Vec<String> = errs.iter().map(|f| format!("{}: {}", f.field, f.message)).collect();
+            format!("recognition file {}: {}", path.display(), problems.join("; "))
+        }
+        other => format!("recognition file {}: {other}", path.display()),
+    })
 }
 
 fn invalid(field: &str, code: &str, message: impl Into<String>) -> ApiError {
@@ -139,7 +154,14 @@ pub(crate) async fn user_facility(state: &AppState, me: &CurrentUser) -> ApiResu
     facility(state, me.user.facility_id).await?.ok_or_else(|| ApiError::not_found("facility of the user"))
 }
 
-/// The stored results of `patient` for these items (all items when empty) and the
+/// The record ids whose results are `patient`'s: the record and those merged into it.
+pub(crate) async fn record_ids(state: &AppState, patient: Uuid) -> ApiResult<Vec<Uuid>> {
+    let mut ids = vec![patient];
+    ids.extend(state.store.merged_patient_ids(patient).await?);
+    Ok(ids)
+}
+
+/// The stored results of `patient` (and the records merged into it) for these items (all items when empty) and the
 /// qualification periods of their labs.
 async fn prior_of(
     state: &AppState,
@@ -147,7 +169,12 @@ async fn prior_of(
     items: Vec<String>,
     limit: u32,
 ) -> ApiResult<(Vec<ResultRecord>, Vec<LabQualification>)> {
-    let q = ResultQuery { patient_ids: vec![patient], item_codes: items, since: None, until: None, limit };
+    let q = ResultQuery {
+        patient_ids: record_ids(state, patient).await?,
+        item_codes: items,
+        limit,
+        ..ResultQuery::default()
+    };
     let found = state.store.find_results(&q).await?;
     let mut labs: Vec<Uuid> = found.iter().map(|r| r.lab_id).collect();
     labs.sort_unstable();
@@ -178,7 +205,7 @@ pub(crate) async fn prepare(state: &AppState, me: &CurrentUser, new: NewReport) 
         .ok_or_else(|| invalid("patient_id", "reference.unknown", "no patient with this id"))?;
     let quals = state.store.lab_qualifications(&[new.lab_id]).await?;
     let performer = Performer { facility_tier: performing.tier, region_key: patient.region_key.clone() };
-    let report = prepare_report(new, &performer, config(), &quals, state.now(), new_id)?;
+    let report = prepare_report(new, &performer, config(state), &quals, state.now(), new_id)?;
     Ok((report, performing))
 }
 
@@ -190,7 +217,8 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let (report, performing) = prepare(&state, &me, new).await?;
     state.store.insert_results(std::slice::from_ref(&report)).await?;
-    let rows: Vec<Value> = ResultRecord::of_report(&report).map(|r| result_json(&r, &performing.name, None)).collect();
+    let rows: Vec<Value> =
+        ResultRecord::of_report(&report).map(|r| result_json(config(&state), &r, &performing.name, None)).collect();
     Ok((StatusCode::CREATED, Json(json!({ "id": report.id, "entries": rows }))))
 }
 
@@ -199,8 +227,13 @@ async fn create(
 // ---------------------------------------------------------------------------------------
 
 /// A stored result as JSON; with the recognition verdict at the reader's facility when given.
-fn result_json(r: &ResultRecord, facility_name: &str, verdict: Option<(OffsetDateTime, Vec<&str>)>) -> Value {
-    let item = config().catalogue.get(&r.entry.item_code);
+fn result_json(
+    cfg: &RecognitionConfig,
+    r: &ResultRecord,
+    facility_name: &str,
+    verdict: Option<(OffsetDateTime, Vec<&str>)>,
+) -> Value {
+    let item = cfg.catalogue.get(&r.entry.item_code);
     let mut v = json!({
         "id": r.entry.id,
         "report_id": r.report_id,
@@ -268,7 +301,7 @@ async fn patient_results(
     let items = match q.item.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => Vec::new(),
         Some(code) => vec![
-            config()
+            config(&state)
                 .catalogue
                 .get(code)
                 .map(|i| i.code.clone())
@@ -285,7 +318,13 @@ async fn patient_results(
     let (patient, basis) = readable_patient(&state, &me, id, None).await?;
     let here = FacilityContext::of(&*user_facility(&state, &me).await?);
     log_access(&state, &me, &patient, "read_results", basis, None, addr).await?;
-    let rq = ResultQuery { patient_ids: vec![id], item_codes: items, since, until: None, limit: READ_LIMIT };
+    let rq = ResultQuery {
+        patient_ids: record_ids(&state, id).await?,
+        item_codes: items,
+        since,
+        limit: READ_LIMIT,
+        ..ResultQuery::default()
+    };
     let rows = state.store.find_results(&rq).await?;
     let mut labs: Vec<Uuid> = rows.iter().map(|r| r.lab_id).collect();
     labs.sort_unstable();
@@ -296,24 +335,24 @@ async fn patient_results(
     let mut series: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
-        let verdict = verdict(r, &here, &quals, now);
+        let verdict = verdict(config(&state), r, &here, &quals, now);
         if let Some(v) = r.entry.value_num {
             series.entry(r.entry.item_code.as_str()).or_default().push(json!({
                 "t": rfc3339(r.specimen_time), "v": v, "flag": r.entry.flag.map(|f| f.as_str()),
             }));
         }
-        out.push(result_json(r, names.get(&r.facility_id).map_or("", String::as_str), verdict));
+        out.push(result_json(config(&state), r, names.get(&r.facility_id).map_or("", String::as_str), verdict));
     }
     let trends: Vec<Value> = series
         .into_iter()
         .map(|(code, mut points)| {
             points.reverse(); // oldest first
-            let item = config().catalogue.get(code);
+            let item = config(&state).catalogue.get(code);
             json!({
                 "item_code": code,
                 "item_name": item.map(|i| i.name.clone()),
                 "unit": item.and_then(|i| i.unit.clone()),
-                "reference": config().reference(code),
+                "reference": config(&state).reference(code),
                 "points": points,
             })
         })
@@ -323,12 +362,13 @@ async fn patient_results(
 
 /// Why `r` is not recognisable at `here` now (empty: it is), with its validity end.
 fn verdict(
+    cfg: &RecognitionConfig,
     r: &ResultRecord,
     here: &FacilityContext,
     quals: &[LabQualification],
     now: OffsetDateTime,
 ) -> Option<(OffsetDateTime, Vec<&'static str>)> {
-    let item = config().catalogue.get(&r.entry.item_code)?;
+    let item = cfg.catalogue.get(&r.entry.item_code)?;
     let prior: PriorResult = r.prior();
     let reasons = reasons_against(&prior, item, here, quals, now).into_iter().map(|x| x.as_str()).collect();
     Some((prior.valid_until(item), reasons))
@@ -351,7 +391,7 @@ async fn recognisable(
     let mut codes: Vec<&str> = prior.iter().map(|r| r.item_code.as_str()).collect();
     codes.sort_unstable();
     codes.dedup();
-    let answers = check_order(&codes, &prior, &here, &config().catalogue, &quals, state.now());
+    let answers = check_order(&codes, &prior, &here, &config(&state).catalogue, &quals, state.now());
     let by_id: HashMap<Uuid, &ResultRecord> = rows.iter().map(|r| (r.entry.id, r)).collect();
     let names = facility_names(&state, &rows).await?;
     let mut out = Vec::new();
@@ -360,7 +400,7 @@ async fn recognisable(
         if let Some(rec) = a.recognised() {
             total += rec.price_fen;
             let row = by_id[&rec.result_id];
-            let mut v = result_json(row, names.get(&row.facility_id).map_or("", String::as_str), None);
+            let mut v = result_json(config(&state), row, names.get(&row.facility_id).map_or("", String::as_str), None);
             v["valid_until"] = json!(rfc3339(rec.valid_until));
             v["price_fen"] = json!(rec.price_fen);
             out.push(v);
@@ -397,19 +437,21 @@ async fn check(
     let (patient, basis) = readable_patient(state, me, patient_id, None).await?;
     let here = user_facility(state, me).await?;
     log_access(state, me, &patient, action, basis, None, addr).await?;
-    let codes: Vec<String> = items.iter().filter_map(|c| config().catalogue.get(c).map(|i| i.code.clone())).collect();
-    let prior = state.store.prior_results(&[patient_id], &codes).await?;
+    let codes: Vec<String> =
+        items.iter().filter_map(|c| config(state).catalogue.get(c).map(|i| i.code.clone())).collect();
+    let prior = state.store.prior_results(&record_ids(state, patient_id).await?, &codes).await?;
     let mut labs: Vec<Uuid> = prior.iter().map(|r| r.lab_id).collect();
     labs.sort_unstable();
     labs.dedup();
     let quals = state.store.lab_qualifications(&labs).await?;
     let refs: Vec<&str> = items.iter().map(String::as_str).collect();
-    let answers = check_order(&refs, &prior, &FacilityContext::of(&here), &config().catalogue, &quals, state.now());
+    let answers =
+        check_order(&refs, &prior, &FacilityContext::of(&here), &config(state).catalogue, &quals, state.now());
     Ok((patient, here, answers))
 }
 
 async fn answer_json(state: &AppState, a: &ItemAnswer) -> ApiResult<Value> {
-    let item = a.item_code.as_deref().and_then(|c| config().catalogue.get(c));
+    let item = a.item_code.as_deref().and_then(|c| config(state).catalogue.get(c));
     let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
     v["item_name"] = json!(item.map(|i| i.name.clone()));
     v["price_fen"] = json!(item.map(|i| i.price_fen));
@@ -467,7 +509,7 @@ async fn record_order(
     let mut decisions: Vec<Decision> = Vec::with_capacity(answers.len());
     for (i, (item, answer)) in req.items.iter().zip(&answers).enumerate() {
         let at = format!("items[{i}]");
-        let Some(cat) = answer.item_code.as_deref().and_then(|c| config().catalogue.get(c)) else {
+        let Some(cat) = answer.item_code.as_deref().and_then(|c| config(&state).catalogue.get(c)) else {
             problems.push(FieldError::new(
                 &format!("{at}.code"),
                 "recognition.unknown_item",
@@ -584,8 +626,8 @@ async fn savings(
 }
 
 /// GET /api/v1/results/catalogue — items, agreements and the repeat reasons (for the UI).
-async fn catalogue(_me: CurrentUser) -> Json<Value> {
-    let c = config();
+async fn catalogue(State(state): State<AppState>, _me: CurrentUser) -> Json<Value> {
+    let c = config(&state);
     let items: Vec<Value> = c
         .catalogue
         .items()

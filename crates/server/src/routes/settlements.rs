@@ -33,8 +33,8 @@ use tiercare_domain::referral::{CHINA_TIME, Direction, ReferralState, china_date
 use tiercare_domain::role::{Action, Role};
 use tiercare_domain::settlement::{Accumulators, Arrival, Claim, Place, Policy, Setting};
 use tiercare_store::{
-    FacilityFilter, ReferralFilter, SettleRequest, SettlementFilter, SettlementRecord, SettlementStatus, StoreError,
-    new_id,
+    FacilityFilter, ReferralFilter, SettleRequest, SettlementFilter, SettlementPosition, SettlementRecord,
+    SettlementStatus, StoreError, new_id,
 };
 use time::{Date, Month, OffsetDateTime, Time};
 use uuid::Uuid;
@@ -616,6 +616,32 @@ pub(crate) struct JournalQuery {
     patient_id: Option<String>,
     status: Option<String>,
     limit: Option<u32>,
+    /// Where the page starts: the `cursor` of the previous page's answer.
+    cursor: Option<String>,
+}
+
+/// A journal page's `cursor`: the position of its last row — `created_at` in milliseconds
+/// (16 hex digits, two's complement) and the id (32 hex digits). Opaque to clients.
+fn journal_cursor(at: SettlementPosition) -> String {
+    let ms = i64::try_from(at.created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    format!("{:016x}{}", ms as u64, at.id.simple())
+}
+
+fn parse_journal_cursor(raw: &str) -> ApiResult<SettlementPosition> {
+    let bad = || {
+        query_error(
+            "cursor",
+            "is not a cursor of this journal: send the cursor of the previous page's answer unchanged, or none for the first page",
+        )
+    };
+    let raw = raw.trim();
+    if raw.len() != 48 || !raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let ms = u64::from_str_radix(&raw[..16], 16).map_err(|_| bad())? as i64;
+    let id = Uuid::parse_str(&raw[16..]).map_err(|_| bad())?;
+    let created_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).map_err(|_| bad())?;
+    Ok(SettlementPosition { created_at, id })
 }
 
 fn query_error(field: &str, message: impl Into<String>) -> ApiError {
@@ -667,18 +693,32 @@ pub(crate) async fn journal(
         Some(f) => may_read_facility(&state, &me, f).await? != AccessBasis::CareRelationship,
         None => true,
     };
+    let after = q.cursor.as_deref().filter(|c| !c.trim().is_empty()).map(parse_journal_cursor).transpose()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let start = day.map(|d| OffsetDateTime::new_in_offset(d, Time::MIDNIGHT, CHINA_TIME));
-    let rows = state
-        .store
-        .list_settlements(&SettlementFilter {
-            facility_id,
-            patient_id,
-            from: start,
-            to: start.map(|t| t + time::Duration::days(1)),
-            status,
-            limit: q.limit.unwrap_or(100).clamp(1, 1000),
-        })
-        .await?;
+    let filter = SettlementFilter {
+        facility_id,
+        patient_id,
+        from: start,
+        to: start.map(|t| t + time::Duration::days(1)),
+        status,
+        limit,
+        after,
+    };
+    // the page, and the totals of everything the filter selects (the whole day, whatever
+    // the page: what a clerk closing the day needs)
+    let (rows, totals) = tokio::join!(state.store.list_settlements(&filter), state.store.settlement_totals(&filter));
+    let (rows, totals) = (rows?, totals?);
+    // a full page has a next page when one more row follows its last
+    let cursor = match rows.last() {
+        Some(last) if rows.len() == limit as usize => {
+            let at = SettlementPosition::of(last);
+            let more =
+                state.store.list_settlements(&SettlementFilter { limit: 1, after: Some(at), ..filter.clone() }).await?;
+            (!more.is_empty()).then(|| journal_cursor(at))
+        }
+        _ => None,
+    };
     let ids: Vec<Uuid> = rows.iter().map(|r| r.patient_id).collect();
     let patients: HashMap<Uuid, Patient> = state
         .store
@@ -696,18 +736,8 @@ pub(crate) async fn journal(
         Some(f) => facility(&state, f).await?,
         None => None,
     };
-    let mut totals = (0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        if r.status == SettlementStatus::Settled {
-            totals.0 += 1;
-            totals.1 += r.split.total_fen;
-            totals.2 += r.split.fund_fen;
-            totals.3 += r.split.patient_fen;
-        } else {
-            totals.4 += 1;
-            totals.5 += r.split.fund_fen;
-        }
         let p = patients.get(&r.patient_id);
         let row_fac = match &fac {
             Some(f) => Some(f.clone()),
@@ -715,13 +745,18 @@ pub(crate) async fn journal(
         };
         out.push(settlement_json(&stored(&state, r, row_fac.as_deref()), row_fac.as_deref(), p, false, false));
     }
-    Ok(Json(json!({
+    let mut answer = json!({
         "date": day.map(|d| d.to_string()),
         "facility": fac.as_deref().map(|f| json!({"id": f.id, "name": f.name, "tier": f.tier})),
         "rows": out,
-        "totals": {"count": totals.0, "total_fen": totals.1, "fund_fen": totals.2, "patient_fen": totals.3,
-                   "reversed_count": totals.4, "reversed_fund_fen": totals.5},
-    })))
+        "totals": {"count": totals.count, "total_fen": totals.total_fen, "fund_fen": totals.fund_fen,
+                   "patient_fen": totals.patient_fen, "reversed_count": totals.reversed_count,
+                   "reversed_fund_fen": totals.reversed_fund_fen},
+    });
+    if let Some(c) = cursor {
+        answer["cursor"] = json!(c);
+    }
+    Ok(Json(answer))
 }
 
 #[derive(Debug, Deserialize)]

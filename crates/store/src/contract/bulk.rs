@@ -10,6 +10,7 @@ macro_rules! bulk_contract_tests {
         $crate::contract_tests!(@cases_in bulk, $open;
             bulk_walks_visit_every_row_once_in_key_order,
             bulk_lookups_name_what_is_stored,
+            bulk_since_walks_and_access_rows,
         );
     };
 }
@@ -152,4 +153,107 @@ pub async fn bulk_lookups_name_what_is_stored(store: Arc<dyn Store>) {
         s.stored_ids(BulkTable::Enrolment, &[key(YUECHI, en.id), key(YUECHI, stranger)]).await.expect("enrolments");
     assert_eq!(got, [en.id].into_iter().collect());
     assert!(s.stored_ids(BulkTable::Encounter, &[]).await.expect("nothing asked").is_empty());
+}
+
+/// `_since` walks answer only what changed (patients) or was created (enrolments, encounters)
+/// after the instant, in key order whatever the page; the bulk access-log rows are written all
+/// together and read back as written.
+pub async fn bulk_since_walks_and_access_rows(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let before = OffsetDateTime::now_utc() - Duration::minutes(1);
+    let (patients, enrolments, encounters) = small_county(s).await;
+    // stored times are milliseconds: leave a few between the two batches
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let since = OffsetDateTime::now_utc();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let late = NewPatient {
+        identity_number: Some(id_number(YUECHI, date!(1961 - 05 - 05), 31, Sex::Male)),
+        ..NewPatient::new("后来", Sex::Male)
+    }
+    .validate(TODAY, None)
+    .expect("valid")
+    .into_patient(new_id());
+    assert_eq!(s.import_patients(&[(1, late.clone())], true).await.expect("import").inserted, 1);
+    let f = s.list_facilities(&FacilityFilter::default()).await.expect("facilities").remove(0);
+    let late_enrolment = NewEnrolment {
+        scheme: Scheme::Resident,
+        insured_region: YUECHI.into(),
+        filing_status: FilingStatus::NotFiled,
+        filed_region: None,
+        valid_from: date!(2025 - 01 - 01),
+        valid_to: None,
+    }
+    .validate(new_id(), late.id)
+    .expect("valid");
+    s.import_enrolments(std::slice::from_ref(&late_enrolment)).await.expect("enrolment");
+    let late_encounters =
+        vec![encounter(&late, &f, NOW - Duration::days(2), "J06.900"), encounter(&late, &f, NOW, "I10.x00")];
+    s.import_encounters(&late_encounters).await.expect("encounters");
+    for (at, want_patients, want_enrolments, want_encounters) in
+        [(since, 1, 1, 2), (before, patients.len() + 1, enrolments.len() + 1, encounters.len() + 2)]
+    {
+        for limit in [1u32, 50] {
+            let mut got = Vec::new();
+            let mut after = None;
+            loop {
+                let page = s.patients_changed_after(after, at, limit).await.expect("page");
+                let Some(last) = page.last() else { break };
+                after = Some(last.id);
+                got.extend(page.into_iter().map(|p| p.id));
+            }
+            assert_eq!(got.len(), want_patients, "patients since, by {limit}");
+            assert!(got.windows(2).all(|w| w[0] < w[1]), "in id order");
+            let mut got = Vec::new();
+            let mut after: Option<RegionKey> = None;
+            loop {
+                let page = s.enrolments_created_after(after.as_ref(), at, limit).await.expect("page");
+                let Some((region, last)) = page.last() else { break };
+                after = Some((region.clone(), last.id));
+                got.extend(page.into_iter().map(|(_, e)| e.id));
+            }
+            assert_eq!(got.len(), want_enrolments, "enrolments since, by {limit}");
+            let mut got = Vec::new();
+            let mut after: Option<RegionKey> = None;
+            loop {
+                let page = s.encounters_created_after(after.as_ref(), at, limit).await.expect("page");
+                let Some(last) = page.last() else { break };
+                after = Some((last.region_key.clone(), last.id));
+                got.extend(page.into_iter().map(|e| e.id));
+            }
+            assert_eq!(got.len(), want_encounters, "encounters since, by {limit}");
+            if at == since {
+                assert_eq!(
+                    got.iter().copied().collect::<BTreeSet<_>>(),
+                    late_encounters.iter().map(|e| e.id).collect()
+                );
+            }
+        }
+    }
+    // the access-log rows of an export: all written, each as given
+    let admin = user(&f, "bulk_admin", vec![Role::SystemAdmin]);
+    s.create_user(&admin).await.expect("user");
+    let rows: Vec<AccessLogEntry> = patients
+        .iter()
+        .map(|p| AccessLogEntry {
+            id: new_id(),
+            region_key: p.region_key.clone(),
+            at: NOW,
+            user_id: admin.id,
+            facility_id: f.id,
+            patient_id: p.id,
+            action: "bulk_export".into(),
+            basis: AccessBasis::BreakGlass,
+            reason: Some("FHIR bulk export".into()),
+            client_addr: None,
+        })
+        .collect();
+    s.record_bulk_access(&rows).await.expect("rows");
+    s.record_bulk_access(&[]).await.expect("nothing to write");
+    let mut got =
+        s.query_access_log(&AccessLogFilter { user_id: Some(admin.id), ..Default::default() }).await.expect("log");
+    got.sort_by_key(|e| e.id);
+    let mut want = rows.clone();
+    want.sort_by_key(|e| e.id);
+    assert_eq!(got, want);
 }

@@ -15,6 +15,7 @@ macro_rules! indicators_contract_tests {
             indicators_month_edges_in_china_time,
             indicators_incremental_equals_rebuild,
             indicators_hooks_off_only_inside_the_scope,
+            indicators_shards_summed_on_read,
         );
     };
 }
@@ -436,4 +437,106 @@ pub async fn indicators_hooks_off_only_inside_the_scope(store: Arc<dyn Store>) {
     assert_eq!(sums(&s.indicator_counters_from_events().await.expect("from events")), (3, 123));
     s.rebuild_indicator_counters().await.expect("rebuild");
     assert_eq!(sums(&s.all_indicator_counters().await.expect("counters")), (3, 123));
+}
+
+/// A cell (facility × month × home county) written by concurrent writers and by bulk imports:
+/// on PostgreSQL spread over shards (migration 0014: a single event takes a shard no other
+/// transaction holds, each import one round robin), on SQLite one row; every read sums the
+/// shards, so the numbers are those of one row either way; folding the shards while writers
+/// write, `analyze` and a rebuild change none of them.
+pub async fn indicators_shards_summed_on_read(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let yc = community(s, None, "岳池县医共体", YUECHI, false).await;
+    let t = facility(s, "H51162100002", Tier::Township, YUECHI, Some(yc.id)).await;
+    let p = person_of(YUECHI, "甲", 11);
+    create_patients(s, &[&p]).await;
+    // 8 tasks × 3 visits of 100 + k fen (k = 0..24) on 2026-03-02, then 4 imported of 500 fen:
+    // 28 visits, 24 × 100 + (0 + 1 + … + 23) + 2,000 = 2,400 + 276 + 2,000 = 4,676 fen
+    let at = china(2026, 3, 2, 10);
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (store, p, t) = (store.clone(), p.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            for k in 0..3 {
+                store.create_encounter(&visit(&p, &t, at, 100 + 3 * w + k)).await.expect("visit");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    // four imports of one visit of 500 fen each: each adds to the shard it takes round robin
+    for _ in 0..4 {
+        s.import_encounters(&[visit(&p, &t, at, 500)]).await.expect("import");
+    }
+    let (stored, cells) = s.indicator_counter_rows().await.expect("stored rows");
+    assert_eq!(cells, 1, "one cell");
+    match s.backend() {
+        // four consecutive round-robin picks (other tests may take picks in between, but not
+        // so that all four land on one shard in any run seen): several shards
+        crate::Backend::Postgres => assert!(
+            (2..=u64::from(crate::counter_shards())).contains(&stored),
+            "spread over 2..={} shards, got {stored}",
+            crate::counter_shards()
+        ),
+        crate::Backend::Sqlite => assert_eq!(stored, 1, "SQLite keeps a cell in one row"),
+    }
+    let want = |rows: &[CounterRow]| {
+        assert_eq!(rows.len(), 1, "one row for the cell: {rows:?}");
+        assert_eq!((rows[0].month, rows[0].home_region.as_str()), (month("2026-03"), YUECHI));
+        assert_eq!((rows[0].counters.get(Measure::Visits), rows[0].counters.get(Measure::VisitCostFen)), (28, 4_676));
+    };
+    want(&s.all_indicator_counters().await.expect("all"));
+    let march = CounterQuery {
+        from: month("2026-03"),
+        to: month("2026-03"),
+        facility_ids: vec![t.id],
+        home_prefix: Some(YUECHI.into()),
+    };
+    want(&s.indicator_counters(&march).await.expect("counters"));
+    let summed = s
+        .indicator_cells(&CellQuery {
+            from: march.from,
+            to: march.to,
+            area_prefix: YUECHI.into(),
+            facility_id: None,
+            tier: None,
+        })
+        .await
+        .expect("cells");
+    let visits: i64 = summed.iter().map(|c| c.counters.get(Measure::Visits)).sum();
+    let cost: i64 = summed.iter().map(|c| c.counters.get(Measure::VisitCostFen)).sum();
+    assert_eq!((summed.len(), visits, cost), (1, 28, 4_676), "one tier-month cell, summed over the shards");
+    // folding the shards into one row while 4 tasks add 10 more visits of 10 fen each: exact
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (store, p, t) = (store.clone(), p.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                store.create_encounter(&visit(&p, &t, at, 10)).await.expect("visit");
+            }
+        }));
+    }
+    let mut folded = 0;
+    for _ in 0..3 {
+        folded += s.fold_indicator_shards().await.expect("fold");
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    if s.backend() == crate::Backend::Sqlite {
+        assert_eq!(folded, 0, "nothing to fold on SQLite");
+    } else {
+        assert!(folded + 1 >= stored, "the {stored} rows of the cell folded ({folded} shard rows removed)");
+    }
+    // 28 + 40 visits; 4,676 + 400 fen
+    let rows = s.all_indicator_counters().await.expect("all");
+    assert_eq!((rows[0].counters.get(Measure::Visits), rows[0].counters.get(Measure::VisitCostFen)), (68, 5_076));
+    s.fold_indicator_shards().await.expect("fold at rest");
+    assert_eq!(s.indicator_counter_rows().await.expect("stored rows"), (1, 1), "folded: one row a cell");
+    s.analyze().await.expect("analyze");
+    assert_eq!(s.all_indicator_counters().await.expect("after analyze"), rows, "analyze changes no number");
+    assert_rebuild_agrees(s, "sharded cell").await;
+    assert_eq!(s.indicator_counter_rows().await.expect("stored rows"), (1, 1), "a rebuild writes one shard");
 }

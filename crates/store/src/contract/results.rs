@@ -10,6 +10,8 @@ macro_rules! results_contract_tests {
         $crate::contract_tests!(@cases_in results, $open;
             results_round_trip,
             results_bulk_all_or_nothing,
+            results_bulk_load,
+            results_query_filters,
             results_lab_qualifications,
             results_orders_and_ledger,
             results_order_check_over_the_store,
@@ -184,6 +186,125 @@ pub async fn results_bulk_all_or_nothing(store: Arc<dyn Store>) {
     assert_eq!(count_results(s, &p).await, 0, "nothing of the batch was written");
     assert_eq!(s.insert_results(&reports).await.expect("the good batch"), 2_500);
     assert_eq!(count_results(s, &p).await, 2_500);
+}
+
+/// The bulk load (`COPY` on PostgreSQL): every field round-trips, text that COPY must
+/// escape (tab, newline, carriage return, backslash, `\N`) and absent values included; a
+/// batch with a row of an unknown patient or facility writes nothing; the after-load step
+/// runs.
+pub async fn results_bulk_load(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let county = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let p = resident("王芳", Sex::Female, date!(1961 - 03 - 08), 22);
+    create_patients(s, &[&p]).await;
+    let mut lab = lab_report(
+        &p,
+        &county,
+        NOW - Duration::days(2),
+        vec![obs("HBA1C", "7.1", "%"), obs("K", "0.1", "mmol/L"), obs("GLU", "1e-7", "mmol/L")],
+    );
+    lab.entries[0].reference_text = Some("tab\there\nnew line\r\\N back\\slash 中文".into());
+    lab.entries[1].unit = None;
+    lab.entries[1].value_num = Some(0.1);
+    lab.entries[2].flag = None;
+    lab.entries[2].reference = None;
+    let mut ct = ct_report(&p, &county, NOW - Duration::days(5));
+    if let Some(img) = ct.imaging.as_mut() {
+        img.findings = "line one\nline\ttwo \\ \"quoted\"".into();
+    }
+    let rows: Vec<crate::ResultRecord> = [&lab, &ct].into_iter().flat_map(crate::ResultRecord::of_report).collect();
+    assert_eq!(rows.len(), 4);
+
+    // one row of an unknown patient, then of an unknown facility: nothing written
+    let stranger = resident("赵六", Sex::Male, date!(1980 - 05 - 05), 41);
+    let mut bad = rows.clone();
+    bad.extend(crate::ResultRecord::of_report(&lab_report(
+        &stranger,
+        &county,
+        NOW - Duration::days(1),
+        vec![obs("K", "4.0", "mmol/L")],
+    )));
+    expect_not_found(s.bulk_insert_results(&bad).await, "a bulk batch with a row of an unknown patient");
+    let nowhere = new_facility("H51162100999", "未登记机构", Tier::County, YUECHI, None);
+    let mut bad = rows.clone();
+    bad.extend(crate::ResultRecord::of_report(&lab_report(
+        &p,
+        &nowhere,
+        NOW - Duration::days(1),
+        vec![obs("K", "4.0", "mmol/L")],
+    )));
+    expect_not_found(s.bulk_insert_results(&bad).await, "a bulk batch with a row of an unknown facility");
+    assert_eq!(count_results(s, &p).await, 0, "the refused batches wrote nothing");
+
+    assert_eq!(s.bulk_insert_results(&rows).await.expect("bulk load"), 4);
+    assert_eq!(s.bulk_insert_results(&[]).await.expect("nothing to load"), 0);
+    s.results_loaded().await.expect("after the load");
+    let mut got = s.find_results(&ResultQuery { patient_ids: vec![p.id], ..Default::default() }).await.expect("read");
+    let mut want = rows.clone();
+    got.sort_by_key(|r| r.entry.id);
+    want.sort_by_key(|r| r.entry.id);
+    assert_eq!(got, want, "every field round-trips through the bulk load");
+    // the order check's look-up reads them too
+    let prior = s.prior_results(&[p.id], &["HBA1C".into(), "CT-HEAD".into()]).await.expect("look-up");
+    assert_eq!(prior.iter().map(|r| r.item_code.as_str()).collect::<Vec<_>>(), vec!["HBA1C", "CT-HEAD"]);
+    // a duplicate entry id is refused whole
+    assert!(s.bulk_insert_results(&rows[..1]).await.is_err(), "the same entry twice is refused");
+    assert_eq!(count_results(s, &p).await, 4);
+}
+
+/// `ResultQuery`'s filters, in the store: items OR categories, the specimen-time range and
+/// its exclusions, whole reports, several record ids (a merged record's results), and the
+/// merged records of a survivor.
+pub async fn results_query_filters(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let county = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let p = resident("王芳", Sex::Female, date!(1961 - 03 - 08), 22);
+    let dup = without_id_number(
+        "王芳",
+        Sex::Female,
+        date!(1961 - 03 - 08),
+        tiercare_domain::identity::IdentifierType::InsuranceCard,
+        "YB5116210077",
+    );
+    create_patients(s, &[&p, &dup]).await;
+    let a = lab_report(&p, &county, NOW - Duration::days(2), vec![obs("K", "4.1", "mmol/L"), obs("HBA1C", "6.5", "%")]);
+    let b = lab_report(&p, &county, NOW - Duration::days(20), vec![obs("GLU", "6.1", "mmol/L")]);
+    let ct = ct_report(&p, &county, NOW - Duration::days(10));
+    let other = lab_report(&dup, &county, NOW - Duration::days(5), vec![obs("HBA1C", "7.0", "%")]);
+    s.insert_results(&[a.clone(), b.clone(), ct.clone(), other.clone()]).await.expect("insert");
+    let read = |q: ResultQuery| async move {
+        s.find_results(&q).await.expect("read").iter().map(|r| r.entry.item_code.clone()).collect::<Vec<_>>()
+    };
+    let base = ResultQuery { patient_ids: vec![p.id], ..Default::default() };
+    assert_eq!(read(base.clone()).await, ["K", "HBA1C", "CT-HEAD", "GLU"], "newest first, a report's in order");
+    let lab = ResultQuery { categories: vec![Category::Lab], ..base.clone() };
+    assert_eq!(read(lab).await, ["K", "HBA1C", "GLU"]);
+    let either = ResultQuery { categories: vec![Category::Lab], item_codes: vec!["CT-HEAD".into()], ..base.clone() };
+    assert_eq!(read(either).await, ["K", "HBA1C", "CT-HEAD", "GLU"], "items OR categories");
+    let window =
+        ResultQuery { since: Some(NOW - Duration::days(20)), until: Some(NOW - Duration::days(10)), ..base.clone() };
+    assert_eq!(read(window).await, ["GLU"], "since inclusive, until exclusive");
+    let except = ResultQuery { except: vec![(NOW - Duration::days(3), NOW - Duration::days(1))], ..base.clone() };
+    assert_eq!(read(except).await, ["CT-HEAD", "GLU"]);
+    let whole = ResultQuery { item_codes: vec!["HBA1C".into()], whole_reports: true, ..base.clone() };
+    assert_eq!(read(whole).await, ["K", "HBA1C"], "the whole report of the matching entry");
+    let whole_old = ResultQuery {
+        item_codes: vec!["HBA1C".into()],
+        whole_reports: true,
+        until: Some(NOW - Duration::days(3)),
+        ..base.clone()
+    };
+    assert!(read(whole_old).await.is_empty(), "the time filter applies to the matching report");
+    let both = ResultQuery { patient_ids: vec![p.id, dup.id], item_codes: vec!["HBA1C".into()], ..base.clone() };
+    assert_eq!(read(both).await, ["HBA1C", "HBA1C"]);
+
+    // a merge: the survivor's merged records, followed through a chain
+    assert!(s.merged_patient_ids(p.id).await.expect("none yet").is_empty());
+    s.merge_patients(p.id, dup.id, Uuid::from_u128(9), "同一人，重复登记", NOW).await.expect("merge");
+    assert_eq!(s.merged_patient_ids(p.id).await.expect("merged"), vec![dup.id]);
+    assert!(s.merged_patient_ids(dup.id).await.expect("nothing merged into it").is_empty());
 }
 
 /// Qualification periods: one open period per lab; ending it keeps the history, so a result
