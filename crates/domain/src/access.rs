@@ -27,6 +27,9 @@ pub enum AccessBasis {
     /// Identity lookup or matching at registration: the user presented the person's
     /// identifier or demographics and sees only who they are, not the record.
     Identification,
+    /// A system administrator's FHIR Bulk Data export (`$export`): every patient of the
+    /// export is logged with this basis and the job named in the reason.
+    BulkExport,
 }
 
 impl AccessBasis {
@@ -36,10 +39,11 @@ impl AccessBasis {
             AccessBasis::SameCommunity => "same_community",
             AccessBasis::BreakGlass => "break_glass",
             AccessBasis::Identification => "identification",
+            AccessBasis::BulkExport => "bulk_export",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::CareRelationship, Self::SameCommunity, Self::BreakGlass, Self::Identification]
+        [Self::CareRelationship, Self::SameCommunity, Self::BreakGlass, Self::Identification, Self::BulkExport]
             .into_iter()
             .find(|b| b.as_str() == s)
     }

@@ -234,6 +234,11 @@ async fn a_system_export_writes_every_record_once_and_logs_each_patient() {
     assert_eq!(rows.iter().filter(|e| e.action == "bulk_export").count(), 5, "once per patient");
     let job = status.rsplit('/').next().expect("the job id");
     assert!(rows.iter().all(|e| e.reason.as_deref().is_some_and(|r| r.contains(job))));
+    // logged as a bulk export, not as an emergency (break-glass) read
+    assert!(
+        rows.iter().filter(|e| e.action == "bulk_export").all(|e| e.basis.as_str() == "bulk_export"),
+        "basis of every export row"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

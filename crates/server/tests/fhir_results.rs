@@ -651,3 +651,117 @@ async fn a_merged_records_results_show_on_the_survivor_and_in_the_order_check() 
     assert_eq!(r.json["items"][0]["answer"]["value"], "7.2");
     assert_eq!(r.json["items"][1]["answer"]["value"], "4.4");
 }
+
+/// The `url` of a searchset's link of `relation`.
+fn link(bundle: &Value, relation: &str) -> Option<String> {
+    bundle["link"].as_array()?.iter().find(|l| l["relation"] == relation)?["url"].as_str().map(str::to_owned)
+}
+
+/// The match resources of every page of a search, from `first` along the `next` links to
+/// the last page (which has none): per page, the matched resources; every page's `total`
+/// must be `total`.
+async fn walk(s: &TestServer, token: &str, first: String, total: u64) -> Vec<Vec<Value>> {
+    let mut pages = Vec::new();
+    let mut path = Some(first);
+    while let Some(p) = path.take() {
+        let r = s.get(&p, token).await;
+        assert_eq!(r.status.as_u16(), 200, "{}", r.text);
+        assert_eq!(r.json["total"].as_u64(), Some(total), "{}", r.text);
+        assert_eq!(link(&r.json, "previous").is_some(), !pages.is_empty(), "a previous link after the first page");
+        let found: Vec<Value> = r.json["entry"]
+            .as_array()
+            .map(|a| a.iter().filter(|e| e["search"]["mode"] == "match").map(|e| e["resource"].clone()).collect())
+            .unwrap_or_default();
+        pages.push(found);
+        path = link(&r.json, "next").map(|n| n.strip_prefix(&s.base).expect("on our base").to_owned());
+        assert!(pages.len() <= 20, "the next links end");
+    }
+    pages
+}
+
+fn at(v: &Value) -> OffsetDateTime {
+    OffsetDateTime::parse(v.as_str().expect("a dateTime"), &Rfc3339).expect("an RFC 3339 dateTime")
+}
+
+fn ids_of(pages: &[Vec<Value>]) -> Vec<String> {
+    pages.iter().flatten().map(|r| r["id"].as_str().expect("an id").to_owned()).collect()
+}
+
+/// Paging happens in the store: 7 lab reports of 2 observations each (K with HbA1c on even
+/// days back, K with glucose on odd), searched 3 or 2 a page. Walking the `next` links gives
+/// every match once, in the one-page answer's order, with the Bundle's `total` on every
+/// page; DiagnosticReport pages count reports and carry each whole (2 results); `_sort`
+/// orders across pages; `_summary=count` and an offset past the end give the total alone.
+/// Every search writes its one access-log row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_page_in_the_store_and_the_next_links_walk_every_match_once() {
+    let mut s = TestServer::start().await;
+    let lab = county_lab(&mut s).await;
+    let p = patient(&s).await;
+    let d = s.now() - Duration::days(1);
+    for i in 0..7 {
+        let second = if i % 2 == 0 { ("HBA1C", "6.5", "%") } else { ("GLU", "6.1", "mmol/L") };
+        json_report(&s, &lab, p, d - Duration::days(i), &[("K", "4.1", "mmol/L"), second]).await;
+    }
+    let spec = s.login("spec_a").await;
+    let logged_before = logged(&s, p).await;
+
+    // Observation: 14 entries, 3 a page → 3 + 3 + 3 + 3 + 2, newest specimen first
+    let whole = s.get(&format!("/fhir/Observation?patient={p}&_count=500"), &spec).await;
+    assert_eq!(whole.json["total"], 14, "{}", whole.text);
+    let one_page =
+        ids_of(&[whole.json["entry"].as_array().expect("entries").iter().map(|e| e["resource"].clone()).collect()]);
+    let pages = walk(&s, &spec, format!("/fhir/Observation?patient={p}&_count=3"), 14).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3, 3, 2]);
+    let walked = ids_of(&pages);
+    assert_eq!(walked, one_page, "the pages concatenate to the one-page answer");
+    let mut unique = walked.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 14, "every match once");
+    let times: Vec<OffsetDateTime> = pages.iter().flatten().map(|o| at(&o["effectiveDateTime"])).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest specimen first across pages");
+
+    // DiagnosticReport: 7 reports, 2 a page, oldest report first (`_sort=issued`)
+    let pages = walk(&s, &spec, format!("/fhir/DiagnosticReport?patient={p}&_sort=issued&_count=2"), 7).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 2, 1], "pages count reports");
+    assert!(pages.iter().flatten().all(|r| r["result"].as_array().map(Vec::len) == Some(2)), "each report whole");
+    let issued: Vec<OffsetDateTime> = pages.iter().flatten().map(|r| at(&r["issued"])).collect();
+    let mut ascending = issued.clone();
+    ascending.sort();
+    ascending.dedup();
+    assert_eq!(issued, ascending, "seven distinct report times, oldest first across pages");
+    let results: Vec<String> = pages
+        .iter()
+        .flatten()
+        .flat_map(|r| {
+            r["result"].as_array().expect("results").iter().map(|x| x["reference"].as_str().unwrap_or("").to_owned())
+        })
+        .collect();
+    let mut obs_refs: Vec<String> = one_page.iter().map(|id| format!("Observation/{id}")).collect();
+    let mut got = results.clone();
+    got.sort();
+    obs_refs.sort();
+    assert_eq!(got, obs_refs, "the reports' results are the 14 observations, each once");
+
+    // the reports with an HbA1c (days 0, 2, 4, 6 back): 3 + 1, newest first
+    let pages = walk(&s, &spec, format!("/fhir/DiagnosticReport?patient={p}&result.code=HBA1C&_count=3"), 4).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 1]);
+    let days: Vec<i64> = pages.iter().flatten().map(|r| (d - at(&r["effectiveDateTime"])).whole_days()).collect();
+    assert_eq!(days, [0, 2, 4, 6]);
+    assert!(pages.iter().flatten().all(|r| r["result"].as_array().map(Vec::len) == Some(2)), "K too: whole reports");
+
+    // the total alone
+    let r = s.get(&format!("/fhir/Observation?patient={p}&code=K&_summary=count"), &spec).await;
+    assert_eq!((r.json["total"].as_u64(), r.json["entry"].as_array().map(Vec::len)), (Some(7), None), "{}", r.text);
+    let r = s.get(&format!("/fhir/DiagnosticReport?patient={p}&_offset=100&_count=3"), &spec).await;
+    assert_eq!(r.json["total"], 7, "{}", r.text);
+    assert!(r.json["entry"].as_array().is_none_or(Vec::is_empty), "{}", r.text);
+    assert!(link(&r.json, "next").is_none() && link(&r.json, "previous").is_some(), "{}", r.text);
+    // bad paging values are still refused
+    let r = s.get(&format!("/fhir/Observation?patient={p}&_offset=-1"), &spec).await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.text);
+
+    // one row per search: 1 + 5 + 4 + 2 + 1 + 1 + 1
+    assert_eq!(logged(&s, p).await - logged_before, 15);
+}

@@ -13,7 +13,7 @@ use tiercare_domain::recognition::{ReferenceRange, YearMonth};
 use tiercare_domain::results::{AbnormalFlag, Category, Decision, Entry, ImagingReport, Outcome, Report};
 
 use crate::results::{CopyIn, CopyRow};
-use crate::{LedgerRow, OrderRecord, ResultQuery, ResultRecord};
+use crate::{LedgerRow, OrderRecord, ResultQuery, ResultRecord, ResultSortKey};
 
 const RESULT_COLS: &str = "region_key, id, report_id, patient_id, item_code, sent_code, category, value, value_num,
     unit, reference_low, reference_high, reference_text, flag, imaging, facility_id, facility_tier, lab_id,
@@ -288,6 +288,20 @@ fn push_result_filters(qb: &mut QueryBuilder<Db>, q: &ResultQuery) {
     }
 }
 
+/// ` ORDER BY` the query's sort keys, then newest specimen first, then entry id (a report's
+/// entries share its times, so with `whole_reports` the first entry stands for the report).
+fn push_result_order(qb: &mut QueryBuilder<Db>, q: &ResultQuery) {
+    qb.push(" ORDER BY ");
+    for s in &q.sort {
+        let column = match s.key {
+            ResultSortKey::SpecimenTime => "specimen_time",
+            ResultSortKey::ReportTime => "report_time",
+        };
+        qb.push(column).push(if s.descending { " DESC, " } else { " ASC, " });
+    }
+    qb.push("specimen_time DESC, id");
+}
+
 fn categories_text(c: &[Category]) -> Vec<String> {
     c.iter().map(|c| c.as_str().to_owned()).collect()
 }
@@ -336,20 +350,60 @@ impl crate::ResultStore for This {
         if q.patient_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("SELECT {RESULT_COLS} FROM result_entry WHERE 1 = 1"));
-        push_in_ids(&mut qb, "patient_id", &q.patient_ids);
-        if q.whole_reports {
-            // the reports with a matching entry (of these patients: the key's first column)
-            qb.push(" AND report_id IN (SELECT report_id FROM result_entry WHERE 1 = 1");
+        let limit = if q.limit == 0 { MAX_READ } else { q.limit.min(MAX_READ) };
+        let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
+        if !q.whole_reports {
+            let mut qb: QueryBuilder<Db> =
+                QueryBuilder::new(format!("SELECT {RESULT_COLS} FROM result_entry WHERE 1 = 1"));
             push_in_ids(&mut qb, "patient_id", &q.patient_ids);
             push_result_filters(&mut qb, q);
-            qb.push(")");
-        } else {
-            push_result_filters(&mut qb, q);
+            push_result_order(&mut qb, q);
+            qb.push(" LIMIT ").push_bind(i64::from(limit)).push(" OFFSET ").push_bind(offset);
+            return qb.build().fetch_all(self.read()).await?.iter().map(result_from_row).collect();
         }
-        let limit = if q.limit == 0 { MAX_READ } else { q.limit.min(MAX_READ) };
-        qb.push(" ORDER BY specimen_time DESC, id LIMIT ").push_bind(i64::from(limit));
-        qb.build().fetch_all(self.read()).await?.iter().map(result_from_row).collect()
+        // the page of reports: each by its first entry (the lowest id) …
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new("SELECT report_id FROM result_entry e WHERE 1 = 1");
+        push_in_ids(&mut qb, "patient_id", &q.patient_ids);
+        // … of the reports with a matching entry (of these patients: the key's first column)
+        qb.push(" AND report_id IN (SELECT report_id FROM result_entry WHERE 1 = 1");
+        push_in_ids(&mut qb, "patient_id", &q.patient_ids);
+        push_result_filters(&mut qb, q);
+        qb.push(")");
+        qb.push(" AND NOT EXISTS (SELECT 1 FROM result_entry x WHERE x.report_id = e.report_id AND x.id < e.id)");
+        push_result_order(&mut qb, q);
+        qb.push(" LIMIT ").push_bind(i64::from(limit)).push(" OFFSET ").push_bind(offset);
+        let page: Vec<Uuid> = qb
+            .build()
+            .fetch_all(self.read())
+            .await?
+            .iter()
+            .map(|r| r.try_get("report_id"))
+            .collect::<Result<_, _>>()?;
+        if page.is_empty() {
+            return Ok(Vec::new());
+        }
+        // … read whole, each report's entries by id, the reports in the page's order
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("SELECT {RESULT_COLS} FROM result_entry WHERE 1 = 1"));
+        push_in_ids(&mut qb, "report_id", &page);
+        qb.push(" ORDER BY id");
+        let mut rows: Vec<ResultRecord> =
+            qb.build().fetch_all(self.read()).await?.iter().map(result_from_row).collect::<Result<_>>()?;
+        let at: std::collections::HashMap<Uuid, usize> = page.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        rows.sort_by_key(|r| at.get(&r.report_id).copied().unwrap_or(usize::MAX));
+        Ok(rows)
+    }
+
+    async fn count_results(&self, q: &ResultQuery) -> Result<u64> {
+        if q.patient_ids.is_empty() {
+            return Ok(0);
+        }
+        // a report matches when one of its entries does
+        let what = if q.whole_reports { "COUNT(DISTINCT report_id)" } else { "COUNT(*)" };
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(format!("SELECT {what} AS n FROM result_entry WHERE 1 = 1"));
+        push_in_ids(&mut qb, "patient_id", &q.patient_ids);
+        push_result_filters(&mut qb, q);
+        let n: i64 = qb.build().fetch_one(self.read()).await?.try_get("n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn results_by_ids(&self, ids: &[Uuid]) -> Result<Vec<ResultRecord>> {

@@ -90,8 +90,30 @@ pub struct ResultQuery {
     /// its observations), not only the matching entries. The time filters are the
     /// report's (its entries share its specimen time).
     pub whole_reports: bool,
-    /// At most this many, newest specimen first (0: no limit).
+    /// The order (FHIR `_sort`), ahead of the default: newest specimen first, then by entry
+    /// id (with `whole_reports`: by the report's first entry id; its entries by id).
+    pub sort: Vec<ResultSort>,
+    /// Skip this many in that order (entries; with `whole_reports`, reports).
+    pub offset: u64,
+    /// At most this many after `offset` (entries; with `whole_reports`, whole reports: a
+    /// report's entries are never split) (0: no limit).
     pub limit: u32,
+}
+
+/// A result search's sort key (FHIR `_sort`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultSortKey {
+    /// The specimen (or exam) time.
+    SpecimenTime,
+    /// The report time.
+    ReportTime,
+}
+
+/// One key of a [`ResultQuery`]'s order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResultSort {
+    pub key: ResultSortKey,
+    pub descending: bool,
 }
 
 /// One ordered item as recorded.
@@ -140,8 +162,12 @@ pub trait ResultStore: Send + Sync {
     /// The records merged into `survivor` (and into those, to the end of the chain): their
     /// results are the survivor's too.
     async fn merged_patient_ids(&self, survivor: Uuid) -> Result<Vec<Uuid>>;
-    /// Results by patient (and items, and since), newest specimen first.
+    /// Results by patient (and items, and time), in the query's order (default newest
+    /// specimen first), a page of it when `offset`/`limit` are given.
     async fn find_results(&self, q: &ResultQuery) -> Result<Vec<ResultRecord>>;
+    /// How many [`Self::find_results`] finds without `offset` and `limit`: entries, or with
+    /// `whole_reports` reports (FHIR `total`, `_summary=count`).
+    async fn count_results(&self, q: &ResultQuery) -> Result<u64>;
     /// The results with these entry ids (FHIR Observation read), in no particular order.
     async fn results_by_ids(&self, ids: &[Uuid]) -> Result<Vec<ResultRecord>>;
     /// The entries of one report (FHIR DiagnosticReport read), in the order they were sent;

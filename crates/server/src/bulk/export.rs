@@ -104,8 +104,8 @@ impl Logger<'_> {
                 facility_id: a.facility_id,
                 patient_id: id,
                 action: a.action.clone(),
-                // no care relationship: an exceptional read with a stated reason
-                basis: AccessBasis::BreakGlass,
+                // no care relationship: an administrator's bulk export, the job in the reason
+                basis: AccessBasis::BulkExport,
                 reason: Some(a.reason.clone()),
                 client_addr: a.client_addr.clone(),
             })

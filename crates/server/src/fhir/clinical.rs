@@ -26,8 +26,8 @@ use tiercare_domain::referral::{FollowUpTask, Referral};
 use tiercare_domain::role::Action;
 use tiercare_fhir::clinical::{self as fhir_clinical, Part};
 use tiercare_fhir::outcome::IssueType;
-use tiercare_fhir::search::{DateParam, parse_token, string_matches, token_matches};
-use tiercare_store::{FacilityFilter, FollowUpFilter, PatientRecord};
+use tiercare_fhir::search::{DateParam, Prefix, parse_token, string_matches, token_matches};
+use tiercare_store::{FacilityFilter, FollowUpFilter, PatientRecord, StartedRange};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -105,6 +105,26 @@ fn searched_patient(p: &Params, kind: &str, subject: bool) -> FhirResult<Option<
     }
 }
 
+/// The searched patient, after the access rule and its log row (`None`: an unknown patient,
+/// or `patient` and `subject` that differ).
+async fn searched_and_logged(
+    state: &AppState,
+    me: &CurrentUser,
+    p: &Params,
+    kind: &str,
+    subject: bool,
+    addr: SocketAddr,
+) -> FhirResult<Option<Uuid>> {
+    me.require(Action::ReadPatientRecord)?;
+    let Some(patient) = searched_patient(p, kind, subject)? else { return Ok(None) };
+    match readable_patient(state, me, patient, None).await {
+        Ok((person, basis)) => log_access(state, me, &person, READ_ACTION, basis, None, addr).await?,
+        Err(e) if e.status == StatusCode::NOT_FOUND => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Some(patient))
+}
+
 /// The record of the searched patient, after the access rule and its log row (`None`: an
 /// unknown patient, or `patient` and `subject` that differ).
 async fn searched_record(
@@ -115,14 +135,37 @@ async fn searched_record(
     subject: bool,
     addr: SocketAddr,
 ) -> FhirResult<Option<PatientRecord>> {
-    me.require(Action::ReadPatientRecord)?;
-    let Some(patient) = searched_patient(p, kind, subject)? else { return Ok(None) };
-    match readable_patient(state, me, patient, None).await {
-        Ok((person, basis)) => log_access(state, me, &person, READ_ACTION, basis, None, addr).await?,
-        Err(e) if e.status == StatusCode::NOT_FOUND => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
+    let Some(patient) = searched_and_logged(state, me, p, kind, subject, addr).await? else { return Ok(None) };
     state.store.patient_record(patient).await.map_err(api)
+}
+
+/// The range of `started_at` outside which no encounter matches every one of `dates` (as
+/// `DateParam::matches` applies them: to the period `[started_at, ended_at]`, or with
+/// `instant` to `started_at` alone, as a Condition's recorded date), for the store to read
+/// only that range; the search still applies each value to what it reads. `eq` bounds the
+/// start (`[lo, hi)`), `lt` and `le` its end (`lo`, `hi`); on a period `gt`, `ge` and `ne`
+/// bound nothing (a long stay that started before the value may still match), on an instant
+/// `gt` starts the range at `hi` and `ge` at `lo`. A period's `eq` relies on no encounter
+/// ending before it starts (`encounter.period`, checked on every write and import).
+pub(super) fn started_range(dates: &[DateParam], instant: bool) -> StartedRange {
+    let mut r = StartedRange::default();
+    for d in dates {
+        let (from, until) = match d.prefix {
+            Prefix::Eq => (Some(d.lo), Some(d.hi)),
+            Prefix::Lt => (None, Some(d.lo)),
+            Prefix::Le => (None, Some(d.hi)),
+            Prefix::Gt if instant => (Some(d.hi), None),
+            Prefix::Ge if instant => (Some(d.lo), None),
+            Prefix::Gt | Prefix::Ge | Prefix::Ne => (None, None),
+        };
+        // every value must match: the latest start and the earliest end
+        r.from = r.from.max(from);
+        r.until = match (r.until, until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    r
 }
 
 /// The codes of a token parameter whose values are codes of one value set (`system|code` or
@@ -165,12 +208,6 @@ fn bundle(p: &Params, found: Vec<Found>) -> FhirResult<Response> {
     let page = p.page(found)?;
     let entries = page.items.iter().map(|f| f.0.clone()).collect();
     Ok(fhir_json(StatusCode::OK, &page.bundle(p, entries)))
-}
-
-/// Encounters newest first (the order of the Encounter search).
-fn newest_first(mut all: Vec<Encounter>) -> Vec<Encounter> {
-    all.sort_by_key(|e| Reverse((e.started_at, e.id)));
-    all
 }
 
 // ---------------------------------------------------------------------------------------
@@ -232,20 +269,22 @@ async fn read_procedure(
     Ok(fhir_json(StatusCode::OK, &body))
 }
 
-/// The searched patient's encounters narrowed by `encounter`, newest first (empty when the
-/// patient is unknown).
+/// The searched patient's encounters that started within `started`, narrowed by
+/// `encounter`, newest first (the store's order, as the Encounter search's; empty when the
+/// patient is unknown). Reads the encounters alone, not the whole record.
 async fn searched_encounters(
     state: &AppState,
     me: &CurrentUser,
     p: &Params,
     kind: &str,
+    started: StartedRange,
     addr: SocketAddr,
 ) -> FhirResult<Vec<Encounter>> {
     let encounter = p.reference("encounter", "Encounter")?;
-    let record = searched_record(state, me, p, kind, true, addr).await?;
-    let mut all = record.map(|r| r.encounters).unwrap_or_default();
+    let Some(patient) = searched_and_logged(state, me, p, kind, true, addr).await? else { return Ok(Vec::new()) };
+    let mut all = state.store.patient_encounters(patient, started).await.map_err(api)?;
     all.retain(|e| encounter.is_none_or(|id| id == e.id));
-    Ok(newest_first(all))
+    Ok(all)
 }
 
 async fn search_conditions(
@@ -259,7 +298,8 @@ async fn search_conditions(
     let p = Params::read(query, &headers, "Condition")?;
     let dates = p.dates("recorded-date")?;
     let category = [(fhir_clinical::CONDITION_CATEGORY, "encounter-diagnosis")];
-    let encounters = searched_encounters(&state, &me, &p, "Condition", addr).await?;
+    let started = started_range(&dates, true);
+    let encounters = searched_encounters(&state, &me, &p, "Condition", started, addr).await?;
     let mut found = Vec::new();
     if any_token(&p, "category", &category) {
         for e in &encounters {
@@ -288,7 +328,8 @@ async fn search_procedures(
     let p = Params::read(query, &headers, "Procedure")?;
     let dates = p.dates("date")?;
     let statuses = status_codes(&p, "status", EVENT_STATUS, &PROCEDURE_STATUSES)?;
-    let encounters = searched_encounters(&state, &me, &p, "Procedure", addr).await?;
+    let started = started_range(&dates, false);
+    let encounters = searched_encounters(&state, &me, &p, "Procedure", started, addr).await?;
     let mut found = Vec::new();
     for e in &encounters {
         let status = fhir_clinical::procedure_status(e);
@@ -488,4 +529,96 @@ async fn read_practitioner_role(
     let id = path_id(&id, "PractitionerRole")?;
     let r = state.store.practitioner_role(id).await.map_err(api)?.ok_or_else(|| not_found("PractitionerRole"))?;
     Ok(fhir_json(StatusCode::OK, &tiercare_fhir::registry::practitioner_role(&r)))
+}
+
+#[cfg(test)]
+mod tests {
+    use tiercare_fhir::search::parse_date;
+    use time::macros::{datetime, offset};
+    use time::{Duration, UtcOffset};
+
+    use super::*;
+
+    const CHINA: UtcOffset = offset!(+8);
+
+    fn dates(raw: &[&str]) -> Vec<DateParam> {
+        raw.iter().map(|r| parse_date(r, CHINA).expect("a date value")).collect()
+    }
+
+    fn range(raw: &[&str], instant: bool) -> (Option<OffsetDateTime>, Option<OffsetDateTime>) {
+        let r = started_range(&dates(raw), instant);
+        (r.from, r.until)
+    }
+
+    /// The bounds, computed by hand from the days in China time.
+    #[test]
+    fn started_range_bounds_by_prefix() {
+        let (nov1, dec1) = (datetime!(2026-10-31 16:00 UTC), datetime!(2026-11-30 16:00 UTC));
+        for instant in [false, true] {
+            assert_eq!(range(&["2026-11"], instant), (Some(nov1), Some(dec1)));
+            assert_eq!(range(&["eq2026-11"], instant), (Some(nov1), Some(dec1)));
+            assert_eq!(range(&["lt2026-11"], instant), (None, Some(nov1)));
+            assert_eq!(range(&["le2026-11"], instant), (None, Some(dec1)));
+            assert_eq!(range(&["ne2026-11"], instant), (None, None));
+            assert_eq!(range(&[], instant), (None, None));
+        }
+        // a stay that started before the value may end after it
+        assert_eq!(range(&["gt2026-11"], false), (None, None));
+        assert_eq!(range(&["ge2026-11"], false), (None, None));
+        assert_eq!(range(&["gt2026-11"], true), (Some(dec1), None));
+        assert_eq!(range(&["ge2026-11"], true), (Some(nov1), None));
+        // every value must match: the narrowest of them
+        let nov15 = datetime!(2026-11-14 16:00 UTC);
+        assert_eq!(range(&["ge2026-11-15", "lt2026-12", "le2026"], true), (Some(nov15), Some(dec1)));
+        assert_eq!(range(&["2026", "lt2026-11-15"], false), (Some(datetime!(2025-12-31 16:00 UTC)), Some(nov15)));
+    }
+
+    /// The range never drops an encounter that every value matches: each prefix at each
+    /// precision, against starts and ends around its edges (ends never before starts, or none).
+    #[test]
+    fn started_range_keeps_every_match() {
+        let values = ["2026", "2026-11", "2026-11-15", "2026-11-15T09:30:00+08:00"];
+        let prefixes = ["", "eq", "ne", "gt", "ge", "lt", "le"];
+        let mut raws = Vec::new();
+        for v in values {
+            for p in prefixes {
+                raws.push(format!("{p}{v}"));
+            }
+        }
+        let mut times = Vec::new();
+        for d in dates(&values) {
+            for edge in [d.lo, d.hi] {
+                for step in [-Duration::DAY, -Duration::SECOND, Duration::ZERO, Duration::SECOND, Duration::DAY] {
+                    times.push(edge + step);
+                }
+            }
+        }
+        let (mut checked, mut kept) = (0, 0);
+        for a in &raws {
+            for b in &raws {
+                let ds = dates(&[a.as_str(), b.as_str()]);
+                for instant in [false, true] {
+                    let r = started_range(&ds, instant);
+                    for &start in &times {
+                        let ends: Vec<Option<OffsetDateTime>> = if instant {
+                            vec![Some(start)]
+                        } else {
+                            times.iter().filter(|&&e| e >= start).map(|&e| Some(e)).chain([None]).collect()
+                        };
+                        for end in ends {
+                            checked += 1;
+                            if ds.iter().all(|d| d.matches(start, end)) {
+                                kept += 1;
+                                assert!(
+                                    r.from.is_none_or(|f| f <= start) && r.until.is_none_or(|u| start < u),
+                                    "{a} & {b} (instant {instant}): [{start}, {end:?}] matches outside {r:?}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(kept > 0 && kept < checked, "the grid has matches and misses ({kept} of {checked})");
+    }
 }

@@ -221,7 +221,7 @@ impl Params {
     }
 
     /// `_offset`: how many matches the page skips.
-    fn offset(&self) -> FhirResult<usize> {
+    pub(crate) fn offset(&self) -> FhirResult<usize> {
         match self.get("_offset") {
             None => Ok(0),
             Some(v) => v
@@ -283,6 +283,21 @@ impl Params {
             tiercare_fhir::bundle::add_outcome(&mut b, operation_outcome(&issues));
         }
         b
+    }
+
+    /// `_sort`, in order of precedence (empty: the search's own order), for a search that
+    /// sorts and pages in the store.
+    pub(crate) fn sort(&self) -> &[Sort] {
+        &self.sort
+    }
+
+    /// The page a search cut in the store (`items`: at most [`Self::count`] matches from
+    /// [`Self::offset`], in the order [`Self::page`] gives) of `total` matches, as
+    /// [`Self::page`] would give it (no items for `_summary=count`).
+    pub(crate) fn paged<T>(&self, items: Vec<T>, total: u64) -> FhirResult<Page<T>> {
+        let items = if self.summary_count()? { Vec::new() } else { items };
+        let total = usize::try_from(total).unwrap_or(usize::MAX);
+        Ok(Page { items, total, offset: self.offset()?, count: self.count()? as usize })
     }
 
     /// One page of `all` matches (in a stable order; `_sort` reorders them first, stably,

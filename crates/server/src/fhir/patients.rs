@@ -492,21 +492,23 @@ async fn search_encounters(
     let Some(patient) = p.reference("patient", "Patient")? else {
         return Err(FhirError::bad_search(IssueType::Required, "search Encounter by patient: ?patient=Patient/<id>"));
     };
+    // the store reads the encounters alone (not the whole record), within the started-at
+    // range the dates allow; every value is still applied below
+    let started = super::clinical::started_range(&dates, false);
     let mut all = Vec::new();
     if let Some(pt) = state.store.get_patient(patient).await.map_err(ApiError::from)? {
         let b = basis(&state, &me, patient).await?.ok_or_else(no_relationship)?;
-        let record = state.store.patient_record(patient).await.map_err(ApiError::from)?;
+        let found = state.store.patient_encounters(patient, started).await.map_err(ApiError::from)?;
         log_read(&state, &me, (&pt.region_key, patient), "read_encounters", b, addr).await?;
-        all = record.map(|r| r.encounters).unwrap_or_default();
+        all = found;
     }
     let ids = p.ids();
+    // newest first: the store's order (`started_at`, then `id`, both descending)
     all.retain(|e| {
         ids.as_ref().is_none_or(|ids| ids.contains(&e.id))
             && dates.iter().all(|d| d.matches(e.started_at, e.ended_at))
             && p.list("class").is_none_or(|l| l.iter().any(|t| token_matches(t, ACT_CODE, class_code(e.class))))
     });
-    // newest first
-    all.sort_by_key(|e| std::cmp::Reverse((e.started_at, e.id)));
     let page = p.page(all)?;
     let entries = page.items.iter().map(tiercare_fhir::encounter).collect();
     Ok(fhir_json(StatusCode::OK, &page.bundle(&p, entries)))

@@ -9,7 +9,9 @@
 //!
 //! Reads follow the patient record's access rule (`routes::patients::readable_patient`) and
 //! write an access-log row (`fhir_read_results`) before anything is served; a search needs
-//! `patient`.
+//! `patient`. Searches filter, sort (`_sort`), page (`_offset`, `_count`) and count (the
+//! Bundle's `total`, `_summary=count`) in the store, so any number of matches pages;
+//! DiagnosticReport pages by report, never splitting one over two pages.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,7 +29,7 @@ use tiercare_domain::results::{Category, Report};
 use tiercare_fhir::outcome::{Issue, IssueType};
 use tiercare_fhir::results::{self as fhir_results, ITEM_SYSTEM, LOINC, ParsedReport};
 use tiercare_fhir::search::{DateParam, Prefix, token_matches};
-use tiercare_store::{ResultQuery, ResultRecord};
+use tiercare_store::{ResultQuery, ResultRecord, ResultSort, ResultSortKey};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -42,8 +44,6 @@ use crate::routes::results::{config, prepare, record_ids};
 
 type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
-/// Most result rows one search reads (a patient's history is far below this).
-const SEARCH_LIMIT: u32 = 5_000;
 /// The code of every lab report (LOINC "Laboratory report").
 const LAB_REPORT: &str = "11502-2";
 /// The access-log action of every read here.
@@ -176,16 +176,27 @@ fn date_filters(q: &mut ResultQuery, dates: &[DateParam]) {
     }
 }
 
-/// Most result rows one search reads; a search with more matches is refused as too costly
-/// (narrow it by code or date) rather than answered incompletely.
-fn complete(rows: Vec<ResultRecord>) -> FhirResult<Vec<ResultRecord>> {
-    if rows.len() > SEARCH_LIMIT as usize {
-        return Err(FhirError::bad_search(
-            IssueType::NotSupported,
-            format!("more than {SEARCH_LIMIT} results match: narrow the search by code or date"),
-        ));
+/// The page of `q`'s matches and their number, both cut and counted in the store: `_sort`
+/// as the query's order (ahead of its own: newest specimen first), `_offset` and `_count`
+/// as its offset and limit (entries; with `whole_reports`, reports); `_summary=count` reads
+/// only the number.
+async fn store_page(state: &AppState, p: &Params, mut q: ResultQuery) -> FhirResult<(Vec<ResultRecord>, u64)> {
+    q.sort = p
+        .sort()
+        .iter()
+        .map(|s| {
+            // `Params` takes only the keys `tiercare_fhir::search::SORTS` lists for the type
+            let key = if s.key == "issued" { ResultSortKey::ReportTime } else { ResultSortKey::SpecimenTime };
+            ResultSort { key, descending: s.descending }
+        })
+        .collect();
+    let total = state.store.count_results(&q).await.map_err(ApiError::from)?;
+    q.offset = p.offset()? as u64;
+    q.limit = p.count()?;
+    if p.summary_count()? || q.offset >= total {
+        return Ok((Vec::new(), total));
     }
-    Ok(rows)
+    Ok((state.store.find_results(&q).await.map_err(ApiError::from)?, total))
 }
 
 /// The searched patient's record ids (the record and those merged into it), after the access
@@ -230,7 +241,7 @@ async fn search_reports(
     let codes = p.list("code");
     let in_results = p.list("result.code");
     let ids = searched_patient(&state, &me, &p, "DiagnosticReport", addr).await?;
-    let mut q = ResultQuery { whole_reports: true, limit: SEARCH_LIMIT + 1, ..ResultQuery::default() };
+    let mut q = ResultQuery { whole_reports: true, ..ResultQuery::default() };
     date_filters(&mut q, &dates);
     let lab_code = codes.as_ref().is_none_or(|c| c.iter().any(|t| token_matches(t, LOINC, LAB_REPORT)));
     let searched = match (codes.as_ref(), in_results.as_ref()) {
@@ -248,15 +259,16 @@ async fn search_reports(
             !q.item_codes.is_empty() || !q.categories.is_empty()
         }
     };
-    let rows = match ids {
+    let (rows, total) = match ids {
         Some(ids) if searched => {
             q.patient_ids = ids;
-            complete(state.store.find_results(&q).await.map_err(ApiError::from)?)?
+            store_page(&state, &p, q).await?
         }
         // no such patient, or codes that name nothing
-        _ => Vec::new(),
+        _ => (Vec::new(), 0),
     };
-    let page = p.page(reports_of(rows))?;
+    // the store pages by report: a report's entries are all on its page
+    let page = p.paged(reports_of(rows), total)?;
     let entries = page.items.iter().map(|r| fhir_results::diagnostic_report(r, catalogue(&state))).collect();
     Ok(fhir_json(StatusCode::OK, &page.bundle(&p, entries)))
 }
@@ -275,22 +287,22 @@ async fn search_observations(
     let dates = p.dates("date")?;
     let codes = p.list("code");
     let ids = searched_patient(&state, &me, &p, "Observation", addr).await?;
-    let mut q = ResultQuery { limit: SEARCH_LIMIT + 1, ..ResultQuery::default() };
+    let mut q = ResultQuery::default();
     date_filters(&mut q, &dates);
     match &codes {
         None => q.categories = vec![Category::Lab],
         Some(c) => q.item_codes = items_named(catalogue(&state), c, |i| i.kind.is_lab()),
     }
-    let rows = match ids {
+    let (rows, total) = match ids {
         Some(ids) if !q.item_codes.is_empty() || !q.categories.is_empty() => {
             q.patient_ids = ids;
-            complete(state.store.find_results(&q).await.map_err(ApiError::from)?)?
+            store_page(&state, &p, q).await?
         }
-        _ => Vec::new(),
+        _ => (Vec::new(), 0),
     };
     // one report per row: each Observation is served with its report's fields
     let matches: Vec<Report> = rows.into_iter().flat_map(|r| reports_of(vec![r])).collect();
-    let page = p.page(matches)?;
+    let page = p.paged(matches, total)?;
     let entries = page.items.iter().map(|r| fhir_results::observation(r, &r.entries[0], catalogue(&state))).collect();
     Ok(fhir_json(StatusCode::OK, &page.bundle(&p, entries)))
 }

@@ -10,6 +10,7 @@ macro_rules! clinical_contract_tests {
     ($open:expr) => {
         $crate::contract_tests!(@cases_in clinical, $open;
             clinical_an_encounter_is_read_by_its_id_alone,
+            clinical_a_patients_encounters_are_read_alone_newest_first_within_a_range,
             clinical_a_practitioner_role_is_read_by_its_id,
         );
     };
@@ -17,6 +18,7 @@ macro_rules! clinical_contract_tests {
 
 #[allow(unused_imports)]
 use super::*;
+use crate::StartedRange;
 
 /// An encounter reads back whole by its id, whatever the patient's region; an unknown id
 /// (or another table's id) reads nothing.
@@ -47,6 +49,65 @@ pub async fn clinical_an_encounter_is_read_by_its_id_alone(store: Arc<dyn Store>
     assert_eq!(s.encounter(visit.id).await.expect("read"), Some(visit.clone()));
     assert_eq!(s.encounter(new_id()).await.expect("read"), None);
     assert_eq!(s.encounter(p1.id).await.expect("read"), None, "a patient's id is not an encounter's");
+}
+
+/// One patient's encounters: newest first (a tie on the start broken by id, descending),
+/// with those of a record merged into it (read by either id), none of another patient's;
+/// the range keeps `from` and drops `until` (the half-open `[lo, hi)` of a FHIR date value).
+pub async fn clinical_a_patients_encounters_are_read_alone_newest_first_within_a_range(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let f = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let born = date!(1958 - 06 - 06);
+    let p = resident("陈秀英", Sex::Female, born, 31);
+    // the same person registered twice: merged into `p` below
+    let twin = without_id_number("陈秀英", Sex::Female, born, IdentifierType::InsuranceCard, "YB5116210031");
+    let other = resident("陈国强", Sex::Male, date!(1957 - 07 - 07), 33);
+    create_patients(s, &[&p, &twin, &other]).await;
+    let edge = datetime!(2026-11-01 00:00 UTC);
+    let oct = encounter(&p, &f, datetime!(2026-10-01 09:00 UTC), "I10.x00");
+    let at_edge = encounter(&p, &f, edge, "I10.x00");
+    let just_before = encounter(&twin, &f, edge - Duration::milliseconds(1), "E11.900");
+    let mut late = [
+        encounter(&p, &f, datetime!(2026-11-15 08:00 UTC), "J06.900"),
+        encounter(&p, &f, datetime!(2026-11-15 08:00 UTC), "K29.700"),
+    ];
+    late.sort_by_key(|e| std::cmp::Reverse(e.id));
+    let others = encounter(&other, &f, datetime!(2026-11-05 10:00 UTC), "I10.x00");
+    for e in [&oct, &late[1], &others, &at_edge, &just_before, &late[0]] {
+        s.create_encounter(e).await.expect("encounter");
+    }
+    let ids = |v: Vec<Encounter>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let read = |id: Uuid, from: Option<OffsetDateTime>, until: Option<OffsetDateTime>| async move {
+        s.patient_encounters(id, StartedRange { from, until }).await.expect("patient encounters")
+    };
+
+    // before the merge: p's own, whole, newest first
+    let own = read(p.id, None, None).await;
+    assert_eq!(own, vec![late[0].clone(), late[1].clone(), at_edge.clone(), oct.clone()]);
+    assert_eq!(ids(read(twin.id, None, None).await), vec![just_before.id]);
+    assert_eq!(ids(read(other.id, None, None).await), vec![others.id]);
+
+    s.merge_patients(p.id, twin.id, new_id(), "同一人", NOW).await.expect("merge");
+    let all = vec![late[0].id, late[1].id, at_edge.id, just_before.id, oct.id];
+    assert_eq!(ids(read(p.id, None, None).await), all, "the merged record's encounters count for p");
+    assert_eq!(ids(read(twin.id, None, None).await), all, "the merged id reads the survivor's");
+
+    // `from` included, `until` excluded, to the millisecond
+    let from_edge = vec![late[0].id, late[1].id, at_edge.id];
+    assert_eq!(ids(read(p.id, Some(edge), None).await), from_edge);
+    assert_eq!(ids(read(p.id, None, Some(edge)).await), vec![just_before.id, oct.id]);
+    assert_eq!(ids(read(p.id, Some(edge), Some(edge)).await), Vec::<Uuid>::new(), "an empty range");
+    assert_eq!(ids(read(p.id, Some(edge), Some(edge + Duration::milliseconds(1))).await), vec![at_edge.id]);
+    let nov_day = (datetime!(2026-11-15 00:00 UTC), datetime!(2026-11-16 00:00 UTC));
+    assert_eq!(ids(read(p.id, Some(nov_day.0), Some(nov_day.1)).await), vec![late[0].id, late[1].id]);
+    assert_eq!(
+        ids(read(p.id, Some(edge - Duration::milliseconds(1)), Some(datetime!(2026-11-15 08:00 UTC))).await),
+        vec![at_edge.id, just_before.id],
+        "a start at `until` is out"
+    );
+    assert_eq!(ids(read(other.id, Some(edge), None).await), vec![others.id]);
+    assert_eq!(read(new_id(), None, None).await, Vec::<Encounter>::new(), "an unknown patient has none");
 }
 
 /// A practitioner's role reads back by its id, among the practitioner's other roles; an

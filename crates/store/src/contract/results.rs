@@ -12,6 +12,7 @@ macro_rules! results_contract_tests {
             results_bulk_all_or_nothing,
             results_bulk_load,
             results_query_filters,
+            results_query_pages,
             results_lab_qualifications,
             results_orders_and_ledger,
             results_order_check_over_the_store,
@@ -29,7 +30,7 @@ use tiercare_domain::results::{
     Category, Decision, ImagingReport, Modality, NewObservation, NewReport, Outcome, Performer, Report, prepare_report,
 };
 
-use crate::{LedgerRow, OrderRecord, ResultQuery};
+use crate::{LedgerRow, OrderRecord, ResultQuery, ResultRecord, ResultSort, ResultSortKey};
 
 const LAB: Uuid = Uuid::from_u128(0x1AB);
 
@@ -305,6 +306,129 @@ pub async fn results_query_filters(store: Arc<dyn Store>) {
     s.merge_patients(p.id, dup.id, Uuid::from_u128(9), "同一人，重复登记", NOW).await.expect("merge");
     assert_eq!(s.merged_patient_ids(p.id).await.expect("merged"), vec![dup.id]);
     assert!(s.merged_patient_ids(dup.id).await.expect("nothing merged into it").is_empty());
+}
+
+/// Every page of `q` (`limit` each) read in turn from offset 0 to the first empty page.
+async fn all_pages(s: &dyn Store, q: &ResultQuery, limit: u32) -> Vec<Vec<ResultRecord>> {
+    let mut pages = Vec::new();
+    loop {
+        let q = ResultQuery { offset: u64::from(limit) * pages.len() as u64, limit, ..q.clone() };
+        let page = s.find_results(&q).await.expect("a page");
+        if page.is_empty() {
+            return pages;
+        }
+        pages.push(page);
+    }
+}
+
+/// The report ids of rows, one per run of a report's rows.
+fn report_runs(rows: &[ResultRecord]) -> Vec<Uuid> {
+    let mut runs: Vec<Uuid> = Vec::new();
+    for r in rows {
+        if runs.last() != Some(&r.report_id) {
+            runs.push(r.report_id);
+        }
+    }
+    runs
+}
+
+/// Pages in the store (`offset`/`limit`, `sort`) and the count: pages of entries concatenate
+/// to the whole in order; with `whole_reports` a page is so many whole reports (a report's
+/// entries never split over pages); the count ignores the page and counts reports there.
+pub async fn results_query_pages(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let county = facility(s, "H51162100001", Tier::County, YUECHI, None).await;
+    let p = resident("王芳", Sex::Female, date!(1961 - 03 - 08), 22);
+    create_patients(s, &[&p]).await;
+    let day = |d: i64| NOW - Duration::days(d);
+    let r1 = lab_report(
+        &p,
+        &county,
+        day(1),
+        vec![obs("K", "4.1", "mmol/L"), obs("HBA1C", "6.5", "%"), obs("GLU", "6.0", "mmol/L")],
+    );
+    // r2 and r3: the same specimen time (ordered by their first entry id)
+    let r2 = lab_report(&p, &county, day(2), vec![obs("HBA1C", "6.9", "%")]);
+    let r3 = lab_report(&p, &county, day(2), vec![obs("K", "4.4", "mmol/L"), obs("GLU", "6.3", "mmol/L")]);
+    let ct = ct_report(&p, &county, day(5));
+    // the oldest specimen, reported last
+    let mut r5 = lab_report(&p, &county, day(10), vec![obs("HBA1C", "7.2", "%"), obs("K", "4.0", "mmol/L")]);
+    r5.report_time = NOW;
+    s.insert_results(&[r3.clone(), ct.clone(), r5.clone(), r1.clone(), r2.clone()]).await.expect("insert");
+    let first_id = |r: &Report| r.entries.iter().map(|e| e.id).min().expect("entries");
+    let (tied_a, tied_b) = if first_id(&r2) < first_id(&r3) { (&r2, &r3) } else { (&r3, &r2) };
+    let ids = |rows: &[ResultRecord]| rows.iter().map(|r| r.entry.id).collect::<Vec<_>>();
+    let entry_ids = |reports: &[&Report]| {
+        reports
+            .iter()
+            .flat_map(|r| {
+                let mut e: Vec<Uuid> = r.entries.iter().map(|e| e.id).collect();
+                e.sort();
+                e
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // entries: newest specimen first, ties by entry id (r2's and r3's interleave by id)
+    let base = ResultQuery { patient_ids: vec![p.id], ..Default::default() };
+    let mut tied: Vec<Uuid> = r2.entries.iter().chain(&r3.entries).map(|e| e.id).collect();
+    tied.sort();
+    let expected: Vec<Uuid> =
+        entry_ids(&[&r1]).into_iter().chain(tied).chain(entry_ids(&[&ct])).chain(entry_ids(&[&r5])).collect();
+    assert_eq!(ids(&s.find_results(&base).await.expect("all")), expected);
+    assert_eq!(s.count_results(&base).await.expect("count"), 9);
+    for limit in [1, 2, 4, 9, 50] {
+        let pages = all_pages(s, &base, limit).await;
+        assert_eq!(pages.len(), 9usize.div_ceil(limit as usize), "pages of {limit}");
+        assert!(pages.iter().all(|p| p.len() <= limit as usize));
+        assert_eq!(ids(&pages.concat()), expected, "pages of {limit} concatenate to the whole");
+    }
+    let past = ResultQuery { offset: 9, limit: 5, ..base.clone() };
+    assert!(s.find_results(&past).await.expect("past the end").is_empty());
+    assert_eq!(s.count_results(&past).await.expect("count"), 9, "the count ignores the page");
+
+    // sorted (ascending specimen time) and filtered: the lab entries, oldest first
+    let lab_oldest = ResultQuery {
+        categories: vec![Category::Lab],
+        sort: vec![ResultSort { key: ResultSortKey::SpecimenTime, descending: false }],
+        ..base.clone()
+    };
+    let mut tied: Vec<Uuid> = r2.entries.iter().chain(&r3.entries).map(|e| e.id).collect();
+    tied.sort();
+    let expected: Vec<Uuid> = entry_ids(&[&r5]).into_iter().chain(tied).chain(entry_ids(&[&r1])).collect();
+    assert_eq!(s.count_results(&lab_oldest).await.expect("count"), 8);
+    assert_eq!(ids(&all_pages(s, &lab_oldest, 3).await.concat()), expected);
+
+    // whole reports with an HbA1c: r1, r2, r5 (r3 has none); pages of reports, never split
+    let whole = ResultQuery { item_codes: vec!["HBA1C".into()], whole_reports: true, ..base.clone() };
+    assert_eq!(s.count_results(&whole).await.expect("count"), 3, "reports, not entries");
+    let expected = entry_ids(&[&r1, &r2, &r5]);
+    for limit in [1, 2, 3] {
+        let pages = all_pages(s, &whole, limit).await;
+        assert_eq!(ids(&pages.concat()), expected, "pages of {limit} reports concatenate to the whole");
+        let runs: Vec<Vec<Uuid>> = pages.iter().map(|p| report_runs(p)).collect();
+        assert!(runs.iter().all(|r| r.len() <= limit as usize), "at most {limit} reports a page");
+        assert_eq!(runs.concat(), vec![r1.id, r2.id, r5.id], "a report on one page only, whole");
+        assert_eq!(pages.len(), 3usize.div_ceil(limit as usize));
+    }
+    // every report, latest report time first: r5 (reported now), r1, the tied pair, the CT
+    let issued = ResultQuery {
+        whole_reports: true,
+        sort: vec![ResultSort { key: ResultSortKey::ReportTime, descending: true }],
+        ..base.clone()
+    };
+    assert_eq!(s.count_results(&issued).await.expect("count"), 5);
+    let pages = all_pages(s, &issued, 2).await;
+    assert_eq!(
+        pages.iter().map(|p| report_runs(p)).collect::<Vec<_>>(),
+        vec![vec![r5.id, r1.id], vec![tied_a.id, tied_b.id], vec![ct.id]]
+    );
+    assert_eq!(ids(&pages.concat()), entry_ids(&[&r5, &r1, tied_a, tied_b, &ct]));
+    let lone = ResultQuery { offset: 4, limit: 10, ..issued.clone() };
+    assert_eq!(report_runs(&s.find_results(&lone).await.expect("last page")), vec![ct.id]);
+    let nobody = ResultQuery { patient_ids: vec![], ..whole.clone() };
+    assert_eq!(s.count_results(&nobody).await.expect("count"), 0);
 }
 
 /// Qualification periods: one open period per lab; ending it keeps the history, so a result
