@@ -375,11 +375,16 @@ async fn create_service_request(
     let input = fhir::parse_service_request(&v).map_err(refused)?;
     let r = referrals::create_referral(&state, &me, input).await?;
     let sr = Facilities::default().service_request(&state, &r).await?;
-    let mut resp = resource(StatusCode::CREATED, &r, &sr);
-    if let Ok(loc) = HeaderValue::from_str(&format!("/fhir/ServiceRequest/{}", r.id)) {
+    Ok(with_location(resource(StatusCode::CREATED, &r, &sr), &format!("/fhir/ServiceRequest/{}", r.id)))
+}
+
+/// `resp` with a `Location` header (a created resource's URL; every id we make is a valid
+/// header value, so one that is not is left out rather than failing the answer).
+pub(crate) fn with_location(mut resp: Response, location: &str) -> Response {
+    if let Ok(loc) = HeaderValue::from_str(location) {
         resp.headers_mut().insert(header::LOCATION, loc);
     }
-    Ok(resp)
+    resp
 }
 
 // ---------------------------------------------------------------------------------------
@@ -831,9 +836,5 @@ async fn submit_claim(
     if input.preview || settled.replayed {
         return Ok(fhir_json(StatusCode::OK, &body));
     }
-    let mut resp = fhir_json(StatusCode::CREATED, &body);
-    if let Ok(loc) = HeaderValue::from_str(&format!("/fhir/ClaimResponse/{}", settled.record.id)) {
-        resp.headers_mut().insert(header::LOCATION, loc);
-    }
-    Ok(resp)
+    Ok(with_location(fhir_json(StatusCode::CREATED, &body), &format!("/fhir/ClaimResponse/{}", settled.record.id)))
 }

@@ -16,7 +16,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use serde_json::Value;
@@ -38,7 +38,7 @@ use uuid::Uuid;
 use super::versions::{check_version, header_error, if_match, no_version, version_id, versioned, with_meta};
 use super::{
     FhirError, FhirResult, Params, china_today, fhir_json, issue_type, json_body, log_read, not_allowed, path_id,
-    refused,
+    refused, with_location,
 };
 use crate::AppState;
 use crate::error::ApiError;
@@ -292,7 +292,7 @@ async fn if_none_exist(
         [] => Ok(None),
         [one] => {
             let location = format!("/fhir/Patient/{}", one.id);
-            let mut resp = match basis(state, me, one.id).await? {
+            let resp = match basis(state, me, one.id).await? {
                 Some(b) => {
                     let at = updated_at(state, one.id).await?;
                     log_read(state, me, (&one.region_key, one.id), "fhir_read_patient", b, addr).await?;
@@ -313,10 +313,7 @@ async fn if_none_exist(
                     }]),
                 ),
             };
-            if let Ok(loc) = HeaderValue::from_str(&location) {
-                resp.headers_mut().insert(header::LOCATION, loc);
-            }
-            Ok(Some(resp))
+            Ok(Some(with_location(resp, &location)))
         }
         several => Err(header_error(
             StatusCode::PRECONDITION_FAILED,
@@ -354,11 +351,7 @@ async fn create_patient(
     let patient = valid.into_patient(new_id());
     state.store.create_patient(&patient).await.map_err(|e| registration_error(e.into(), &parsed))?;
     let at = updated_at(&state, patient.id).await?;
-    let mut resp = answer(StatusCode::CREATED, &patient, at);
-    if let Ok(loc) = HeaderValue::from_str(&format!("/fhir/Patient/{}", patient.id)) {
-        resp.headers_mut().insert(header::LOCATION, loc);
-    }
-    Ok(resp)
+    Ok(with_location(answer(StatusCode::CREATED, &patient, at), &format!("/fhir/Patient/{}", patient.id)))
 }
 
 /// The identifier types a token's system names (any, without a system).

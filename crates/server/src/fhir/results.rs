@@ -20,7 +20,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::Value;
@@ -35,6 +35,7 @@ use uuid::Uuid;
 
 use super::{
     FhirError, FhirResult, Params, api_error_outcome, fhir_json, issue_type, json_body, not_allowed, path_id, refused,
+    with_location,
 };
 use crate::AppState;
 use crate::error::ApiError;
@@ -352,11 +353,7 @@ async fn store(state: &AppState, reports: &[Report]) -> FhirResult<()> {
 }
 
 fn created(body: &Value, location: String) -> Response {
-    let mut resp = fhir_json(StatusCode::CREATED, body);
-    if let Ok(loc) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, loc);
-    }
-    resp
+    with_location(fhir_json(StatusCode::CREATED, body), &location)
 }
 
 /// `POST /fhir/DiagnosticReport`: an imaging report, or a lab report with its Observations
