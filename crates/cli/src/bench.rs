@@ -85,6 +85,9 @@ pub enum BenchCommand {
         /// writes, no HTTP), and GET /healthz at the same concurrency (HTTP alone).
         #[arg(long)]
         breakdown: bool,
+        /// The load generator's HTTP client (both keep-alive HTTP/1.1 over loopback TCP).
+        #[arg(long, value_enum, default_value = "hyper")]
+        client: BenchClient,
     },
     /// The receiver's inbox (`GET /api/v1/referrals?box=inbox&category=…`) of the county
     /// hospital with `referrals` stored over the county's facilities, on SQLite (the database
@@ -144,8 +147,8 @@ pub async fn run(cmd: BenchCommand, settings: &Settings) -> Result<()> {
         BenchCommand::Lookup { patients, requests, work_dir } => bench_lookup(patients, requests, &work_dir).await,
         BenchCommand::Coldstart { patients, runs, work_dir } => bench_coldstart(patients, runs, &work_dir).await,
         BenchCommand::PatientPage { data_dir, requests } => bench_patient_page(&data_dir, requests).await,
-        BenchCommand::Referrals { count, concurrency, database_url, work_dir, breakdown } => {
-            bench_referrals(count, concurrency, database_url, &work_dir, breakdown).await
+        BenchCommand::Referrals { count, concurrency, database_url, work_dir, breakdown, client } => {
+            bench_referrals(count, concurrency, database_url, &work_dir, breakdown, client).await
         }
         BenchCommand::Inbox { referrals, requests, work_dir } => bench_inbox(referrals, requests, &work_dir).await,
         BenchCommand::Settlements {
@@ -543,30 +546,115 @@ async fn send_json(request: reqwest::RequestBuilder) -> Result<serde_json::Value
     Ok(serde_json::from_slice(&bytes)?)
 }
 
+/// The life cycle's HTTP client (`--client`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum BenchClient {
+    /// One keep-alive HTTP/1.1 connection per concurrent task on hyper's connection API: no
+    /// pool, no URL parsing, no redirect or proxy policy per request.
+    Hyper,
+    /// reqwest's pooled client (as before 2026-12-03 evening), for comparison.
+    Reqwest,
+}
+
+/// One concurrent task's connection to the server. Either way it is HTTP/1.1 over a
+/// loopback TCP socket, kept alive; each answer's status is checked and its body read.
+enum BenchConn {
+    Hyper { send: hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>, host: String },
+    Reqwest { client: reqwest::Client, base: String },
+}
+
+impl BenchConn {
+    async fn open(kind: BenchClient, client: &reqwest::Client, base: &str) -> Result<BenchConn> {
+        Ok(match kind {
+            BenchClient::Reqwest => BenchConn::Reqwest { client: client.clone(), base: base.to_owned() },
+            BenchClient::Hyper => {
+                let host = base.trim_start_matches("http://").to_owned();
+                let tcp = tokio::net::TcpStream::connect(&host).await?;
+                tcp.set_nodelay(true)?;
+                let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        eprintln!("bench connection closed: {e}");
+                    }
+                });
+                BenchConn::Hyper { send, host }
+            }
+        })
+    }
+
+    /// `POST path` with a JSON body (or `GET path` without one) as `token`; fails on a
+    /// non-2xx answer, naming it; the answer's body.
+    async fn call(&mut self, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Result<hyper::body::Bytes> {
+        use http_body_util::BodyExt;
+        let (status, bytes) = match self {
+            BenchConn::Hyper { send, host } => {
+                send.ready().await?;
+                let mut req = hyper::Request::builder()
+                    .method(if body.is_some() { hyper::Method::POST } else { hyper::Method::GET })
+                    .uri(path)
+                    .header(hyper::header::HOST, host.as_str());
+                if let Some(t) = token {
+                    req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+                }
+                if body.is_some() {
+                    req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+                }
+                let req = req.body(http_body_util::Full::new(hyper::body::Bytes::from(body.unwrap_or_default())))?;
+                let resp = send.send_request(req).await?;
+                let status = resp.status().as_u16();
+                (status, resp.into_body().collect().await?.to_bytes())
+            }
+            BenchConn::Reqwest { client, base } => {
+                let url = format!("{base}{path}");
+                let mut req = match body {
+                    Some(b) => client.post(url).header(reqwest::header::CONTENT_TYPE, "application/json").body(b),
+                    None => client.get(url),
+                };
+                if let Some(t) = token {
+                    req = req.bearer_auth(t);
+                }
+                let resp = req.send().await?;
+                let status = resp.status().as_u16();
+                (status, resp.bytes().await?)
+            }
+        };
+        if !(200..300).contains(&status) {
+            bail!("{status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(400)]));
+        }
+        Ok(bytes)
+    }
+}
+
 /// What the life cycle's client reads of an answer (the rest of the detail is skipped, not
 /// built into a `serde_json::Value`: the client shares the two cores with the server).
 #[derive(serde::Deserialize)]
 struct StepAnswer {
     #[serde(default)]
     id: Option<uuid::Uuid>,
+    state: String,
     version: i64,
 }
 
-/// Send, fail on a non-2xx answer (naming it), read the answer's id and version.
-async fn send_step(request: reqwest::RequestBuilder) -> Result<StepAnswer> {
-    let resp = request.send().await?;
-    let status = resp.status();
-    let bytes = resp.bytes().await?;
-    if !status.is_success() {
-        bail!("{status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(400)]));
+/// POST one step; fail on a non-2xx answer (naming it) or an answer not in `want` state at
+/// `version`.
+async fn send_step(
+    conn: &mut BenchConn,
+    path: &str,
+    token: &str,
+    body: serde_json::Value,
+    want: (&str, i64),
+) -> Result<StepAnswer> {
+    let bytes = conn.call(path, Some(token), Some(serde_json::to_vec(&body)?)).await?;
+    let a: StepAnswer = serde_json::from_slice(&bytes)?;
+    if (a.state.as_str(), a.version) != want {
+        bail!("{path}: the answer is {} at version {}, expected {} at {}", a.state, a.version, want.0, want.1);
     }
-    Ok(serde_json::from_slice(&bytes)?)
+    Ok(a)
 }
 
 /// The five requests of one referral's life cycle; their latencies.
 async fn life_cycle(
-    client: &reqwest::Client,
-    base: &str,
+    conn: &mut BenchConn,
     tokens: &(String, String),
     to: uuid::Uuid,
     patient: uuid::Uuid,
@@ -574,15 +662,21 @@ async fn life_cycle(
     use serde_json::json;
     let mut lat = [Duration::ZERO; 5];
     let t = Instant::now();
-    let created = send_step(client.post(format!("{base}/api/v1/referrals")).bearer_auth(&tokens.0).json(&json!({
-        "patient_id": patient,
-        "to_facility_id": to,
-        "to_department": "心血管内科",
-        "urgency": "routine",
-        "reason": "高血压控制不佳，需上级医院调整治疗",
-        "diagnoses": ["I10.x00"],
-        "clinical_summary": "血压 172/104 mmHg，三种降压药联用效果欠佳。",
-    })))
+    let created = send_step(
+        conn,
+        "/api/v1/referrals",
+        &tokens.0,
+        json!({
+            "patient_id": patient,
+            "to_facility_id": to,
+            "to_department": "心血管内科",
+            "urgency": "routine",
+            "reason": "高血压控制不佳，需上级医院调整治疗",
+            "diagnoses": ["I10.x00"],
+            "clinical_summary": "血压 172/104 mmHg，三种降压药联用效果欠佳。",
+        }),
+        ("requested", 1),
+    )
     .await?;
     lat[0] = t.elapsed();
     let id = created.id.context("the created referral has no id")?;
@@ -590,26 +684,27 @@ async fn life_cycle(
     let at = (time::OffsetDateTime::now_utc() + time::Duration::hours(2))
         .format(&time::format_description::well_known::Rfc3339)?;
     let steps = [
-        json!({"action": "accept"}),
-        json!({"action": "schedule", "at": at, "department": "心血管内科"}),
-        json!({"action": "arrive"}),
-        json!({"action": "complete", "outcome": "住院调整降压方案，血压达标出院"}),
+        (json!({"action": "accept"}), "accepted"),
+        (json!({"action": "schedule", "at": at, "department": "心血管内科"}), "scheduled"),
+        (json!({"action": "arrive"}), "arrived"),
+        (json!({"action": "complete", "outcome": "住院调整降压方案，血压达标出院"}), "completed"),
     ];
-    for (k, mut body) in steps.into_iter().enumerate() {
+    let path = format!("/api/v1/referrals/{id}/transitions");
+    for (k, (mut body, state)) in steps.into_iter().enumerate() {
         body["version"] = json!(version);
         let t = Instant::now();
-        let v = send_step(
-            client.post(format!("{base}/api/v1/referrals/{id}/transitions")).bearer_auth(&tokens.1).json(&body),
-        )
-        .await?;
+        let v = send_step(conn, &path, &tokens.1, body, (state, version + 1)).await?;
         lat[k + 1] = t.elapsed();
         version = v.version;
     }
     Ok(lat)
 }
 
-/// Life cycles `from..to` (referral k refers patient k mod n), `concurrency` at a time.
+/// Life cycles `from..to` (referral k refers patient k mod n), `concurrency` at a time, each
+/// concurrent task on its own connection.
+#[allow(clippy::too_many_arguments)]
 async fn run_life_cycles(
+    kind: BenchClient,
     client: &reqwest::Client,
     base: &str,
     tokens: Arc<(String, String)>,
@@ -621,8 +716,8 @@ async fn run_life_cycles(
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(range.start));
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (client, base, tokens, patients, next) =
-            (client.clone(), base.to_owned(), tokens.clone(), patients.clone(), next.clone());
+        let mut conn = BenchConn::open(kind, client, base).await?;
+        let (tokens, patients, next) = (tokens.clone(), patients.clone(), next.clone());
         let end = range.end;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -632,9 +727,7 @@ async fn run_life_cycles(
                     return Ok::<_, anyhow::Error>(lat);
                 }
                 let patient = patients[k % patients.len()];
-                lat.push(
-                    life_cycle(&client, &base, &tokens, to, patient).await.with_context(|| format!("referral {k}"))?,
-                );
+                lat.push(life_cycle(&mut conn, &tokens, to, patient).await.with_context(|| format!("referral {k}"))?);
             }
         }));
     }
@@ -651,6 +744,7 @@ async fn bench_referrals(
     database_url: Option<String>,
     work_dir: &Path,
     breakdown: bool,
+    kind: BenchClient,
 ) -> Result<()> {
     use tiercare_domain::role::Role;
     std::fs::create_dir_all(work_dir)?;
@@ -683,12 +777,14 @@ async fn bench_referrals(
         login(&client, &server.base, "bench-referral", BENCH_PASSWORD).await?,
     ));
     let warm = (count / 20).clamp(concurrency.max(1), 1_000);
-    run_life_cycles(&client, &server.base, tokens.clone(), hospital.id, ids.clone(), 0..warm, concurrency).await?;
+    run_life_cycles(kind, &client, &server.base, tokens.clone(), hospital.id, ids.clone(), 0..warm, concurrency)
+        .await?;
     let started = Instant::now();
-    let lat = run_life_cycles(&client, &server.base, tokens, hospital.id, ids, warm..warm + count, concurrency).await?;
+    let lat =
+        run_life_cycles(kind, &client, &server.base, tokens, hospital.id, ids, warm..warm + count, concurrency).await?;
     let secs = started.elapsed().as_secs_f64();
     let parts = if breakdown {
-        let hz = healthz_rate(&client, &server.base, count * 5, concurrency).await?;
+        let hz = healthz_rate(kind, &client, &server.base, count * 5, concurrency).await?;
         let direct = store_life_cycles(&store, &county, township, hospital, count, concurrency).await?;
         Some((hz, direct))
     } else {
@@ -701,7 +797,8 @@ async fn bench_referrals(
     every.sort();
     println!(
         "bench referrals: {label}, {count} life cycles (create → accept → schedule → arrive → complete, 5 HTTP requests each), \
-         {concurrency} at a time: {:.2} s = {:.0} referrals/s, {:.0} requests/s; per request p50 {:.2} ms, p99 {:.2} ms ({})",
+         {concurrency} at a time, client {kind:?}: {:.2} s = {:.0} referrals/s, {:.0} requests/s; per request p50 {:.2} ms, \
+         p99 {:.2} ms ({})",
         secs,
         count as f64 / secs,
         (count * 5) as f64 / secs,
@@ -730,17 +827,26 @@ async fn bench_referrals(
     Ok(())
 }
 
-/// `n` GET /healthz, `concurrency` at a time: requests per second.
-async fn healthz_rate(client: &reqwest::Client, base: &str, n: usize, concurrency: usize) -> Result<f64> {
+/// `n` GET /healthz, `concurrency` at a time (each on its own connection): requests per second.
+async fn healthz_rate(
+    kind: BenchClient,
+    client: &reqwest::Client,
+    base: &str,
+    n: usize,
+    concurrency: usize,
+) -> Result<f64> {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut conns = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        conns.push(BenchConn::open(kind, client, base).await?);
+    }
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..concurrency.max(1) {
-        let (client, url, next) = (client.clone(), format!("{base}/healthz"), next.clone());
+    for mut conn in conns {
+        let next = next.clone();
         tasks.push(tokio::spawn(async move {
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
-                let r = client.get(&url).send().await?;
-                r.bytes().await?;
+                conn.call("/healthz", None, None).await?;
             }
             Ok::<_, anyhow::Error>(())
         }));

@@ -17,6 +17,8 @@ pub struct Settings {
     pub database_url: Option<String>,
     pub session_ttl_hours: Option<u64>,
     pub max_body_bytes: Option<usize>,
+    /// Hours a finished FHIR bulk job's files are kept (`serve --bulk-retention-hours`).
+    pub bulk_retention_hours: Option<u64>,
 }
 
 impl Settings {
@@ -43,6 +45,9 @@ impl Settings {
         }
         if let Some(b) = self.max_body_bytes {
             c.max_body_bytes = b;
+        }
+        if let Some(h) = self.bulk_retention_hours {
+            c.bulk_retention = Duration::from_secs(h * 3600);
         }
         c
     }

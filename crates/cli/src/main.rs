@@ -64,6 +64,11 @@ pub struct RulesArgs {
     /// crates/domain/data/recognition-default.toml); default: the embedded sample.
     #[arg(long = "recognition", value_name = "FILE", env = "TIERCARE_RECOGNITION")]
     recognition: Option<PathBuf>,
+    /// Hours a finished FHIR bulk job ($export, $import) keeps its files; then they are
+    /// removed and its status answers 404 (expired). Default 24.
+    #[arg(long = "bulk-retention-hours", value_name = "HOURS", env = "TIERCARE_BULK_RETENTION_HOURS",
+          value_parser = clap::value_parser!(u64).range(1..=8760))]
+    bulk_retention_hours: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -299,6 +304,9 @@ async fn serve(
     config.policy_file = rules.policy.clone();
     config.catalogue_file = rules.catalogue.clone();
     config.recognition_file = rules.recognition.clone();
+    if let Some(h) = rules.bulk_retention_hours {
+        config.bulk_retention = std::time::Duration::from_secs(h * 3600);
+    }
     // issue 7: where $import may read files and where bulk jobs write theirs
     config.import_dir = std::env::var_os("TIERCARE_IMPORT_DIR").map(PathBuf::from);
     config.bulk_dir = std::env::var_os("TIERCARE_BULK_DIR").map(PathBuf::from);

@@ -72,7 +72,7 @@ use Interaction::{Create, HistoryInstance, Read, SearchType, Update, Vread};
 pub const RESOURCES: &[ResourceSupport] = &[
     ResourceSupport {
         kind: "Patient",
-        interactions: &[Read, Vread, Update, SearchType, Create],
+        interactions: &[Read, Vread, Update, HistoryInstance, SearchType, Create],
         search: &[
             ID,
             p(
@@ -97,7 +97,7 @@ pub const RESOURCES: &[ResourceSupport] = &[
     },
     ResourceSupport {
         kind: "Organization",
-        interactions: &[Read, SearchType],
+        interactions: &[Read, Vread, HistoryInstance, SearchType],
         search: &[
             ID,
             p("identifier", "token", "the insurance facility code (system http://tiercare.org/fhir/sid/facility-code)"),
@@ -110,7 +110,7 @@ pub const RESOURCES: &[ResourceSupport] = &[
     },
     ResourceSupport {
         kind: "Practitioner",
-        interactions: &[Read, SearchType],
+        interactions: &[Read, Vread, HistoryInstance, SearchType],
         search: &[
             ID,
             p("identifier", "token", "the practising licence number"),
@@ -122,7 +122,7 @@ pub const RESOURCES: &[ResourceSupport] = &[
     },
     ResourceSupport {
         kind: "PractitionerRole",
-        interactions: &[Read, SearchType],
+        interactions: &[Read, Vread, HistoryInstance, SearchType],
         search: &[
             p("practitioner", "reference", "Practitioner/<id>"),
             p("organization", "reference", "Organization/<id>"),
@@ -140,7 +140,7 @@ pub const RESOURCES: &[ResourceSupport] = &[
     },
     ResourceSupport {
         kind: "Encounter",
-        interactions: &[Read, SearchType],
+        interactions: &[Read, Vread, HistoryInstance, SearchType],
         search: &[
             ID,
             p("patient", "reference", "Patient/<id> (required): the patient's visits and stays, of merged records too"),
@@ -160,6 +160,11 @@ pub const RESOURCES: &[ResourceSupport] = &[
             p("status", "token", "a comma list (any of)"),
             p("requester", "reference", "the sending Organization"),
             p("performer", "reference", "the receiving Organization"),
+            p(
+                "_lastUpdated",
+                "date",
+                "meta.lastUpdated (the referral's last step), with prefixes eq, ne, gt, lt, ge, le; may repeat (a range)",
+            ),
         ],
         operations: &[],
         paged: false,
@@ -175,6 +180,11 @@ pub const RESOURCES: &[ResourceSupport] = &[
             p("status", "token", "a comma list (any of)"),
             p("business-status", "token", "a referral state"),
             p("patient", "reference", "Patient/<id>"),
+            p(
+                "_lastUpdated",
+                "date",
+                "meta.lastUpdated (the referral's last step), with prefixes eq, ne, gt, lt, ge, le; may repeat (a range)",
+            ),
         ],
         operations: &[],
         paged: false,
@@ -193,7 +203,7 @@ pub const RESOURCES: &[ResourceSupport] = &[
     },
     ResourceSupport {
         kind: "Claim",
-        interactions: &[Read, SearchType],
+        interactions: &[Read, Vread, HistoryInstance, SearchType],
         search: &[ID, p("patient", "reference", "Patient/<id> (this or _id is required)")],
         operations: &[Operation { name: "submit", definition: "http://hl7.org/fhir/OperationDefinition/Claim-submit" }],
         paged: true,
@@ -202,7 +212,7 @@ pub const RESOURCES: &[ResourceSupport] = &[
     },
     ResourceSupport {
         kind: "ClaimResponse",
-        interactions: &[Read, SearchType],
+        interactions: &[Read, Vread, HistoryInstance, SearchType],
         search: &[
             ID,
             p("patient", "reference", "Patient/<id> (this, request or _id is required)"),
@@ -215,7 +225,7 @@ pub const RESOURCES: &[ResourceSupport] = &[
     },
     ResourceSupport {
         kind: "DiagnosticReport",
-        interactions: &[Read, SearchType, Create],
+        interactions: &[Read, Vread, HistoryInstance, SearchType, Create],
         search: &[
             p("patient", "reference", "Patient/<id> (required)"),
             p(
@@ -238,7 +248,7 @@ pub const RESOURCES: &[ResourceSupport] = &[
     },
     ResourceSupport {
         kind: "Observation",
-        interactions: &[Read, SearchType, Create],
+        interactions: &[Read, Vread, HistoryInstance, SearchType, Create],
         search: &[
             p("patient", "reference", "Patient/<id> (required)"),
             p(
@@ -257,7 +267,7 @@ pub const RESOURCES: &[ResourceSupport] = &[
     // read and search only, nothing is created through FHIR
     ResourceSupport {
         kind: "Condition",
-        interactions: &[Read, SearchType],
+        interactions: &[Read, Vread, HistoryInstance, SearchType],
         search: &[
             p("_id", "token", "{encounter id}-dx-{rank}"),
             p("patient", "reference", "Patient/<id> (this or subject is required)"),
@@ -279,7 +289,7 @@ pub const RESOURCES: &[ResourceSupport] = &[
     },
     ResourceSupport {
         kind: "Procedure",
-        interactions: &[Read, SearchType],
+        interactions: &[Read, Vread, HistoryInstance, SearchType],
         search: &[
             p("_id", "token", "{encounter id}-px-{rank}"),
             p("patient", "reference", "Patient/<id> (this or subject is required)"),
@@ -336,7 +346,7 @@ pub const RESOURCES: &[ResourceSupport] = &[
     },
     ResourceSupport {
         kind: "Location",
-        interactions: &[Read, SearchType],
+        interactions: &[Read, Vread, HistoryInstance, SearchType],
         search: &[
             ID,
             p("name", "string", "starts with, or contains, the text (case-insensitive)"),
@@ -396,16 +406,18 @@ pub const VERSIONS: &[Versioning] = &[
     Versioning {
         kind: "Patient",
         versioning: "versioned-update",
-        read_history: false,
+        read_history: true,
         conditional_create: true,
-        source: "the patient record's version counter (bumped by every change: an update, a merge) and its \
-                 last change time; earlier versions are not kept (vread answers the current one)",
+        source: "the patient record's version counter (bumped by every change: an update, a merge, an unmerge) \
+                 and its last change time; each change keeps the version it replaces (vread, _history), from \
+                 migration 0017 on (versions replaced before it are not kept)",
     },
     Versioning {
         kind: "ServiceRequest",
         versioning: "versioned",
         read_history: false,
-        conditional_create: false,
+        // issue 7: If-None-Exist runs the criteria as a ServiceRequest search of the same user
+        conditional_create: true,
         source: "the referral's version (one per step); vread answers the current one (the history does \
                  not keep the department and the reach a step changed)",
     },
@@ -420,7 +432,65 @@ pub const VERSIONS: &[Versioning] = &[
                  statusReason.text, the new receiver in owner, the time in restriction.period.start, the \
                  outcome or a clock time as a new output; the referral's other elements are sent as read",
     },
+    Versioning {
+        kind: "Claim",
+        versioning: "versioned",
+        read_history: true,
+        conditional_create: false,
+        source: "the settlement: version 1 as settled (created), version 2 once reversed (status cancelled, \
+                 at the reversal's time)",
+    },
+    Versioning {
+        kind: "ClaimResponse",
+        versioning: "versioned",
+        read_history: true,
+        conditional_create: false,
+        source: "the settlement: version 1 as settled (created), version 2 once reversed (status cancelled, \
+                 at the reversal's time)",
+    },
+    unchanged("Organization"),
+    unchanged("Practitioner"),
+    unchanged("PractitionerRole"),
+    unchanged("Location"),
+    unchanged("Encounter"),
+    unchanged("Condition"),
+    unchanged("Procedure"),
+    // issue 7: If-None-Exist runs the criteria as a search of the type by the same user
+    conditionally_created(unchanged("DiagnosticReport")),
+    conditionally_created(unchanged("Observation")),
 ];
+
+/// `v` with conditional create (`If-None-Exist`).
+const fn conditionally_created(v: Versioning) -> Versioning {
+    Versioning { conditional_create: true, ..v }
+}
+
+/// The types whose records never change once stored (the registry's facilities,
+/// practitioners and roles; a filed encounter, its diagnoses and procedures; a filed report
+/// and its observations): one version, `1` (vread `_history/1`, a history of one entry).
+/// Coverage is not one of them (its status follows the day), nor Appointment and CarePlan
+/// (they follow the referral's steps).
+pub const NEVER_CHANGED: &[&str] = &[
+    "Organization",
+    "Practitioner",
+    "PractitionerRole",
+    "Location",
+    "Encounter",
+    "Condition",
+    "Procedure",
+    "DiagnosticReport",
+    "Observation",
+];
+
+const fn unchanged(kind: &'static str) -> Versioning {
+    Versioning {
+        kind,
+        versioning: "versioned",
+        read_history: true,
+        conditional_create: false,
+        source: "one version (1): the record is not changed once stored",
+    }
+}
 
 /// The versioning of `kind` (`None`: no versions).
 pub fn versioning(kind: &str) -> Option<&'static Versioning> {
@@ -496,7 +566,10 @@ pub fn capability_statement(date: &str, version: &str) -> Value {
             "documentation": "JSON only (_format json; _pretty true). Searches take _count (1 to 500, default 50); \
                               those that page take _offset; every search takes _summary=count, and _sort, _include \
                               and _revinclude where a type lists them (searchInclude, searchRevInclude; the sort keys in \
-                              the type's documentation). An unknown search parameter is ignored \
+                              the type's documentation). A searchInclude or searchRevInclude value ending :iterate \
+                              is the include with that modifier (_include:iterate=Task:focus): it is followed from \
+                              what was included too, on any search, to a fixed point (at most 5 levels and 1,000 \
+                              included resources, a warning when either is reached). An unknown search parameter is ignored \
                               and reported in the Bundle (an OperationOutcome entry) unless the request says \
                               Prefer: handling=strict, which refuses it (400). Every error is an OperationOutcome.",
             "security": { "cors": false, "description": "Bearer token (POST /api/v1/auth/login or an API token)" },
@@ -507,13 +580,23 @@ pub fn capability_statement(date: &str, version: &str) -> Value {
                     "name": o.name,
                     "definition": o.definition,
                     "documentation": "asynchronous (Prefer: respond-async; 202 + Content-Location, status at \
-                                      /fhir/bulk/{job}); system administrators only; see the README's Bulk Data section",
+                                      /fhir/bulk/{job}); system administrators only; a finished job's files are kept \
+                                      24 hours by default (serve --bulk-retention-hours): the status answer and the \
+                                      downloads carry Expires, then the status answers 404 (expired); see the \
+                                      README's Bulk Data section",
                 }))
                 .collect::<Vec<_>>(),
             "interaction": [{
                 "code": "transaction",
-                "documentation": "POST /fhir: a lab system's DiagnosticReports and their Observations (urn:uuid: \
-                                  fullUrls), stored whole or not at all",
+                "documentation": "POST /fhir, all or nothing in one store transaction: POST Patient (ifNoneExist), \
+                                  PUT Patient/{id} and Task/{id} (ifMatch), POST ServiceRequest, DiagnosticReport and \
+                                  Observation, then GET entries (read after the writes; a failed read is reported \
+                                  in its entry). Entries refer to a Patient the Bundle registers by its fullUrl \
+                                  (urn:uuid:), a DiagnosticReport to its Observations. Every entry is checked by its \
+                                  standalone route's rules first; one refusal refuses the Bundle (an \
+                                  OperationOutcome naming Bundle.entry[n]). Refused: Claim (settle with \
+                                  Claim/$submit, its own idempotent operation), DELETE, PATCH, a resource written \
+                                  twice, an unresolvable urn:uuid: reference, more than 500 entries.",
             }],
         }],
     })
@@ -533,11 +616,14 @@ fn resource_json(r: &ResourceSupport) -> Value {
             r.search.iter().map(|s| json!({ "name": s.name, "type": s.kind, "documentation": s.doc })).collect();
     }
     // _include, _revinclude and _sort: the tables of `search` (issue 7)
-    let includes: Vec<String> = crate::search::includes_of(r.kind).map(|i| i.value()).collect();
+    // each include also with `:iterate` (`_include:iterate=<the value before :iterate>`)
+    let iterating = |v: String| [v.clone(), format!("{v}:iterate")];
+    let includes: Vec<String> = crate::search::includes_of(r.kind).map(|i| i.value()).flat_map(iterating).collect();
     if !includes.is_empty() {
         v["searchInclude"] = json!(includes);
     }
-    let revincludes: Vec<String> = crate::search::revincludes_of(r.kind).map(|i| i.value()).collect();
+    let revincludes: Vec<String> =
+        crate::search::revincludes_of(r.kind).map(|i| i.value()).flat_map(iterating).collect();
     if !revincludes.is_empty() {
         v["searchRevInclude"] = json!(revincludes);
     }
@@ -613,6 +699,9 @@ mod tests {
         assert!(errors.is_empty(), "{errors:#?}");
         for v in VERSIONS {
             assert!(support(v.kind).is_some(), "{} has versions but is not served", v.kind);
+        }
+        for k in NEVER_CHANGED {
+            assert!(versioning(k).is_some_and(|v| v.source.starts_with("one version")), "{k}");
         }
         assert_eq!(cs["rest"][0]["resource"].as_array().map(Vec::len), Some(RESOURCES.len()));
     }

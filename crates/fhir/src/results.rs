@@ -994,109 +994,45 @@ pub fn parse_diagnostic_report(v: &Value, catalogue: &Catalogue) -> Result<Parse
     }
 }
 
-/// What a transaction Bundle asks: its reports, in entry order.
+/// What the result entries of a transaction Bundle ask: their reports, and for each entry the
+/// report it belongs to.
 #[derive(Debug, Clone)]
 pub struct Transaction {
     pub reports: Vec<ParsedReport>,
-    /// Each entry: (resource type, the report it belongs to, its observation index or
-    /// `None` for the DiagnosticReport itself).
-    pub entries: Vec<(&'static str, usize, Option<usize>)>,
+    /// Each entry given: (its index in the Bundle, resource type, the report it belongs to,
+    /// its observation index or `None` for the DiagnosticReport itself), in the order given.
+    pub entries: Vec<(usize, &'static str, usize, Option<usize>)>,
 }
 
-/// A transaction Bundle of DiagnosticReports and Observations (each `POST`, `fullUrl`
-/// `urn:uuid:…`, a report's `result` referring to its Observations' fullUrls); an
-/// Observation no report refers to is a report of its own. Every problem is given with its
-/// element (`Bundle.entry[2].resource.valueQuantity.unit`).
-pub fn parse_transaction(v: &Value, catalogue: &Catalogue) -> Result<Transaction, Vec<Issue>> {
+/// The DiagnosticReports and Observations a transaction Bundle creates: `entries` are the
+/// Bundle's entries of those types (index in the Bundle, the entry; the caller has checked
+/// each is a `POST` of its type and that fullUrls are unique). A report's `result` refers to
+/// its Observations' fullUrls (`urn:uuid:…`); an Observation no report refers to is a report
+/// of its own. Every problem is given with its element
+/// (`Bundle.entry[2].resource.valueQuantity.unit`).
+pub fn parse_result_entries(entries: &[(usize, &Value)], catalogue: &Catalogue) -> Result<Transaction, Vec<Issue>> {
     let mut r = Reader::default();
-    let Some(b) = r.object(
-        v,
-        "Bundle",
-        &["resourceType", "id", "meta", "implicitRules", "language", "identifier", "type", "timestamp", "entry"],
-    ) else {
-        return Err(r.issues);
+    let kind_of = |e: &Value| match e["resource"]["resourceType"].as_str() {
+        Some("DiagnosticReport") => "DiagnosticReport",
+        Some("Observation") => "Observation",
+        _ => "",
     };
-    if b.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-        r.add(IssueType::Invalid, "Bundle.resourceType", "POST /fhir takes a transaction Bundle");
-        return Err(r.issues);
-    }
-    match b.get("type").and_then(Value::as_str) {
-        Some("transaction") => {}
-        Some(other) => {
-            r.add(
-                IssueType::NotSupported,
-                "Bundle.type",
-                format!("only a transaction Bundle is processed (type {other:?})"),
-            );
-            return Err(r.issues);
-        }
-        None => {
-            r.add(IssueType::Required, "Bundle.type", "type transaction is required");
-            return Err(r.issues);
-        }
-    }
-    let empty = Vec::new();
-    let entries = b.get("entry").and_then(Value::as_array).unwrap_or(&empty);
-    if entries.is_empty() {
-        r.add(IssueType::Required, "Bundle.entry", "the Bundle has no entries");
-        return Err(r.issues);
-    }
-    let mut urls: HashMap<&str, usize> = HashMap::new();
-    let mut kinds = Vec::with_capacity(entries.len());
-    for (i, e) in entries.iter().enumerate() {
-        let at = format!("Bundle.entry[{i}]");
-        let Some(eo) = r.object(e, &at, &["id", "extension", "link", "fullUrl", "resource", "request"]) else {
-            kinds.push("");
-            continue;
-        };
-        let kind = eo.get("resource").and_then(|x| x.get("resourceType")).and_then(Value::as_str).unwrap_or_default();
-        let kind: &'static str = match kind {
-            "DiagnosticReport" => "DiagnosticReport",
-            "Observation" => "Observation",
-            other => {
-                r.add(
-                    IssueType::NotSupported,
-                    &format!("{at}.resource"),
-                    format!("a transaction here carries DiagnosticReports and Observations, not {other:?}"),
-                );
-                ""
-            }
-        };
-        kinds.push(kind);
-        let method = eo.get("request").and_then(|q| q.get("method")).and_then(Value::as_str);
-        let url = eo.get("request").and_then(|q| q.get("url")).and_then(Value::as_str);
-        if method != Some("POST") || url.is_some_and(|u| u.trim_end_matches('/') != kind) && !kind.is_empty() {
-            r.add(IssueType::NotSupported, &format!("{at}.request"), format!("only creates: request POST {kind}"));
-        }
-        match eo.get("fullUrl").and_then(Value::as_str) {
-            Some(u) if u.starts_with("urn:uuid:") && urls.insert(u, i).is_some() => {
-                r.add(IssueType::Invalid, &format!("{at}.fullUrl"), "two entries have this fullUrl");
-            }
-            Some(u) if u.starts_with("urn:uuid:") => {}
-            Some(_) => r.add(IssueType::Value, &format!("{at}.fullUrl"), "a created entry's fullUrl is urn:uuid:…"),
-            None if kind == "Observation" => r.add(
-                IssueType::Required,
-                &format!("{at}.fullUrl"),
-                "give the Observation a fullUrl urn:uuid:… its report refers to",
-            ),
-            None => {}
-        }
-    }
-    if !r.issues.is_empty() {
-        return Err(r.issues);
-    }
+    let urls: HashMap<&str, usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, e))| kind_of(e) == "Observation")
+        .filter_map(|(k, (_, e))| e["fullUrl"].as_str().map(|u| (u, k)))
+        .collect();
     let used = std::cell::RefCell::new(vec![false; entries.len()]);
     let resolve = |target: &str| -> Option<(&Value, String, usize)> {
-        let &i = urls.get(target)?;
-        if kinds[i] != "Observation" {
-            return None;
-        }
-        used.borrow_mut()[i] = true;
-        Some((&entries[i]["resource"], format!("Bundle.entry[{i}].resource"), i))
+        let &k = urls.get(target)?;
+        used.borrow_mut()[k] = true;
+        let (i, e) = entries[k];
+        Some((&e["resource"], format!("Bundle.entry[{i}].resource"), i))
     };
     let mut reports = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
-        if kinds[i] == "DiagnosticReport"
+    for &(i, e) in entries {
+        if kind_of(e) == "DiagnosticReport"
             && let Some(p) = parse_report(
                 &mut r,
                 &e["resource"],
@@ -1111,8 +1047,8 @@ pub fn parse_transaction(v: &Value, catalogue: &Catalogue) -> Result<Transaction
     }
     // Observations no report refers to: each a report of its own
     let used = used.into_inner();
-    for (i, e) in entries.iter().enumerate() {
-        if kinds[i] == "Observation" && !used[i] {
+    for (k, &(i, e)) in entries.iter().enumerate() {
+        if kind_of(e) == "Observation" && !used[k] {
             let path = format!("Bundle.entry[{i}].resource");
             match parse_observation(&e["resource"], catalogue) {
                 Ok(mut p) => {
@@ -1132,22 +1068,15 @@ pub fn parse_transaction(v: &Value, catalogue: &Catalogue) -> Result<Transaction
     if !r.issues.is_empty() {
         return Err(r.issues);
     }
-    let mut order = vec![("", 0usize, None); entries.len()];
+    let mut order = Vec::with_capacity(entries.len());
     for (k, p) in reports.iter().enumerate() {
         if let Some(e) = p.report_entry {
-            order[e] = ("DiagnosticReport", k, None);
+            order.push((e, "DiagnosticReport", k, None));
         }
         for (j, &e) in p.observation_entries.iter().enumerate() {
-            order[e] = ("Observation", k, Some(j));
+            order.push((e, "Observation", k, Some(j)));
         }
     }
+    order.sort_by_key(|o| o.0);
     Ok(Transaction { reports, entries: order })
-}
-
-/// The answer to a transaction: one entry per request entry, in order, each with the
-/// location of what it created.
-pub fn transaction_response(locations: &[String]) -> Value {
-    let entries: Vec<Value> =
-        locations.iter().map(|l| json!({ "response": { "status": "201 Created", "location": l } })).collect();
-    json!({ "resourceType": "Bundle", "type": "transaction-response", "entry": entries })
 }

@@ -152,7 +152,66 @@ pub const SORTS: &[(&str, &[SortKey])] = &[
     ("Observation", &[SortKey { name: "date", doc: "Observation.effectiveDateTime (the specimen time)" }]),
     ("Claim", &[SortKey { name: "created", doc: "Claim.created (when it was settled)" }]),
     ("ClaimResponse", &[SortKey { name: "created", doc: "ClaimResponse.created" }]),
+    // the referral searches sort in the store (`ReferralFilter::sort`), not when a page is cut
+    (
+        "ServiceRequest",
+        &[
+            SortKey { name: "authored", doc: "ServiceRequest.authoredOn (when it was requested)" },
+            SortKey { name: "_lastUpdated", doc: "meta.lastUpdated (the referral's last step)" },
+        ],
+    ),
+    (
+        "Task",
+        &[
+            SortKey { name: "authored-on", doc: "Task.authoredOn (when the referral was requested)" },
+            SortKey { name: "_lastUpdated", doc: "meta.lastUpdated (the referral's last step)" },
+        ],
+    ),
 ];
+
+/// Types whose `_sort` is applied by the store's query rather than when a page is cut.
+pub const STORE_SORTED: &[&str] = &["ServiceRequest", "Task"];
+
+/// An instant's search range from date values (all must match, each as
+/// [`DateParam::matches`] reads its prefix on an instant `[t, t]`): `t` is in
+/// `[from, until)` and outside each `except` range (`ne`). Exact, not a superset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstantRange {
+    pub from: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    pub except: Vec<(OffsetDateTime, OffsetDateTime)>,
+}
+
+/// The [`InstantRange`] of date values.
+pub fn instant_range(dates: &[DateParam]) -> InstantRange {
+    let mut r = InstantRange::default();
+    let mut later = |t: OffsetDateTime| r.from = Some(r.from.map_or(t, |f| f.max(t)));
+    let mut until = None::<OffsetDateTime>;
+    let mut earlier = |t: OffsetDateTime| until = Some(until.map_or(t, |u| u.min(t)));
+    let mut except = Vec::new();
+    for d in dates {
+        match d.prefix {
+            Prefix::Eq => {
+                later(d.lo);
+                earlier(d.hi);
+            }
+            Prefix::Ne => except.push((d.lo, d.hi)),
+            Prefix::Gt => later(d.hi),
+            Prefix::Ge => later(d.lo),
+            Prefix::Lt => earlier(d.lo),
+            Prefix::Le => earlier(d.hi),
+        }
+    }
+    InstantRange { until, except, ..r }
+}
+
+impl InstantRange {
+    pub fn contains(&self, t: OffsetDateTime) -> bool {
+        self.from.is_none_or(|f| f <= t)
+            && self.until.is_none_or(|u| t < u)
+            && self.except.iter().all(|(lo, hi)| t < *lo || t >= *hi)
+    }
+}
 
 /// A `_sort` key and the element it sorts by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,6 +405,40 @@ mod tests {
         assert!(parse_date("le1962-03", CN).expect("a date").matches_day(b, CN));
     }
 
+    /// The range is exactly the instants every value matches: each prefix at each precision,
+    /// pairs of them, against instants around every edge.
+    #[test]
+    fn instant_ranges_are_exact() {
+        let values = ["2026", "2026-11", "2026-11-15", "2026-11-15T09:30:00+08:00"];
+        let raws: Vec<String> =
+            values.iter().flat_map(|v| ["", "eq", "ne", "gt", "ge", "lt", "le"].map(|p| format!("{p}{v}"))).collect();
+        let parsed: Vec<DateParam> = raws.iter().map(|r| parse_date(r, CN).expect("a date")).collect();
+        let steps = [-Duration::DAY, -Duration::SECOND, -Duration::MILLISECOND, Duration::ZERO, Duration::SECOND];
+        let times: Vec<OffsetDateTime> =
+            parsed.iter().flat_map(|d| [d.lo, d.hi]).flat_map(|e| steps.map(|s| e + s)).collect();
+        let mut checked = 0;
+        for a in &parsed {
+            for b in &parsed {
+                let r = instant_range(&[*a, *b]);
+                for &t in &times {
+                    let want = a.matches(t, Some(t)) && b.matches(t, Some(t));
+                    assert_eq!(r.contains(t), want, "{a:?} & {b:?} at {t}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 10_000, "{checked}");
+        // by hand: ge the 15th (China time) and lt December, not the 20th
+        let r = instant_range(&[
+            parse_date("ge2026-11-15", CN).expect("a date"),
+            parse_date("lt2026-12", CN).expect("a date"),
+            parse_date("ne2026-11-20", CN).expect("a date"),
+        ]);
+        assert_eq!(r.from, Some(datetime!(2026-11-14 16:00 UTC)));
+        assert_eq!(r.until, Some(datetime!(2026-11-30 16:00 UTC)));
+        assert_eq!(r.except, vec![(datetime!(2026-11-19 16:00 UTC), datetime!(2026-11-20 16:00 UTC))]);
+    }
+
     #[test]
     fn tokens_and_strings() {
         assert_eq!(parse_token("urn:oid:2.16.156.10011.1.3|511621196203081027").0, Some("urn:oid:2.16.156.10011.1.3"));
@@ -401,9 +494,12 @@ mod tests {
         for i in REVINCLUDES {
             assert!(searched(i.target) && search_param(i.source, i.param).is_some(), "{}", i.value());
         }
-        // _sort is applied when a page is cut: only types that page
+        // _sort is applied when a page is cut: only types that page (or sort in the store)
         for (kind, _) in SORTS {
-            assert!(support(kind).is_some_and(|r| r.paged), "{kind} sorts but does not page");
+            assert!(
+                support(kind).is_some_and(|r| r.paged) || STORE_SORTED.contains(kind),
+                "{kind} sorts but does not page"
+            );
         }
     }
 }

@@ -39,8 +39,34 @@ fn declared_search_parameters_are_r4_parameters_of_the_same_type() {
     // every parameter of the table was looked up (5 + 4 + 3 + 4 + 4 + 4 + 6 + 2, and 3 + 3 for
     // DiagnosticReport and Observation), 6 more of the versions and claim searches (Patient
     // _lastUpdated; Claim _id, patient; ClaimResponse _id, patient, request), and 30 of the
-    // clinical resources (Condition 7, Procedure 7, Appointment 7, CarePlan 6, Location 3)
-    assert_eq!(checked, 74);
+    // clinical resources (Condition 7, Procedure 7, Appointment 7, CarePlan 6, Location 3), and
+    // 2 of the referral searches' versions (ServiceRequest and Task _lastUpdated)
+    assert_eq!(checked, 76);
+}
+
+/// Every `_sort` key (`tiercare_fhir::search::SORTS`) is an R4 date search parameter of its
+/// type (R4 sorts by search parameters), by the oracle's definitions.
+#[test]
+fn sort_keys_are_r4_date_parameters_of_their_type() {
+    let Some(dir) = medplum_r4() else { return };
+    let defs = read_json(&dir.join("search-parameters.json"));
+    let params: Vec<&Value> =
+        defs["entry"].as_array().expect("a Bundle of SearchParameters").iter().map(|e| &e["resource"]).collect();
+    let mut checked = 0;
+    for (kind, keys) in tiercare_fhir::search::SORTS {
+        for k in *keys {
+            let found = params.iter().find(|p| {
+                p["code"] == k.name
+                    && p["base"].as_array().is_some_and(|b| b.iter().any(|b| b == kind || b == "Resource"))
+            });
+            let found = found.unwrap_or_else(|| panic!("{kind} _sort={}: not an R4 search parameter", k.name));
+            assert_eq!(found["type"], "date", "{kind} _sort={}", k.name);
+            checked += 1;
+        }
+    }
+    // Patient 1, Encounter 1, DiagnosticReport 2, Observation 1, Claim 1, ClaimResponse 1,
+    // ServiceRequest 2, Task 2
+    assert_eq!(checked, 11);
 }
 
 /// The official R4 examples of the types we serve are valid against the oracle (so the

@@ -25,10 +25,13 @@
 //!   `registry`).
 //! - issue 7, versions (`versions`): `ETag`/`Last-Modified` and meta on read, vread, create,
 //!   update; `GET /fhir/Task/{id}/_history[/{n}]` (rebuilt from the referral's steps),
-//!   `GET /fhir/ServiceRequest/{id}/_history/{n}` and `GET /fhir/Patient/{id}/_history/{n}`
-//!   (the current version); `PUT /fhir/Task/{id}` (one life-cycle step) and
+//!   `GET /fhir/ServiceRequest/{id}/_history/{n}` (the current version),
+//!   `GET /fhir/Patient/{id}/_history[/{n}]` (every kept version), Claim/ClaimResponse (settled,
+//!   reversed) and the types never changed (version 1) (`versions/history.rs`); `_lastUpdated`
+//!   and `_sort` on the referral searches; `PUT /fhir/Task/{id}` (one life-cycle step) and
 //!   `PUT /fhir/Patient/{id}` (`patients`), both with `If-Match`; `If-None-Exist` on Patient
-//!   create. PUT and DELETE elsewhere answer 405 with the reason (`not_allowed`).
+//!   create, and on ServiceRequest, DiagnosticReport and Observation create (`conditional`:
+//!   the criteria run as the type's own search by the same user). PUT and DELETE elsewhere answer 405 with the reason (`not_allowed`).
 //!
 //! Answers are `application/fhir+json` (`format`: `_format`, `Accept` → 406 unless JSON;
 //! `_pretty=true` indents); a POST body may be `application/fhir+json` or
@@ -87,12 +90,14 @@ mod batch;
 mod bulk;
 mod claims;
 mod clinical;
+mod conditional;
 mod format;
 mod include;
 mod params;
 mod patients;
 mod registry;
 mod results;
+mod transaction;
 mod versions;
 
 use params::Params;
@@ -122,8 +127,11 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .merge(claims::router())
         .merge(bulk::router())
         .merge(clinical::router())
+        .merge(transaction::router())
         .route("/fhir", any(unknown_endpoint))
         .route("/fhir/{*rest}", any(unknown_endpoint))
+        // issue 7: version 1 of the types never changed (meta.versionId, ETag) on their reads
+        .layer(axum::middleware::from_fn(versions::layer))
         // issue 7: _include/_revinclude on searches, batch Bundles on POST /fhir
         .layer(axum::middleware::from_fn_with_state(state.clone(), include::layer))
         .layer(axum::middleware::from_fn_with_state(state.clone(), batch::layer))
@@ -364,8 +372,11 @@ fn refused(issues: Vec<Issue>) -> FhirError {
     FhirError { status, issues }
 }
 
+/// `POST /fhir/ServiceRequest`: a referral; with `If-None-Exist`, nothing is created when the
+/// criteria match one (`conditional::if_none_exist`).
 async fn create_service_request(
     State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     me: Result<CurrentUser, ApiError>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -373,6 +384,9 @@ async fn create_service_request(
     let me = me?;
     let v = json_body(&headers, body)?;
     let input = fhir::parse_service_request(&v).map_err(refused)?;
+    if let Some(found) = conditional::if_none_exist(&state, &headers, addr, "ServiceRequest").await? {
+        return Ok(found);
+    }
     let r = referrals::create_referral(&state, &me, input).await?;
     let sr = Facilities::default().service_request(&state, &r).await?;
     Ok(with_location(resource(StatusCode::CREATED, &r, &sr), &format!("/fhir/ServiceRequest/{}", r.id)))
@@ -458,13 +472,14 @@ async fn search_service_requests(
     let me = me?;
     let p = Params::read(query, &headers, "ServiceRequest")?;
     let count = p.count()?;
-    let filter = ReferralFilter {
+    let mut filter = ReferralFilter {
         patient_ids: p.reference("patient", "Patient")?.into_iter().collect(),
         from_facility_id: p.reference("requester", "Organization")?,
         to_facility_id: p.reference("performer", "Organization")?,
         limit: count,
         ..ReferralFilter::default()
     };
+    versions::referral_search(&p, &mut filter)?;
     let states = p.states("status", fhir::states_for_service_request_status)?;
     if p.summary_count()? {
         let n = count_for_party(&state, &me, filter, states).await?;
@@ -491,13 +506,14 @@ async fn search_tasks(
     let p = Params::read(query, &headers, "Task")?;
     let count = p.count()?;
     let patient = p.reference("patient", "Patient")?;
-    let filter = ReferralFilter {
+    let mut filter = ReferralFilter {
         patient_ids: patient.into_iter().collect(),
         from_facility_id: p.reference("requester", "Organization")?,
         to_facility_id: p.reference("owner", "Organization")?,
         limit: count,
         ..ReferralFilter::default()
     };
+    let updated = versions::referral_search(&p, &mut filter)?;
     let states = both(
         p.states("status", fhir::states_for_task_status)?,
         p.states("business-status", |c| ReferralState::parse(c).map(|s| vec![s]))?,
@@ -509,7 +525,8 @@ async fn search_tasks(
                 let wanted = states.as_ref().is_none_or(|s| s.contains(&r.state))
                     && filter.patient_ids.iter().all(|p| *p == r.patient_id)
                     && filter.from_facility_id.is_none_or(|f| f == r.from_facility_id)
-                    && filter.to_facility_id.is_none_or(|f| f == r.to_facility_id);
+                    && filter.to_facility_id.is_none_or(|f| f == r.to_facility_id)
+                    && updated.contains(r.updated_at);
                 if wanted { vec![fhir::task(&r, &history)] } else { Vec::new() }
             }
             // searching does not reveal whether someone else's referral exists
@@ -660,7 +677,7 @@ async fn read_claim_response(
 ) -> FhirResult<Response> {
     let rec = read_settlement(&state, me, &id, "ClaimResponse", addr).await?;
     let body = claim_response_of(&state, &rec, false).await?;
-    Ok(fhir_json(StatusCode::OK, &body))
+    Ok(versions::settlement_answer(StatusCode::OK, body, &rec))
 }
 
 /// `GET /fhir/Claim/{id}` (the settlement id): the claim as submitted and stored, with the
@@ -674,7 +691,7 @@ async fn read_claim(
 ) -> FhirResult<Response> {
     let rec = read_settlement(&state, me, &id, "Claim", addr).await?;
     let body = stored_claim_of(&state, &rec).await?;
-    Ok(fhir_json(StatusCode::OK, &body))
+    Ok(versions::settlement_answer(StatusCode::OK, body, &rec))
 }
 
 /// The Claim of a stored settlement (as `GET /fhir/Claim/{id}` and the Claim search answer it).
@@ -833,8 +850,13 @@ async fn submit_claim(
     };
     let settled = settle_bill(&state, &me, &bill, !input.preview).await.map_err(claim_error)?;
     let body = claim_response_of(&state, &settled.record, input.preview).await?;
-    if input.preview || settled.replayed {
+    if input.preview {
         return Ok(fhir_json(StatusCode::OK, &body));
     }
-    Ok(with_location(fhir_json(StatusCode::CREATED, &body), &format!("/fhir/ClaimResponse/{}", settled.record.id)))
+    // the stored settlement's current version (meta, ETag), as a read answers it
+    if settled.replayed {
+        return Ok(versions::settlement_answer(StatusCode::OK, body, &settled.record));
+    }
+    let created = versions::settlement_answer(StatusCode::CREATED, body, &settled.record);
+    Ok(with_location(created, &format!("/fhir/ClaimResponse/{}", settled.record.id)))
 }

@@ -65,6 +65,9 @@ pub struct ServerConfig {
     /// The region's recognition catalogue (issue 5; TOML, the form of
     /// crates/domain/data/recognition-default.toml); `None`: the embedded sample.
     pub recognition_file: Option<std::path::PathBuf>,
+    /// How long a finished bulk job's files are kept (issue 7; default 24 h), then removed
+    /// by the sweeper or on access, its status answering 404 (expired).
+    pub bulk_retention: Duration,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +85,7 @@ impl Default for ServerConfig {
             import_dir: None,
             max_import_bytes: 1 << 30,
             recognition_file: None,
+            bulk_retention: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -163,7 +167,7 @@ impl AppState {
         source: String,
     ) -> Self {
         let limiter = auth::LoginLimiter::new(config.login_max_failures, config.login_window);
-        let bulk = Arc::new(bulk::jobs::Jobs::new(config.bulk_dir.clone()));
+        let bulk = Arc::new(bulk::jobs::Jobs::new(config.bulk_dir.clone(), config.bulk_retention));
         AppState {
             store,
             config: Arc::new(config),

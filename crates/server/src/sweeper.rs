@@ -121,6 +121,11 @@ pub async fn run(state: AppState, interval: std::time::Duration) {
         {
             tracing::warn!(target: "tiercare::sweeper", error = %e, "folding the indicator counter shards failed");
         }
+        // issue 7: finished bulk jobs past their retention lose their files
+        let expired = state.bulk.expire(state.now());
+        if expired > 0 {
+            tracing::info!(target: "tiercare::sweeper", expired, "bulk jobs expired");
+        }
         match sweep_referrals(&state).await {
             Ok(r) if r.escalated + r.expired + r.skipped > 0 => {
                 tracing::info!(

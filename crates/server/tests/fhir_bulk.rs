@@ -290,6 +290,16 @@ async fn type_since_patient_and_group_levels_narrow_the_export() {
         "only the later patient; no new enrolment or encounter"
     );
     assert_eq!(ids(&files["Patient"]), BTreeSet::from([late.id.to_string()]));
+    // a Group with _since: of community A's patients only the late one changed; township B
+    // (the other Group) has no change, and a Group's new member brings no enrolment or visit
+    let files = run(format!("/fhir/Group/{}/$export?_since={at}", s.seed.community_a)).await;
+    assert_eq!(counts(&files), BTreeMap::from([("Patient", 1)]), "the late member only");
+    assert_eq!(ids(&files["Patient"]), BTreeSet::from([late.id.to_string()]));
+    let files = run(format!("/fhir/Group/{}/$export?_since={at}", s.seed.township_b)).await;
+    assert!(files.is_empty(), "nothing of township B changed: {:?}", counts(&files));
+    // without _since the late member is one of community A's four, at the facility level too
+    let files = run(format!("/fhir/Group/{}/$export?_type=Patient", s.seed.village_clinic)).await;
+    assert_eq!(counts(&files), BTreeMap::from([("Patient", 4)]));
     // POST with a Parameters body asks the same
     let body = json!({ "resourceType": "Parameters", "parameter": [{ "name": "_type", "valueString": "Coverage" }] });
     let rb =

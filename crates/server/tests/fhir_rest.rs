@@ -161,8 +161,9 @@ async fn the_capability_statement_declares_exactly_what_answers() {
     // + 1: Patient _lastUpdated (issue 7, versions); + 30: the clinical resources (issue 7:
     // Condition 7, Procedure 7, Appointment 7, CarePlan 6, Location 3); + 4: Bulk Data (Patient
     // and Group $export, system $export and $import); + 5: the Claim (_id, patient) and
-    // ClaimResponse (_id, patient, request) searches of the claim chain (issue 7, _include)
-    assert_eq!(calls, 39 + 1 + 30 + 4 + 5);
+    // ClaimResponse (_id, patient, request) searches of the claim chain (issue 7, _include);
+    // + 2: ServiceRequest and Task _lastUpdated (issue 7, history)
+    assert_eq!(calls, 39 + 1 + 30 + 4 + 5 + 2);
     // a type the statement does not list has no endpoint
     let r = s.get("/fhir/MedicationRequest", &token).await;
     assert!(!served(&r) && r.status.as_u16() == 404);

@@ -267,14 +267,67 @@ async fn the_referral_chain_includes_the_patient_the_task_and_the_request() {
     let cs = s.get("/fhir/metadata", &vdoc).await.json;
     let of =
         |t: &str| cs["rest"][0]["resource"].as_array().expect("resources").iter().find(|r| r["type"] == t).cloned();
+    // (each also with :iterate)
     assert_eq!(
         of("ServiceRequest").expect("SR")["searchInclude"],
-        json!(["ServiceRequest:patient", "ServiceRequest:subject"])
+        json!([
+            "ServiceRequest:patient",
+            "ServiceRequest:patient:iterate",
+            "ServiceRequest:subject",
+            "ServiceRequest:subject:iterate"
+        ])
     );
-    assert_eq!(of("ServiceRequest").expect("SR")["searchRevInclude"], json!(["Task:focus"]));
-    assert_eq!(of("Task").expect("Task")["searchInclude"], json!(["Task:focus", "Task:patient"]));
-    assert_eq!(of("Claim").expect("Claim")["searchRevInclude"], json!(["ClaimResponse:request"]));
+    assert_eq!(of("ServiceRequest").expect("SR")["searchRevInclude"], json!(["Task:focus", "Task:focus:iterate"]));
+    assert_eq!(
+        of("Task").expect("Task")["searchInclude"],
+        json!(["Task:focus", "Task:focus:iterate", "Task:patient", "Task:patient:iterate"])
+    );
+    assert_eq!(
+        of("Claim").expect("Claim")["searchRevInclude"],
+        json!(["ClaimResponse:request", "ClaimResponse:request:iterate"])
+    );
     assert!(of("Encounter").expect("Encounter").get("searchInclude").is_none());
+}
+
+/// `_include:iterate` follows the chain from what was included: a Task search including its
+/// request, and (iterating) the request's patient, each included read passing its own rule
+/// and writing its own access-log row; without :iterate the patient is not reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iterate_follows_the_referral_chain_from_the_task_to_the_patient() {
+    let s = TestServer::start().await;
+    let mut oracle = oracle();
+    let (vdoc, clin_b) = (s.login("vdoc_a").await, s.login("clin_b").await);
+    let p = register(&s, &vdoc, "王秀英", "51162119620308102").await;
+    let r = post_fhir(&s, "/fhir/ServiceRequest", &vdoc, &service_request(p, s.seed.county_hospital)).await;
+    r.expect_status(201);
+    let id = r.json["id"].as_str().expect("an id").to_owned();
+    // Task?_include=Task:focus alone: the request, not the patient (Task:patient is not asked)
+    let base = format!("/fhir/Task?focus=ServiceRequest/{id}&_include=Task:focus");
+    let r = s.get(&base, &vdoc).await;
+    assert_eq!(entries(&r.json, "include"), [format!("ServiceRequest/{id}")]);
+    let (patient_reads, referral_reads) =
+        (logged(&s, p, "fhir_read_patient").await, logged(&s, p, "read_referral").await);
+    // iterating: the request's patient too, at the second level
+    let q = format!("{base}&_include:iterate=ServiceRequest:patient");
+    let r = s.get(&q, &vdoc).await;
+    r.expect_status(200);
+    conforms(&mut oracle, &r);
+    assert_eq!(entries(&r.json, "match"), [format!("Task/{id}")]);
+    assert_eq!(entries(&r.json, "include"), [format!("ServiceRequest/{id}"), format!("Patient/{p}")]);
+    assert!(warnings(&r.json).is_empty(), "{}", r.text);
+    // one log row per read: the search's own (Task?focus reads the referral), the included
+    // request's (read_referral) and the included patient's
+    assert_eq!(logged(&s, p, "read_referral").await, referral_reads + 2);
+    assert_eq!(logged(&s, p, "fhir_read_patient").await, patient_reads + 1);
+    let me = link(&r.json, "self").expect("self");
+    assert!(me.contains("_include:iterate=ServiceRequest:patient"), "{me}");
+    // the request's side, iterating back: the Task (revinclude) whose patient is then included
+    let q = format!("/fhir/ServiceRequest?patient=Patient/{p}&_revinclude=Task:focus&_include:iterate=Task:patient");
+    let r = s.get(&q, &vdoc).await;
+    assert_eq!(entries(&r.json, "include"), [format!("Task/{id}"), format!("Patient/{p}")]);
+    // someone who may not read the referral gets no match, and so nothing included
+    let r = s.get(&format!("{base}&_include:iterate=ServiceRequest:patient"), &clin_b).await;
+    assert!(entries(&r.json, "include").is_empty(), "{}", r.text);
 }
 
 /// The county hospital's lab system, qualified for HR since a year ago.
@@ -499,7 +552,12 @@ async fn unknown_parameters_are_refused_when_strict_and_reported_when_lenient() 
     let r =
         get_with(&s, &format!("/fhir/Encounter?patient=Patient/{p}&_include=Encounter:subject"), &vdoc, &strict).await;
     assert_outcome(&r, 400, "not-supported", "Encounter:subject");
-    let r = get_with(&s, "/fhir/ServiceRequest?_include:iterate=ServiceRequest:patient", &vdoc, &strict).await;
+    // :iterate on a chain that is not offered: 400 with the list of those that are; another
+    // modifier: 400 naming :iterate as the only one
+    let r = get_with(&s, "/fhir/ServiceRequest?_include:iterate=Encounter:subject", &vdoc, &strict).await;
+    assert_outcome(&r, 400, "not-supported", "Encounter:subject");
+    assert!(r.text.contains("supported: ServiceRequest:patient"), "{}", r.text);
+    let r = get_with(&s, "/fhir/ServiceRequest?_include:recurse=ServiceRequest:patient", &vdoc, &strict).await;
     assert_outcome(&r, 400, "not-supported", ":iterate");
     // what the type does offer passes strict handling
     let r =

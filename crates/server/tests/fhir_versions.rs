@@ -152,10 +152,10 @@ async fn a_patient_is_versioned_and_updated_by_the_registration_rules() {
     let by = |n: &str| format!("/fhir/Patient?identifier={RESIDENT_ID}|{n}");
     assert_eq!(s.get(&by(WANG_ID_CORRECTED), &vdoc).await.json["total"], 1);
     assert_eq!(s.get(&by(WANG_ID), &vdoc).await.json["total"], 0);
-    // the earlier version is not kept
+    // the earlier version is kept (migration 0017): vread answers it as created
     let r = s.get(&format!("/fhir/Patient/{id}/_history/1"), &vdoc).await;
-    assert_outcome(&r, 404, "not-found", None);
-    assert!(r.json["issue"][0]["diagnostics"].as_str().is_some_and(|d| d.contains("not kept")), "{}", r.text);
+    assert_version(&r, 1);
+    assert_eq!(r.json, created.json);
     assert_eq!(s.get(&format!("/fhir/Patient/{id}/_history/2"), &vdoc).await.json, back.json);
 
     // stale If-Match: 412, nothing changed
@@ -393,10 +393,8 @@ async fn every_task_version_is_read_back_as_it_was_served() {
     let r = s.get(&format!("/fhir/ServiceRequest/{id}/_history/1"), &vdoc).await;
     assert_outcome(&r, 404, "not-found", None);
     assert!(r.json["issue"][0]["diagnostics"].as_str().is_some_and(|d| d.contains("_history")), "{}", r.text);
-    // no ServiceRequest history, no Patient history (earlier versions are not kept)
+    // no ServiceRequest history (its earlier versions are not kept)
     let r = s.get(&format!("/fhir/ServiceRequest/{id}/_history"), &vdoc).await;
-    assert_eq!(r.status.as_u16(), 404, "{}", r.text);
-    let r = s.get(&format!("/fhir/Patient/{p}/_history"), &vdoc).await;
     assert_eq!(r.status.as_u16(), 404, "{}", r.text);
     // a facility that is not a party reads no version of it
     let clin_b = s.login("clin_b").await;
@@ -544,10 +542,11 @@ async fn the_statement_tells_each_type_s_versioning() {
     };
     // (type, versioning, readHistory, conditionalCreate, interactions it must list)
     let expected = [
-        ("Patient", "versioned-update", false, true, vec!["read", "vread", "update", "create"]),
-        ("ServiceRequest", "versioned", false, false, vec!["read", "vread", "create"]),
+        ("Patient", "versioned-update", true, true, vec!["read", "vread", "update", "history-instance", "create"]),
+        ("ServiceRequest", "versioned", false, true, vec!["read", "vread", "create"]),
         ("Task", "versioned-update", true, false, vec!["read", "vread", "update", "history-instance"]),
-        ("Organization", "no-version", false, false, vec!["read"]),
+        ("Organization", "versioned", true, false, vec!["read", "vread", "history-instance"]),
+        ("Claim", "versioned", true, false, vec!["read", "vread", "history-instance"]),
         ("Coverage", "no-version", false, false, vec!["read"]),
     ];
     for (kind, versioning, history, conditional, must) in expected {

@@ -63,6 +63,18 @@ pub trait BulkStore: Send + Sync {
         since: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<Encounter>>;
+    /// Up to `limit` patients (any status) registered at `facility` (their home facility,
+    /// FHIR `Patient.managingOrganization`) with `id` greater than `after`, in `id` order;
+    /// with `since`, only those changed (`updated_at`) after it. A Group export's members,
+    /// read on the index `patient_by_home (home_facility_id, id)` (migration 0018): one
+    /// index range a page, however many patients other facilities have.
+    async fn patients_registered_at(
+        &self,
+        facility: Uuid,
+        after: Option<Uuid>,
+        since: Option<OffsetDateTime>,
+        limit: u32,
+    ) -> Result<Vec<Patient>>;
     /// Write many access-log rows in one transaction (a bulk export's reads: one row per
     /// patient whose data it wrote), all or none.
     async fn record_bulk_access(&self, entries: &[AccessLogEntry]) -> Result<()>;

@@ -3664,5 +3664,7 @@ pub mod case_payment;
 pub mod clinical;
 pub mod fhir_versions;
 pub mod indicators;
+pub mod patient_history;
 pub mod results;
 pub mod settlement;
+pub mod transaction;

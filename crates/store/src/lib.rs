@@ -236,6 +236,55 @@ pub struct ReferralFilter {
     /// `count_referrals` stops counting at this many (answers `min(count, n)`, reading at
     /// most `n` rows: a worklist's total); `None` counts every row. Lists ignore it.
     pub count_at_most: Option<u64>,
+    /// Last changed (`updated_at`, FHIR `_lastUpdated`) at or after.
+    pub updated_from: Option<OffsetDateTime>,
+    /// Last changed before.
+    pub updated_to: Option<OffsetDateTime>,
+    /// Last changed outside each of these ranges `[from, to)` (a FHIR `ne` date).
+    pub updated_except: Vec<(OffsetDateTime, OffsetDateTime)>,
+    /// The list's order (FHIR `_sort`), ahead of the default (newest request first, then
+    /// id). No index holds `updated_at`: sorting by it sorts every match of the other
+    /// conditions. `before` (keyset paging) is for the default order only.
+    pub sort: Vec<ReferralSort>,
+}
+
+/// A key of a referral list's order (FHIR `_sort`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferralSortKey {
+    /// When it was requested (ServiceRequest.authoredOn, Task.authoredOn).
+    RequestedAt,
+    /// When it last changed (meta.lastUpdated).
+    UpdatedAt,
+}
+
+/// One key of a [`ReferralFilter`]'s order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReferralSort {
+    pub key: ReferralSortKey,
+    pub descending: bool,
+}
+
+impl ReferralFilter {
+    /// The order of this filter's list ([`Store::list_referrals`] gives rows in it), for
+    /// merging lists: the sort keys, then the default (requested at, descending), then the
+    /// id in the direction of the requested-at key (descending without one).
+    pub fn order(&self, a: &Referral, b: &Referral) -> std::cmp::Ordering {
+        let by = |descending: bool, x: std::cmp::Ordering| if descending { x.reverse() } else { x };
+        let mut id_descending = true;
+        for s in &self.sort {
+            let o = match s.key {
+                ReferralSortKey::RequestedAt => {
+                    id_descending = s.descending;
+                    a.requested_at.cmp(&b.requested_at)
+                }
+                ReferralSortKey::UpdatedAt => a.updated_at.cmp(&b.updated_at),
+            };
+            if by(s.descending, o).is_ne() {
+                return by(s.descending, o);
+            }
+        }
+        b.requested_at.cmp(&a.requested_at).then(by(id_descending, a.id.cmp(&b.id)))
+    }
 }
 
 /// A referral with its whole history, for bulk loading (the generator, imports).
@@ -522,6 +571,14 @@ pub trait Store:
     /// [`StoreError::Duplicate`]; an unknown patient → [`StoreError::NotFound`]. Nothing is
     /// written then.
     async fn update_patient(&self, p: &Patient) -> Result<OffsetDateTime>;
+    /// Every kept version of a patient record, oldest first, the current one last, each with
+    /// when it was made (FHIR `_history`); empty for an unknown patient. A change (update,
+    /// merge, unmerge) keeps the version it replaces (migration 0017); versions replaced
+    /// before that migration are not kept.
+    async fn patient_versions(&self, id: Uuid) -> Result<Vec<(Patient, OffsetDateTime)>>;
+    /// Version `version` of a patient record with when it was made (FHIR vread), the
+    /// current one included; `None` when it was never made or is not kept.
+    async fn get_patient_version(&self, id: Uuid, version: i64) -> Result<Option<(Patient, OffsetDateTime)>>;
     /// Merge `merged_id` into `survivor_id` (domain rules apply); returns the merge.
     async fn merge_patients(
         &self,
@@ -697,4 +754,56 @@ pub trait Store:
     /// accumulator invariant holds afterwards. Every patient (in its region) and facility
     /// must exist, or nothing is written and the first unknown one is named.
     async fn import_settlements(&self, rows: &[SettlementRecord]) -> Result<()>;
+
+    // --- FHIR transactions (issue 7)
+    /// Apply `writes` in order in ONE write transaction (a FHIR transaction Bundle's entries,
+    /// each prepared and checked by the caller): each write does exactly what its own method
+    /// does ([`PreparedWrite`] names them), inside the shared transaction, so a later write
+    /// sees the earlier ones (a referral for a patient registered before it in the list).
+    /// Any failure rolls back every write: nothing of the list is written, and the error
+    /// names the failing write's index. Answers one [`WriteDone`] per write, in order.
+    async fn apply_writes(&self, writes: &[PreparedWrite]) -> Result<Vec<WriteDone>, WriteFailed>;
+}
+
+/// One write of [`Store::apply_writes`].
+#[derive(Debug, Clone)]
+pub enum PreparedWrite {
+    /// Register a patient ([`Store::create_patient`]).
+    CreatePatient(Patient),
+    /// Change a registration at the version it was read ([`Store::update_patient`]).
+    UpdatePatient(Patient),
+    /// A new referral ([`Store::create_referral`]; with `access`, [`Store::create_referral_logged`]).
+    CreateReferral { change: Change, access: Option<AccessLogEntry> },
+    /// One referral step ([`Store::apply_referral_change`]; with `access`,
+    /// [`Store::apply_referral_change_logged`]).
+    ReferralStep { change: Change, access: Option<AccessLogEntry> },
+    /// Lab and imaging reports ([`ResultStore::insert_results`]).
+    Results(Vec<tiercare_domain::results::Report>),
+    /// An access-log row ([`Store::record_access`]).
+    Access(AccessLogEntry),
+}
+
+/// What one write of [`Store::apply_writes`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteDone {
+    /// Written as asked (a registration, a referral, a step, an access-log row).
+    Written,
+    /// A registration changed: when (the stored `updated_at`, to the millisecond).
+    PatientUpdated(OffsetDateTime),
+    /// Result rows stored (one per observation, or per imaging report).
+    Results(u64),
+}
+
+/// Why [`Store::apply_writes`] wrote nothing: the error, and the index of the write that
+/// failed (`None`: the transaction itself failed, e.g. busy after retries).
+#[derive(Debug)]
+pub struct WriteFailed {
+    pub index: Option<usize>,
+    pub error: StoreError,
+}
+
+impl From<WriteFailed> for StoreError {
+    fn from(w: WriteFailed) -> Self {
+        w.error
+    }
 }

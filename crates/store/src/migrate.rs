@@ -20,6 +20,8 @@ pub(crate) const SQLITE: &[Migration] = &[
     (14, "0014_indicator_counter_shards", include_str!("../migrations/sqlite/0014_indicator_counter_shards.sql")),
     (15, "0015_results_by_patient", include_str!("../migrations/sqlite/0015_results_by_patient.sql")),
     (16, "0016_encounter_by_id", include_str!("../migrations/sqlite/0016_encounter_by_id.sql")),
+    (17, "0017_patient_version", include_str!("../migrations/sqlite/0017_patient_version.sql")),
+    (18, "0018_patient_by_home", include_str!("../migrations/sqlite/0018_patient_by_home.sql")),
 ];
 pub(crate) const POSTGRES: &[Migration] = &[
     (1, "0001_foundation", include_str!("../migrations/postgres/0001_foundation.sql")),
@@ -38,6 +40,8 @@ pub(crate) const POSTGRES: &[Migration] = &[
     (14, "0014_indicator_counter_shards", include_str!("../migrations/postgres/0014_indicator_counter_shards.sql")),
     (15, "0015_results_by_patient", include_str!("../migrations/postgres/0015_results_by_patient.sql")),
     (16, "0016_encounter_by_id", include_str!("../migrations/postgres/0016_encounter_by_id.sql")),
+    (17, "0017_patient_version", include_str!("../migrations/postgres/0017_patient_version.sql")),
+    (18, "0018_patient_by_home", include_str!("../migrations/postgres/0018_patient_by_home.sql")),
 ];
 
 pub(crate) const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migration (

@@ -620,11 +620,44 @@ async fn get_patient_tx(tx: &mut Tx, id: Uuid) -> Result<Option<Patient>> {
     row.as_ref().map(patient_from_row).transpose()
 }
 
+/// Keep version `version` of patient `id` (migration 0017): copy its row into
+/// `patient_version` before a change replaces it, in the change's transaction. `false`: that
+/// version was already superseded (someone changed the record since; nothing is written,
+/// and the caller answers its conflict).
+async fn keep_patient_version(tx: &mut Tx, region_key: &str, id: Uuid, version: i64) -> Result<bool> {
+    let res = query(
+        "INSERT INTO patient_version (id, region_key, version, name, sex, birth_date, phone, address,
+         home_facility_id, status, merged_into, identifiers, updated_at)
+         SELECT id, region_key, version, name, sex, birth_date, phone, address, home_facility_id, status,
+         merged_into, identifiers, updated_at
+         FROM patient WHERE region_key = $1 AND id = $2 AND version = $3",
+    )
+    .bind(region_key)
+    .bind(id)
+    .bind(version)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::from);
+    match res {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_unique_violation() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 async fn set_patient_status(tx: &mut Tx, p: &Patient, status: PatientStatus) -> Result<()> {
     let (s, into) = match status {
         PatientStatus::Active => ("active", None),
         PatientStatus::Merged(i) => ("merged", Some(i)),
     };
+    let conflict = || -> StoreError {
+        tiercare_domain::DomainError::Conflict("the record was changed by someone else; reload and try again".into())
+            .into()
+    };
+    // `active` and `link` of the FHIR Patient change: a version, the old one kept
+    if !keep_patient_version(tx, &p.region_key, p.id, p.version).await? {
+        return Err(conflict());
+    }
     let res = query(
         "UPDATE patient SET status = $1, merged_into = $2, version = version + 1, updated_at = $3
          WHERE region_key = $4 AND id = $5 AND version = $6",
@@ -638,10 +671,7 @@ async fn set_patient_status(tx: &mut Tx, p: &Patient, status: PatientStatus) -> 
     .execute(&mut **tx)
     .await?;
     if res.rows_affected() != 1 {
-        return Err(tiercare_domain::DomainError::Conflict(
-            "the record was changed by someone else; reload and try again".into(),
-        )
-        .into());
+        return Err(conflict());
     }
     Ok(())
 }
@@ -657,6 +687,15 @@ async fn update_patient_tx(tx: &mut Tx, p: &Patient) -> Result<OffsetDateTime> {
     }
     // to the millisecond: what is stored, so the answer equals a later read
     let now = from_ms(now_ms())?;
+    let stale = || {
+        StoreError::Conflict(format!(
+            "the patient record is at version {}, not {}: it was changed since; read it again",
+            old.version, p.version
+        ))
+    };
+    if !keep_patient_version(tx, &old.region_key, p.id, p.version).await? {
+        return Err(stale());
+    }
     let res = query(
         "UPDATE patient SET name = $1, sex = $2, birth_date = $3, phone = $4, address = $5, home_facility_id = $6,
          identifiers = $7, version = version + 1, updated_at = $8
@@ -676,10 +715,7 @@ async fn update_patient_tx(tx: &mut Tx, p: &Patient) -> Result<OffsetDateTime> {
     .execute(&mut **tx)
     .await?;
     if res.rows_affected() != 1 {
-        return Err(StoreError::Conflict(format!(
-            "the patient record is at version {}, not {}: it was changed since; read it again",
-            old.version, p.version
-        )));
+        return Err(stale());
     }
     for idf in old.identifiers.iter().filter(|i| !p.identifiers.contains(i)) {
         query("DELETE FROM patient_identifier WHERE kind = $1 AND value = $2 AND patient_id = $3")
@@ -705,6 +741,24 @@ async fn update_patient_tx(tx: &mut Tx, p: &Patient) -> Result<OffsetDateTime> {
         }
     }
     Ok(now)
+}
+
+/// The kept (superseded) versions of patient `id` (migration 0017), oldest first, or only
+/// version `only`.
+async fn kept_patient_versions(s: &This, id: Uuid, only: Option<i64>) -> Result<Vec<(Patient, OffsetDateTime)>> {
+    let sql = format!(
+        "SELECT {PATIENT_COLS}, updated_at FROM patient_version WHERE id = $1{} ORDER BY version",
+        if only.is_some() { " AND version = $2" } else { "" }
+    );
+    let mut q = query(AssertSqlSafe(sql)).bind(id);
+    if let Some(v) = only {
+        q = q.bind(v);
+    }
+    q.fetch_all(s.read())
+        .await?
+        .iter()
+        .map(|r| Ok((patient_from_row(r)?, from_ms(r.try_get("updated_at")?)?)))
+        .collect()
 }
 
 async fn require_exists(tx: &mut Tx, sql: &'static str, id: Uuid, what: &str) -> Result<()> {
@@ -982,15 +1036,7 @@ impl Store for This {
     }
 
     async fn create_patient(&self, p: &Patient) -> Result<()> {
-        self.transact(p, |tx, p| {
-            Box::pin(async move {
-                if let Some(f) = p.home_facility_id {
-                    require_exists(tx, "SELECT id FROM facility WHERE id = $1", f, "facility").await?;
-                }
-                insert_patient(tx, p).await
-            })
-        })
-        .await
+        self.transact(p, |tx, p| Box::pin(create_patient_tx(tx, p))).await
     }
 
     async fn import_patients(&self, rows: &[(u64, Patient)], atomic: bool) -> Result<ImportOutcome> {
@@ -1210,6 +1256,28 @@ impl Store for This {
 
     async fn update_patient(&self, p: &Patient) -> Result<OffsetDateTime> {
         self.transact(p, |tx, p| Box::pin(async move { update_patient_tx(tx, p).await })).await
+    }
+
+    async fn patient_versions(&self, id: Uuid) -> Result<Vec<(Patient, OffsetDateTime)>> {
+        // the current row first: a change between the two reads then only adds a kept
+        // version at or after it, which is left out
+        let Some(current) = self.get_patient_versioned(id).await? else { return Ok(Vec::new()) };
+        let mut out = kept_patient_versions(self, id, None).await?;
+        out.retain(|(p, _)| p.version < current.0.version);
+        out.push(current);
+        Ok(out)
+    }
+
+    async fn get_patient_version(&self, id: Uuid, version: i64) -> Result<Option<(Patient, OffsetDateTime)>> {
+        if let Some(current) = self.get_patient_versioned(id).await? {
+            if current.0.version == version {
+                return Ok(Some(current));
+            }
+            if version < current.0.version {
+                return Ok(kept_patient_versions(self, id, Some(version)).await?.pop());
+            }
+        }
+        Ok(None)
     }
 
     async fn merge_patients(
@@ -1819,4 +1887,73 @@ impl Store for This {
     async fn import_settlements(&self, rows: &[crate::SettlementRecord]) -> Result<()> {
         settlement::import_settlements(self, rows).await
     }
+
+    // --- FHIR transactions (issue 7)
+    async fn apply_writes(
+        &self,
+        writes: &[crate::PreparedWrite],
+    ) -> std::result::Result<Vec<crate::WriteDone>, crate::WriteFailed> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // the index of the write that failed in the last attempt (MAX: none)
+        let failed = AtomicUsize::new(usize::MAX);
+        let done = self
+            .transact(&(writes, &failed), |tx, (writes, failed)| {
+                Box::pin(async move {
+                    let mut done = Vec::with_capacity(writes.len());
+                    for (i, w) in writes.iter().enumerate() {
+                        match apply_write_tx(tx, w).await {
+                            Ok(d) => done.push(d),
+                            Err(e) => {
+                                failed.store(i, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    }
+                    failed.store(usize::MAX, Ordering::Relaxed);
+                    Ok(done)
+                })
+            })
+            .await;
+        done.map_err(|error| {
+            let i = failed.load(Ordering::Relaxed);
+            crate::WriteFailed { index: (i != usize::MAX).then_some(i), error }
+        })
+    }
+}
+
+/// [`Store::create_patient`] inside a transaction: the home facility must exist.
+async fn create_patient_tx(tx: &mut Tx, p: &Patient) -> Result<()> {
+    if let Some(f) = p.home_facility_id {
+        require_exists(tx, "SELECT id FROM facility WHERE id = $1", f, "facility").await?;
+    }
+    insert_patient(tx, p).await
+}
+
+/// One write of [`Store::apply_writes`], inside its transaction: the body of the write's
+/// own method.
+async fn apply_write_tx(tx: &mut Tx, w: &crate::PreparedWrite) -> Result<crate::WriteDone> {
+    use crate::{PreparedWrite as W, WriteDone};
+    Ok(match w {
+        W::CreatePatient(p) => {
+            create_patient_tx(tx, p).await?;
+            WriteDone::Written
+        }
+        W::UpdatePatient(p) => WriteDone::PatientUpdated(update_patient_tx(tx, p).await?),
+        W::CreateReferral { change, access } => {
+            referral::create_referral_tx(tx, change, access.as_ref()).await?;
+            WriteDone::Written
+        }
+        W::ReferralStep { change, access } => {
+            referral::apply_referral_change_tx(tx, change, access.as_ref()).await?;
+            WriteDone::Written
+        }
+        W::Results(reports) => {
+            let rows: Vec<crate::ResultRecord> = reports.iter().flat_map(crate::ResultRecord::of_report).collect();
+            WriteDone::Results(if rows.is_empty() { 0 } else { results::insert_results_tx(tx, &rows).await? })
+        }
+        W::Access(e) => {
+            insert_access_log(tx, e).await?;
+            WriteDone::Written
+        }
+    })
 }

@@ -131,6 +131,30 @@ impl crate::BulkStore for This {
         page_since(self, "encounter", after, since, limit).await?.iter().map(encounter_from_row).collect()
     }
 
+    async fn patients_registered_at(
+        &self,
+        facility: Uuid,
+        after: Option<Uuid>,
+        since: Option<OffsetDateTime>,
+        limit: u32,
+    ) -> Result<Vec<Patient>> {
+        let limit = limit.clamp(1, 100_000);
+        // the range is one facility's entries of `patient_by_home`, from `after` on; `since`
+        // is a filter on the rows read (a member unchanged since is still read, not written)
+        let changed = if since.is_some() { " AND updated_at > $3" } else { "" };
+        let sql = format!(
+            "SELECT {PATIENT_COLS} FROM patient WHERE home_facility_id = $1 AND id > $2{changed} \
+             ORDER BY home_facility_id, id LIMIT {limit}"
+        );
+        let q = query(AssertSqlSafe(sql)).bind(facility).bind(after.unwrap_or(Uuid::nil()));
+        let q = match since {
+            Some(t) => q.bind(ms(t)),
+            None => q,
+        };
+        let rows = q.fetch_all(self.read()).await?;
+        rows.iter().map(patient_from_row).collect()
+    }
+
     async fn record_bulk_access(&self, entries: &[AccessLogEntry]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());

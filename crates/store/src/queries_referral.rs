@@ -401,89 +401,86 @@ async fn insert_access(tx: &mut Tx, e: Option<&AccessLogEntry>) -> Result<()> {
 }
 
 pub(super) async fn create_referral(s: &This, c: &Change, access: Option<&AccessLogEntry>) -> Result<()> {
-    s.transact(&(c, access), |tx, (c, access)| {
-        Box::pin(async move {
-            let r = &c.referral;
-            let p = get_patient_tx(tx, r.patient_id)
-                .await?
-                .ok_or_else(|| StoreError::not_found(format!("patient {}", r.patient_id)))?;
-            if p.region_key != r.region_key {
-                return Err(StoreError::Corrupt("referral region key differs from its patient's".into()));
-            }
-            require_exists(tx, "SELECT id FROM facility WHERE id = $1", r.from_facility_id, "sending facility").await?;
-            require_exists(tx, "SELECT id FROM facility WHERE id = $1", r.to_facility_id, "receiving facility").await?;
-            super::indicators::on_referral_created(tx, r).await?; // issue 8: indicator counters
-            insert_referrals(tx, "INSERT INTO", &[r]).await.map_err(|e| {
-                on_unique_violation(e, || StoreError::Duplicate {
-                    what: format!("referral {}", r.id),
-                    existing: Some(r.id),
-                })
-            })?;
-            write_step(tx, c).await?;
-            insert_access(tx, *access).await
-        })
-    })
-    .await
+    s.transact(&(c, access), |tx, (c, access)| Box::pin(create_referral_tx(tx, c, *access))).await
+}
+
+/// [`create_referral`] inside a transaction (also one write of `Store::apply_writes`).
+pub(super) async fn create_referral_tx(tx: &mut Tx, c: &Change, access: Option<&AccessLogEntry>) -> Result<()> {
+    let r = &c.referral;
+    let p = get_patient_tx(tx, r.patient_id)
+        .await?
+        .ok_or_else(|| StoreError::not_found(format!("patient {}", r.patient_id)))?;
+    if p.region_key != r.region_key {
+        return Err(StoreError::Corrupt("referral region key differs from its patient's".into()));
+    }
+    require_exists(tx, "SELECT id FROM facility WHERE id = $1", r.from_facility_id, "sending facility").await?;
+    require_exists(tx, "SELECT id FROM facility WHERE id = $1", r.to_facility_id, "receiving facility").await?;
+    super::indicators::on_referral_created(tx, r).await?; // issue 8: indicator counters
+    insert_referrals(tx, "INSERT INTO", &[r]).await.map_err(|e| {
+        on_unique_violation(e, || StoreError::Duplicate { what: format!("referral {}", r.id), existing: Some(r.id) })
+    })?;
+    write_step(tx, c).await?;
+    insert_access(tx, access).await
 }
 
 pub(super) async fn apply_referral_change(s: &This, c: &Change, access: Option<&AccessLogEntry>) -> Result<()> {
-    s.transact(&(c, access), |tx, (c, access)| {
-        Box::pin(async move {
-            super::indicators::on_referral_change(tx, c).await?; // issue 8: indicator counters
-            let r = &c.referral;
-            if BACKEND == Backend::Sqlite {
-                update_changed_columns(tx, r).await?;
-                write_step(tx, c).await?;
-                return insert_access(tx, *access).await;
-            }
-            let res = query(
-                "UPDATE referral SET direction = $1, reach = $2, to_facility_id = $3, to_department = $4, urgency = $5,
-                   green_channel = $6, reason = $7, diagnoses = $8, clinical_summary = $9, discharge_summary = $10,
-                   follow_up_plan = $11, encounter_ids = $12, state = $13, version = $14, acknowledged_at = $15,
-                   due_at = $16, scheduled_at = $17, escalations = $18, timepoints = $19, outcome = $20, updated_at = $21
-                 WHERE region_key = $22 AND id = $23 AND version = $24",
-            )
-            .bind(r.direction.as_str())
-            .bind(r.reach.as_str())
-            .bind(r.to_facility_id)
-            .bind(r.to_department.as_deref())
-            .bind(r.urgency.as_str())
-            .bind(r.green_channel.map(EmergencyCentre::as_str))
-            .bind(r.reason.as_str())
-            .bind(json(&r.diagnoses)?)
-            .bind(r.clinical_summary.as_str())
-            .bind(r.discharge_summary.as_deref())
-            .bind(json(&r.follow_up_plan)?)
-            .bind(json(&r.encounter_ids)?)
-            .bind(r.state.as_str())
-            .bind(r.version)
-            .bind(r.acknowledged_at.map(ms))
-            .bind(r.due_at.map(ms))
-            .bind(r.scheduled_at.map(ms))
-            .bind(i64::from(r.escalations))
-            .bind(timepoints_json(&r.timepoints)?)
-            .bind(r.outcome.as_deref())
-            .bind(ms(r.updated_at))
+    s.transact(&(c, access), |tx, (c, access)| Box::pin(apply_referral_change_tx(tx, c, *access))).await
+}
+
+/// [`apply_referral_change`] inside a transaction (also one write of `Store::apply_writes`).
+pub(super) async fn apply_referral_change_tx(tx: &mut Tx, c: &Change, access: Option<&AccessLogEntry>) -> Result<()> {
+    super::indicators::on_referral_change(tx, c).await?; // issue 8: indicator counters
+    let r = &c.referral;
+    if BACKEND == Backend::Sqlite {
+        update_changed_columns(tx, r).await?;
+        write_step(tx, c).await?;
+        return insert_access(tx, access).await;
+    }
+    let res = query(
+        "UPDATE referral SET direction = $1, reach = $2, to_facility_id = $3, to_department = $4, urgency = $5,
+           green_channel = $6, reason = $7, diagnoses = $8, clinical_summary = $9, discharge_summary = $10,
+           follow_up_plan = $11, encounter_ids = $12, state = $13, version = $14, acknowledged_at = $15,
+           due_at = $16, scheduled_at = $17, escalations = $18, timepoints = $19, outcome = $20, updated_at = $21
+         WHERE region_key = $22 AND id = $23 AND version = $24",
+    )
+    .bind(r.direction.as_str())
+    .bind(r.reach.as_str())
+    .bind(r.to_facility_id)
+    .bind(r.to_department.as_deref())
+    .bind(r.urgency.as_str())
+    .bind(r.green_channel.map(EmergencyCentre::as_str))
+    .bind(r.reason.as_str())
+    .bind(json(&r.diagnoses)?)
+    .bind(r.clinical_summary.as_str())
+    .bind(r.discharge_summary.as_deref())
+    .bind(json(&r.follow_up_plan)?)
+    .bind(json(&r.encounter_ids)?)
+    .bind(r.state.as_str())
+    .bind(r.version)
+    .bind(r.acknowledged_at.map(ms))
+    .bind(r.due_at.map(ms))
+    .bind(r.scheduled_at.map(ms))
+    .bind(i64::from(r.escalations))
+    .bind(timepoints_json(&r.timepoints)?)
+    .bind(r.outcome.as_deref())
+    .bind(ms(r.updated_at))
+    .bind(r.region_key.as_str())
+    .bind(r.id)
+    .bind(r.version - 1)
+    .execute(&mut **tx)
+    .await?;
+    if res.rows_affected() != 1 {
+        let current = query("SELECT state, version FROM referral WHERE region_key = $1 AND id = $2")
             .bind(r.region_key.as_str())
             .bind(r.id)
-            .bind(r.version - 1)
-            .execute(&mut **tx)
-            .await?;
-            if res.rows_affected() != 1 {
-                let current = query("SELECT state, version FROM referral WHERE region_key = $1 AND id = $2")
-                    .bind(r.region_key.as_str())
-                    .bind(r.id)
-                    .fetch_optional(&mut **tx)
-                    .await?
-                    .ok_or_else(|| StoreError::not_found(format!("referral {}", r.id)))?;
-                let state: String = current.try_get("state")?;
-                return Err(conflict(&state, current.try_get("version")?));
-            }
-            write_step(tx, c).await?;
-            insert_access(tx, *access).await
-        })
-    })
-    .await
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| StoreError::not_found(format!("referral {}", r.id)))?;
+        let state: String = current.try_get("state")?;
+        return Err(conflict(&state, current.try_get("version")?));
+    }
+    write_step(tx, c).await?;
+    insert_access(tx, access).await
 }
 
 /// SQLite: write only the referral's columns that the step changed. SQLite rewrites every
@@ -702,6 +699,42 @@ fn push_filter(qb: &mut QueryBuilder<Db>, f: &ReferralFilter) {
             .push(" AND scheduled_at < ")
             .push_bind(ms(end));
     }
+    // FHIR `_lastUpdated`: no index holds updated_at (every step would rewrite it); the
+    // party's or patient's index narrows first
+    if let Some(t) = f.updated_from {
+        qb.push(" AND updated_at >= ").push_bind(ms(t));
+    }
+    if let Some(t) = f.updated_to {
+        qb.push(" AND updated_at < ").push_bind(ms(t));
+    }
+    for (from, to) in &f.updated_except {
+        qb.push(" AND (updated_at < ").push_bind(ms(*from)).push(" OR updated_at >= ").push_bind(ms(*to)).push(")");
+    }
+}
+
+/// The ORDER BY of a list: the filter's sort keys (FHIR `_sort`), then the default order
+/// (newest request first, then id), which the worklist indexes hold; `id` follows the
+/// direction of `requested_at`, so a sort by it alone either way is an index walk
+/// (`ReferralFilter::order` is the same order in Rust).
+fn order_by(f: &ReferralFilter) -> String {
+    let dir = |descending: bool| if descending { "DESC" } else { "ASC" };
+    let mut keys: Vec<String> = Vec::new();
+    let mut requested = None;
+    for s in &f.sort {
+        let column = match s.key {
+            crate::ReferralSortKey::RequestedAt => {
+                requested = Some(s.descending);
+                "requested_at"
+            }
+            crate::ReferralSortKey::UpdatedAt => "updated_at",
+        };
+        keys.push(format!("{column} {}", dir(s.descending)));
+    }
+    if requested.is_none() {
+        keys.push("requested_at DESC".into());
+    }
+    keys.push(format!("id {}", dir(requested.unwrap_or(true))));
+    format!(" ORDER BY {} LIMIT ", keys.join(", "))
 }
 
 pub(super) async fn list_referrals(s: &This, f: &ReferralFilter) -> Result<Vec<Referral>> {
@@ -712,7 +745,7 @@ pub(super) async fn list_referrals(s: &This, f: &ReferralFilter) -> Result<Vec<R
         if let Some((t, id)) = f.before {
             qb.push(" AND (requested_at, id) < (").push_bind(ms(t)).push(", ").push_bind(id).push(")");
         }
-        qb.push(" ORDER BY requested_at DESC, id DESC LIMIT ").push_bind(limit);
+        qb.push(order_by(f)).push_bind(limit);
     };
     let mut states = f.states.clone();
     states.sort();
@@ -731,7 +764,7 @@ pub(super) async fn list_referrals(s: &This, f: &ReferralFilter) -> Result<Vec<R
             page(&mut qb, &ReferralFilter { states: vec![*st], ..f.clone() });
             qb.push(") AS s").push(i.to_string());
         }
-        qb.push(" ORDER BY requested_at DESC, id DESC LIMIT ").push_bind(limit);
+        qb.push(order_by(f)).push_bind(limit);
     } else {
         page(&mut qb, f);
     }

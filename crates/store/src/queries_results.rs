@@ -111,7 +111,7 @@ async fn check_owners<'a>(tx: &mut Tx, rows: impl Iterator<Item = (Uuid, &'a str
     Ok(())
 }
 
-async fn insert_results_tx(tx: &mut Tx, rows: &[ResultRecord]) -> Result<u64> {
+pub(super) async fn insert_results_tx(tx: &mut Tx, rows: &[ResultRecord]) -> Result<u64> {
     let now = now_ms();
     for chunk in rows.chunks(RESULT_CHUNK) {
         check_owners(tx, chunk.iter().map(|r| (r.patient_id, r.region_key.as_str(), r.facility_id))).await?;

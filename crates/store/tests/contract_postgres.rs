@@ -85,5 +85,7 @@ tiercare_store::case_payment_contract_tests!(open);
 tiercare_store::indicators_contract_tests!(open);
 tiercare_store::bulk_contract_tests!(open);
 tiercare_store::fhir_versions_contract_tests!(open);
+tiercare_store::patient_history_contract_tests!(open);
 tiercare_store::clinical_contract_tests!(open);
 tiercare_store::settlement_contract_tests!(open);
+tiercare_store::transaction_contract_tests!(open);

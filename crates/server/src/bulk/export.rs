@@ -158,30 +158,61 @@ pub async fn export(store: &dyn Store, dir: &Path, spec: &Spec, control: &Contro
         }
         lap("Practitioner", &mut seconds);
     }
+    // a Group's facilities, in a stable order
+    let group: Option<Vec<Uuid>> = spec.home_facilities.as_ref().map(|f| {
+        let mut v: Vec<Uuid> = f.iter().copied().collect();
+        v.sort();
+        v
+    });
     // a Group's members: the patients registered at its facilities (all of them, changed or
-    // not, since their new enrolments and encounters count too)
-    let members: Option<HashSet<Uuid>> = match &spec.home_facilities {
-        None => None,
-        Some(facilities) => {
+    // not, since their new enrolments and encounters count too), read facility by facility
+    // from the store (`patients_registered_at`); only needed for the enrolments and encounters
+    let members: Option<HashSet<Uuid>> = match &group {
+        Some(facilities) if spec.wants("Coverage") || spec.wants("Encounter") => {
             let mut set = HashSet::new();
-            let mut after = None;
-            loop {
-                let page = store.patients_after(after, PAGE).await?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.id);
-                set.extend(
-                    page.iter().filter(|p| p.home_facility_id.is_some_and(|f| facilities.contains(&f))).map(|p| p.id),
-                );
-                if cancelled() {
-                    return Err(BulkError::Cancelled);
+            for f in facilities {
+                let mut after = None;
+                loop {
+                    let page = store.patients_registered_at(*f, after, None, PAGE).await?;
+                    let Some(last) = page.last() else { break };
+                    after = Some(last.id);
+                    set.extend(page.iter().map(|p| p.id));
+                    if cancelled() {
+                        return Err(BulkError::Cancelled);
+                    }
                 }
             }
             Some(set)
         }
+        Some(_) => Some(HashSet::new()),
+        None => None,
     };
     let member = |id: &Uuid| members.as_ref().is_none_or(|m| m.contains(id));
     let mut written = 0u64;
-    if spec.wants("Patient") {
+    if spec.wants("Patient")
+        && let Some(facilities) = &group
+    {
+        // a Group's Patient file: its members changed after `_since` (all without), by facility
+        progress("Patient");
+        for f in facilities {
+            let mut after = None;
+            loop {
+                let page = store.patients_registered_at(*f, after, spec.since, PAGE).await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.id);
+                log.log(page.iter().map(|p| (p.region_key.as_str(), p.id))).await?;
+                for p in &page {
+                    out.write(&tiercare_fhir::patient(p)).context(write_err)?;
+                }
+                written += page.len() as u64;
+                at(written);
+                if cancelled() {
+                    return Err(BulkError::Cancelled);
+                }
+            }
+        }
+        lap("Patient", &mut seconds);
+    } else if spec.wants("Patient") {
         progress("Patient");
         let mut after = None;
         loop {

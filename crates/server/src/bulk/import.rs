@@ -24,6 +24,13 @@
 //!   resources already stored (same id) are counted as `existing`, never written twice.
 //!   `--restart` ignores the checkpoint. A [`Cancel`] stops the run after its next commit
 //!   (the checkpoint is saved, as after a crash).
+//! - **Mixed types** (an NDJSON upload to `$import`): [`split_by_type`] streams the lines into
+//!   one part file per resource type, each at its line number in the upload (the lines of the
+//!   other types are blank there, and blank lines are skipped but counted), in a directory
+//!   per type under the upload's own file name; [`import_parts`] imports them in dependency
+//!   order. So every refused line is still named by the upload's name and its line in the
+//!   body. A line whose type cannot be read (not JSON, no or a malformed `resourceType`) is
+//!   refused by the split itself.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -177,6 +184,13 @@ pub struct FileReport {
     pub seconds: f64,
 }
 
+/// Sort files with their types into import order (the dependency order of [`IMPORTED`],
+/// then the skipped types by name).
+fn import_order(files: &mut [(PathBuf, String)]) {
+    let rank = |k: &str| IMPORTED.iter().position(|t| *t == k).unwrap_or(IMPORTED.len());
+    files.sort_by(|a, b| (rank(&a.1), &a.1, &a.0).cmp(&(rank(&b.1), &b.1, &b.0)));
+}
+
 /// The files of `paths` (directories expanded to their `*.ndjson`), each with its type, in
 /// import order (the dependency order of [`IMPORTED`], then the skipped types by name).
 pub fn files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>> {
@@ -204,9 +218,110 @@ pub fn files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>> {
             paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         )));
     }
-    let rank = |k: &str| IMPORTED.iter().position(|t| *t == k).unwrap_or(IMPORTED.len());
-    out.sort_by(|a, b| (rank(&a.1), &a.1, &a.0).cmp(&(rank(&b.1), &b.1, &b.0)));
+    import_order(&mut out);
     Ok(out)
+}
+
+/// Most resource types one upload may mix (a line of a further type is refused).
+pub const MAX_TYPES: usize = 32;
+
+/// An upload split by resource type ([`split_by_type`]).
+#[derive(Debug, Default)]
+pub struct Split {
+    /// The part files with their types, in import order.
+    pub parts: Vec<(PathBuf, String)>,
+    /// The lines whose type could not be read (refused here, not in any part).
+    pub errors: Vec<LineError>,
+}
+
+/// Whether `kind` can be a resource type's name (and so a directory's): `[A-Z][A-Za-z]*`, short.
+fn type_name(kind: &str) -> bool {
+    (1..=64).contains(&kind.len())
+        && kind.as_bytes()[0].is_ascii_uppercase()
+        && kind.bytes().all(|b| b.is_ascii_alphabetic())
+}
+
+/// Split the NDJSON `upload`, whose lines may be of several resource types, into one part
+/// file per type under `dir` (`dir/<Type>/<the upload's file name>`), each line at its line
+/// number in the upload (blank lines stand for the others), streaming: one line in memory.
+pub fn split_by_type(upload: &Path, dir: &Path) -> Result<Split> {
+    #[derive(Deserialize)]
+    struct Head {
+        #[serde(rename = "resourceType")]
+        resource_type: Option<Value>,
+    }
+    let name = upload.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "upload.ndjson".into());
+    let f = std::fs::File::open(upload).context(|| format!("cannot open {}", upload.display()))?;
+    let mut r = BufReader::with_capacity(1 << 20, f);
+    // type → (writer, lines written so far including blanks, path)
+    let mut parts: BTreeMap<String, (std::io::BufWriter<std::fs::File>, u64, PathBuf)> = BTreeMap::new();
+    let mut split = Split::default();
+    let mut buf = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        let n = std::io::BufRead::read_until(&mut r, b'\n', &mut buf)
+            .context(|| format!("{name}: line {}", line_no + 1))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let text = String::from_utf8_lossy(&buf);
+        let t = text.trim();
+        if t.is_empty() {
+            continue;
+        }
+        let refuse = |code: &str, message: String| LineError {
+            file: name.clone(),
+            line: line_no,
+            expression: None,
+            code: code.into(),
+            message,
+        };
+        let kind = match serde_json::from_str::<Head>(t) {
+            Err(e) => {
+                split.errors.push(refuse("json.syntax", format!("not JSON: {e}")));
+                continue;
+            }
+            Ok(Head { resource_type: None }) => {
+                split.errors.push(refuse("fhir.structure", "resourceType is missing".into()));
+                continue;
+            }
+            Ok(Head { resource_type: Some(Value::String(k)) }) if type_name(&k) => k,
+            Ok(Head { resource_type: Some(_) }) => {
+                split.errors.push(refuse("fhir.structure", "resourceType is not a resource type's name".into()));
+                continue;
+            }
+        };
+        if !parts.contains_key(&kind) {
+            if parts.len() >= MAX_TYPES {
+                split.errors.push(refuse(
+                    "fhir.not-supported",
+                    format!("an upload mixes at most {MAX_TYPES} resource types; {kind} is one more"),
+                ));
+                continue;
+            }
+            let part_dir = dir.join(&kind);
+            std::fs::create_dir_all(&part_dir).context(|| format!("cannot create {}", part_dir.display()))?;
+            let path = part_dir.join(&name);
+            let w = std::fs::File::create(&path).context(|| format!("cannot create {}", path.display()))?;
+            parts.insert(kind.clone(), (std::io::BufWriter::with_capacity(1 << 16, w), 0, path));
+        }
+        let (w, written, path) = parts.get_mut(&kind).expect("just inserted");
+        let what = || format!("cannot write {}", path.display());
+        for _ in *written + 1..line_no {
+            w.write_all(b"\n").context(what)?;
+        }
+        w.write_all(t.as_bytes()).context(what)?;
+        w.write_all(b"\n").context(what)?;
+        *written = line_no;
+    }
+    for (kind, (mut w, _, path)) in parts {
+        w.flush().context(|| format!("cannot write {}", path.display()))?;
+        split.parts.push((path, kind));
+    }
+    import_order(&mut split.parts);
+    Ok(split)
 }
 
 /// The resource type of a file: its name (`Patient.ndjson`), else its first line's resourceType.
@@ -351,6 +466,28 @@ pub fn default_checkpoint(paths: &[PathBuf]) -> PathBuf {
 pub async fn import(store: &Arc<dyn Store>, paths: &[PathBuf], options: &Options) -> Result<Report> {
     let files = files(paths)?;
     let checkpoint_path = options.checkpoint.clone().unwrap_or_else(|| default_checkpoint(paths));
+    import_files(store, files, checkpoint_path, options).await
+}
+
+/// Import the parts of a split upload ([`split_by_type`]), in their order, into `store`
+/// (the checkpoint beside the first part unless `options` names one).
+pub async fn import_parts(store: &Arc<dyn Store>, split: &Split, options: &Options) -> Result<Report> {
+    let paths: Vec<PathBuf> = split.parts.iter().map(|(p, _)| p.clone()).collect();
+    let checkpoint_path = options.checkpoint.clone().unwrap_or_else(|| default_checkpoint(&paths));
+    let mut report = import_files(store, split.parts.clone(), checkpoint_path, options).await?;
+    let mut errors = split.errors.clone();
+    errors.append(&mut report.errors);
+    errors.sort_by_key(|e| e.line);
+    report.errors = errors;
+    Ok(report)
+}
+
+async fn import_files(
+    store: &Arc<dyn Store>,
+    files: Vec<(PathBuf, String)>,
+    checkpoint_path: PathBuf,
+    options: &Options,
+) -> Result<Report> {
     let mut checkpoint = if options.restart {
         Checkpoint { version: 1, files: BTreeMap::new() }
     } else {

@@ -4,6 +4,15 @@
 //! it is asked for again, as the command's does. Each job runs on a thread of tokio's blocking
 //! pool (its SQLite statements never hold an async worker) and writes into its own directory
 //! `<bulk dir>/<job id>/`.
+//!
+//! **Expiry.** A finished job (done or failed) is kept for the retention time
+//! (`ServerConfig::bulk_retention`, default 24 h, `serve --bulk-retention-hours`) from when it
+//! finished: its manifest states the instant (`Expires` on the status answer and the
+//! downloads). After it, its directory is removed and the job is only a tombstone
+//! ([`State::Expired`]: its status answers 404 saying it expired) — by the sweeper
+//! ([`Jobs::expire`]) or by the first access after the instant, whichever comes first. A
+//! tombstone is forgotten one more retention time later. Times are the server's clock
+//! (`AppState::now`), so tests move it rather than wait.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +48,10 @@ pub(crate) enum State {
         status: u16,
         message: String,
     },
+    /// The retention time ran out at `at`: the files are gone.
+    Expired {
+        at: OffsetDateTime,
+    },
 }
 
 /// One job.
@@ -55,6 +68,8 @@ pub(crate) struct Job {
     /// The checkpoint of an import of server-side files (one run per checkpoint at a time).
     pub checkpoint: Option<PathBuf>,
     pub state: Mutex<State>,
+    /// When the job stopped running (done or failed).
+    finished_at: Mutex<Option<OffsetDateTime>>,
     progress: Mutex<(String, u64, u64)>,
 }
 
@@ -63,10 +78,26 @@ impl Job {
         self.state.lock().map(|s| s.clone()).unwrap_or(State::Failed { status: 500, message: "poisoned".into() })
     }
 
-    pub fn set(&self, state: State) {
+    fn set(&self, state: State) {
         if let Ok(mut s) = self.state.lock() {
             *s = state;
         }
+    }
+
+    /// The job stopped running at `now` with `state` (done or failed): its retention begins.
+    pub fn finish(&self, state: State, now: OffsetDateTime) {
+        if let Ok(mut f) = self.finished_at.lock() {
+            *f = Some(now);
+        }
+        if let Ok(mut s) = self.state.lock() {
+            *s = state;
+        }
+    }
+
+    /// When a finished job's files expire (`None` while it runs).
+    pub fn expires_at(&self, retention: time::Duration) -> Option<OffsetDateTime> {
+        let finished = self.finished_at.lock().ok().and_then(|f| *f)?;
+        Some(finished + retention)
     }
 
     /// How far the job is, for `X-Progress`: the part (a file's type) and its bytes or lines.
@@ -105,6 +136,8 @@ impl Progress for Reporter {
 pub(crate) struct Jobs {
     root: PathBuf,
     jobs: Mutex<HashMap<Uuid, Arc<Job>>>,
+    /// How long a finished job's files are kept.
+    retention: time::Duration,
 }
 
 /// Why a job could not be started.
@@ -117,12 +150,47 @@ pub(crate) enum Refusal {
 
 impl Jobs {
     /// Jobs writing under `root` (`None`: a directory of this process under the system's
-    /// temporary directory).
-    pub fn new(root: Option<PathBuf>) -> Jobs {
+    /// temporary directory), a finished one kept for `retention`.
+    pub fn new(root: Option<PathBuf>, retention: std::time::Duration) -> Jobs {
         let root = root.unwrap_or_else(|| {
             std::env::temp_dir().join(format!("tiercare-bulk-{}-{}", std::process::id(), tiercare_store::new_id()))
         });
-        Jobs { root, jobs: Mutex::new(HashMap::new()) }
+        let retention = time::Duration::try_from(retention).unwrap_or(time::Duration::MAX);
+        Jobs { root, jobs: Mutex::new(HashMap::new()), retention }
+    }
+
+    /// How long a finished job's files are kept.
+    pub fn retention(&self) -> time::Duration {
+        self.retention
+    }
+
+    /// Expire `job` if its retention ran out by `now` (its files removed, a tombstone left);
+    /// answers whether it did now.
+    fn expire_one(&self, job: &Job, now: OffsetDateTime) -> bool {
+        let Some(at) = job.expires_at(self.retention) else { return false };
+        if now < at || matches!(job.state(), State::Expired { .. }) {
+            return false;
+        }
+        job.set(State::Expired { at });
+        remove_dir(&job.dir);
+        true
+    }
+
+    /// The sweeper's pass at `now`: expire every finished job past its retention, and forget
+    /// the tombstones one more retention time old. Answers how many jobs expired.
+    pub fn expire(&self, now: OffsetDateTime) -> usize {
+        let all: Vec<Arc<Job>> = match self.jobs.lock() {
+            Ok(jobs) => jobs.values().cloned().collect(),
+            Err(_) => return 0,
+        };
+        let expired = all.iter().filter(|j| self.expire_one(j, now)).count();
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.retain(|_, j| match j.state() {
+                State::Expired { at } => now < at.saturating_add(self.retention),
+                _ => true,
+            });
+        }
+        expired
     }
 
     /// A new running job with its (created) directory.
@@ -132,6 +200,7 @@ impl Jobs {
         owner: Uuid,
         request: String,
         checkpoint: Option<PathBuf>,
+        now: OffsetDateTime,
     ) -> Result<Arc<Job>, Refusal> {
         let mut jobs = self.jobs.lock().map_err(|_| Refusal::Io("the job table is poisoned".into()))?;
         let running: Vec<&Arc<Job>> = jobs.values().filter(|j| matches!(j.state(), State::Running)).collect();
@@ -149,20 +218,24 @@ impl Jobs {
             kind,
             owner,
             request,
-            transaction_time: OffsetDateTime::now_utc(),
+            transaction_time: now,
             dir,
             cancel: Cancel::default(),
             checkpoint,
             state: Mutex::new(State::Running),
+            finished_at: Mutex::new(None),
             progress: Mutex::new((String::new(), 0, 0)),
         });
         jobs.insert(id, job.clone());
         Ok(job)
     }
 
-    /// The job `id` if `user` asked for it (another user's job is not found).
-    pub fn get(&self, id: Uuid, user: Uuid) -> Option<Arc<Job>> {
-        self.jobs.lock().ok()?.get(&id).filter(|j| j.owner == user).cloned()
+    /// The job `id` if `user` asked for it (another user's job is not found), expired first
+    /// if its retention ran out by `now`.
+    pub fn get(&self, id: Uuid, user: Uuid, now: OffsetDateTime) -> Option<Arc<Job>> {
+        let job = self.jobs.lock().ok()?.get(&id).filter(|j| j.owner == user).cloned()?;
+        self.expire_one(&job, now);
+        Some(job)
     }
 
     /// Forget the job and remove its files (a running job is cancelled and removes them when

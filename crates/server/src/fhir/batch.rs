@@ -1,5 +1,5 @@
 //! Batch Bundles (issue 7): `POST /fhir` with a Bundle of type `batch`, as a layer on the
-//! `/fhir` route (a `transaction` goes on to its handler, `super::results`). Each entry is
+//! `/fhir` route (a `transaction` goes on to its handler, `super::transaction`, all or nothing). Each entry is
 //! its own request through the server's own routes ([`Internal`]: the same user, address
 //! and rules, each route's own store transaction and access-log rows), one after another
 //! in the Bundle's order; one entry failing does not stop or undo the others. The answer is a

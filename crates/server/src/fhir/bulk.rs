@@ -13,8 +13,10 @@
 //!   `url`) or the Bulk Data import "ping" (`{"inputFormat", "inputSource", "input": [{"type",
 //!   "url"}]}`) naming files or directories under the server's import directory (relative
 //!   paths; `..`, URLs and anything resolving outside it are refused), or NDJSON itself
-//!   (`Content-Type: application/fhir+ndjson`, one resource type per request, streamed to the
-//!   job's directory, at most `ServerConfig::max_import_bytes`).
+//!   (`Content-Type: application/fhir+ndjson`, streamed to the job's directory, at most
+//!   `ServerConfig::max_import_bytes`), whose lines may be of several resource types: each
+//!   line's `resourceType` decides (`import::split_by_type`), the types are imported in
+//!   dependency order, and a refused line is named `upload.ndjson` with its line in the body.
 //!   Every kick-off needs `Prefer: respond-async` (else 400) and a system administrator
 //!   (else 403); the answer is 202 with `Content-Location` (the status URL).
 //! - Status `GET /fhir/bulk/{job}`: 202 with `X-Progress` and `Retry-After` while running;
@@ -23,6 +25,11 @@
 //!   message — and `error[]` an NDJSON of OperationOutcomes, one per refused line); the error
 //!   status with an OperationOutcome when the job failed. `DELETE` cancels (202; an import
 //!   keeps the chunks it committed) and removes the files. Only the user who asked sees a job.
+//! - Expiry: a finished job's files are kept `ServerConfig::bulk_retention` (default 24 h)
+//!   from when it finished; the status answer and the downloads carry `Expires` (and the
+//!   manifest the same instant as the extension [`EXPIRES_EXTENSION`]). After it the files
+//!   are removed and the status URL answers 404 saying the job expired (`bulk::jobs`: the
+//!   sweeper, or the first access after the instant).
 //! - Files `GET /fhir/bulk/{job}/{file}`: the NDJSON the manifest names, with the same bearer
 //!   token (`Accept` may be `application/fhir+ndjson`: this route is outside JSON negotiation).
 //!
@@ -62,6 +69,13 @@ const LISTED_ERRORS: usize = 1000;
 /// The name an uploaded NDJSON body is kept (and reported) under.
 const UPLOAD: &str = "upload.ndjson";
 const NDJSON: &str = "application/fhir+ndjson";
+/// The manifest's `extension` key of the instant its files expire.
+pub(crate) const EXPIRES_EXTENSION: &str = "http://tiercare.org/fhir/StructureDefinition/bulk-expires";
+
+/// The manifest's expiry extension for a job finishing at `now`.
+fn expiry_extension(state: &AppState, now: OffsetDateTime) -> Value {
+    json!({ EXPIRES_EXTENSION: stamp(now + state.bulk.retention()) })
+}
 
 /// The kick-off and status routes (inside the JSON negotiation of `/fhir`).
 pub(crate) fn router() -> Router<AppState> {
@@ -330,7 +344,7 @@ async fn kick_off_export(
         spec.home_facilities = Some(group_facilities(&state, id).await?);
     }
     let request = format!("{}{}", base(headers), uri);
-    let job = state.bulk.start(Kind::Export, me.user.id, request, None).map_err(busy)?;
+    let job = state.bulk.start(Kind::Export, me.user.id, request, None, state.now()).map_err(busy)?;
     let audit = export::Audit {
         user_id: me.user.id,
         facility_id: me.user.facility_id,
@@ -340,13 +354,14 @@ async fn kick_off_export(
     };
     let base = base(headers);
     let task_job = job.clone();
-    let store = state.store.clone();
+    let (store, app) = (state.store.clone(), state.clone());
     run_job(async move {
         let job = task_job;
         let control =
             export::Control { progress: Some(job.reporter()), cancel: Some(job.cancel.clone()), audit: Some(audit) };
         let result = export::export(store.as_ref(), &job.dir, &spec, &control).await;
-        job.set(match result {
+        let now = app.now();
+        let finished = match result {
             Ok(files) => {
                 let output: Vec<Value> = files
                     .iter()
@@ -365,12 +380,14 @@ async fn kick_off_export(
                         "requiresAccessToken": true,
                         "output": output,
                         "error": [],
+                        "extension": expiry_extension(&app, now),
                     }),
                     files: files.iter().map(|w| format!("{}.ndjson", w.kind)).collect(),
                 }
             }
             Err(e) => failed(e),
-        });
+        };
+        job.finish(finished, now);
         if job.cancel.is_cancelled() {
             jobs::remove_dir(&job.dir);
         }
@@ -594,7 +611,7 @@ async fn import_kick_off(
         ));
     };
     let (job, paths) = if upload {
-        let job = state.bulk.start(Kind::Import, me.user.id, request, None).map_err(busy)?;
+        let job = state.bulk.start(Kind::Import, me.user.id, request, None, state.now()).map_err(busy)?;
         let path = job.dir.join(UPLOAD);
         if let Err(e) = receive(body, &path, state.config.max_import_bytes).await {
             state.bulk.delete(&job);
@@ -621,11 +638,11 @@ async fn import_kick_off(
         import::files(&paths)
             .map_err(|e| outcome(StatusCode::UNPROCESSABLE_ENTITY, IssueType::Invalid, None, e.to_string()))?;
         let checkpoint = import::default_checkpoint(&paths);
-        let job = state.bulk.start(Kind::Import, me.user.id, request, Some(checkpoint)).map_err(busy)?;
+        let job = state.bulk.start(Kind::Import, me.user.id, request, Some(checkpoint), state.now()).map_err(busy)?;
         (job, paths)
     };
     let base = base(&headers);
-    let (task_job, store) = (job.clone(), state.store.clone());
+    let (task_job, store, app) = (job.clone(), state.store.clone(), state.clone());
     run_job(async move {
         let job = task_job;
         let options = import::Options {
@@ -634,16 +651,30 @@ async fn import_kick_off(
             cancel: Some(job.cancel.clone()),
             ..Default::default()
         };
-        let result = import::import(&store, &paths, &options).await;
-        let state = match result {
+        let result = if upload {
+            // the upload's lines may mix types: one part per type, imported in dependency order
+            match import::split_by_type(&paths[0], &job.dir.join("parts")) {
+                Ok(split) => {
+                    let _ = std::fs::remove_file(&paths[0]);
+                    let options =
+                        import::Options { checkpoint: Some(job.dir.join(".tiercare-import.json")), ..options };
+                    import::import_parts(&store, &split, &options).await
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            import::import(&store, &paths, &options).await
+        };
+        let now = app.now();
+        let finished = match result {
             Ok(report) if report.stopped => JobState::Failed { status: 404, message: "the job was cancelled".into() },
-            Ok(report) => match import_manifest(&job, &report, &base) {
+            Ok(report) => match import_manifest(&job, &report, &base, expiry_extension(&app, now)) {
                 Ok(s) => s,
                 Err(e) => failed(e),
             },
             Err(e) => failed(e),
         };
-        job.set(state);
+        job.finish(finished, now);
         if job.cancel.is_cancelled() {
             jobs::remove_dir(&job.dir);
         }
@@ -693,7 +724,7 @@ fn run_job(job: impl std::future::Future<Output = ()> + Send + 'static) {
 
 /// The completed import's status: counts per input file, the refused lines (the first
 /// [`LISTED_ERRORS`] inline, all of them in `errors.ndjson` as OperationOutcomes).
-fn import_manifest(job: &Job, report: &import::Report, base: &str) -> Result<JobState, BulkError> {
+fn import_manifest(job: &Job, report: &import::Report, base: &str, extension: Value) -> Result<JobState, BulkError> {
     use crate::bulk::Context;
     let mut files = Vec::new();
     let mut error = Vec::new();
@@ -766,6 +797,7 @@ fn import_manifest(job: &Job, report: &import::Report, base: &str) -> Result<Job
             "error": error,
             "lineErrors": listed,
             "lineErrorsTotal": report.errors.len(),
+            "extension": extension,
         }),
         files,
     })
@@ -784,13 +816,44 @@ fn issue_code(code: &str) -> IssueType {
 // ---------------------------------------------------------------------------------------
 // status, cancel, files
 
+/// The user's job `id` (404 when there is none, or when it expired: saying so).
 async fn job_of(state: &AppState, me: Result<CurrentUser, ApiError>, id: &str) -> FhirResult<Arc<Job>> {
     let me = me?;
     let id = path_id(id, "bulk job")?;
-    state
+    let job = state
         .bulk
-        .get(id, me.user.id)
-        .ok_or_else(|| outcome(StatusCode::NOT_FOUND, IssueType::NotFound, None, "no such bulk job (of yours)"))
+        .get(id, me.user.id, state.now())
+        .ok_or_else(|| outcome(StatusCode::NOT_FOUND, IssueType::NotFound, None, "no such bulk job (of yours)"))?;
+    if let JobState::Expired { at } = job.state() {
+        let hours = state.bulk.retention().whole_minutes() as f64 / 60.0;
+        return Err(FhirError {
+            status: StatusCode::NOT_FOUND,
+            issues: vec![
+                Issue::error(
+                    IssueType::NotFound,
+                    None,
+                    format!(
+                        "this bulk job expired at {}: its files are kept {hours} h after it finishes \
+                         (bulk retention); start the {} again",
+                        stamp(at),
+                        if job.kind == Kind::Export { "export" } else { "import" }
+                    ),
+                )
+                .with_detail_code("bulk.expired"),
+            ],
+        });
+    }
+    Ok(job)
+}
+
+/// `resp` with `Expires` (HTTP-date) when the job's files expire.
+fn with_expires(state: &AppState, job: &Job, mut resp: Response) -> Response {
+    if let Some(at) = job.expires_at(state.bulk.retention())
+        && let Ok(v) = HeaderValue::from_str(&super::versions::http_date(at))
+    {
+        resp.headers_mut().insert(header::EXPIRES, v);
+    }
+    resp
 }
 
 async fn status(
@@ -799,7 +862,7 @@ async fn status(
     Path(id): Path<String>,
 ) -> FhirResult<Response> {
     let job = job_of(&state, me, &id).await?;
-    Ok(match job.state() {
+    let resp = match job.state() {
         JobState::Running => {
             let mut resp = StatusCode::ACCEPTED.into_response();
             let h = resp.headers_mut();
@@ -819,7 +882,10 @@ async fn status(
             let code = if status.is_server_error() { IssueType::Exception } else { IssueType::Invalid };
             outcome(status, code, None, message).into_response()
         }
-    })
+        // job_of answers an expired job
+        JobState::Expired { .. } => StatusCode::NOT_FOUND.into_response(),
+    };
+    Ok(with_expires(&state, &job, resp))
 }
 
 async fn cancel(
@@ -845,7 +911,7 @@ async fn download(
     let f = tokio::fs::File::open(job.dir.join(name)).await.map_err(|_| not_found())?;
     let mut resp = Body::from_stream(FileStream { file: f, buf: vec![0; 1 << 16] }).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
-    Ok(resp)
+    Ok(with_expires(&state, &job, resp))
 }
 
 /// A file as a stream of chunks (the download's body: never whole in memory).

@@ -13,6 +13,16 @@
 //! once (a resource that is a match is not repeated). An include the type does not offer is
 //! refused (400) under `Prefer: handling=strict`, else ignored and reported; the links
 //! (`self`, `next`, `previous`) carry the includes that were used, only.
+//!
+//! `_include:iterate` / `_revinclude:iterate` (any include of the tables, whatever the searched
+//! type: `Task?_include=Task:focus&_include:iterate=ServiceRequest:patient`) apply to the
+//! matches and then, level by level, to what the previous level included, until a level adds
+//! nothing (a fixed point). Bounded: at most [`MAX_DEPTH`] levels and [`MAX_INCLUDED`]
+//! resources in all; either limit reached is one warning in the Bundle's OperationOutcome,
+//! and nothing beyond it is read (so no access-log row is written for a resource not served).
+//! Every level's resources are fetched like the first's (their own read or search, rule and
+//! log row). An `:iterate` naming no include of the tables is treated like an unknown include
+//! (strict: 400 with the list of those offered).
 
 use std::net::SocketAddr;
 
@@ -24,7 +34,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tiercare_fhir::outcome::{Issue, IssueType, Severity};
-use tiercare_fhir::search::{Include, parse_include, referenced_ids};
+use tiercare_fhir::search::{INCLUDES, Include, REVINCLUDES, parse_include, referenced_ids};
 use tower_service::Service;
 
 use super::params::{encode, prefers_strict};
@@ -32,7 +42,51 @@ use super::{FhirError, fhir_json};
 use crate::AppState;
 
 /// Most included resources one search answers (beyond: left out, with a warning).
-const MAX_INCLUDED: usize = 1_000;
+pub(crate) const MAX_INCLUDED: usize = 1_000;
+/// Most levels `:iterate` follows (the first level, of the matches, included).
+pub(crate) const MAX_DEPTH: usize = 5;
+
+/// How far includes are followed: levels, and resources in all.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    depth: usize,
+    total: usize,
+}
+
+/// What an include is fetched through: a `GET` of the server's own routes ([`Internal`]).
+trait Fetch {
+    async fn get(&self, path_and_query: &str) -> Answer;
+}
+
+impl Fetch for Internal {
+    async fn get(&self, path_and_query: &str) -> Answer {
+        self.call(Method::GET, path_and_query, None, &[]).await
+    }
+}
+
+/// One include asked for: `_revinclude` or not, which, the query text it was asked with, and
+/// whether it iterates.
+struct Asked {
+    rev: bool,
+    include: &'static Include,
+    query: String,
+    iterate: bool,
+}
+
+/// An `:iterate` include: any of the tables, whatever the searched type (`Source:param` or
+/// `Source:param:Target`); the error lists every one offered.
+fn parse_iterate(raw: &str, rev: bool) -> Result<&'static Include, String> {
+    let table = if rev { REVINCLUDES } else { INCLUDES };
+    let mut parts = raw.trim().splitn(3, ':');
+    let (source, param, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next());
+    table.iter().find(|i| i.source == source && i.param == param && target.is_none_or(|t| t == i.target)).ok_or_else(
+        || {
+            let name = if rev { "_revinclude:iterate" } else { "_include:iterate" };
+            let offered: Vec<String> = table.iter().map(Include::value).collect();
+            format!("{name}={raw:?} is not a chain this server follows; supported: {}", offered.join(", "))
+        },
+    )
+}
 
 /// The server's own FHIR routes, called as the user of one request (its `Authorization`,
 /// `Host` and client address): what an `_include` or a batch entry is answered by.
@@ -142,14 +196,16 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
     };
     let strict = prefers_strict(req.headers());
     let mut rest = Vec::new();
-    let mut asked: Vec<(bool, &'static Include, String)> = Vec::new();
+    let mut asked: Vec<Asked> = Vec::new();
     let mut warnings = Vec::new();
     for (k, v) in pairs {
-        let rev = match k.as_str() {
-            "_include" => false,
-            "_revinclude" => true,
+        let (rev, iterate) = match k.as_str() {
+            "_include" => (false, false),
+            "_revinclude" => (true, false),
+            "_include:iterate" => (false, true),
+            "_revinclude:iterate" => (true, true),
             n if n.starts_with("_include:") || n.starts_with("_revinclude:") => {
-                let text = format!("{k}: modifiers of _include/_revinclude (:iterate) are not supported");
+                let text = format!("{k}: the only modifier of _include/_revinclude offered is :iterate");
                 if strict {
                     return FhirError::bad_search(IssueType::NotSupported, text).into_response();
                 }
@@ -161,9 +217,18 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
                 continue;
             }
         };
-        match parse_include(&kind, &v, rev) {
-            Ok(i) if asked.iter().any(|(r, a, _)| *r == rev && *a == i) => {}
-            Ok(i) => asked.push((rev, i, format!("{k}={}", encode(&v)))),
+        let parsed = if iterate { parse_iterate(&v, rev) } else { parse_include(&kind, &v, rev) };
+        match parsed {
+            Ok(i) => match asked.iter_mut().find(|a| a.rev == rev && a.include == i) {
+                // the same include asked with and without :iterate: it iterates
+                Some(a) => {
+                    if iterate && !a.iterate {
+                        a.iterate = true;
+                        a.query = format!("{k}={}", encode(&v));
+                    }
+                }
+                None => asked.push(Asked { rev, include: i, query: format!("{k}={}", encode(&v)), iterate }),
+            },
             Err(e) if strict => return FhirError::bad_search(IssueType::NotSupported, e).into_response(),
             Err(e) => warnings.push(warning(format!("{e}; ignored"))),
         }
@@ -194,7 +259,8 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
     }
     if !asked.is_empty() {
         let internal = Internal::new(&state, &headers, addr);
-        let included = include(&internal, &bundle, &asked, &mut warnings).await;
+        let limits = Limits { depth: MAX_DEPTH, total: MAX_INCLUDED };
+        let included = include(&internal, &bundle, &asked, limits, &mut warnings).await;
         let base = super::params::base_url(&headers);
         let entries = bundle["entry"].as_array_mut();
         let list = match entries {
@@ -211,7 +277,7 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
         if list.is_empty() {
             bundle.as_object_mut().map(|o| o.remove("entry"));
         }
-        let used: Vec<&str> = asked.iter().map(|(_, _, q)| q.as_str()).collect();
+        let used: Vec<&str> = asked.iter().map(|a| a.query.as_str()).collect();
         for link in bundle["link"].as_array_mut().into_iter().flatten() {
             if let Some(url) = link["url"].as_str() {
                 let sep = if url.contains('?') { '&' } else { '?' };
@@ -225,73 +291,126 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
     fhir_json(StatusCode::OK, &bundle)
 }
 
-/// What the includes `asked` name for the matches of `bundle`: each resource once, none that
-/// is a match; what could not be included is added to `warnings`.
+/// What the includes `asked` name for the matches of `bundle`, and (`:iterate`) for what
+/// they include, level by level to a fixed point within [`MAX_DEPTH`] levels and
+/// [`MAX_INCLUDED`] resources: each resource once, none that is a match; what could not be
+/// included is added to `warnings`.
 async fn include(
-    internal: &Internal,
+    internal: &impl Fetch,
     bundle: &Value,
-    asked: &[(bool, &'static Include, String)],
+    asked: &[Asked],
+    limits: Limits,
     warnings: &mut Vec<Issue>,
 ) -> Vec<Value> {
-    let matches: Vec<&Value> = bundle["entry"]
+    let matches: Vec<Value> = bundle["entry"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|e| e["search"]["mode"] == "match")
-        .map(|e| &e["resource"])
+        .map(|e| e["resource"].clone())
         .collect();
-    let mut got = Collected { seen: matches.iter().map(|r| key(r)).collect(), out: Vec::new() };
-    for (rev, inc, _) in asked {
-        if *rev {
-            // the sources whose `param` references each match
-            for m in &matches {
-                let Some(id) = m["id"].as_str() else { continue };
-                let q = format!("{}?{}={}/{id}&_count=500", inc.source, inc.param, inc.target);
-                let a = internal.call(Method::GET, &q, None, &[]).await;
-                if a.status != StatusCode::OK {
-                    warnings.push(warning(format!(
-                        "{} of {}/{id} were not included: {} {}",
-                        inc.source,
-                        inc.target,
-                        a.status.as_u16(),
-                        diagnostics(&a)
-                    )));
-                    continue;
-                }
-                for e in a.body["entry"].as_array().into_iter().flatten() {
-                    if e["search"]["mode"] == "match" {
-                        got.add(e["resource"].clone(), warnings);
-                    }
-                }
+    let mut got =
+        Collected { seen: matches.iter().map(key).collect(), out: Vec::new(), left_out: 0, max: limits.total };
+    let mut level: Vec<Value> = matches;
+    for depth in 0.. {
+        // the first level applies every include to the matches; the next ones, the iterating
+        // includes to what the level before added
+        let now: Vec<&Asked> = asked.iter().filter(|a| depth == 0 || a.iterate).collect();
+        let applies =
+            |a: &Asked, r: &Value| r["resourceType"] == if a.rev { a.include.target } else { a.include.source };
+        if level.is_empty() || !now.iter().any(|a| level.iter().any(|r| applies(a, r))) {
+            break;
+        }
+        if depth == limits.depth {
+            warnings.push(warning(format!(
+                "_include:iterate stopped after {} levels: what the last level included was not followed further",
+                limits.depth
+            )));
+            break;
+        }
+        let first = got.out.len();
+        for a in now {
+            let sources: Vec<&Value> = level.iter().filter(|r| applies(a, r)).collect();
+            one_include(internal, a, &sources, &mut got, warnings).await;
+        }
+        level = got.out[first..].to_vec();
+    }
+    if got.left_out > 0 {
+        warnings.push(warning(format!(
+            "{} more resources were not included: at most {} resources are included in one answer",
+            got.left_out, limits.total
+        )));
+    }
+    got.out
+}
+
+/// Apply one include to `sources` (resources of its source type, or of its target type for a
+/// `_revinclude`), adding what it finds to `got`.
+async fn one_include(
+    internal: &impl Fetch,
+    a: &Asked,
+    sources: &[&Value],
+    got: &mut Collected,
+    warnings: &mut Vec<Issue>,
+) {
+    let inc = a.include;
+    if a.rev {
+        // the sources whose `param` references each resource
+        for m in sources {
+            let Some(id) = m["id"].as_str() else { continue };
+            if got.full() {
+                got.left_out += 1;
+                continue;
             }
-        } else {
-            let mut ids: Vec<String> = Vec::new();
-            for m in &matches {
-                for id in referenced_ids(m, inc.path, inc.target) {
-                    if !ids.iter().any(|i| i == id) {
-                        ids.push(id.to_owned());
-                    }
-                }
+            let q = format!("{}?{}={}/{id}&_count=500", inc.source, inc.param, inc.target);
+            let ans = internal.get(&q).await;
+            if ans.status != StatusCode::OK {
+                warnings.push(warning(format!(
+                    "{} of {}/{id} were not included: {} {}",
+                    inc.source,
+                    inc.target,
+                    ans.status.as_u16(),
+                    diagnostics(&ans)
+                )));
+                continue;
             }
-            for id in ids {
-                if got.seen.contains(&format!("{}/{id}", inc.target)) {
-                    continue;
-                }
-                let a = internal.call(Method::GET, &format!("{}/{id}", inc.target), None, &[]).await;
-                if a.status == StatusCode::OK {
-                    got.add(a.body, warnings);
-                } else {
-                    warnings.push(warning(format!(
-                        "{}/{id} was not included: {} {}",
-                        inc.target,
-                        a.status.as_u16(),
-                        diagnostics(&a)
-                    )));
+            for e in ans.body["entry"].as_array().into_iter().flatten() {
+                if e["search"]["mode"] == "match" {
+                    got.add(e["resource"].clone());
                 }
             }
         }
+    } else {
+        let mut ids: Vec<String> = Vec::new();
+        for m in sources {
+            for id in referenced_ids(m, inc.path, inc.target) {
+                if !ids.iter().any(|i| i == id) {
+                    ids.push(id.to_owned());
+                }
+            }
+        }
+        for id in ids {
+            if got.seen.contains(&format!("{}/{id}", inc.target)) {
+                continue;
+            }
+            if got.full() {
+                // not read at all: a read would write an access-log row for what is not served
+                got.left_out += 1;
+                continue;
+            }
+            let ans = internal.get(&format!("{}/{id}", inc.target)).await;
+            if ans.status == StatusCode::OK {
+                got.add(ans.body);
+            } else {
+                warnings.push(warning(format!(
+                    "{}/{id} was not included: {} {}",
+                    inc.target,
+                    ans.status.as_u16(),
+                    diagnostics(&ans)
+                )));
+            }
+        }
     }
-    got.out
 }
 
 /// `Type/id` of a resource.
@@ -299,20 +418,27 @@ fn key(r: &Value) -> String {
     format!("{}/{}", r["resourceType"].as_str().unwrap_or(""), r["id"].as_str().unwrap_or(""))
 }
 
-/// The included resources so far, and every `Type/id` answered (matches too).
+/// The included resources so far, every `Type/id` answered (matches too), and how many were
+/// left out over [`MAX_INCLUDED`].
 struct Collected {
     seen: Vec<String>,
     out: Vec<Value>,
+    left_out: usize,
+    max: usize,
 }
 
 impl Collected {
-    fn add(&mut self, r: Value, warnings: &mut Vec<Issue>) {
+    fn full(&self) -> bool {
+        self.out.len() >= self.max
+    }
+
+    fn add(&mut self, r: Value) {
         let k = key(&r);
         if self.seen.contains(&k) {
             return;
         }
-        if self.out.len() >= MAX_INCLUDED {
-            warnings.push(warning(format!("{k} was not included: at most {MAX_INCLUDED} resources are included")));
+        if self.full() {
+            self.left_out += 1;
             return;
         }
         self.seen.push(k);
@@ -331,5 +457,128 @@ fn add_warnings(bundle: &mut Value, issues: &[Issue]) {
             }
         }
         _ => tiercare_fhir::bundle::add_outcome(bundle, outcome),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    /// A referral world: Task t{n} focuses ServiceRequest s{n}, whose subject is Patient p;
+    /// Patient p is readable. Every GET is recorded.
+    struct World {
+        asked: RefCell<Vec<String>>,
+        tasks: usize,
+    }
+
+    impl Fetch for World {
+        async fn get(&self, path: &str) -> Answer {
+            self.asked.borrow_mut().push(path.to_owned());
+            let ok = |body: Value| Answer { status: StatusCode::OK, headers: HeaderMap::new(), body };
+            if let Some(id) = path.strip_prefix("ServiceRequest/") {
+                return ok(
+                    json!({ "resourceType": "ServiceRequest", "id": id, "subject": { "reference": "Patient/p" } }),
+                );
+            }
+            if path == "Patient/p" {
+                return ok(json!({ "resourceType": "Patient", "id": "p" }));
+            }
+            if let Some(rest) = path.strip_prefix("Task?focus=ServiceRequest/") {
+                let sr = rest.split('&').next().unwrap_or("");
+                let n = sr.trim_start_matches('s');
+                return ok(json!({ "resourceType": "Bundle", "entry": [
+                    { "resource": task(n), "search": { "mode": "match" } } ] }));
+            }
+            answer_error(StatusCode::NOT_FOUND, IssueType::NotFound, "no such thing")
+        }
+    }
+
+    fn task(n: &str) -> Value {
+        json!({ "resourceType": "Task", "id": format!("t{n}"), "focus": { "reference": format!("ServiceRequest/s{n}") } })
+    }
+
+    fn bundle(w: &World) -> Value {
+        let entries: Vec<Value> =
+            (0..w.tasks).map(|n| json!({ "resource": task(&n.to_string()), "search": { "mode": "match" } })).collect();
+        json!({ "resourceType": "Bundle", "entry": entries })
+    }
+
+    fn asked(list: &[(&str, bool)]) -> Vec<Asked> {
+        list.iter()
+            .map(|(q, iterate)| {
+                let (k, v) = q.split_once('=').expect("k=v");
+                let rev = k.starts_with("_revinclude");
+                let include = if *iterate { parse_iterate(v, rev) } else { parse_include("Task", v, rev) };
+                Asked { rev, include: include.expect("offered"), query: (*q).to_owned(), iterate: *iterate }
+            })
+            .collect()
+    }
+
+    fn keys(v: &[Value]) -> Vec<String> {
+        v.iter().map(key).collect()
+    }
+
+    const WIDE: Limits = Limits { depth: MAX_DEPTH, total: MAX_INCLUDED };
+
+    #[tokio::test]
+    async fn iterate_follows_the_chain_to_a_fixed_point_and_plain_includes_do_not() {
+        let w = World { asked: RefCell::new(Vec::new()), tasks: 2 };
+        let mut warnings = Vec::new();
+        // without :iterate the patient of the included referrals is not followed
+        let got = include(&w, &bundle(&w), &asked(&[("_include=Task:focus", false)]), WIDE, &mut warnings).await;
+        assert_eq!(keys(&got), ["ServiceRequest/s0", "ServiceRequest/s1"]);
+        // with it: level 1 the referrals, level 2 their (one) patient, level 3 adds nothing
+        let a = asked(&[("_include=Task:focus", false), ("_include:iterate=ServiceRequest:patient", true)]);
+        let got = include(&w, &bundle(&w), &a, WIDE, &mut warnings).await;
+        assert_eq!(keys(&got), ["ServiceRequest/s0", "ServiceRequest/s1", "Patient/p"]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        // the patient was read once, though both referrals name her
+        assert_eq!(w.asked.borrow().iter().filter(|p| *p == "Patient/p").count(), 1);
+        // a revinclude back to the Tasks finds only matches: nothing more, and it stops
+        let a = asked(&[
+            ("_include:iterate=Task:focus", true),
+            ("_revinclude:iterate=Task:focus", true),
+            ("_include:iterate=ServiceRequest:patient", true),
+        ]);
+        let got = include(&w, &bundle(&w), &a, WIDE, &mut warnings).await;
+        assert_eq!(keys(&got), ["ServiceRequest/s0", "ServiceRequest/s1", "Patient/p"]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[tokio::test]
+    async fn the_depth_and_total_caps_stop_with_one_warning_and_read_nothing_beyond() {
+        let a = asked(&[("_include=Task:focus", false), ("_include:iterate=ServiceRequest:patient", true)]);
+        // one level: the referrals, not their patient (a warning says where it stopped)
+        let w = World { asked: RefCell::new(Vec::new()), tasks: 3 };
+        let mut warnings = Vec::new();
+        let got = include(&w, &bundle(&w), &a, Limits { depth: 1, total: 100 }, &mut warnings).await;
+        assert_eq!(keys(&got), ["ServiceRequest/s0", "ServiceRequest/s1", "ServiceRequest/s2"]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].diagnostics.contains("stopped after 1 levels"), "{warnings:?}");
+        assert_eq!(warnings[0].severity, Severity::Warning);
+        assert!(!w.asked.borrow().iter().any(|p| p == "Patient/p"), "the patient was not read");
+        // two resources in all: the third referral and the patient are left out, never read
+        let w = World { asked: RefCell::new(Vec::new()), tasks: 3 };
+        let mut warnings = Vec::new();
+        let got = include(&w, &bundle(&w), &a, Limits { depth: 5, total: 2 }, &mut warnings).await;
+        assert_eq!(keys(&got), ["ServiceRequest/s0", "ServiceRequest/s1"]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].diagnostics.contains("2 more resources were not included"), "{warnings:?}");
+        assert_eq!(*w.asked.borrow(), ["ServiceRequest/s0", "ServiceRequest/s1"], "nothing read beyond the cap");
+    }
+
+    #[test]
+    fn iterate_on_a_chain_not_offered_lists_those_offered() {
+        let e = parse_iterate("Encounter:subject", false).expect_err("not offered");
+        assert!(e.contains("Task:focus") && e.contains("ServiceRequest:patient"), "{e}");
+        let e = parse_iterate("Task:patient", true).expect_err("not a revinclude");
+        assert!(e.contains("supported: Task:focus, ClaimResponse:request"), "{e}");
+        assert_eq!(
+            parse_iterate("ServiceRequest:patient:Patient", false).map(Include::value).ok().as_deref(),
+            Some("ServiceRequest:patient")
+        );
+        assert!(parse_iterate("ServiceRequest:patient:Organization", false).is_err(), "the target must be ours");
     }
 }

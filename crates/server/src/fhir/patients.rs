@@ -16,7 +16,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use serde_json::Value;
@@ -35,7 +35,7 @@ use tiercare_store::new_id;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::versions::{check_version, header_error, if_match, no_version, version_id, versioned, with_meta};
+use super::versions::{check_version, header_error, if_match, versioned, with_meta};
 use super::{
     FhirError, FhirResult, Params, china_today, fhir_json, issue_type, json_body, log_read, not_allowed, path_id,
     refused, with_location,
@@ -54,7 +54,6 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/fhir/Patient", get(search_patients).post(create_patient).fallback(not_allowed("GET, POST")))
         .route("/fhir/Patient/{id}", get(read_patient).put(update_patient).fallback(not_allowed("GET, PUT")))
-        .route("/fhir/Patient/{id}/_history/{vid}", get(vread_patient).fallback(not_allowed("GET")))
         .route("/fhir/Encounter", get(search_encounters).fallback(not_allowed("GET")))
 }
 
@@ -83,14 +82,14 @@ fn not_found() -> FhirError {
 }
 
 /// A patient as answered: the Patient with its meta, `ETag` and `Last-Modified`.
-fn answer(status: StatusCode, p: &Patient, at: OffsetDateTime) -> Response {
+pub(super) fn answer(status: StatusCode, p: &Patient, at: OffsetDateTime) -> Response {
     let body = with_meta(tiercare_fhir::patient(p), p.version, at);
     versioned(fhir_json(status, &body), p.version, at)
 }
 
 /// The patient `id` and when it last changed, if this user may read the record (logged as
 /// `action`).
-async fn read_logged(
+pub(super) async fn read_logged(
     state: &AppState,
     me: &CurrentUser,
     id: Uuid,
@@ -116,31 +115,6 @@ async fn read_patient(
     Ok(answer(StatusCode::OK, &p, at))
 }
 
-/// `GET /fhir/Patient/{id}/_history/{vid}`: the current version (earlier versions of a
-/// patient record are not kept: 404 saying so), by the read's rule and log.
-async fn vread_patient(
-    State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    me: Result<CurrentUser, ApiError>,
-    Path((id, vid)): Path<(String, String)>,
-) -> FhirResult<Response> {
-    let me = me?;
-    let id = path_id(&id, "Patient")?;
-    let n = version_id(&vid, "Patient")?;
-    let (p, at) = read_logged(&state, &me, id, "fhir_read_patient", addr).await?;
-    if n < p.version {
-        return Err(FhirError::new(
-            StatusCode::NOT_FOUND,
-            IssueType::NotFound,
-            format!("earlier versions of a patient record are not kept (this one is at version {})", p.version),
-        ));
-    }
-    if n > p.version {
-        return Err(no_version("Patient", &vid));
-    }
-    Ok(answer(StatusCode::OK, &p, at))
-}
-
 /// `PUT /fhir/Patient/{id}`: change the registration (name, gender, birth date, phone,
 /// address, identifiers, home facility) by the rules of registering (the identity number's
 /// checks, one record per number), `If-Match` required (428 without it, 412 when the record
@@ -160,6 +134,57 @@ async fn update_patient(
     let id = path_id(&id, "Patient")?;
     let wanted = if_match(&headers)?;
     let v = json_body(&headers, body)?;
+    let u = prepare_update(&state, &me, id, wanted, &v).await?;
+    let at = match state.store.update_patient(&u.changed).await {
+        Ok(at) => at,
+        Err(e) => return Err(u.refused(&state, e).await),
+    };
+    log_read(&state, &me, (&u.changed.region_key, id), "fhir_update_patient", u.basis, addr).await?;
+    let stored = Patient { version: u.changed.version + 1, ..u.changed };
+    Ok(answer(StatusCode::OK, &stored, at))
+}
+
+/// A Patient update checked, not written ([`prepare_update`]).
+pub(super) struct PatientUpdate {
+    /// The record as it is to be, at the version it was read (`Store::update_patient`).
+    pub(super) changed: Patient,
+    /// Why this user may read the record (the answer shows it: `fhir_update_patient`).
+    pub(super) basis: AccessBasis,
+    wanted: i64,
+    parsed: ParsedPatient,
+}
+
+impl PatientUpdate {
+    /// The store's refusal of the write as the route answers it: a change since the check
+    /// 412, a number registered to someone else 409 at its identifier.
+    pub(super) async fn refused(&self, state: &AppState, e: StoreError) -> FhirError {
+        match e {
+            StoreError::Conflict(_) => {
+                let id = self.changed.id;
+                match state.store.get_patient(id).await {
+                    Ok(now) => {
+                        let now = now.map_or(0, |p| p.version);
+                        check_version(self.wanted, now, "Patient").err().unwrap_or_else(not_found)
+                    }
+                    Err(e) => ApiError::from(e).into(),
+                }
+            }
+            e => registration_error(e.into(), &self.parsed),
+        }
+    }
+}
+
+/// Everything of `PUT /fhir/Patient/{id}` but the write: the role, the body's id, the
+/// Patient read strictly, `If-Match` (`wanted`; 428 without it, 412 when stale), the record
+/// (404, 409 when merged), this user's right to read it, the rules of registering.
+pub(super) async fn prepare_update(
+    state: &AppState,
+    me: &CurrentUser,
+    id: Uuid,
+    wanted: Option<i64>,
+    v: &Value,
+) -> FhirResult<PatientUpdate> {
+    me.require(Action::RegisterPatient)?;
     if v.get("id").and_then(Value::as_str) != Some(id.to_string().as_str()) {
         return Err(FhirError {
             status: StatusCode::BAD_REQUEST,
@@ -170,7 +195,7 @@ async fn update_patient(
             )],
         });
     }
-    let parsed = parse_patient(&v).map_err(refused)?;
+    let parsed = parse_patient(v).map_err(refused)?;
     let Some(wanted) = wanted else {
         return Err(header_error(
             StatusCode::PRECONDITION_REQUIRED,
@@ -180,7 +205,7 @@ async fn update_patient(
         ));
     };
     let current = state.store.get_patient(id).await.map_err(ApiError::from)?.ok_or_else(not_found)?;
-    let basis = basis(&state, &me, id).await?.ok_or_else(no_relationship)?;
+    let basis = basis(state, me, id).await?.ok_or_else(no_relationship)?;
     if let PatientStatus::Merged(into) = current.status {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -191,10 +216,10 @@ async fn update_patient(
     }
     check_version(wanted, current.version, "Patient")?;
     let home = parsed.patient.home_facility_id.or(current.home_facility_id).unwrap_or(me.user.facility_id);
-    let facility = home_facility(&state, home, &parsed).await?;
+    let facility = home_facility(state, home, &parsed).await?;
     let input = tiercare_domain::patient::NewPatient { home_facility_id: Some(home), ..parsed.patient.clone() };
     let valid = input
-        .validate(china_today(&state), Some(&facility.region_code))
+        .validate(china_today(state), Some(&facility.region_code))
         .map_err(|e| registration_error(e.into(), &parsed))?;
     let changed = Patient {
         region_key: current.region_key.clone(),
@@ -202,18 +227,7 @@ async fn update_patient(
         version: current.version,
         ..valid.into_patient(id)
     };
-    let at = match state.store.update_patient(&changed).await {
-        Ok(at) => at,
-        // changed between the check and the write
-        Err(StoreError::Conflict(_)) => {
-            let now = state.store.get_patient(id).await.map_err(ApiError::from)?.map_or(0, |p| p.version);
-            return Err(check_version(wanted, now, "Patient").err().unwrap_or_else(not_found));
-        }
-        Err(e) => return Err(registration_error(e.into(), &parsed)),
-    };
-    log_read(&state, &me, (&current.region_key, id), "fhir_update_patient", basis, addr).await?;
-    let stored = Patient { version: current.version + 1, ..changed };
-    Ok(answer(StatusCode::OK, &stored, at))
+    Ok(PatientUpdate { changed, basis, wanted, parsed })
 }
 
 /// The home facility a Patient names (or the user's), 422 at managingOrganization if unknown.
@@ -263,24 +277,52 @@ async fn if_none_exist(
     headers: &HeaderMap,
     addr: SocketAddr,
 ) -> FhirResult<Option<Response>> {
-    let Some(raw) = headers.get("if-none-exist") else { return Ok(None) };
-    let bad = |msg: String| header_error(StatusCode::BAD_REQUEST, IssueType::Invalid, "If-None-Exist", msg);
-    let raw = raw.to_str().map_err(|_| bad("If-None-Exist is not readable text".into()))?;
-    let query = raw.trim().trim_start_matches('?');
-    let uri: axum::http::Uri = format!("/?{query}")
-        .parse()
-        .map_err(|_| bad("If-None-Exist is a search's query: identifier=<system>|<value>".into()))?;
-    let pairs = Query::<Vec<(String, String)>>::try_from_uri(&uri);
-    let mut strict = HeaderMap::new();
-    strict.insert("prefer", HeaderValue::from_static("handling=strict"));
-    let p = Params::read(pairs, &strict, "Patient").map_err(|e| FhirError {
-        issues: e.issues.into_iter().map(|i| Issue { expression: Some("http.If-None-Exist".into()), ..i }).collect(),
-        ..e
-    })?;
+    let Some((one, basis)) = find_existing(state, me, headers).await? else { return Ok(None) };
+    let location = format!("/fhir/Patient/{}", one.id);
+    let resp = match basis {
+        Some(b) => {
+            let at = updated_at(state, one.id).await?;
+            log_read(state, me, (&one.region_key, one.id), "fhir_read_patient", b, addr).await?;
+            answer(StatusCode::OK, &one, at)
+        }
+        None => fhir_json(
+            StatusCode::OK,
+            &operation_outcome(&[Issue {
+                severity: Severity::Information,
+                ..Issue::error(
+                    IssueType::Conflict,
+                    Some("http.If-None-Exist"),
+                    format!(
+                        "not created: {location} matches If-None-Exist (your facility has no care \
+                         relationship with this patient, so the record is not shown)"
+                    ),
+                )
+            }]),
+        ),
+    };
+    Ok(Some(with_location(resp, &location)))
+}
+
+/// The one patient the `If-None-Exist` of `headers` names, with the basis on which this
+/// user may read it (`None`: no care relationship; the record is then not shown); `None`
+/// when the header is absent or nothing matches; 412 when several match. Nothing is
+/// logged here: the caller logs what it shows.
+pub(super) async fn find_existing(
+    state: &AppState,
+    me: &CurrentUser,
+    headers: &HeaderMap,
+) -> FhirResult<Option<(Patient, Option<AccessBasis>)>> {
+    let Some(criteria) = super::conditional::criteria(headers, "Patient")? else { return Ok(None) };
+    let p = criteria.params;
     let births = p.dates("birthdate")?;
     let updated = p.dates("_lastUpdated")?;
     if !updated.is_empty() {
-        return Err(bad("If-None-Exist names a patient by identifier, _id or name (birthdate, gender)".into()));
+        return Err(header_error(
+            StatusCode::BAD_REQUEST,
+            IssueType::Invalid,
+            "If-None-Exist",
+            "If-None-Exist names a patient by identifier, _id or name (birthdate, gender)",
+        ));
     }
     let sexes = genders(&p)?;
     let found: Vec<Patient> = candidates(state, &p)
@@ -290,36 +332,11 @@ async fn if_none_exist(
         .collect();
     match found.as_slice() {
         [] => Ok(None),
-        [one] => {
-            let location = format!("/fhir/Patient/{}", one.id);
-            let resp = match basis(state, me, one.id).await? {
-                Some(b) => {
-                    let at = updated_at(state, one.id).await?;
-                    log_read(state, me, (&one.region_key, one.id), "fhir_read_patient", b, addr).await?;
-                    answer(StatusCode::OK, one, at)
-                }
-                None => fhir_json(
-                    StatusCode::OK,
-                    &operation_outcome(&[Issue {
-                        severity: Severity::Information,
-                        ..Issue::error(
-                            IssueType::Conflict,
-                            Some("http.If-None-Exist"),
-                            format!(
-                                "not created: {location} matches If-None-Exist (your facility has no care \
-                             relationship with this patient, so the record is not shown)"
-                            ),
-                        )
-                    }]),
-                ),
-            };
-            Ok(Some(with_location(resp, &location)))
-        }
-        several => Err(header_error(
-            StatusCode::PRECONDITION_FAILED,
-            IssueType::Conflict,
-            "If-None-Exist",
-            format!("If-None-Exist matches {} patients: name one (identifier=<system>|<value>)", several.len()),
+        [one] => Ok(Some((one.clone(), basis(state, me, one.id).await?))),
+        several => Err(super::conditional::several(
+            &several.len().to_string(),
+            "Patient",
+            "name one (identifier=<system>|<value>)",
         )),
     }
 }
@@ -342,16 +359,42 @@ async fn create_patient(
     if let Some(found) = if_none_exist(&state, &me, &headers, addr).await? {
         return Ok(found);
     }
+    let c = prepare_create(&state, &me, parsed).await?;
+    state.store.create_patient(&c.patient).await.map_err(|e| c.refused(e))?;
+    let at = updated_at(&state, c.patient.id).await?;
+    Ok(with_location(answer(StatusCode::CREATED, &c.patient, at), &format!("/fhir/Patient/{}", c.patient.id)))
+}
+
+/// A registration checked, not written ([`prepare_create`]).
+pub(super) struct PatientCreate {
+    /// The person to register (a new id).
+    pub(super) patient: Patient,
+    parsed: ParsedPatient,
+}
+
+impl PatientCreate {
+    /// The store's refusal of the write as the route answers it (a number registered to
+    /// someone else: 409 at its identifier).
+    pub(super) fn refused(&self, e: StoreError) -> FhirError {
+        registration_error(e.into(), &self.parsed)
+    }
+}
+
+/// Everything of `POST /fhir/Patient` after the conditional check but the write: the role,
+/// the home facility (422 unknown), the rules of registering; the new record's id.
+pub(super) async fn prepare_create(
+    state: &AppState,
+    me: &CurrentUser,
+    parsed: ParsedPatient,
+) -> FhirResult<PatientCreate> {
+    me.require(Action::RegisterPatient)?;
     let home = parsed.patient.home_facility_id.unwrap_or(me.user.facility_id);
-    let facility = home_facility(&state, home, &parsed).await?;
+    let facility = home_facility(state, home, &parsed).await?;
     let input = tiercare_domain::patient::NewPatient { home_facility_id: Some(home), ..parsed.patient.clone() };
     let valid = input
-        .validate(china_today(&state), Some(&facility.region_code))
+        .validate(china_today(state), Some(&facility.region_code))
         .map_err(|e| registration_error(e.into(), &parsed))?;
-    let patient = valid.into_patient(new_id());
-    state.store.create_patient(&patient).await.map_err(|e| registration_error(e.into(), &parsed))?;
-    let at = updated_at(&state, patient.id).await?;
-    Ok(with_location(answer(StatusCode::CREATED, &patient, at), &format!("/fhir/Patient/{}", patient.id)))
+    Ok(PatientCreate { patient: valid.into_patient(new_id()), parsed })
 }
 
 /// The identifier types a token's system names (any, without a system).

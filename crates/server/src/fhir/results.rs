@@ -1,11 +1,11 @@
 //! Lab and imaging results (issue 5) as FHIR R4: DiagnosticReport and Observation read,
-//! search (by patient, code, date) and create, and the transaction Bundle a hospital's lab
-//! system pushes (`POST /fhir`). The JSON shapes are `tiercare_fhir::results`; the checks
-//! are the JSON API's (`routes::results::prepare`: the lab role posting for its own
-//! facility, a known patient, `domain::results::prepare_report`), so a result refused there
-//! is refused here, each domain field error at its FHIRPath. A transaction's reports are
-//! all checked before any is stored, and stored in one store transaction
-//! (`insert_results`): one bad entry writes nothing.
+//! search (by patient, code, date) and create. The JSON shapes are `tiercare_fhir::results`;
+//! the checks are the JSON API's (`routes::results::prepare_with`: the lab role posting for
+//! its own facility, a known patient, `domain::results::prepare_report`), so a result refused
+//! there is refused here, each domain field error at its FHIRPath ([`prepare_one`]). The
+//! transaction Bundle a lab system pushes (`POST /fhir`, reports with their Observations) is
+//! the general one (`super::transaction`), which checks each report with [`prepare_one`]
+//! before anything is stored: one bad entry writes nothing.
 //!
 //! Reads follow the patient record's access rule (`routes::patients::readable_patient`) and
 //! write an access-log row (`fhir_read_results`) before anything is served; a search needs
@@ -22,11 +22,11 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde_json::Value;
 use tiercare_domain::recognition::{Catalogue, RecognitionItem};
 use tiercare_domain::results::{Category, Report};
-use tiercare_fhir::outcome::{Issue, IssueType};
+use tiercare_fhir::outcome::IssueType;
 use tiercare_fhir::results::{self as fhir_results, ITEM_SYSTEM, LOINC, ParsedReport};
 use tiercare_fhir::search::{DateParam, Prefix, token_matches};
 use tiercare_store::{ResultQuery, ResultRecord, ResultSort, ResultSortKey};
@@ -41,7 +41,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::CurrentUser;
 use crate::routes::patients::{log_access, readable_patient};
-use crate::routes::results::{config, prepare, record_ids};
+use crate::routes::results::{config, prepare_with, record_ids};
 
 type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
@@ -59,8 +59,6 @@ pub(super) fn router() -> Router<AppState> {
             get(search_observations).post(create_observation).fallback(not_allowed("GET, POST")),
         )
         .route("/fhir/Observation/{id}", get(read_observation).fallback(not_allowed("GET")))
-        // the transaction; other methods on /fhir stay with the catch-all (unknown endpoint)
-        .route("/fhir", post(transaction))
 }
 
 fn catalogue(state: &AppState) -> &Catalogue {
@@ -311,39 +309,58 @@ async fn search_observations(
 // ---------------------------------------------------------------------------------------
 // create
 
-/// Check every parsed report by the JSON API's rules (the caller's facility performs when
-/// the resource names none); all problems of all reports, each at its element; nothing is
-/// stored here.
+/// Check every parsed report by the JSON API's rules ([`prepare_one`]); all problems of all
+/// reports, each at its element (the status of the first refused report); nothing is stored
+/// here. A refusal by role (403) is answered alone.
 async fn check_all(state: &AppState, me: &CurrentUser, parsed: Vec<ParsedReport>) -> FhirResult<Vec<Report>> {
     let mut reports = Vec::with_capacity(parsed.len());
-    let mut issues: Vec<Issue> = Vec::new();
-    let mut status = StatusCode::UNPROCESSABLE_ENTITY;
-    for p in parsed {
-        let mut new = p.report.clone();
-        if !p.facility_named {
-            new.facility_id = me.user.facility_id;
-            new.lab_id = me.user.facility_id;
-        }
-        match prepare(state, me, new).await {
-            Ok((report, _)) => reports.push(report),
-            // the role: nothing else to say
-            Err(e) if e.status == StatusCode::FORBIDDEN => return Err(e.into()),
-            Err(e) => {
-                status = e.status;
-                let st = e.status;
-                let code_of = move |code: &str| match code {
-                    "recognition.unknown_item" | "results.not_a_lab_item" | "results.not_an_exam" => {
-                        IssueType::CodeInvalid
-                    }
-                    "reference.unknown" => IssueType::Value,
-                    c if c.ends_with(".missing") || c == "text.empty" => IssueType::Required,
-                    _ => issue_type(st),
-                };
-                issues.extend(api_error_outcome(e, code_of, |f| p.expression(f)).issues);
-            }
+    let mut refused: Option<FhirError> = None;
+    for p in &parsed {
+        match prepare_one(state, me, p, None).await {
+            Ok(report) => reports.push(report),
+            Err(e) if e.status == StatusCode::FORBIDDEN => return Err(e),
+            Err(e) => match &mut refused {
+                Some(first) => first.issues.extend(e.issues),
+                None => refused = Some(e),
+            },
         }
     }
-    if issues.is_empty() { Ok(reports) } else { Err(FhirError { status, issues }) }
+    match refused {
+        None => Ok(reports),
+        Some(e) => Err(e),
+    }
+}
+
+/// One parsed report checked by the JSON API's rules (`routes::results::prepare_with`: the
+/// lab role, its own facility — the caller's when the resource names none —, a known patient
+/// or `known`, the one registered earlier in the same transaction), each domain field error
+/// at its element; nothing is stored.
+pub(super) async fn prepare_one(
+    state: &AppState,
+    me: &CurrentUser,
+    p: &ParsedReport,
+    known: Option<&tiercare_domain::patient::Patient>,
+) -> FhirResult<Report> {
+    let mut new = p.report.clone();
+    if !p.facility_named {
+        new.facility_id = me.user.facility_id;
+        new.lab_id = me.user.facility_id;
+    }
+    match prepare_with(state, me, new, known).await {
+        Ok((report, _)) => Ok(report),
+        // the role: nothing else to say
+        Err(e) if e.status == StatusCode::FORBIDDEN => Err(e.into()),
+        Err(e) => {
+            let st = e.status;
+            let code_of = move |code: &str| match code {
+                "recognition.unknown_item" | "results.not_a_lab_item" | "results.not_an_exam" => IssueType::CodeInvalid,
+                "reference.unknown" => IssueType::Value,
+                c if c.ends_with(".missing") || c == "text.empty" => IssueType::Required,
+                _ => issue_type(st),
+            };
+            Err(api_error_outcome(e, code_of, |f| p.expression(f)))
+        }
+    }
 }
 
 /// Store checked reports in one transaction.
@@ -357,9 +374,11 @@ fn created(body: &Value, location: String) -> Response {
 }
 
 /// `POST /fhir/DiagnosticReport`: an imaging report, or a lab report with its Observations
-/// contained.
+/// contained; with `If-None-Exist`, nothing is created when the criteria match one
+/// (`conditional::if_none_exist`, as for Observation).
 async fn create_report(
     State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     me: Result<CurrentUser, ApiError>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -367,6 +386,9 @@ async fn create_report(
     let me = me?;
     let v = json_body(&headers, body)?;
     let parsed = fhir_results::parse_diagnostic_report(&v, catalogue(&state)).map_err(refused)?;
+    if let Some(found) = super::conditional::if_none_exist(&state, &headers, addr, "DiagnosticReport").await? {
+        return Ok(found);
+    }
     let reports = check_all(&state, &me, vec![parsed]).await?;
     store(&state, &reports).await?;
     let r = &reports[0];
@@ -376,6 +398,7 @@ async fn create_report(
 /// `POST /fhir/Observation`: a lab report of one observation.
 async fn create_observation(
     State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     me: Result<CurrentUser, ApiError>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -383,33 +406,12 @@ async fn create_observation(
     let me = me?;
     let v = json_body(&headers, body)?;
     let parsed = fhir_results::parse_observation(&v, catalogue(&state)).map_err(refused)?;
+    if let Some(found) = super::conditional::if_none_exist(&state, &headers, addr, "Observation").await? {
+        return Ok(found);
+    }
     let reports = check_all(&state, &me, vec![parsed]).await?;
     store(&state, &reports).await?;
     let r = &reports[0];
     let e = &r.entries[0];
     Ok(created(&fhir_results::observation(r, e, catalogue(&state)), format!("/fhir/Observation/{}", e.id)))
-}
-
-/// `POST /fhir`: a transaction Bundle of DiagnosticReports and their Observations, stored
-/// whole or not at all; the answer lists, per entry, where it was created.
-async fn transaction(
-    State(state): State<AppState>,
-    me: Result<CurrentUser, ApiError>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> FhirResult<Response> {
-    let me = me?;
-    let v = json_body(&headers, body)?;
-    let tx = fhir_results::parse_transaction(&v, catalogue(&state)).map_err(refused)?;
-    let reports = check_all(&state, &me, tx.reports.clone()).await?;
-    store(&state, &reports).await?;
-    let locations: Vec<String> = tx
-        .entries
-        .iter()
-        .map(|(kind, k, obs)| match obs {
-            None => format!("DiagnosticReport/{}", reports[*k].id),
-            Some(j) => format!("{kind}/{}", reports[*k].entries[*j].id),
-        })
-        .collect();
-    Ok(fhir_json(StatusCode::OK, &fhir_results::transaction_response(&locations)))
 }

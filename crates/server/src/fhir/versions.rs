@@ -1,8 +1,8 @@
 //! Versions (issue 7): `meta.versionId`/`meta.lastUpdated`, `ETag: W/"n"` and
 //! `Last-Modified` on read, vread, create and update, `If-Match` on update, vread and
-//! instance history. Versions come from the domain records' own counters, never from a
-//! snapshot written on every change (`tiercare_fhir::capability::VERSIONS` says which
-//! types have them and what they come from):
+//! instance history. Versions come from the domain records' own counters and events, and
+//! only a patient record's changes keep a copy of the row they replace
+//! (`tiercare_fhir::capability::VERSIONS` says which types have them and what they come from):
 //!
 //! - a referral (ServiceRequest, Task) has a version per step (`Referral::version`,
 //!   `updated_at`); each step's event is kept, so every earlier Task is rebuilt from them
@@ -10,9 +10,16 @@
 //!   `GET /fhir/Task/{id}/_history` (a Bundle of type history, newest first). A
 //!   ServiceRequest's vread answers its current version only (the steps do not record the
 //!   department and reach they changed).
-//! - a patient record has a version counter bumped by every change (update, merge) and its
-//!   last change time; earlier versions are not kept (vread: the current one). Its routes
-//!   are in `patients`.
+//! - a patient record has a version counter bumped by every change (update, merge,
+//!   unmerge) and its last change time; each change keeps the version it replaces
+//!   (migration 0017: the one snapshot table, because a patient's changes cannot be rebuilt
+//!   from anything else): vread of any kept version and `_history` (`history`). Its read,
+//!   update and create are in `patients`.
+//! - Claim and ClaimResponse: version 1 as settled, 2 once reversed; the types never changed
+//!   once stored (`capability::NEVER_CHANGED`): version 1 only (`history`, one generic
+//!   layer over their reads).
+//! - the referral searches take `_lastUpdated` and `_sort` into the store's filter
+//!   ([`referral_search`]).
 //!
 //! `If-Match` takes `W/"n"` or `"n"`; anything else answers 400 (expression `http.If-Match`).
 //! Nothing is deleted and only Patient is updated: the other methods answer 405 with the
@@ -42,11 +49,16 @@ use crate::error::ApiError;
 use crate::extract::CurrentUser;
 use crate::routes::referrals;
 
+mod history;
+
+pub(super) use history::{layer, settlement_answer};
+
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/fhir/ServiceRequest/{id}/_history/{vid}", get(vread_service_request).fallback(not_allowed("GET")))
         .route("/fhir/Task/{id}/_history", get(task_history).fallback(not_allowed("GET")))
         .route("/fhir/Task/{id}/_history/{vid}", get(vread_task).fallback(not_allowed("GET")))
+        .merge(history::router())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -214,28 +226,36 @@ async fn task_history(
     let me = me?;
     let id = path_id(&id, "Task")?;
     let (r, history) = referrals::read_logged(&state, &me, id, Some(addr.ip().to_string())).await?;
-    let base = super::params::base_url(&headers);
-    let mut entries = Vec::new();
-    for n in (1..=r.version).rev() {
-        let Some(task) = fhir::task_at_version(&r, &history, n) else { continue };
-        let at = version_time(&r, &history, n);
-        let (method, url, status) =
-            if n == 1 { ("POST", "Task".to_owned(), "201 Created") } else { ("PUT", format!("Task/{id}"), "200 OK") };
-        entries.push(json!({
-            "fullUrl": format!("{base}/Task/{id}"),
-            "resource": task,
-            "request": { "method": method, "url": url },
-            "response": { "status": status, "etag": etag(n), "lastModified": instant(at) },
-        }));
-    }
-    let bundle = json!({
-        "resourceType": "Bundle",
-        "type": "history",
-        "total": entries.len(),
-        "link": [{ "relation": "self", "url": format!("{base}/Task/{id}/_history") }],
-        "entry": entries,
-    });
-    Ok(fhir_json(StatusCode::OK, &bundle))
+    let versions = (1..=r.version)
+        .filter_map(|n| {
+            let task = fhir::task_at_version(&r, &history, n)?;
+            Some(history::Version { n, resource: task, at: Some(version_time(&r, &history, n)) })
+        })
+        .collect();
+    Ok(history::history_bundle(&headers, "Task", &id.to_string(), versions))
+}
+
+/// `_lastUpdated` (the referral's `updated_at`, prefixes as Patient's) and `_sort`
+/// (`authored`/`authored-on`: when requested; `_lastUpdated`) of a referral search, into
+/// the store's filter; the range is answered for a search that reads one referral itself.
+pub(super) fn referral_search(
+    p: &super::Params,
+    filter: &mut tiercare_store::ReferralFilter,
+) -> FhirResult<tiercare_fhir::search::InstantRange> {
+    use tiercare_store::{ReferralSort, ReferralSortKey};
+    let range = tiercare_fhir::search::instant_range(&p.dates("_lastUpdated")?);
+    filter.updated_from = range.from;
+    filter.updated_to = range.until;
+    filter.updated_except = range.except.clone();
+    filter.sort = p
+        .sort()
+        .iter()
+        .map(|s| ReferralSort {
+            key: if s.key == "_lastUpdated" { ReferralSortKey::UpdatedAt } else { ReferralSortKey::RequestedAt },
+            descending: s.descending,
+        })
+        .collect();
+    Ok(range)
 }
 
 /// `PUT /fhir/Task/{id}`: one step of the referral's life cycle, read from the changed Task
@@ -255,6 +275,38 @@ pub(super) async fn update_task(
     let id = path_id(&id, "Task")?;
     let wanted = if_match(&headers)?;
     let v = json_body(&headers, body)?;
+    let step = match prepare_task_update(&state, &me, id, wanted, &v, addr).await? {
+        TaskUpdate::Unchanged(r, history) => {
+            return Ok(versioned(fhir_json(StatusCode::OK, &fhir::task(&r, &history)), r.version, r.updated_at));
+        }
+        TaskUpdate::Step { step, wanted } => match (*step).commit(&state).await {
+            Ok(step) => step,
+            Err(e) => return Err(task_refused(&state, id, wanted, e).await),
+        },
+    };
+    let r = &step.change.referral;
+    Ok(versioned(fhir_json(StatusCode::OK, &fhir::task(r, &step.history)), r.version, r.updated_at))
+}
+
+/// A Task update checked, not written ([`prepare_task_update`]).
+pub(super) enum TaskUpdate {
+    /// The Task came back unchanged: nothing to write; the referral and its history as read.
+    Unchanged(Box<Referral>, Vec<ReferralEvent>),
+    /// One life-cycle step, computed from version `wanted`.
+    Step { step: Box<referrals::PreparedStep>, wanted: i64 },
+}
+
+/// Everything of `PUT /fhir/Task/{id}` but the write: the body's id, `If-Match` (`wanted`;
+/// 428 without it, 412 when stale), the role, the party, the step the changed Task asks
+/// (`task_step`) and the life cycle's rules (`routes::referrals::prepare_step`).
+pub(super) async fn prepare_task_update(
+    state: &AppState,
+    me: &CurrentUser,
+    id: uuid::Uuid,
+    wanted: Option<i64>,
+    v: &Value,
+    addr: SocketAddr,
+) -> FhirResult<TaskUpdate> {
     if v.get("id").and_then(Value::as_str) != Some(id.to_string().as_str()) {
         return Err(FhirError {
             status: StatusCode::BAD_REQUEST,
@@ -280,27 +332,30 @@ pub(super) async fn update_task(
         .await
         .map_err(ApiError::from)?
         .ok_or_else(|| FhirError::new(StatusCode::NOT_FOUND, IssueType::NotFound, "Task not found"))?;
-    referrals::party_of(&me, &r)?;
+    referrals::party_of(me, &r)?;
     check_version(wanted, r.version, "Task")?;
     let current = fhir::task(&r, &history);
-    let Some(cmd) = fhir::task_step(&current, &v).map_err(super::refused)? else {
-        return Ok(versioned(fhir_json(StatusCode::OK, &current), r.version, r.updated_at));
+    let Some(cmd) = fhir::task_step(&current, v).map_err(super::refused)? else {
+        return Ok(TaskUpdate::Unchanged(Box::new(r), history));
     };
-    let step = match referrals::transition(&state, &me, id, cmd, Some(wanted), Some(addr.ip().to_string())).await {
-        Ok(step) => step,
-        // another step came between the read and the write
-        Err(e) if e.status == StatusCode::CONFLICT && e.code == "conflict" => {
-            let now =
-                state.store.referral_for_step(id).await.map_err(ApiError::from)?.map_or(0, |s| s.referral.version);
-            return Err(check_version(wanted, now, "Task").err().unwrap_or_else(|| e.into()));
-        }
-        Err(e) => {
-            let status = e.status;
-            return Err(super::api_error_outcome(e, |_| super::issue_type(status), fhir::task_field_expression));
-        }
-    };
-    let r = &step.change.referral;
-    Ok(versioned(fhir_json(StatusCode::OK, &fhir::task(r, &step.history)), r.version, r.updated_at))
+    match referrals::prepare_step(state, me, id, cmd, Some(wanted), Some(addr.ip().to_string())).await {
+        Ok(step) => Ok(TaskUpdate::Step { step: Box::new(step), wanted }),
+        Err(e) => Err(task_refused(state, id, wanted, e).await),
+    }
+}
+
+/// A refused step as `PUT /fhir/Task/{id}` answers it: another step came between the read
+/// and the write → 412 naming the current version; else the refusal at the Task's elements.
+pub(super) async fn task_refused(state: &AppState, id: uuid::Uuid, wanted: i64, e: ApiError) -> FhirError {
+    if e.status == StatusCode::CONFLICT && e.code == "conflict" {
+        let now = match state.store.referral_for_step(id).await {
+            Ok(found) => found.map_or(0, |s| s.referral.version),
+            Err(e) => return ApiError::from(e).into(),
+        };
+        return check_version(wanted, now, "Task").err().unwrap_or_else(|| e.into());
+    }
+    let status = e.status;
+    super::api_error_outcome(e, |_| super::issue_type(status), fhir::task_field_expression)
 }
 
 #[cfg(test)]

@@ -191,6 +191,17 @@ async fn prior_of(
 /// facility, a known patient, the rules of `prepare_report` (the lab's qualification at the
 /// report time). The JSON API and FHIR (`fhir::results`) both store what this returns.
 pub(crate) async fn prepare(state: &AppState, me: &CurrentUser, new: NewReport) -> ApiResult<(Report, Arc<Facility>)> {
+    prepare_with(state, me, new, None).await
+}
+
+/// [`prepare`], with `known`: a patient not stored yet (registered earlier in the same FHIR
+/// transaction, written with the report), taken instead of the store's when it is the report's.
+pub(crate) async fn prepare_with(
+    state: &AppState,
+    me: &CurrentUser,
+    new: NewReport,
+    known: Option<&Patient>,
+) -> ApiResult<(Report, Arc<Facility>)> {
     if !me.has_role(Role::Lab) {
         return Err(ApiError::forbidden("role.forbidden", "only a lab system (role lab) reports results"));
     }
@@ -198,11 +209,14 @@ pub(crate) async fn prepare(state: &AppState, me: &CurrentUser, new: NewReport) 
         return Err(invalid("facility_id", "results.other_facility", "a lab reports results of its own facility only"));
     }
     let performing = user_facility(state, me).await?;
-    let patient = state
-        .store
-        .get_patient(new.patient_id)
-        .await?
-        .ok_or_else(|| invalid("patient_id", "reference.unknown", "no patient with this id"))?;
+    let patient = match known.filter(|p| p.id == new.patient_id) {
+        Some(p) => p.clone(),
+        None => state
+            .store
+            .get_patient(new.patient_id)
+            .await?
+            .ok_or_else(|| invalid("patient_id", "reference.unknown", "no patient with this id"))?,
+    };
     let quals = state.store.lab_qualifications(&[new.lab_id]).await?;
     let performer = Performer { facility_tier: performing.tier, region_key: patient.region_key.clone() };
     let report = prepare_report(new, &performer, config(state), &quals, state.now(), new_id)?;

@@ -11,6 +11,7 @@ macro_rules! bulk_contract_tests {
             bulk_walks_visit_every_row_once_in_key_order,
             bulk_lookups_name_what_is_stored,
             bulk_since_walks_and_access_rows,
+            bulk_group_members_by_home_facility,
         );
     };
 }
@@ -256,4 +257,79 @@ pub async fn bulk_since_walks_and_access_rows(store: Arc<dyn Store>) {
     let mut want = rows.clone();
     want.sort_by_key(|e| e.id);
     assert_eq!(got, want);
+}
+
+/// A Group's members: the patients registered at one facility (their home facility), any
+/// status, in id order whatever the page, none of another facility's or of no facility; with
+/// `since`, only those changed (registered or updated) after the instant.
+pub async fn bulk_group_members_by_home_facility(store: Arc<dyn Store>) {
+    let s = &*store;
+    migrated(s).await;
+    let a = facility(s, "H51162100011", Tier::Township, YUECHI, None).await;
+    let b = facility(s, "H51162100012", Tier::Township, YUECHI, None).await;
+    let person = |k: u16, home: Option<Uuid>| {
+        NewPatient {
+            identity_number: Some(id_number(
+                YUECHI,
+                date!(1970 - 01 - 01) + Duration::days(i64::from(k)),
+                k + 1,
+                Sex::Female,
+            )),
+            home_facility_id: home,
+            ..NewPatient::new(&format!("成员{k}"), Sex::Female)
+        }
+        .validate(TODAY, None)
+        .expect("valid registration")
+        .into_patient(new_id())
+    };
+    // four at A, two at B, one registered nowhere
+    let homes = [Some(a.id), Some(b.id), Some(a.id), None, Some(a.id), Some(b.id), Some(a.id)];
+    let patients: Vec<Patient> = homes.iter().enumerate().map(|(k, h)| person(k as u16, *h)).collect();
+    let rows: Vec<(u64, Patient)> = patients.iter().enumerate().map(|(i, p)| (i as u64 + 1, p.clone())).collect();
+    assert_eq!(s.import_patients(&rows, true).await.expect("import").inserted, 7);
+    let walk = |f: Uuid, since: Option<OffsetDateTime>, limit: u32| async move {
+        let mut got = Vec::new();
+        let mut after = None;
+        loop {
+            let page = s.patients_registered_at(f, after, since, limit).await.expect("a page");
+            assert!(page.len() <= limit as usize, "a page holds at most the limit");
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            got.extend(page);
+        }
+        got
+    };
+    let of = |f: Uuid| {
+        let mut want: Vec<Patient> =
+            patients.iter().filter(|p| p.home_facility_id == Some(f)).cloned().map(normalised).collect();
+        want.sort_by_key(|p| p.id);
+        want
+    };
+    for limit in [1u32, 3, 50] {
+        let got: Vec<Patient> = walk(a.id, None, limit).await.into_iter().map(normalised).collect();
+        assert_eq!(got, of(a.id), "A's four by {limit}");
+        let got: Vec<Patient> = walk(b.id, None, limit).await.into_iter().map(normalised).collect();
+        assert_eq!(got, of(b.id), "B's two by {limit}");
+    }
+    assert_eq!(of(a.id).len(), 4);
+    assert!(walk(new_id(), None, 10).await.is_empty(), "a facility nobody is registered at");
+    // since: one of A's changed and one newly registered at A after the instant
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let since = OffsetDateTime::now_utc();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let changed = Patient { phone: Some("13800009999".into()), ..patients[2].clone() };
+    s.update_patient(&changed).await.expect("update");
+    let late = person(20, Some(a.id));
+    assert_eq!(s.import_patients(&[(1, late.clone())], true).await.expect("import").inserted, 1);
+    for limit in [1u32, 50] {
+        let mut got: Vec<Uuid> = walk(a.id, Some(since), limit).await.iter().map(|p| p.id).collect();
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "in id order");
+        got.sort();
+        let mut want = vec![changed.id, late.id];
+        want.sort();
+        assert_eq!(got, want, "A's changed since, by {limit}");
+        assert!(walk(b.id, Some(since), limit).await.is_empty(), "nothing of B changed");
+    }
+    // without since the late one is a member too
+    assert_eq!(walk(a.id, None, 2).await.len(), 5);
 }

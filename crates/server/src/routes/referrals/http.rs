@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tiercare_domain::FieldError;
@@ -20,7 +21,7 @@ use tiercare_store::{FollowUpFilter, ReferralFilter};
 use time::{Date, Duration, OffsetDateTime, Time};
 use uuid::Uuid;
 
-use super::view::{detail_json, rfc3339, rows_json, task_json};
+use super::view::{detail, rfc3339, rows_json, task_json};
 use super::{all_facilities, facility, party_of};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -37,11 +38,21 @@ pub(crate) async fn create(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     me: CurrentUser,
     ApiJson(input): ApiJson<NewReferral>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<Response> {
     let (change, patient) = super::create_change(&state, &me, input, Some(Some(addr.ip().to_string()))).await?;
     let history = std::slice::from_ref(&change.event);
-    let body = detail_json(&state, &change.referral, history, Some(Party::Sender), Some(patient), true).await?;
-    Ok((StatusCode::CREATED, Json(body)))
+    let body = detail(&state, &change.referral, history, Some(Party::Sender), Some(patient), true).await?;
+    json_response(StatusCode::CREATED, &body)
+}
+
+/// `value` serialised as the JSON body of a `status` answer (what `Json` does, for answers
+/// that borrow what the handler holds).
+fn json_response(status: StatusCode, value: &impl serde::Serialize) -> ApiResult<Response> {
+    let body = serde_json::to_vec(value).map_err(|e| {
+        tracing::error!(error = %e, "an answer could not be serialised");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred; it has been logged")
+    })?;
+    Ok((status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
 
 /// GET /api/v1/referrals/{id}
@@ -50,11 +61,11 @@ pub(crate) async fn read(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     me: CurrentUser,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let id = parse_id(&id, "referral")?;
     let (r, history) = super::read_logged(&state, &me, id, Some(addr.ip().to_string())).await?;
     let party = party_of(&me, &r)?;
-    Ok(Json(detail_json(&state, &r, &history, Some(party), None, true).await?))
+    json_response(StatusCode::OK, &detail(&state, &r, &history, Some(party), None, true).await?)
 }
 
 /// Split a transition body into the optional `version` and the command.
@@ -90,14 +101,14 @@ pub(crate) async fn transitions(
     me: CurrentUser,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let id = parse_id(&id, "referral")?;
     let (cmd, version) = parse_transition(body)?;
     let step = super::transition(&state, &me, id, cmd, version, Some(addr.ip().to_string())).await?;
     let r = &step.change.referral;
     // after a redirect the user's facility is no longer a party
     let party = party_of(&me, r).ok();
-    Ok(Json(detail_json(&state, r, &step.history, party, None, step.filed).await?))
+    json_response(StatusCode::OK, &detail(&state, r, &step.history, party, None, step.filed).await?)
 }
 
 /// Which worklist.

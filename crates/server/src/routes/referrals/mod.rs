@@ -66,6 +66,47 @@ pub(crate) async fn transition(
     version: Option<i64>,
     client_addr: Option<String>,
 ) -> ApiResult<Step> {
+    prepare_step(state, me, id, cmd, version, client_addr).await?.commit(state).await
+}
+
+/// A step computed and checked, not written: what [`transition`] writes (the change and its
+/// access-log row, `act_referral`) and what its answer needs.
+pub(crate) struct PreparedStep {
+    pub change: Change,
+    pub access: tiercare_store::AccessLogEntry,
+    /// Oldest first, up to the version the step was computed from.
+    pub history: Vec<ReferralEvent>,
+    /// A filing named the referral before the step.
+    pub filed: bool,
+}
+
+impl PreparedStep {
+    /// Write the step with its access-log row (one transaction; 409 when the referral moved on).
+    pub(crate) async fn commit(self, state: &AppState) -> ApiResult<Step> {
+        state.store.apply_referral_change_logged(&self.change, &self.access).await?;
+        Ok(self.taken())
+    }
+
+    /// The step as written (by [`PreparedStep::commit`] or with others in one transaction).
+    pub(crate) fn taken(self) -> Step {
+        let PreparedStep { change, mut history, filed, .. } = self;
+        // the write checked the version read, so no step came between: the stored history is
+        // the one read and this step's event
+        history.push(as_stored(&change.event));
+        let filed = filed || change.filing.is_some();
+        Step { change, history, filed }
+    }
+}
+
+/// Everything of [`transition`] but the write.
+pub(crate) async fn prepare_step(
+    state: &AppState,
+    me: &CurrentUser,
+    id: Uuid,
+    cmd: Command,
+    version: Option<i64>,
+    client_addr: Option<String>,
+) -> ApiResult<PreparedStep> {
     me.require(Action::Refer)?;
     if matches!(cmd, Command::Expire | Command::Escalate { .. }) {
         return Err(ApiError::forbidden(
@@ -73,7 +114,7 @@ pub(crate) async fn transition(
             format!("{} is done by the deadline sweeper, not by a user", cmd.code()),
         ));
     }
-    let ReferralForStep { referral: r, mut history, filed } =
+    let ReferralForStep { referral: r, history, filed } =
         state.store.referral_for_step(id).await?.ok_or_else(|| ApiError::not_found("referral"))?;
     let party = party_of(me, &r)?;
     if let Some(v) = version
@@ -117,12 +158,7 @@ pub(crate) async fn transition(
         AccessBasis::CareRelationship,
         client_addr,
     );
-    state.store.apply_referral_change_logged(&change, &access).await?;
-    // the write checked the version read, so no step came between: the stored history is
-    // the one read and this step's event
-    history.push(as_stored(&change.event));
-    let filed = filed || change.filing.is_some();
-    Ok(Step { change, history, filed })
+    Ok(PreparedStep { change, access, history, filed })
 }
 
 /// An event as the store gives it back: its times to the millisecond (the store keeps
@@ -156,7 +192,8 @@ pub(crate) async fn list_for_party(
     let outbox = ReferralFilter { from_facility_id: Some(mine), ..filter };
     let mut all = state.store.list_referrals(&inbox).await?;
     all.extend(state.store.list_referrals(&outbox).await?);
-    all.sort_by(|a, b| b.requested_at.cmp(&a.requested_at).then(b.id.cmp(&a.id)));
+    // the store's order (the filter's sort, then newest request first)
+    all.sort_by(|a, b| inbox.order(a, b));
     all.dedup_by_key(|r| r.id);
     all.truncate(limit);
     Ok(all)
@@ -182,6 +219,34 @@ pub(crate) async fn create_change(
     input: NewReferral,
     shown: Option<Option<String>>,
 ) -> ApiResult<(Change, Patient)> {
+    let (change, patient) = prepare_create(state, me, input, None).await?;
+    match shown {
+        Some(client_addr) => {
+            let access = super::patients::access_entry(
+                me,
+                &patient.region_key,
+                patient.id,
+                "create_referral",
+                AccessBasis::CareRelationship,
+                client_addr,
+            );
+            state.store.create_referral_logged(&change, &access).await?;
+        }
+        None => state.store.create_referral(&change).await?,
+    }
+    Ok((change, patient))
+}
+
+/// Everything of [`create_change`] but the write: the checks and the domain's `Change`, with
+/// the patient read. `known`: a patient not stored yet (registered earlier in the same FHIR
+/// transaction, written with the referral), taken instead of the store's when it is the one
+/// referred.
+pub(crate) async fn prepare_create(
+    state: &AppState,
+    me: &CurrentUser,
+    input: NewReferral,
+    known: Option<&Patient>,
+) -> ApiResult<(Change, Patient)> {
     me.require(Action::Refer)?;
     let mine = me.user.facility_id;
     if input.from_facility_id.is_some_and(|f| f != mine) {
@@ -190,11 +255,14 @@ pub(crate) async fn create_change(
             "you can send referrals only from your own facility",
         ));
     }
-    let patient = state
-        .store
-        .get_patient(input.patient_id)
-        .await?
-        .ok_or_else(|| unknown_reference("patient_id", format!("unknown patient {}", input.patient_id)))?;
+    let patient = match known.filter(|p| p.id == input.patient_id) {
+        Some(p) => p.clone(),
+        None => state
+            .store
+            .get_patient(input.patient_id)
+            .await?
+            .ok_or_else(|| unknown_reference("patient_id", format!("unknown patient {}", input.patient_id)))?,
+    };
     if let PatientStatus::Merged(into) = patient.status {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -214,20 +282,6 @@ pub(crate) async fn create_change(
     let now = state.now();
     let home = home_region(state, patient.id, &from, now).await?;
     let change = rules::request(input, new_id(), patient.region_key.clone(), me.user.id, &from, &to, &home, now)?;
-    match shown {
-        Some(client_addr) => {
-            let access = super::patients::access_entry(
-                me,
-                &patient.region_key,
-                patient.id,
-                "create_referral",
-                AccessBasis::CareRelationship,
-                client_addr,
-            );
-            state.store.create_referral_logged(&change, &access).await?;
-        }
-        None => state.store.create_referral(&change).await?,
-    }
     Ok((change, patient))
 }
 
