@@ -1065,6 +1065,21 @@ pub fn parse_result_entries(entries: &[(usize, &Value)], catalogue: &Catalogue) 
             }
         }
     }
+    // an Observation is one value of one report: referred to twice (by two reports, or twice
+    // by one), it would be stored twice
+    let mut seen = std::collections::HashSet::new();
+    for p in &reports {
+        for &e in &p.observation_entries {
+            if !seen.insert(e) {
+                r.add(
+                    IssueType::Invalid,
+                    &format!("Bundle.entry[{e}]"),
+                    "this Observation is in the result of more than one report (or twice in one): each \
+                     Observation belongs to one report, once",
+                );
+            }
+        }
+    }
     if !r.issues.is_empty() {
         return Err(r.issues);
     }

@@ -262,6 +262,10 @@ async fn a_result_and_a_facility_have_one_version() {
         assert_eq!(other.status.as_u16(), read_status(&s, path, &clin_b).await, "{path}: the read's rule");
     }
     assert_outcome(&s.get(&format!("/fhir/Observation/{}/_history", Uuid::now_v7()), &spec).await, 404, "not-found");
+    // an id that is not a FHIR id (a decoded `/`) names nothing: no nested history
+    for bad in ["x%2F_history/_history", "x%2F_history/_history/1", "a%2Fb/_history"] {
+        assert_outcome(&s.get(&format!("/fhir/Observation/{bad}"), &spec).await, 404, "not-found");
+    }
 
     // a facility: one version too
     let org = format!("Organization/{county}");

@@ -291,6 +291,22 @@ async fn one_refused_entry_refuses_the_bundle_and_nothing_of_the_others_is_store
     };
     let r = post(&s, &token, &bundle(vec![put("W/\"1\""), put("W/\"1\"")])).await;
     assert_refused(&r, 400, "Bundle.entry[1].request.url");
+    // one Observation in the result of two reports (or twice in one) would be stored twice
+    let o = urn();
+    let twice = bundle(vec![
+        post_entry(&p, patient(WANG_ID, "王秀英")),
+        post_entry(&o, observation(&p, "2823-3", 4.1, "mmol/L")),
+        post_entry(&urn(), report(&p, county, specimen, &[&o])),
+        post_entry(&urn(), report(&p, county, specimen, &[&o])),
+    ]);
+    assert_refused(&post(&s, &token, &twice).await, 400, "Bundle.entry[1]");
+    let once_twice = bundle(vec![
+        post_entry(&p, patient(WANG_ID, "王秀英")),
+        post_entry(&o, observation(&p, "2823-3", 4.1, "mmol/L")),
+        post_entry(&urn(), report(&p, county, specimen, &[&o, &o])),
+    ]);
+    assert_refused(&post(&s, &token, &once_twice).await, 400, "Bundle.entry[1]");
+    assert_eq!(counts(&s).await, before, "an Observation referred to twice: nothing stored");
     // more entries than a Bundle may hold
     let many: Vec<Value> = (0..501).map(|_| json!({ "request": { "method": "GET", "url": "metadata" } })).collect();
     assert_refused(&post(&s, &token, &bundle(many)).await, 400, "Bundle.entry");

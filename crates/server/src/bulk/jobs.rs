@@ -86,11 +86,13 @@ impl Job {
 
     /// The job stopped running at `now` with `state` (done or failed): its retention begins.
     pub fn finish(&self, state: State, now: OffsetDateTime) {
-        if let Ok(mut f) = self.finished_at.lock() {
-            *f = Some(now);
-        }
+        // the state first: a job has an expiry only once it is done or failed, so a sweep
+        // in between cannot expire it and then see it overwritten by `Done`
         if let Ok(mut s) = self.state.lock() {
             *s = state;
+        }
+        if let Ok(mut f) = self.finished_at.lock() {
+            *f = Some(now);
         }
     }
 

@@ -95,8 +95,12 @@ enum Op {
 /// An entry prepared: what it writes and answers.
 enum Ready {
     NewPatient(Box<PatientCreate>),
-    /// `ifNoneExist` matched this patient: nothing created.
-    Existing(Patient),
+    /// `ifNoneExist` matched this patient: nothing created. `readable`: this user may read
+    /// the record (else the answer names it only, as the standalone route: no version).
+    Existing {
+        patient: Patient,
+        readable: bool,
+    },
     Update(Box<PatientUpdate>),
     Referral(Box<Change>),
     Step {
@@ -564,12 +568,13 @@ impl<'a> Tx<'a> {
             })?;
             h.insert("if-none-exist", value);
             if let Some((p, basis)) = find_existing(self.state, self.me, &h).await? {
+                let readable = basis.is_some();
                 if let Some(b) = basis {
                     // as the standalone route: the match is read (and would be shown)
                     self.writes.push((k, PreparedWrite::Access(self.log(&p, "fhir_read_patient", b))));
                 }
                 self.patients.insert(k, p.clone());
-                self.ready.insert(k, Ready::Existing(p));
+                self.ready.insert(k, Ready::Existing { patient: p, readable });
                 return Ok(());
             }
         }
@@ -705,8 +710,15 @@ impl<'a> Tx<'a> {
     /// The transaction-response: per entry, in order, what it did; GET entries run now.
     async fn answer(&mut self, headers: &HeaderMap, done: &[(usize, WriteDone)]) -> FhirResult<Value> {
         let created: Vec<Uuid> = self.new_patients.keys().copied().collect();
-        let times: HashMap<Uuid, time::OffsetDateTime> =
-            self.state.store.patient_updated_at(&created).await.map_err(ApiError::from)?.into_iter().collect();
+        // everything is stored by now: a failed read of the new records' times costs only their
+        // `lastModified`, never an error answer that would invite the caller to send it all again
+        let times: HashMap<Uuid, time::OffsetDateTime> = match self.state.store.patient_updated_at(&created).await {
+            Ok(t) => t.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "transaction stored; the new patients' change times could not be read");
+                HashMap::new()
+            }
+        };
         let updated: HashMap<usize, time::OffsetDateTime> = done
             .iter()
             .filter_map(|(k, d)| match d {
@@ -737,7 +749,16 @@ impl<'a> Tx<'a> {
                     let p = &c.patient;
                     response(StatusCode::CREATED, format!("Patient/{}", p.id), p.version, times.get(&p.id).copied())
                 }
-                Some(Ready::Existing(p)) => response(StatusCode::OK, format!("Patient/{}", p.id), p.version, None),
+                Some(Ready::Existing { patient: p, readable }) => {
+                    let mut r = response(StatusCode::OK, format!("Patient/{}", p.id), p.version, None);
+                    if !readable {
+                        // as `POST /fhir/Patient` answers a match this user may not read: its place only
+                        if let Some(r) = r["response"].as_object_mut() {
+                            r.remove("etag");
+                        }
+                    }
+                    r
+                }
                 Some(Ready::Update(u)) => {
                     let p = &u.changed;
                     response(StatusCode::OK, format!("Patient/{}", p.id), p.version + 1, updated.get(&k).copied())

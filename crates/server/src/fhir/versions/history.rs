@@ -254,6 +254,19 @@ async fn read_through(
     kind: &str,
     id: &str,
 ) -> Result<Value, Response> {
+    use axum::response::IntoResponse;
+    // an id is FHIR's [A-Za-z0-9-.]{1,64}: anything else (a decoded `/`, say) names nothing,
+    // and must not become another path of the internal call
+    let fhir_id =
+        !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !fhir_id {
+        return Err(super::super::FhirError::new(
+            StatusCode::NOT_FOUND,
+            tiercare_fhir::outcome::IssueType::NotFound,
+            format!("{kind} not found"),
+        )
+        .into_response());
+    }
     let internal = Internal::new(state, headers, Some(ConnectInfo(addr)));
     let a = internal.call(Method::GET, &format!("{kind}/{id}"), None, &[]).await;
     if a.status == StatusCode::OK { Ok(a.body) } else { Err(fhir_json(a.status, &a.body)) }
