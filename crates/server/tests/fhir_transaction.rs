@@ -344,6 +344,19 @@ async fn if_none_exist_takes_the_registered_patient_for_the_later_entries() {
     let f = AccessLogFilter { patient_id: Uuid::parse_str(&wang_id).ok(), limit: 100, ..Default::default() };
     let log = s.store.query_access_log(&f).await.expect("log");
     assert_eq!(log.iter().filter(|e| e.action == "fhir_read_patient").count(), 1, "{log:?}");
+    // a user whose facility may not read her is told where she is, not her version (as the
+    // standalone conditional create), and no read is logged for that user
+    let clin_b = s.login("clin_b").await;
+    let mut again = post_entry(&urn(), patient(WANG_ID, "王秀英"));
+    again["request"]["ifNoneExist"] = json!(format!("identifier={RESIDENT_ID}|{WANG_ID}"));
+    let r_b = post(&s, &clin_b, &bundle(vec![again])).await;
+    r_b.expect_status(200);
+    assert_eq!(r_b.json["entry"][0]["response"]["status"], "200 OK", "{}", r_b.text);
+    assert_eq!(r_b.json["entry"][0]["response"]["location"], format!("Patient/{wang_id}"));
+    assert!(r_b.json["entry"][0]["response"].get("etag").is_none(), "{}", r_b.text);
+    assert!(!r_b.text.contains("王秀英") && !r_b.text.contains(WANG_ID), "{}", r_b.text);
+    let log = s.store.query_access_log(&f).await.expect("log");
+    assert_eq!(log.iter().filter(|e| e.action == "fhir_read_patient").count(), 1, "{log:?}");
 
     // a Task step in a transaction: the receiver accepts (version 2, its act_referral row)
     let sr_id = locations(&r)[1].strip_prefix("ServiceRequest/").expect("id").to_owned();
