@@ -31,7 +31,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "tiercare", version, about = "Tiered care for county medical communities (分级诊疗)")]
 struct Cli {
-    /// Settings file (TOML: listen, data_dir, database_url, session_ttl_hours, max_body_bytes).
+    /// Settings file (TOML: listen, data_dir, database_url, session_ttl_hours, max_body_bytes, bulk_retention_hours).
     #[arg(long, global = true, env = "TIERCARE_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
