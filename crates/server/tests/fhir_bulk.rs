@@ -123,24 +123,9 @@ async fn kick_off(s: &TestServer, method: Method, path: &str, token: &str, prefe
     s.send(rb).await
 }
 
-/// The status URL's path of a 202 kick-off.
-fn status_path(s: &TestServer, r: &Resp) -> String {
-    assert_eq!(r.status.as_u16(), 202, "{}", r.text);
-    let loc = r.headers.get("content-location").and_then(|v| v.to_str().ok()).expect("Content-Location");
-    loc.strip_prefix(&s.base).unwrap_or_else(|| panic!("an absolute URL of this server: {loc}")).to_owned()
-}
-
-/// Poll until the job is done (202 with X-Progress meanwhile); the final answer.
-async fn finish(s: &TestServer, path: &str, token: &str) -> Resp {
-    for _ in 0..400 {
-        let r = s.get(path, token).await;
-        if r.status.as_u16() != 202 {
-            return r;
-        }
-        assert!(r.headers.contains_key("x-progress"), "202 carries X-Progress");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the job did not finish in 20 s");
+/// A 202 answer of a running job carries X-Progress.
+fn progress(r: &Resp) {
+    assert!(r.headers.contains_key("x-progress"), "202 carries X-Progress");
 }
 
 /// Every output file of a manifest, downloaded with the token: lines by type.
@@ -199,8 +184,8 @@ async fn a_system_export_writes_every_record_once_and_logs_each_patient() {
     let patients = stored(&s).await;
     let admin = s.login("sysadmin").await;
     let r = kick_off(&s, Method::GET, "/fhir/$export", &admin, true).await;
-    let status = status_path(&s, &r);
-    let done = finish(&s, &status, &admin).await;
+    let status = s.bulk_status_path(&r);
+    let done = s.poll_bulk_job(&status, &admin, progress).await;
     done.expect_status(200);
     let m = &done.json;
     assert_eq!(m["requiresAccessToken"], true);
@@ -250,7 +235,7 @@ async fn type_since_patient_and_group_levels_narrow_the_export() {
         let (s, admin) = (&s, &admin);
         async move {
             let r = kick_off(s, Method::GET, &path, admin, true).await;
-            let done = finish(s, &status_path(s, &r), admin).await;
+            let done = s.poll_bulk_job(&s.bulk_status_path(&r), admin, progress).await;
             done.expect_status(200);
             download(s, &done.json, admin).await
         }
@@ -305,7 +290,7 @@ async fn type_since_patient_and_group_levels_narrow_the_export() {
     let rb =
         s.client.post(s.url("/fhir/Patient/$export")).bearer_auth(&admin).header("prefer", "respond-async").json(&body);
     let r = s.send(rb).await;
-    let done = finish(&s, &status_path(&s, &r), &admin).await;
+    let done = s.poll_bulk_job(&s.bulk_status_path(&r), &admin, progress).await;
     assert_eq!(counts(&download(&s, &done.json, &admin).await), BTreeMap::from([("Coverage", 5)]));
 }
 
@@ -369,9 +354,9 @@ async fn a_cancelled_export_is_gone_with_its_files_and_jobs_are_their_owners() {
     s.add_user("sysadmin2", s.seed.county_hospital, tiercare_domain::role::Role::SystemAdmin).await;
     let other = s.login("sysadmin2").await;
     let r = kick_off(&s, Method::GET, "/fhir/$export", &admin, true).await;
-    let status = status_path(&s, &r);
+    let status = s.bulk_status_path(&r);
     assert_outcome(&s.get(&status, &other).await, 404, "not-found");
-    let done = finish(&s, &status, &admin).await;
+    let done = s.poll_bulk_job(&status, &admin, progress).await;
     done.expect_status(200);
     let url = done.json["output"][0]["url"].as_str().expect("a file").to_owned();
     let file = url.strip_prefix(&s.base).expect("this server").to_owned();
@@ -387,7 +372,7 @@ async fn a_cancelled_export_is_gone_with_its_files_and_jobs_are_their_owners() {
     assert!(!bulk.join(job).exists(), "the files are removed");
     // a running job cancelled at once: gone as well, its directory removed when it stops
     let r = kick_off(&s, Method::GET, "/fhir/$export", &admin, true).await;
-    let status = status_path(&s, &r);
+    let status = s.bulk_status_path(&r);
     s.call(Method::DELETE, &status, Some(&admin), None).await.expect_status(202);
     assert_outcome(&s.get(&status, &admin).await, 404, "not-found");
     let dir = bulk.join(status.rsplit('/').next().expect("a job id"));
@@ -446,7 +431,7 @@ async fn an_uploaded_import_lands_the_good_lines_and_reports_the_bad_one() {
         .header("content-type", "application/fhir+ndjson")
         .body(ndjson(&lines));
     let r = s.send(rb).await;
-    let done = finish(&s, &status_path(&s, &r), &admin).await;
+    let done = s.poll_bulk_job(&s.bulk_status_path(&r), &admin, progress).await;
     done.expect_status(200);
     let m = &done.json;
     assert_eq!(m["output"][0]["type"], "Patient", "{m}");
@@ -522,14 +507,14 @@ async fn server_side_files_are_imported_and_paths_outside_the_directory_refused(
     let ping = json!({ "inputFormat": "application/fhir+ndjson", "inputSource": "https://hospital.example",
                        "input": [{ "type": "Patient", "url": "county" }] });
     let r = post(ping.clone()).await;
-    let done = finish(&s, &status_path(&s, &r), &admin).await;
+    let done = s.poll_bulk_job(&s.bulk_status_path(&r), &admin, progress).await;
     done.expect_status(200);
     assert_eq!(done.json["output"][0]["count"], 2, "{}", done.text);
     assert!(s.store.get_patient(ids[0]).await.expect("read").is_some());
     assert!(import_dir.join("county/.tiercare-import.json").is_file(), "resumable: the checkpoint");
     // asked again: the checkpoint says done; nothing read twice, nothing written twice
     let r = post(ping).await;
-    let again = finish(&s, &status_path(&s, &r), &admin).await;
+    let again = s.poll_bulk_job(&s.bulk_status_path(&r), &admin, progress).await;
     assert_eq!(again.json["output"][0]["count"], 2, "the totals over the runs");
     assert_eq!(s.patient_count().await, 2);
 }

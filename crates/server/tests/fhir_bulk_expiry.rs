@@ -73,25 +73,6 @@ async fn kick_off(s: &TestServer, path: &str, token: &str) -> Resp {
     s.send(rb).await
 }
 
-/// The status URL's path of a 202 kick-off.
-fn status_path(s: &TestServer, r: &Resp) -> String {
-    assert_eq!(r.status.as_u16(), 202, "{}", r.text);
-    let loc = r.headers.get("content-location").and_then(|v| v.to_str().ok()).expect("Content-Location");
-    loc.strip_prefix(&s.base).unwrap_or_else(|| panic!("an absolute URL of this server: {loc}")).to_owned()
-}
-
-/// Poll until the job is done; the final answer.
-async fn finish(s: &TestServer, path: &str, token: &str) -> Resp {
-    for _ in 0..400 {
-        let r = s.get(path, token).await;
-        if r.status.as_u16() != 202 {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the job did not finish in 20 s");
-}
-
 /// The `Expires` header as an instant (an HTTP-date: RFC 2822's form, in GMT).
 fn expires(r: &Resp) -> OffsetDateTime {
     let raw = r.headers.get("expires").and_then(|v| v.to_str().ok()).unwrap_or_else(|| panic!("Expires: {}", r.text));
@@ -120,8 +101,8 @@ async fn a_finished_export_expires_after_the_retention_and_says_so() {
     s.store.import_patients(&[(1, person(0, s.seed.village_clinic))], true).await.expect("a patient");
     let admin = s.login("sysadmin").await;
     let r = kick_off(&s, "/fhir/Patient/$export?_type=Patient", &admin).await;
-    let status = status_path(&s, &r);
-    let done = finish(&s, &status, &admin).await;
+    let status = s.bulk_status_path(&r);
+    let done = s.poll_bulk_job(&status, &admin, |_| {}).await;
     let finished = s.now();
     done.expect_status(200);
     // Expires: when it finished (the poll that saw it done, within its last 50 ms) plus an hour
@@ -142,7 +123,7 @@ async fn a_finished_export_expires_after_the_retention_and_says_so() {
     assert!(dir.join("Patient.ndjson").is_file(), "the file is kept meanwhile");
     // a minute before the hour: still there
     s.advance(time::Duration::minutes(59));
-    finish(&s, &status, &admin).await.expect_status(200);
+    s.poll_bulk_job(&status, &admin, |_| {}).await.expect_status(200);
     assert!(dir.is_dir());
     // past it: 404 saying it expired, for the status and the file; the files are gone
     s.advance(time::Duration::minutes(2));
@@ -165,8 +146,8 @@ async fn the_sweeper_removes_expired_jobs_files_without_any_access() {
     s.store.import_patients(&[(1, person(1, s.seed.township_b))], true).await.expect("a patient");
     let admin = s.login("sysadmin").await;
     let r = kick_off(&s, "/fhir/$export?_type=Organization,Patient", &admin).await;
-    let status = status_path(&s, &r);
-    finish(&s, &status, &admin).await.expect_status(200);
+    let status = s.bulk_status_path(&r);
+    s.poll_bulk_job(&status, &admin, |_| {}).await.expect_status(200);
     let dir = job_dir(&bulk, &status);
     assert!(dir.join("Organization.ndjson").is_file() && dir.join("Patient.ndjson").is_file());
     // a running job never expires; a finished one only after its hour: passes meanwhile keep it
@@ -247,7 +228,7 @@ async fn an_upload_mixing_types_imports_each_in_dependency_order_with_its_line_n
         .header("content-type", "application/fhir+ndjson")
         .body(ndjson(&lines));
     let r = s.send(rb).await;
-    let done = finish(&s, &status_path(&s, &r), &admin).await;
+    let done = s.poll_bulk_job(&s.bulk_status_path(&r), &admin, |_| {}).await;
     done.expect_status(200);
     let m = &done.json;
     let out = |kind: &str| {

@@ -748,6 +748,16 @@ impl Writer {
         self.epoch.elapsed().as_micros() as u64
     }
 
+    /// Commit the open group (see [`WriterState::commit`]), noting when.
+    fn commit(&self, st: &mut WriterState, group: u64) -> Result<()> {
+        let done = st.commit(group);
+        self.last_commit_us.store(self.now_us(), Ordering::Relaxed);
+        if let Some((groups, _)) = &self.stats {
+            groups.fetch_add(1, Ordering::Relaxed);
+        }
+        done
+    }
+
     /// Writes are arriving steadily: worth holding the group open for more members.
     fn should_linger(&self) -> bool {
         self.linger_us.load(Ordering::Relaxed) > 0
@@ -825,18 +835,6 @@ impl WriterState {
     fn outcome(&self, group: u64) -> Option<Result<()>> {
         (self.ended_upto >= group)
             .then(|| if self.failed.contains(&group) { Err(Error::GroupRolledBack) } else { Ok(()) })
-    }
-}
-
-impl Writer {
-    /// Commit the open group (see [`WriterState::commit`]), noting when.
-    fn commit(&self, st: &mut WriterState, group: u64) -> Result<()> {
-        let done = st.commit(group);
-        self.last_commit_us.store(self.now_us(), Ordering::Relaxed);
-        if let Some((groups, _)) = &self.stats {
-            groups.fetch_add(1, Ordering::Relaxed);
-        }
-        done
     }
 }
 

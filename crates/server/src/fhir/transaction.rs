@@ -737,42 +737,51 @@ impl<'a> Tx<'a> {
         let internal = reads.then(|| Internal::new(self.state, headers, Some(ConnectInfo(self.addr))));
         let mut out = Vec::with_capacity(self.entries.len());
         for k in 0..self.entries.len() {
-            let response = |status: StatusCode, location: String, version: i64, at: Option<time::OffsetDateTime>| {
-                let mut r = json!({ "status": status_line(status), "location": location, "etag": etag(version) });
-                if let Some(t) = at {
-                    r["lastModified"] = json!(instant(t));
-                }
-                json!({ "response": r })
-            };
+            // `version`: `None` for a record this user may not read (its place only)
+            let response =
+                |status: StatusCode, location: String, version: Option<i64>, at: Option<time::OffsetDateTime>| {
+                    let mut r = json!({ "status": status_line(status), "location": location });
+                    if let Some(v) = version {
+                        r["etag"] = json!(etag(v));
+                    }
+                    if let Some(t) = at {
+                        r["lastModified"] = json!(instant(t));
+                    }
+                    json!({ "response": r })
+                };
             let entry = match self.ready.get(&k) {
                 Some(Ready::NewPatient(c)) => {
                     let p = &c.patient;
-                    response(StatusCode::CREATED, format!("Patient/{}", p.id), p.version, times.get(&p.id).copied())
+                    response(
+                        StatusCode::CREATED,
+                        format!("Patient/{}", p.id),
+                        Some(p.version),
+                        times.get(&p.id).copied(),
+                    )
                 }
+                // as `POST /fhir/Patient` answers a match this user may not read: its place only
                 Some(Ready::Existing { patient: p, readable }) => {
-                    let mut r = response(StatusCode::OK, format!("Patient/{}", p.id), p.version, None);
-                    if !readable {
-                        // as `POST /fhir/Patient` answers a match this user may not read: its place only
-                        if let Some(r) = r["response"].as_object_mut() {
-                            r.remove("etag");
-                        }
-                    }
-                    r
+                    response(StatusCode::OK, format!("Patient/{}", p.id), readable.then_some(p.version), None)
                 }
                 Some(Ready::Update(u)) => {
                     let p = &u.changed;
-                    response(StatusCode::OK, format!("Patient/{}", p.id), p.version + 1, updated.get(&k).copied())
+                    response(StatusCode::OK, format!("Patient/{}", p.id), Some(p.version + 1), updated.get(&k).copied())
                 }
                 Some(Ready::Referral(c)) => {
                     let r = &c.referral;
-                    response(StatusCode::CREATED, format!("ServiceRequest/{}", r.id), r.version, Some(r.updated_at))
+                    response(
+                        StatusCode::CREATED,
+                        format!("ServiceRequest/{}", r.id),
+                        Some(r.version),
+                        Some(r.updated_at),
+                    )
                 }
                 Some(Ready::Step { step, .. }) => {
                     let r = &step.change.referral;
-                    response(StatusCode::OK, format!("Task/{}", r.id), r.version, Some(r.updated_at))
+                    response(StatusCode::OK, format!("Task/{}", r.id), Some(r.version), Some(r.updated_at))
                 }
                 Some(Ready::Unchanged(r)) => {
-                    response(StatusCode::OK, format!("Task/{}", r.id), r.version, Some(r.updated_at))
+                    response(StatusCode::OK, format!("Task/{}", r.id), Some(r.version), Some(r.updated_at))
                 }
                 Some(Ready::Result { report, observation }) => {
                     let r = &self.reports[*report];
@@ -780,7 +789,7 @@ impl<'a> Tx<'a> {
                         None => format!("DiagnosticReport/{}", r.id),
                         Some(j) => format!("Observation/{}", r.entries[*j].id),
                     };
-                    json!({ "response": { "status": status_line(StatusCode::CREATED), "location": location } })
+                    response(StatusCode::CREATED, location, None, None)
                 }
                 Some(Ready::Get) => {
                     let (Some(Op::Get { url }), Some(internal)) = (&self.ops[k], &internal) else { continue };

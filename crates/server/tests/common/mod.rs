@@ -137,6 +137,27 @@ fn at(lat: f64, lon: f64) -> Option<GeoPoint> {
 }
 
 impl TestServer {
+    /// The status URL's path of a 202 bulk kick-off (its `Content-Location`, on this server).
+    pub fn bulk_status_path(&self, r: &Resp) -> String {
+        assert_eq!(r.status.as_u16(), 202, "{}", r.text);
+        let loc = r.headers.get("content-location").and_then(|v| v.to_str().ok()).expect("Content-Location");
+        loc.strip_prefix(&self.base).unwrap_or_else(|| panic!("an absolute URL of this server: {loc}")).to_owned()
+    }
+
+    /// Poll a bulk job's status URL until it is no longer 202 (each 202 answer is handed to
+    /// `on_pending` first); the final answer.
+    pub async fn poll_bulk_job(&self, path: &str, token: &str, on_pending: impl Fn(&Resp)) -> Resp {
+        for _ in 0..400 {
+            let r = self.get(path, token).await;
+            if r.status.as_u16() != 202 {
+                return r;
+            }
+            on_pending(&r);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the job did not finish in 20 s");
+    }
+
     /// Fresh store, seeded registries and users, server listening on 127.0.0.1:<random>.
     pub async fn start() -> TestServer {
         Self::start_with(ServerConfig::default()).await
